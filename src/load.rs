@@ -1,0 +1,378 @@
+//! Loading plan files into the located [`Node`] tree: YAML through saphyr-parser's
+//! event stream (which keeps every position), TOML through `toml`'s spanned document.
+
+use std::sync::Arc;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
+
+use crate::diagnostic::Diagnostic;
+use crate::node::{Entry, Node, Value};
+use crate::source::{SourceFile, Span, Syntax};
+
+/// Loads a plan file into a node tree, or the syntax errors that prevent it.
+///
+/// # Errors
+/// Syntax errors, duplicate keys, and unsupported files, as located diagnostics.
+pub fn load(file: &Arc<SourceFile>) -> Result<Node, Vec<Diagnostic>> {
+    match file.syntax() {
+        Some(Syntax::Yaml) => YamlLoader::new(file).load(),
+        Some(Syntax::Toml) => load_toml(file),
+        None => Err(vec![
+            Diagnostic::about_path("file", file.name(), "is not a plan file")
+                .with_help("plan files end in .yaml, .yml or .toml"),
+        ]),
+    }
+}
+
+/// Builds a tree from saphyr-parser's events.
+struct YamlLoader<'a> {
+    file: &'a Arc<SourceFile>,
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    /// Byte offset of each character, when the text is not pure ASCII.
+    char_offsets: Option<Vec<usize>>,
+    anchors: Vec<(usize, Node)>,
+    problems: Vec<Diagnostic>,
+}
+
+/// Stops the walk at the first syntax error; saphyr cannot recover from one.
+struct Stop;
+
+impl<'a> YamlLoader<'a> {
+    fn new(file: &'a Arc<SourceFile>) -> YamlLoader<'a> {
+        let text = file.text();
+        let char_offsets = (!text.is_ascii())
+            .then(|| text.char_indices().map(|(offset, _)| offset).chain(std::iter::once(text.len())).collect());
+        YamlLoader { file, parser: Parser::new_from_str(text), char_offsets, anchors: Vec::new(), problems: Vec::new() }
+    }
+
+    fn load(mut self) -> Result<Node, Vec<Diagnostic>> {
+        let result = self.documents();
+        match result {
+            Ok(node) if self.problems.is_empty() => Ok(node),
+            Ok(_) | Err(Stop) => Err(self.problems),
+        }
+    }
+
+    fn documents(&mut self) -> Result<Node, Stop> {
+        let mut root = None;
+        loop {
+            let (event, span) = self.next()?;
+            match event {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+                Event::DocumentStart(_) => {
+                    let (event, span) = self.next()?;
+                    if matches!(event, Event::DocumentEnd) {
+                        continue;
+                    }
+                    let node = self.node(event, span)?;
+                    if root.is_some() {
+                        self.problems.push(
+                            Diagnostic::error("syntax", self.file, node.span, "a plan file holds one YAML document")
+                                .with_label("second document")
+                                .with_help("put each plan in its own file"),
+                        );
+                    } else {
+                        root = Some(node);
+                    }
+                }
+                Event::StreamEnd => break,
+                Event::Alias(_)
+                | Event::Scalar(..)
+                | Event::SequenceStart(..)
+                | Event::SequenceEnd
+                | Event::MappingStart(..)
+                | Event::MappingEnd => {
+                    let node = self.node(event, span)?;
+                    root.get_or_insert(node);
+                }
+            }
+        }
+        Ok(root.unwrap_or_else(|| Node::new(Value::Null, Span::new(0, 0))))
+    }
+
+    fn next(&mut self) -> Result<(Event<'a>, Span), Stop> {
+        match self.parser.next_event() {
+            Some(Ok((event, span))) => {
+                let span = Span::new(self.offset(span.start.index()), self.offset(span.end.index()));
+                Ok((event, span))
+            }
+            Some(Err(error)) => {
+                self.syntax_error(&error);
+                Err(Stop)
+            }
+            None => Ok((Event::StreamEnd, Span::new(self.file.text().len(), self.file.text().len()))),
+        }
+    }
+
+    fn offset(&self, char_index: usize) -> usize {
+        match &self.char_offsets {
+            Some(offsets) => offsets.get(char_index).copied().unwrap_or(self.file.text().len()),
+            None => char_index.min(self.file.text().len()),
+        }
+    }
+
+    fn syntax_error(&mut self, error: &ScanError) {
+        let at = self.offset(error.marker().index());
+        let end = (at + 1).min(self.file.text().len());
+        self.problems.push(
+            Diagnostic::error("syntax", self.file, Span::new(at, end), format!("invalid YAML: {}", error.info()))
+                .with_label("here")
+                .with_help("check the indentation and quoting around this line"),
+        );
+    }
+
+    fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, Stop> {
+        match event {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let node = Node::new(scalar(&text, style), span);
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::SequenceStart(anchor, _tag) => {
+                let mut items = Vec::new();
+                let mut whole = span;
+                loop {
+                    let (event, span) = self.next()?;
+                    if matches!(event, Event::SequenceEnd) {
+                        whole = whole.join(Span::new(span.end, span.end));
+                        break;
+                    }
+                    let item = self.node(event, span)?;
+                    whole = whole.join(item.span);
+                    items.push(item);
+                }
+                let node = Node::new(Value::List(items), whole);
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::MappingStart(anchor, _tag) => {
+                let node = self.mapping(span)?;
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::Alias(anchor) => {
+                match self.anchors.iter().rev().find(|(id, _)| *id == anchor) {
+                    Some((_, node)) => Ok(node.clone()),
+                    None => {
+                        self.problems.push(
+                            Diagnostic::error("syntax", self.file, span, "alias to an unknown anchor")
+                                .with_help("define the anchor (&name) before using it (*name)"),
+                        );
+                        Ok(Node::new(Value::Null, span))
+                    }
+                }
+            }
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::SequenceEnd
+            | Event::MappingEnd => {
+                self.problems.push(Diagnostic::error("syntax", self.file, span, "unexpected end of YAML structure"));
+                Err(Stop)
+            }
+        }
+    }
+
+    fn mapping(&mut self, start: Span) -> Result<Node, Stop> {
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut whole = start;
+        loop {
+            let (event, key_span) = self.next()?;
+            let key = match event {
+                Event::MappingEnd => break,
+                Event::Scalar(text, ..) => text.into_owned(),
+                Event::Alias(_)
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+                | Event::Nothing
+                | Event::StreamStart
+                | Event::StreamEnd
+                | Event::DocumentStart(_)
+                | Event::DocumentEnd
+                | Event::SequenceEnd => {
+                    let complex = self.node(event, key_span)?;
+                    self.problems.push(
+                        Diagnostic::error("syntax", self.file, complex.span, "map keys must be plain text")
+                            .with_help("write the key as a string"),
+                    );
+                    String::new()
+                }
+            };
+            let (event, span) = self.next()?;
+            let value = self.node(event, span)?;
+            whole = whole.join(key_span).join(value.span);
+            if let Some(first) = entries.iter().find(|entry| entry.key == key && !key.is_empty()) {
+                self.problems.push(
+                    Diagnostic::error("duplicate-key", self.file, key_span, format!("duplicate key `{key}`"))
+                        .with_label("written again here")
+                        .with_secondary(first.key_span, "first written here")
+                        .with_help("remove one of them; YAML keeps only one value per key"),
+                );
+            }
+            entries.push(Entry { key, key_span, value });
+        }
+        Ok(Node::new(Value::Map(entries), whole))
+    }
+
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor > 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+    }
+}
+
+/// Resolves a scalar the way YAML 1.2's core schema does; quoted text stays text.
+fn scalar(text: &str, style: ScalarStyle) -> Value {
+    if !matches!(style, ScalarStyle::Plain) {
+        return Value::String(text.to_owned());
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Some(integer) = parse_integer(text) {
+        return Value::Integer(integer);
+    }
+    let looks_numeric = text.bytes().next().is_some_and(|byte| byte.is_ascii_digit() || b"+-.".contains(&byte));
+    if looks_numeric && let Ok(float) = text.parse::<f64>() {
+        return Value::Float(float);
+    }
+    Value::String(text.to_owned())
+}
+
+fn parse_integer(text: &str) -> Option<i64> {
+    if let Some(hex) = text.strip_prefix("0x") {
+        return i64::from_str_radix(hex, 16).ok();
+    }
+    if let Some(octal) = text.strip_prefix("0o") {
+        return i64::from_str_radix(octal, 8).ok();
+    }
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn load_toml(file: &Arc<SourceFile>) -> Result<Node, Vec<Diagnostic>> {
+    let (table, errors) = toml::de::DeTable::parse_recoverable(file.text());
+    if !errors.is_empty() {
+        return Err(errors
+            .iter()
+            .map(|error| {
+                let range = error.span().unwrap_or(0..0);
+                let span = Span::new(range.start, range.end.max(range.start + 1).min(file.text().len()));
+                let message = error.message().trim_end().replace('\n', " ");
+                Diagnostic::error("syntax", file, span, format!("invalid TOML: {message}"))
+                    .with_label("here")
+                    .with_help("see https://toml.io for the syntax")
+            })
+            .collect());
+    }
+    let span = table.span();
+    Ok(toml_table(table.get_ref(), Span::new(span.start, span.end)))
+}
+
+fn toml_table(table: &toml::de::DeTable<'_>, span: Span) -> Node {
+    let mut entries: Vec<Entry> = table
+        .iter()
+        .map(|(key, value)| {
+            let key_span = key.span();
+            Entry {
+                key: key.get_ref().to_string(),
+                key_span: Span::new(key_span.start, key_span.end),
+                value: toml_value(value),
+            }
+        })
+        .collect();
+    // The table type may sort its keys; diagnostics read best in the order written.
+    entries.sort_by_key(|entry| entry.key_span.start);
+    Node::new(Value::Map(entries), span)
+}
+
+fn toml_value(value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node {
+    let range = value.span();
+    let span = Span::new(range.start, range.end);
+    let value = match value.get_ref() {
+        toml::de::DeValue::String(text) => Value::String(text.to_string()),
+        toml::de::DeValue::Integer(integer) => {
+            let digits = integer.as_str().replace('_', "");
+            let parsed = match integer.radix() {
+                10 => digits.parse().ok(),
+                radix => i64::from_str_radix(&digits, radix).ok(),
+            };
+            parsed.map_or_else(|| Value::String(integer.as_str().to_owned()), Value::Integer)
+        }
+        toml::de::DeValue::Float(float) => {
+            float.as_str().replace('_', "").parse().map_or_else(|_| Value::String(float.to_string()), Value::Float)
+        }
+        toml::de::DeValue::Boolean(boolean) => Value::Bool(*boolean),
+        toml::de::DeValue::Datetime(datetime) => Value::String(datetime.to_string()),
+        toml::de::DeValue::Array(items) => Value::List(items.iter().map(toml_value).collect()),
+        toml::de::DeValue::Table(table) => return toml_table(table, span),
+    };
+    Node::new(value, span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Node {
+        load(&SourceFile::new("t.yaml", text)).unwrap()
+    }
+
+    #[test]
+    fn yaml_scalars_follow_the_core_schema() {
+        let node = yaml("a: 1\nb: true\nc: '1'\nd: yes\ne: ~\nf: 1.5\ng: 30m\n");
+        assert_eq!(node.get("a").unwrap().value, Value::Integer(1));
+        assert_eq!(node.get("b").unwrap().value, Value::Bool(true));
+        assert_eq!(node.get("c").unwrap().value, Value::String("1".into()));
+        assert_eq!(node.get("d").unwrap().value, Value::String("yes".into()));
+        assert_eq!(node.get("e").unwrap().value, Value::Null);
+        assert_eq!(node.get("f").unwrap().value, Value::Float(1.5));
+        assert_eq!(node.get("g").unwrap().value, Value::String("30m".into()));
+    }
+
+    #[test]
+    fn yaml_spans_are_byte_offsets_even_after_multibyte_text() {
+        let text = "description: \"naïve ünïcode\"\nname: x\n";
+        let node = yaml(text);
+        let entry = &node.as_map().unwrap()[1];
+        assert_eq!(&text[entry.key_span.start..entry.key_span.end], "name");
+        assert_eq!(&text[entry.value.span.start..entry.value.span.end], "x");
+    }
+
+    #[test]
+    fn yaml_duplicate_keys_label_both() {
+        let problems = load(&SourceFile::new("t.yaml", "a: 1\na: 2\n")).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].labels.len(), 2);
+    }
+
+    #[test]
+    fn yaml_aliases_copy_the_anchored_value() {
+        let node = yaml("a: &x [1, 2]\nb: *x\n");
+        assert_eq!(node.get("a").unwrap().value, node.get("b").unwrap().value);
+    }
+
+    #[test]
+    fn toml_and_yaml_give_the_same_values() {
+        let from_toml = load(&SourceFile::new("t.toml", "b = 1\na = \"x\"\n[c]\nd = [true]\n")).unwrap();
+        let from_yaml = yaml("b: 1\na: x\nc:\n  d: [true]\n");
+        assert_eq!(from_toml.to_json(), from_yaml.to_json());
+        assert_eq!(from_toml.as_map().unwrap()[0].key, "b");
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let problems = load(&SourceFile::new("t.yaml", "a: [1, 2\nb: 3\n")).unwrap_err();
+        assert!(problems[0].location().is_some());
+        let problems = load(&SourceFile::new("t.toml", "a = \n")).unwrap_err();
+        assert_eq!(problems[0].location().unwrap().1, 1);
+    }
+}

@@ -1,0 +1,126 @@
+//! Plan files as read from disk, and byte spans into them.
+
+use std::sync::Arc;
+
+/// A byte range into a [`SourceFile`]'s text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// A span from `start` to `end` (byte offsets).
+    #[must_use]
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end: end.max(start) }
+    }
+
+    /// The smallest span covering both.
+    #[must_use]
+    pub fn join(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+
+    /// Number of bytes covered.
+    #[must_use]
+    pub fn len(self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether the span covers no byte.
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// The syntax a plan file is written in, chosen by its extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// `.yaml` / `.yml`
+    Yaml,
+    /// `.toml`
+    Toml,
+}
+
+/// A plan file: its name as the user gave it, and its text.
+#[derive(Debug)]
+pub struct SourceFile {
+    name: String,
+    text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    /// Wraps text read from `name`.
+    #[must_use]
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<SourceFile> {
+        let text = text.into();
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(index, _)| index + 1))
+            .collect();
+        Arc::new(SourceFile { name: name.into(), text, line_starts })
+    }
+
+    /// The file name as given on the command line.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The whole text.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The syntax implied by the extension, if it is one dr-plan reads.
+    #[must_use]
+    pub fn syntax(&self) -> Option<Syntax> {
+        syntax_of(&self.name)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    #[must_use]
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
+        let line_start = self.line_starts[line];
+        let column = self.text.get(line_start..offset).map_or(offset - line_start, |prefix| prefix.chars().count());
+        (line + 1, column + 1)
+    }
+
+    /// The text a span covers.
+    #[must_use]
+    pub fn slice(&self, span: Span) -> &str {
+        self.text.get(span.start..span.end).unwrap_or("")
+    }
+}
+
+/// The syntax implied by a file name's extension.
+#[must_use]
+pub fn syntax_of(name: &str) -> Option<Syntax> {
+    let extension = std::path::Path::new(name).extension()?.to_str()?;
+    match extension {
+        "yaml" | "yml" => Some(Syntax::Yaml),
+        "toml" => Some(Syntax::Toml),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based_and_count_characters() {
+        let file = SourceFile::new("p.yaml", "a: 1\nnäme: x\n");
+        assert_eq!(file.line_column(0), (1, 1));
+        assert_eq!(file.line_column(5), (2, 1));
+        let x = file.text().find('x').unwrap();
+        assert_eq!(file.line_column(x), (2, 7));
+    }
+}

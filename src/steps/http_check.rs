@@ -1,0 +1,83 @@
+//! `http.check`: poll an endpoint until it answers as expected.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{KindInfo, OutputInfo, Params};
+use crate::duration::HumanDuration;
+
+/// Parameters of `http.check`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    /// The URL to request.
+    pub url: String,
+    /// The HTTP method.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// The status code that counts as healthy.
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+    /// Text the body must contain.
+    pub contains: Option<String>,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Time between attempts.
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// Give up (and fail the step) after this long.
+    #[serde(default = "default_deadline")]
+    pub deadline: HumanDuration,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+fn default_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+
+fn default_deadline() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(300))
+}
+
+/// What `http.check` declares.
+pub const INFO: KindInfo = KindInfo {
+    summary: "Poll an HTTP endpoint until it answers with the expected status (and body), with a deadline.",
+    destructive: false,
+    idempotent: true,
+    undo: None,
+    outputs: &[
+        OutputInfo { name: "status", description: "the last status code" },
+        OutputInfo { name: "attempts", description: "how many requests were made" },
+    ],
+    preflight: "the URL parses",
+    notes: "Each request has its own timeout (the interval, at least 5s). Use it as the health check \
+            of a new target before a DNS switch.",
+    example: "- id: api-healthy\n  kind: http.check\n  with: { url: \"https://api.dr.example.com/healthz\", contains: ok, deadline: 10m }\n",
+};
+
+/// The dry-run sentence.
+#[must_use]
+pub fn describe(with: &Params<'_>) -> String {
+    let mut sentence = format!(
+        "poll {} {} every {} until it answers {}",
+        with.text_or("method", "GET"),
+        with.text("url"),
+        with.text_or("interval", "5s"),
+        with.text_or("expect_status", "200")
+    );
+    if with.has("contains") {
+        sentence.push_str(&format!(" containing \"{}\"", with.text("contains")));
+    }
+    sentence.push_str(&format!(" (deadline {})", with.text_or("deadline", "5m")));
+    sentence
+}
