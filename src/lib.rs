@@ -9,4 +9,7 @@ pub mod duration;
 pub mod load;
 pub mod node;
 pub mod source;
+pub mod spec;
+pub mod schema_check;
 pub mod steps;
+pub mod template;

@@ -1,0 +1,608 @@
+//! The plan as written: typed, every user-written value kept with its span. Decoding
+//! reports every problem of the file at once (unknown fields with the closest valid
+//! name, wrong types, bad durations, unknown step kinds), then [`crate::plan`]
+//! checks the graph and the templates.
+//!
+//! The same types generate `schemas/plan.schema.json` (see [`crate::schema`]).
+
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+
+use crate::diagnostic::{Diagnostic, suggestion};
+use crate::duration::HumanDuration;
+use crate::node::{Entry, Node, Value};
+use crate::source::{SourceFile, Span};
+use crate::steps::StepKind;
+
+/// A value and where it is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Its span.
+    pub span: Span,
+}
+
+impl<T: JsonSchema> JsonSchema for Located<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A map from names to values, in the order written (`inputs`, `vars`, `secrets`).
+#[derive(Clone, Debug)]
+pub struct NamedMap<T> {
+    /// The entries.
+    pub entries: Vec<(Located<String>, T)>,
+}
+
+impl<T> Default for NamedMap<T> {
+    fn default() -> Self {
+        NamedMap { entries: Vec::new() }
+    }
+}
+
+impl<T> NamedMap<T> {
+    /// The value named `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.entries.iter().find(|(key, _)| key.value == name).map(|(_, value)| value)
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.entries.iter().map(|(key, _)| key.value.as_str())
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for NamedMap<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Map_of_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let value = generator.subschema_for::<T>();
+        schemars::json_schema!({
+            "type": "object",
+            "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$" },
+            "additionalProperties": value,
+        })
+    }
+}
+
+/// Any value a plan may hold (`vars` values, input defaults, a step's `with`).
+#[derive(Clone, Debug)]
+pub struct AnyValue(pub Node);
+
+impl JsonSchema for AnyValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AnyValue".into()
+    }
+
+    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(true)
+    }
+}
+
+/// A whole plan file.
+#[derive(Clone, Debug, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "dr-plan plan", description = "A disaster-recovery plan run by dr-plan.")]
+pub struct PlanSpec {
+    /// Format version; always 1.
+    pub version: Located<u32>,
+    /// The plan's name (`db-corruption`).
+    pub name: Located<String>,
+    /// What the plan recovers, for whoever runs it.
+    pub description: Option<Located<String>>,
+    /// Recovery objectives the run is measured against.
+    #[serde(default)]
+    pub objectives: Objectives,
+    /// Values the operator gives at run time (`--var NAME=VALUE`).
+    #[serde(default)]
+    pub inputs: NamedMap<InputSpec>,
+    /// Plan constants, overridable with `--var`/`--vars-file` (drill targets).
+    #[serde(default)]
+    pub vars: NamedMap<AnyValue>,
+    /// Where secret values come from; they are never printed or written.
+    #[serde(default)]
+    pub secrets: NamedMap<SecretSpec>,
+    /// The steps, a dependency graph through `needs`.
+    pub steps: Vec<StepSpec>,
+    /// The file.
+    #[schemars(skip)]
+    pub file: Option<Arc<SourceFile>>,
+}
+
+/// Recovery objectives.
+#[derive(Clone, Debug, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Objectives {
+    /// Recovery time objective: how long the recovery may take.
+    pub rto: Option<Located<HumanDuration>>,
+    /// Recovery point objective: how old the restored data may be.
+    pub rpo: Option<Located<HumanDuration>>,
+    /// Where the objectives block is written.
+    #[schemars(skip)]
+    pub span: Option<Span>,
+}
+
+/// An input.
+#[derive(Clone, Debug, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct InputSpec {
+    /// What to give.
+    pub description: Option<Located<String>>,
+    /// The value when none is given; without one, the input is required.
+    pub default: Option<AnyValue>,
+}
+
+/// Where a secret comes from. Give exactly one source.
+#[derive(Clone, Debug, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// An environment variable's name.
+    pub env: Option<Located<String>>,
+    /// A file whose first line is the secret (like `openssl -pass file:`).
+    pub file: Option<Located<String>>,
+    /// Where the secret is declared.
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+/// What to do when a step fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop the run (default): no new step starts.
+    #[default]
+    Abort,
+    /// Record the failure and go on; steps that need this one are skipped.
+    Continue,
+}
+
+/// Retries of a failing step.
+#[derive(Clone, Debug, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all (2 = one retry).
+    pub attempts: Located<u32>,
+    /// Wait before the first retry; doubled at each further retry.
+    pub backoff: Option<Located<HumanDuration>>,
+}
+
+/// One step.
+#[derive(Clone, Debug, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Unique id, `[a-z0-9-]+`.
+    pub id: Located<String>,
+    /// The step kind (`dr-plan steps` lists them).
+    pub kind: Located<String>,
+    /// Steps that must succeed before this one starts.
+    #[serde(default)]
+    pub needs: Vec<Located<String>>,
+    /// The kind's parameters.
+    #[serde(default)]
+    pub with: Option<AnyValue>,
+    /// A template that renders to true or false; false skips the step.
+    pub when: Option<Located<String>>,
+    /// Deadline of each attempt.
+    pub timeout: Option<Located<HumanDuration>>,
+    /// Retries with backoff.
+    pub retry: Option<RetrySpec>,
+    /// Compensate this step when the run is aborted.
+    pub undo: Option<Located<bool>>,
+    /// Expected duration, for the predicted RTO.
+    pub estimate: Option<Located<HumanDuration>>,
+    /// What the step is for.
+    pub description: Option<Located<String>>,
+    /// `abort` (default) or `continue`.
+    pub on_failure: Option<Located<OnFailure>>,
+    /// The resolved kind (`None` when the kind is unknown; already reported).
+    #[schemars(skip)]
+    pub resolved_kind: Option<StepKind>,
+    /// The whole step.
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+const PLAN_FIELDS: &[&str] = &["version", "name", "description", "objectives", "inputs", "vars", "secrets", "steps"];
+const OBJECTIVE_FIELDS: &[&str] = &["rto", "rpo"];
+const INPUT_FIELDS: &[&str] = &["description", "default"];
+const SECRET_FIELDS: &[&str] = &["env", "file"];
+const RETRY_FIELDS: &[&str] = &["attempts", "backoff"];
+const STEP_FIELDS: &[&str] = &[
+    "id",
+    "kind",
+    "needs",
+    "with",
+    "when",
+    "timeout",
+    "retry",
+    "undo",
+    "estimate",
+    "description",
+    "on_failure",
+];
+
+/// Decodes a loaded file. Returns the spec when the file's shape allowed building
+/// one (it may still carry problems, all reported in the vector).
+#[must_use]
+pub fn decode(file: &Arc<SourceFile>, root: &Node) -> (Option<PlanSpec>, Vec<Diagnostic>) {
+    let mut decoder = Decoder { file, problems: Vec::new() };
+    let spec = decoder.plan(root);
+    (spec, decoder.problems)
+}
+
+struct Decoder<'a> {
+    file: &'a Arc<SourceFile>,
+    problems: Vec<Diagnostic>,
+}
+
+impl Decoder<'_> {
+    fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+        self.problems.push(Diagnostic::error(code, self.file, span, message));
+        self.problems.last_mut().expect("just pushed")
+    }
+
+    fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<&'n [Entry]> {
+        let Some(entries) = node.as_map() else {
+            let diagnostic = self.error("type", node.span, format!("{what} must be a map, found {}", node.shape()));
+            *diagnostic = diagnostic.clone().with_label("expected a map").with_help(format!("fields: {}", allowed.join(", ")));
+            return None;
+        };
+        for entry in entries {
+            if !allowed.contains(&entry.key.as_str()) {
+                let help = suggestion(&entry.key, allowed.iter().copied());
+                let diagnostic =
+                    self.error("unknown-field", entry.key_span, format!("unknown field `{}` in {what}", entry.key));
+                *diagnostic = diagnostic.clone().with_label("unknown field").with_help(help);
+            }
+        }
+        Some(entries)
+    }
+
+    fn required<'n>(&mut self, entries: &'n [Entry], name: &str, what: &str, at: Span) -> Option<&'n Node> {
+        let found = field(entries, name);
+        if found.is_none() {
+            let diagnostic = self.error("missing-field", at, format!("{what} has no `{name}`"));
+            *diagnostic = diagnostic.clone().with_help(format!("add `{name}:`"));
+        }
+        found
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<Located<String>> {
+        match &node.value {
+            Value::String(text) => Some(Located { value: text.clone(), span: node.span }),
+            Value::Integer(number) => Some(Located { value: number.to_string(), span: node.span }),
+            Value::Float(number) => Some(Located { value: number.to_string(), span: node.span }),
+            Value::Null | Value::Bool(_) | Value::List(_) | Value::Map(_) => {
+                let diagnostic =
+                    self.error("type", node.span, format!("{what} must be a string, found {}", node.shape()));
+                *diagnostic = diagnostic.clone().with_label("expected a string").with_help("quote the value");
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, node: &Node, what: &str) -> Option<Located<u32>> {
+        match &node.value {
+            Value::Integer(number) if u32::try_from(*number).is_ok() => {
+                Some(Located { value: u32::try_from(*number).unwrap_or_default(), span: node.span })
+            }
+            Value::Null | Value::Bool(_) | Value::Integer(_) | Value::Float(_) | Value::String(_) | Value::List(_) | Value::Map(_) => {
+                let diagnostic = self.error(
+                    "type",
+                    node.span,
+                    format!("{what} must be a whole number ≥ 0, found {}", node.shape()),
+                );
+                *diagnostic = diagnostic.clone().with_label("expected a number");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, what: &str) -> Option<Located<bool>> {
+        if let Value::Bool(value) = node.value {
+            return Some(Located { value, span: node.span });
+        }
+        let diagnostic = self.error("type", node.span, format!("{what} must be true or false, found {}", node.shape()));
+        *diagnostic = diagnostic.clone().with_label("expected true or false");
+        None
+    }
+
+    fn duration(&mut self, node: &Node, what: &str) -> Option<Located<HumanDuration>> {
+        let text = self.string(node, what)?;
+        match HumanDuration::parse(&text.value) {
+            Ok(duration) => Some(Located { value: duration, span: text.span }),
+            Err(reason) => {
+                let diagnostic = self.error("duration", node.span, format!("{what}: {reason}"));
+                *diagnostic = diagnostic
+                    .clone()
+                    .with_label("not a duration")
+                    .with_help("write a duration such as 90s, 45m, 2h or 1h30m");
+                None
+            }
+        }
+    }
+
+    fn optional<T>(
+        &mut self,
+        entries: &[Entry],
+        name: &str,
+        read: impl FnOnce(&mut Self, &Node) -> Option<T>,
+    ) -> Option<T> {
+        field(entries, name).and_then(|node| read(self, node))
+    }
+
+    fn plan(&mut self, root: &Node) -> Option<PlanSpec> {
+        if matches!(root.value, Value::Null) {
+            let diagnostic = self.error("empty", root.span, "the plan file is empty");
+            *diagnostic = diagnostic.clone().with_help("a plan needs at least `version: 1`, `name:` and `steps:`");
+            return None;
+        }
+        let entries = self.fields(root, "the plan", PLAN_FIELDS)?;
+        let top = Span::new(root.span.start, root.span.start);
+        let version = self.required(entries, "version", "the plan", top).and_then(|node| self.integer(node, "`version`"));
+        if let Some(version) = &version
+            && version.value != 1
+        {
+            let diagnostic =
+                self.error("version", version.span, format!("unsupported plan version {}", version.value));
+            *diagnostic = diagnostic.clone().with_help("this dr-plan reads `version: 1`");
+        }
+        let name = self.required(entries, "name", "the plan", top).and_then(|node| self.string(node, "`name`"));
+        let description = self.optional(entries, "description", |this, node| this.string(node, "`description`"));
+        let objectives = field(entries, "objectives").map(|node| self.objectives(node)).unwrap_or_default();
+        let inputs = self.named(entries, "inputs", |this, name, node| this.input(name, node));
+        let vars = self.named(entries, "vars", |_, _, node| Some(AnyValue(node.clone())));
+        let secrets = self.named(entries, "secrets", |this, name, node| this.secret(name, node));
+        let steps = match self.required(entries, "steps", "the plan", top) {
+            Some(node) => self.steps(node),
+            None => Vec::new(),
+        };
+        Some(PlanSpec {
+            version: version.unwrap_or(Located { value: 1, span: top }),
+            name: name.unwrap_or(Located { value: String::new(), span: top }),
+            description,
+            objectives,
+            inputs,
+            vars,
+            secrets,
+            steps,
+            file: Some(Arc::clone(self.file)),
+        })
+    }
+
+    fn objectives(&mut self, node: &Node) -> Objectives {
+        let Some(entries) = self.fields(node, "`objectives`", OBJECTIVE_FIELDS) else {
+            return Objectives::default();
+        };
+        Objectives {
+            rto: self.optional(entries, "rto", |this, node| this.duration(node, "`objectives.rto`")),
+            rpo: self.optional(entries, "rpo", |this, node| this.duration(node, "`objectives.rpo`")),
+            span: Some(node.span),
+        }
+    }
+
+    fn named<T>(
+        &mut self,
+        entries: &[Entry],
+        section: &str,
+        mut read: impl FnMut(&mut Self, &str, &Node) -> Option<T>,
+    ) -> NamedMap<T> {
+        let mut map = NamedMap { entries: Vec::new() };
+        let Some(node) = field(entries, section) else { return map };
+        if matches!(node.value, Value::Null) {
+            return map;
+        }
+        let Some(items) = self.fields(node, &format!("`{section}`"), &[]).map(|_| node.as_map().unwrap_or_default())
+        else {
+            return map;
+        };
+        // `fields` with an empty allow-list reported every key as unknown: take those back.
+        self.problems.retain(|problem| !(problem.code == "unknown-field" && items.iter().any(|entry| Some(entry.key_span) == problem.primary_span())));
+        for entry in items {
+            let valid_name = entry.key.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+                && entry.key.chars().all(|character| character.is_ascii_alphanumeric() || character == '_' || character == '-');
+            if !valid_name {
+                let diagnostic = self.error("name", entry.key_span, format!("`{}` is not a valid name", entry.key));
+                *diagnostic = diagnostic
+                    .clone()
+                    .with_help("names start with a letter and hold letters, digits, `_` and `-`");
+                continue;
+            }
+            if let Some(value) = read(self, &entry.key, &entry.value) {
+                map.entries.push((Located { value: entry.key.clone(), span: entry.key_span }, value));
+            }
+        }
+        map
+    }
+
+    fn input(&mut self, name: &str, node: &Node) -> Option<InputSpec> {
+        if matches!(node.value, Value::Null) {
+            return Some(InputSpec { description: None, default: None });
+        }
+        let entries = self.fields(node, &format!("input `{name}`"), INPUT_FIELDS)?;
+        Some(InputSpec {
+            description: self.optional(entries, "description", |this, node| this.string(node, "`description`")),
+            default: field(entries, "default").map(|node| AnyValue(node.clone())),
+        })
+    }
+
+    fn secret(&mut self, name: &str, node: &Node) -> Option<SecretSpec> {
+        let what = format!("secret `{name}`");
+        let entries = self.fields(node, &what, SECRET_FIELDS)?;
+        let env = self.optional(entries, "env", |this, node| this.string(node, "`env`"));
+        let file = self.optional(entries, "file", |this, node| this.string(node, "`file`"));
+        if env.is_some() == file.is_some() {
+            let diagnostic = self.error("secret-source", node.span, format!("{what} needs exactly one source"));
+            *diagnostic = diagnostic
+                .clone()
+                .with_help("write `{ env: VARIABLE }` or `{ file: /path/to/file }`; never the secret itself");
+            return None;
+        }
+        Some(SecretSpec { env, file, span: node.span })
+    }
+
+    fn steps(&mut self, node: &Node) -> Vec<StepSpec> {
+        let Value::List(items) = &node.value else {
+            let diagnostic = self.error("type", node.span, format!("`steps` must be a list, found {}", node.shape()));
+            *diagnostic = diagnostic.clone().with_help("write each step as a list item starting with `- id:`");
+            return Vec::new();
+        };
+        if items.is_empty() {
+            let diagnostic = self.error("empty", node.span, "the plan has no steps");
+            *diagnostic = diagnostic.clone().with_help("add at least one step");
+        }
+        items.iter().filter_map(|item| self.step(item)).collect()
+    }
+
+    fn step(&mut self, node: &Node) -> Option<StepSpec> {
+        let entries = self.fields(node, "a step", STEP_FIELDS)?;
+        let at = Span::new(node.span.start, node.span.start);
+        let id = self.required(entries, "id", "this step", at).and_then(|node| self.string(node, "`id`"))?;
+        if id.value.is_empty()
+            || !id.value.chars().all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+        {
+            let suggested: String = id
+                .value
+                .to_ascii_lowercase()
+                .chars()
+                .map(|character| if character.is_ascii_alphanumeric() { character } else { '-' })
+                .collect();
+            let diagnostic = self.error("step-id", id.span, format!("step id `{}` is not valid", id.value));
+            *diagnostic = diagnostic
+                .clone()
+                .with_label("ids use a-z, 0-9 and -")
+                .with_help(format!("write it as `{suggested}`"));
+        }
+        let what = format!("step `{}`", id.value);
+        let kind = self.required(entries, "kind", &what, id.span).and_then(|node| self.string(node, "`kind`"));
+        let resolved_kind = kind.as_ref().and_then(|kind| {
+            let found = StepKind::from_name(&kind.value);
+            if found.is_none() {
+                let help = suggestion(&kind.value, StepKind::ALL.iter().map(|kind| kind.name()));
+                let diagnostic = self.error("unknown-kind", kind.span, format!("unknown step kind `{}`", kind.value));
+                *diagnostic = diagnostic
+                    .clone()
+                    .with_label("unknown kind")
+                    .with_help(format!("{help} (`dr-plan steps` lists every kind)"));
+            }
+            found
+        });
+        let needs = match field(entries, "needs") {
+            None => Vec::new(),
+            Some(Node { value: Value::List(items), .. }) => {
+                items.iter().filter_map(|item| self.string(item, "an entry of `needs`")).collect()
+            }
+            Some(single @ Node { value: Value::String(_), .. }) => {
+                let diagnostic = self.error("type", single.span, "`needs` must be a list of step ids");
+                *diagnostic = diagnostic.clone().with_help(format!("write `needs: [{}]`", single.as_str().unwrap_or("")));
+                Vec::new()
+            }
+            Some(other) => {
+                let diagnostic =
+                    self.error("type", other.span, format!("`needs` must be a list of step ids, found {}", other.shape()));
+                *diagnostic = diagnostic.clone().with_help("write `needs: [step-a, step-b]`");
+                Vec::new()
+            }
+        };
+        let with = field(entries, "with").map(|node| AnyValue(node.clone()));
+        let retry = field(entries, "retry").and_then(|node| self.retry(node));
+        let on_failure = self.optional(entries, "on_failure", |this, node| {
+            let text = this.string(node, "`on_failure`")?;
+            match text.value.as_str() {
+                "abort" => Some(Located { value: OnFailure::Abort, span: text.span }),
+                "continue" => Some(Located { value: OnFailure::Continue, span: text.span }),
+                other => {
+                    let help = suggestion(other, ["abort", "continue"]);
+                    let diagnostic = this.error("type", text.span, format!("`on_failure` cannot be `{other}`"));
+                    *diagnostic = diagnostic.clone().with_help(help);
+                    None
+                }
+            }
+        });
+        Some(StepSpec {
+            when: self.optional(entries, "when", |this, node| match &node.value {
+                Value::Bool(value) => Some(Located { value: value.to_string(), span: node.span }),
+                Value::Null | Value::Integer(_) | Value::Float(_) | Value::String(_) | Value::List(_) | Value::Map(_) => {
+                    this.string(node, "`when`")
+                }
+            }),
+            timeout: self.optional(entries, "timeout", |this, node| this.duration(node, "`timeout`")),
+            undo: self.optional(entries, "undo", |this, node| this.boolean(node, "`undo`")),
+            estimate: self.optional(entries, "estimate", |this, node| this.duration(node, "`estimate`")),
+            description: self.optional(entries, "description", |this, node| this.string(node, "`description`")),
+            id,
+            kind: kind.unwrap_or(Located { value: String::new(), span: at }),
+            needs,
+            with,
+            retry,
+            on_failure,
+            resolved_kind,
+            span: node.span,
+        })
+    }
+
+    fn retry(&mut self, node: &Node) -> Option<RetrySpec> {
+        let entries = self.fields(node, "`retry`", RETRY_FIELDS)?;
+        let attempts =
+            self.required(entries, "attempts", "`retry`", node.span).and_then(|node| self.integer(node, "`retry.attempts`"))?;
+        if attempts.value == 0 {
+            let diagnostic = self.error("retry", attempts.span, "`retry.attempts` counts every attempt and must be at least 1");
+            *diagnostic = diagnostic.clone().with_help("`attempts: 3` runs the step up to three times");
+        }
+        Some(RetrySpec {
+            attempts,
+            backoff: self.optional(entries, "backoff", |this, node| this.duration(node, "`retry.backoff`")),
+        })
+    }
+}
+
+fn field<'n>(entries: &'n [Entry], name: &str) -> Option<&'n Node> {
+    entries.iter().find(|entry| entry.key == name).map(|entry| &entry.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_text(name: &str, text: &str) -> (Option<PlanSpec>, Vec<Diagnostic>) {
+        let file = SourceFile::new(name, text);
+        let node = crate::load::load(&file).unwrap();
+        decode(&file, &node)
+    }
+
+    #[test]
+    fn the_decoder_knows_the_same_fields_as_the_schema() {
+        let schema = schemars::schema_for!(PlanSpec).to_value();
+        let mut properties: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        properties.sort_unstable();
+        let mut fields = PLAN_FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(properties, fields);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let (_, problems) = decode_text(
+            "p.yaml",
+            "version: 1\nname: x\nobjectivs: {}\nsteps:\n  - id: Bad_Id\n    kind: k8s.scal\n    timeout: soon\n    neds: [a]\n",
+        );
+        let codes: Vec<&str> = problems.iter().map(|problem| problem.code).collect();
+        assert_eq!(codes, ["unknown-field", "unknown-field", "step-id", "unknown-kind", "duration"]);
+        assert!(problems[0].help.as_deref().unwrap().contains("objectives"));
+        assert!(problems[1].help.as_deref().unwrap().contains("needs"));
+        assert!(problems[3].help.as_deref().unwrap().contains("k8s.scale"));
+    }
+}
