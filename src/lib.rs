@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod load;
 pub mod node;
+pub mod plan;
 pub mod source;
 pub mod spec;
 pub mod schema_check;

@@ -1,0 +1,635 @@
+//! The validated plan: a DAG of steps whose parameters, templates and references were
+//! all checked. A [`Plan`] can only be built from a spec with no errors, so the
+//! dry-run and the run (which both read it) never meet an unchecked plan.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use sha2::Digest;
+
+use crate::diagnostic::{Diagnostic, Severity, suggestion};
+use crate::node::{Node, Value};
+use crate::schema_check;
+use crate::source::{SourceFile, Span};
+use crate::spec::{Located, OnFailure, PlanSpec, StepSpec};
+use crate::steps::StepKind;
+use crate::template::Template;
+
+/// Fields of `run.` a template may read.
+pub const RUN_FIELDS: &[&str] = &["id", "drill", "started_at", "dir", "plan"];
+/// The roots of template paths.
+pub const TEMPLATE_ROOTS: &[&str] = &["vars", "inputs", "secrets", "run", "steps"];
+
+/// A validated plan.
+#[derive(Debug)]
+pub struct Plan {
+    /// The file it came from.
+    pub file: Arc<SourceFile>,
+    /// The spec as written (kept for lint rules and spans).
+    pub spec: PlanSpec,
+    /// Steps in a topological order (source order among steps ready together).
+    pub steps: Vec<Step>,
+    /// SHA-256 (hex) of the file's bytes: resume refuses a changed plan.
+    pub content_hash: String,
+}
+
+/// A step of a validated plan.
+#[derive(Debug)]
+pub struct Step {
+    /// Its id.
+    pub id: String,
+    /// Its kind.
+    pub kind: StepKind,
+    /// Indices (into [`Plan::steps`]) of the steps it needs directly.
+    pub needs: Vec<usize>,
+    /// Its parameters as written (templates unrendered).
+    pub with: Node,
+    /// The `when` condition.
+    pub when: Option<Template>,
+    /// Deadline of each attempt.
+    pub timeout: Option<Duration>,
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// Wait before the first retry (doubled each time).
+    pub backoff: Duration,
+    /// Compensate on abort.
+    pub undo: bool,
+    /// Expected duration.
+    pub estimate: Option<Duration>,
+    /// What it is for.
+    pub description: Option<String>,
+    /// What a failure does to the run.
+    pub on_failure: OnFailure,
+    /// Index of the step in [`PlanSpec::steps`].
+    pub spec_index: usize,
+    /// Stage: 0 for steps with no needs, else one more than the deepest need.
+    pub stage: usize,
+}
+
+impl Plan {
+    /// Validates a decoded spec. `problems` already holds what decoding found; the
+    /// plan is built only when no error remains.
+    ///
+    /// # Errors
+    /// Every problem found (decode problems included), sorted by position.
+    pub fn build(spec: PlanSpec, mut problems: Vec<Diagnostic>) -> Result<Plan, Vec<Diagnostic>> {
+        let file = spec.file.clone().expect("decoded specs carry their file");
+        let mut checker = Checker { file: &file, spec: &spec, problems: &mut problems };
+        let order = checker.graph();
+        checker.parameters();
+        if let Some(order) = &order {
+            checker.templates(order);
+        }
+        problems.sort_by_key(Diagnostic::sort_key);
+        if problems.iter().any(|problem| problem.severity == Severity::Error) {
+            return Err(problems);
+        }
+        let order = order.expect("no graph errors means an order exists");
+        let steps = assemble(&spec, &order);
+        let content_hash = hex::encode(sha2::Sha256::digest(file.text().as_bytes()));
+        Ok(Plan { file, spec, steps, content_hash })
+    }
+
+    /// The plan's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.spec.name.value
+    }
+
+    /// The step with this id.
+    #[must_use]
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|step| step.id == id)
+    }
+
+    /// Index of the step with this id.
+    #[must_use]
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|step| step.id == id)
+    }
+
+    /// The spec of a step.
+    #[must_use]
+    pub fn spec_of(&self, step: &Step) -> &StepSpec {
+        &self.spec.steps[step.spec_index]
+    }
+
+    /// Indices of every step `index` needs, directly or not.
+    #[must_use]
+    pub fn ancestors(&self, index: usize) -> BTreeSet<usize> {
+        let mut found = BTreeSet::new();
+        let mut stack: Vec<usize> = self.steps[index].needs.clone();
+        while let Some(next) = stack.pop() {
+            if found.insert(next) {
+                stack.extend(self.steps[next].needs.iter().copied());
+            }
+        }
+        found
+    }
+
+    /// Steps grouped by stage: each stage can run once the previous ones finished.
+    #[must_use]
+    pub fn stages(&self) -> Vec<Vec<usize>> {
+        let count = self.steps.iter().map(|step| step.stage + 1).max().unwrap_or(0);
+        let mut stages = vec![Vec::new(); count];
+        for (index, step) in self.steps.iter().enumerate() {
+            stages[step.stage].push(index);
+        }
+        stages
+    }
+}
+
+struct Checker<'a> {
+    file: &'a Arc<SourceFile>,
+    spec: &'a PlanSpec,
+    problems: &'a mut Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.problems.push(diagnostic);
+    }
+
+    /// Duplicate ids, unknown needs, cycles. Returns spec indices in topological order
+    /// when the graph is sound.
+    fn graph(&mut self) -> Option<Vec<usize>> {
+        let steps = &self.spec.steps;
+        let mut sound = true;
+        for (index, step) in steps.iter().enumerate() {
+            if let Some(first) = steps[..index].iter().find(|earlier| earlier.id.value == step.id.value) {
+                sound = false;
+                self.push(
+                    Diagnostic::error("duplicate-id", self.file, step.id.span, format!("duplicate step id `{}`", step.id.value))
+                        .with_label("used again here")
+                        .with_secondary(first.id.span, "first used here")
+                        .with_help("give each step its own id"),
+                );
+            }
+        }
+        let ids: Vec<&str> = steps.iter().map(|step| step.id.value.as_str()).collect();
+        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+        for (index, step) in steps.iter().enumerate() {
+            for need in &step.needs {
+                if need.value == step.id.value {
+                    sound = false;
+                    self.push(
+                        Diagnostic::error("self-need", self.file, need.span, format!("step `{}` needs itself", need.value))
+                            .with_label("remove this")
+                            .with_help("`needs` lists the steps that must finish before this one"),
+                    );
+                    continue;
+                }
+                match ids.iter().position(|id| *id == need.value) {
+                    Some(target) => edges[index].push(target),
+                    None => {
+                        sound = false;
+                        self.push(
+                            Diagnostic::error("unknown-need", self.file, need.span, format!("unknown step `{}` in `needs`", need.value))
+                                .with_label("no step has this id")
+                                .with_help(suggestion(&need.value, ids.iter().copied())),
+                        );
+                    }
+                }
+            }
+        }
+        let order = topological_order(&edges);
+        if order.len() < steps.len() {
+            sound = false;
+            self.cycles(&edges, &order);
+        }
+        sound.then_some(order)
+    }
+
+    fn cycles(&mut self, edges: &[Vec<usize>], ordered: &[usize]) {
+        let steps = &self.spec.steps;
+        let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
+        let remaining: Vec<usize> = (0..steps.len()).filter(|index| !ordered.contains(index)).collect();
+        for &start in &remaining {
+            let Some(cycle) = find_cycle(edges, start) else { continue };
+            let mut key = cycle.clone();
+            key.sort_unstable();
+            if !reported.insert(key) {
+                continue;
+            }
+            let mut spelled: Vec<&str> = cycle.iter().map(|&index| steps[index].id.value.as_str()).collect();
+            spelled.push(spelled[0]);
+            let first = &steps[cycle[0]];
+            let mut diagnostic = Diagnostic::error(
+                "cycle",
+                self.file,
+                need_span(first, &steps[cycle[1 % cycle.len()]].id.value).unwrap_or(first.id.span),
+                format!("steps depend on each other in a cycle: {}", spelled.join(" → ")),
+            )
+            .with_label(format!("`{}` needs `{}`", first.id.value, steps[cycle[1 % cycle.len()]].id.value))
+            .with_help("remove one of these `needs` so the steps can run in order");
+            for window in 1..cycle.len() {
+                let step = &steps[cycle[window]];
+                let next = &steps[cycle[(window + 1) % cycle.len()]];
+                let span = need_span(step, &next.id.value).unwrap_or(step.id.span);
+                diagnostic = diagnostic.with_secondary(span, format!("`{}` needs `{}`", step.id.value, next.id.value));
+            }
+            self.push(diagnostic);
+        }
+    }
+
+    fn parameters(&mut self) {
+        for step in &self.spec.steps {
+            let Some(kind) = step.resolved_kind else { continue };
+            let empty = Node::new(Value::Map(Vec::new()), step.kind.span);
+            let with = step.with.as_ref().map_or(&empty, |with| &with.0);
+            for problem in schema_check::check(with, &kind.parameters_schema(), "with") {
+                let mut diagnostic = Diagnostic::error(problem.code, self.file, problem.span, problem.message)
+                    .with_label(format!("in step `{}` ({})", step.id.value, kind.name()));
+                if let Some(help) = problem.help {
+                    diagnostic = diagnostic.with_help(help);
+                }
+                self.push(diagnostic);
+            }
+            self.kind_rules(step, kind, with);
+        }
+    }
+
+    /// Rules a schema cannot say: "exactly one of".
+    fn kind_rules(&mut self, step: &StepSpec, kind: StepKind, with: &Node) {
+        let pairs: &[(&str, &str)] = match kind {
+            StepKind::K8sScale => &[("target", "selector")],
+            StepKind::K8sJob => &[("from_cronjob", "spec")],
+            StepKind::VeleroRestore => &[("backup", "schedule")],
+            StepKind::K8sWait
+            | StepKind::K8sApply
+            | StepKind::S3Fetch
+            | StepKind::S3Put
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::RedisRestore
+            | StepKind::Route53Change
+            | StepKind::HttpCheck
+            | StepKind::Notify
+            | StepKind::Approval
+            | StepKind::Exec
+            | StepKind::Sleep => &[],
+        };
+        for (first, second) in pairs {
+            let present = [first, second].iter().filter(|name| with.get(name).is_some_and(|node| node.value != Value::Null)).count();
+            if present != 1 {
+                let message = if present == 0 {
+                    format!("step `{}` needs `{first}` or `{second}`", step.id.value)
+                } else {
+                    format!("step `{}` gives both `{first}` and `{second}`", step.id.value)
+                };
+                self.push(
+                    Diagnostic::error("missing-parameter", self.file, with.span, message)
+                        .with_help(format!("give exactly one of `{first}` and `{second}` ({})", kind.name())),
+                );
+            }
+        }
+        if kind == StepKind::Exec
+            && let Some(Node { value: Value::List(items), span }) = with.get("command")
+            && items.is_empty()
+        {
+            self.push(
+                Diagnostic::error("parameter-value", self.file, *span, "`with.command` is empty")
+                    .with_help("give the program and its arguments, e.g. [helm, rollback, api]"),
+            );
+        }
+    }
+
+    fn templates(&mut self, order: &[usize]) {
+        let steps = &self.spec.steps;
+        let mut ancestors: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); steps.len()];
+        for &index in order {
+            let mut set = BTreeSet::new();
+            for need in &steps[index].needs {
+                if let Some(target) = steps.iter().position(|step| step.id.value == need.value) {
+                    set.insert(target);
+                    set.extend(ancestors[target].iter().copied());
+                }
+            }
+            ancestors[index] = set;
+        }
+        for (index, step) in steps.iter().enumerate() {
+            if let Some(with) = &step.with {
+                let mut strings = Vec::new();
+                collect_strings(&with.0, &mut strings);
+                for (text, span) in strings {
+                    self.template(text, span, index, &ancestors[index]);
+                }
+            }
+            if let Some(when) = &step.when {
+                self.when(when, index, &ancestors[index]);
+            }
+        }
+    }
+
+    fn when(&mut self, when: &Located<String>, index: usize, ancestors: &BTreeSet<usize>) {
+        let literal = matches!(when.value.trim(), "true" | "false");
+        if !literal && !crate::template::contains_expression(&when.value) {
+            self.push(
+                Diagnostic::error("when", self.file, when.span, "`when` must be a template that renders to true or false")
+                    .with_label("not a template")
+                    .with_help("write e.g. `when: \"{{not run.drill}}\"` or `when: \"{{eq inputs.region 'eu'}}\"`"),
+            );
+            return;
+        }
+        self.template(&when.value, when.span, index, ancestors);
+    }
+
+    fn template(&mut self, text: &str, span: Span, index: usize, ancestors: &BTreeSet<usize>) {
+        if !crate::template::contains_expression(text) {
+            return;
+        }
+        let base = content_offset(self.file, span, text);
+        let locate = |range: &std::ops::Range<usize>| match base {
+            Some(base) => Span::new(base + range.start, base + range.end),
+            None => span,
+        };
+        let template = match Template::parse(text) {
+            Ok(template) => template,
+            Err(error) => {
+                let mut diagnostic = Diagnostic::error("template", self.file, locate(&error.range), format!("invalid template: {}", error.message))
+                    .with_label("here");
+                diagnostic = diagnostic.with_help(error.help.unwrap_or_else(|| "templates look like `{{vars.name}}`".to_owned()));
+                self.push(diagnostic);
+                return;
+            }
+        };
+        for reference in template.references() {
+            if let Some((message, help)) = self.reference_problem(&reference.path, index, ancestors) {
+                self.push(
+                    Diagnostic::error("reference", self.file, locate(&reference.range), message)
+                        .with_label("unknown reference")
+                        .with_help(help),
+                );
+            }
+        }
+    }
+
+    fn reference_problem(&self, path: &[String], index: usize, ancestors: &BTreeSet<usize>) -> Option<(String, String)> {
+        let spec = self.spec;
+        let written = path.join(".");
+        let root = path[0].as_str();
+        let name = path.get(1).map(String::as_str);
+        let check_name = |section: &str, names: Vec<&str>| -> Option<(String, String)> {
+            match name {
+                None => Some((format!("`{written}` needs a name"), format!("write `{section}.NAME`"))),
+                Some(name) if names.contains(&name) => None,
+                Some(name) => Some((
+                    format!("unknown {} `{name}` in `{written}`", section.trim_end_matches('s')),
+                    if names.is_empty() {
+                        format!("declare it under `{section}:`")
+                    } else {
+                        format!("{} (or declare it under `{section}:`)", suggestion(name, names.iter().copied()))
+                    },
+                )),
+            }
+        };
+        match root {
+            "vars" => check_name("vars", spec.vars.names().collect()),
+            "inputs" => check_name("inputs", spec.inputs.names().collect()),
+            "secrets" => check_name("secrets", spec.secrets.names().collect()),
+            "run" => check_name("run", RUN_FIELDS.to_vec()),
+            "steps" => self.output_problem(path, index, ancestors),
+            other => Some((
+                format!("unknown template root `{other}` in `{written}`"),
+                suggestion(other, TEMPLATE_ROOTS.iter().copied()),
+            )),
+        }
+    }
+
+    fn output_problem(&self, path: &[String], index: usize, ancestors: &BTreeSet<usize>) -> Option<(String, String)> {
+        let steps = &self.spec.steps;
+        let written = path.join(".");
+        let Some(id) = path.get(1) else {
+            return Some((format!("`{written}` needs a step id"), "write `steps.ID.outputs.NAME`".to_owned()));
+        };
+        let Some(target) = steps.iter().position(|step| &step.id.value == id) else {
+            return Some((
+                format!("unknown step `{id}` in `{written}`"),
+                suggestion(id, steps.iter().map(|step| step.id.value.as_str())),
+            ));
+        };
+        if path.get(2).map(String::as_str) != Some("outputs") || path.len() < 4 {
+            return Some((format!("`{written}` does not name an output"), format!("write `steps.{id}.outputs.NAME`")));
+        }
+        let output = &path[3];
+        if let Some(kind) = steps[target].resolved_kind
+            && !kind.has_output(output)
+        {
+            let names: Vec<&str> = kind.info().outputs.iter().map(|output| output.name).collect();
+            let help = if names.is_empty() {
+                format!("{} steps have no outputs", kind.name())
+            } else {
+                suggestion(output, names.iter().copied())
+            };
+            return Some((format!("{} step `{id}` has no output `{output}`", kind.name()), help));
+        }
+        if target == index {
+            return Some((format!("step `{id}` reads its own output"), "a step can only read outputs of steps it needs".to_owned()));
+        }
+        if !ancestors.contains(&target) {
+            return Some((
+                format!("step `{}` reads an output of `{id}` but does not need it", steps[index].id.value),
+                format!("add `{id}` to this step's `needs`, so it runs first"),
+            ));
+        }
+        None
+    }
+}
+
+/// Kahn's algorithm; ties broken by source order so the order is stable.
+fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
+    let count = edges.len();
+    let mut remaining: Vec<usize> = edges.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (index, needs) in edges.iter().enumerate() {
+        for &need in needs {
+            dependents[need].push(index);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..count).filter(|&index| remaining[index] == 0).collect();
+    let mut order = Vec::with_capacity(count);
+    while let Some(next) = ready.pop_first() {
+        order.push(next);
+        for &dependent in &dependents[next] {
+            remaining[dependent] -= 1;
+            if remaining[dependent] == 0 {
+                ready.insert(dependent);
+            }
+        }
+    }
+    order
+}
+
+/// A cycle reachable from `start`, as step indices in need order.
+fn find_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
+    let mut path = vec![start];
+    let mut visited = BTreeSet::new();
+    fn walk(edges: &[Vec<usize>], path: &mut Vec<usize>, visited: &mut BTreeSet<usize>) -> Option<Vec<usize>> {
+        let current = *path.last()?;
+        for &next in &edges[current] {
+            if let Some(position) = path.iter().position(|&index| index == next) {
+                return Some(path[position..].to_vec());
+            }
+            if visited.insert(next) {
+                path.push(next);
+                if let Some(cycle) = walk(edges, path, visited) {
+                    return Some(cycle);
+                }
+                path.pop();
+            }
+        }
+        None
+    }
+    walk(edges, &mut path, &mut visited)
+}
+
+fn need_span(step: &StepSpec, id: &str) -> Option<Span> {
+    step.needs.iter().find(|need| need.value == id).map(|need| need.span)
+}
+
+fn collect_strings<'n>(node: &'n Node, out: &mut Vec<(&'n str, Span)>) {
+    match &node.value {
+        Value::String(text) => out.push((text, node.span)),
+        Value::List(items) => items.iter().for_each(|item| collect_strings(item, out)),
+        Value::Map(entries) => entries.iter().for_each(|entry| collect_strings(&entry.value, out)),
+        Value::Null | Value::Bool(_) | Value::Integer(_) | Value::Float(_) => {}
+    }
+}
+
+/// Where the text of a string value starts in the file (after an opening quote), when
+/// the file holds it verbatim; `None` when escapes or folding changed it.
+fn content_offset(file: &SourceFile, span: Span, text: &str) -> Option<usize> {
+    let written = file.slice(span);
+    if written == text {
+        return Some(span.start);
+    }
+    written.find(text).map(|offset| span.start + offset)
+}
+
+fn assemble(spec: &PlanSpec, order: &[usize]) -> Vec<Step> {
+    let position_of = |spec_index: usize| order.iter().position(|&index| index == spec_index).expect("ordered");
+    let mut steps: Vec<Step> = Vec::with_capacity(order.len());
+    for &spec_index in order {
+        let step = &spec.steps[spec_index];
+        let needs: Vec<usize> = step
+            .needs
+            .iter()
+            .filter_map(|need| spec.steps.iter().position(|other| other.id.value == need.value))
+            .map(position_of)
+            .collect();
+        let stage = needs.iter().map(|&need| steps[need].stage + 1).max().unwrap_or(0);
+        let with = step.with.as_ref().map_or_else(|| Node::new(Value::Map(Vec::new()), step.span), |with| with.0.clone());
+        let retry_backoff = step.retry.as_ref().and_then(|retry| retry.backoff.as_ref()).map(|backoff| backoff.value.get());
+        steps.push(Step {
+            id: step.id.value.clone(),
+            kind: step.resolved_kind.expect("validated"),
+            needs,
+            with,
+            when: step.when.as_ref().and_then(|when| Template::parse(&when.value).ok()),
+            timeout: step.timeout.as_ref().map(|timeout| timeout.value.get()),
+            attempts: step.retry.as_ref().map_or(1, |retry| retry.attempts.value.max(1)),
+            backoff: retry_backoff.unwrap_or(Duration::from_secs(5)),
+            undo: step.undo.as_ref().is_some_and(|undo| undo.value),
+            estimate: step.estimate.as_ref().map(|estimate| estimate.value.get()),
+            description: step.description.as_ref().map(|description| description.value.clone()),
+            on_failure: step.on_failure.as_ref().map_or(OnFailure::Abort, |on_failure| on_failure.value),
+            spec_index,
+            stage,
+        });
+    }
+    steps
+}
+
+/// The rendered JSON of a literal (template-free) node, e.g. a var's value.
+#[must_use]
+pub fn literal_json(node: &Node) -> Json {
+    node.to_json()
+}
+
+/// Reads, parses, decodes and validates a plan file.
+///
+/// # Errors
+/// Every problem found, located; an unreadable file gives one diagnostic naming it.
+pub fn load_plan(path: &std::path::Path) -> Result<Plan, Vec<Diagnostic>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        vec![Diagnostic::about_path("file", &name, format!("cannot read: {error}")).with_help("check the path")]
+    })?;
+    plan_from_source(&SourceFile::new(name, text))
+}
+
+/// Parses, decodes and validates plan text.
+///
+/// # Errors
+/// Every problem found, located.
+pub fn plan_from_source(file: &Arc<SourceFile>) -> Result<Plan, Vec<Diagnostic>> {
+    let root = crate::load::load(file)?;
+    let (spec, problems) = crate::spec::decode(file, &root);
+    match spec {
+        Some(spec) => Plan::build(spec, problems),
+        None => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<Diagnostic> {
+        plan_from_source(&SourceFile::new("p.yaml", text)).expect_err("plan should be invalid")
+    }
+
+    fn codes(text: &str) -> Vec<&'static str> {
+        problems(text).iter().map(|problem| problem.code).collect()
+    }
+
+    const HEAD: &str = "version: 1\nname: t\n";
+
+    #[test]
+    fn a_cycle_is_spelled_out_and_every_step_labelled() {
+        let text = format!(
+            "{HEAD}steps:\n  - {{ id: a, kind: sleep, needs: [c], with: {{ duration: 1s }} }}\n  - {{ id: b, kind: sleep, needs: [a], with: {{ duration: 1s }} }}\n  - {{ id: c, kind: sleep, needs: [b], with: {{ duration: 1s }} }}\n"
+        );
+        let found = problems(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("a → c → b → a"), "{}", found[0].message);
+        assert_eq!(found[0].labels.len(), 3);
+    }
+
+    #[test]
+    fn references_must_name_declared_things_and_needed_steps() {
+        let text = format!(
+            "{HEAD}vars: {{ namespace: x }}\nsteps:\n  - {{ id: a, kind: exec, with: {{ command: [echo, \"{{{{vars.namespce}}}}\"] }} }}\n  - {{ id: b, kind: exec, with: {{ command: [echo, \"{{{{steps.a.outputs.stdout}}}}\"] }} }}\n  - {{ id: c, kind: exec, needs: [a], with: {{ command: [echo, \"{{{{steps.a.outputs.stdot}}}}\"] }} }}\n"
+        );
+        let found = problems(&text);
+        let messages: Vec<&str> = found.iter().map(|problem| problem.message.as_str()).collect();
+        assert_eq!(found.len(), 3, "{messages:?}");
+        assert!(found[0].help.as_deref().unwrap().contains("namespace"));
+        assert!(messages[1].contains("does not need it"));
+        assert!(found[2].help.as_deref().unwrap().contains("stdout"));
+        let reference = &found[0];
+        assert_eq!(reference.file.as_ref().unwrap().slice(reference.primary_span().unwrap()), "vars.namespce");
+    }
+
+    #[test]
+    fn duplicate_ids_and_unknown_needs() {
+        let text = format!(
+            "{HEAD}steps:\n  - {{ id: a, kind: sleep, with: {{ duration: 1s }} }}\n  - {{ id: a, kind: sleep, needs: [b], with: {{ duration: 1s }} }}\n"
+        );
+        assert_eq!(codes(&text), ["duplicate-id", "unknown-need"]);
+    }
+
+    #[test]
+    fn a_valid_plan_is_ordered_in_stages() {
+        let text = format!(
+            "{HEAD}steps:\n  - {{ id: c, kind: sleep, needs: [a, b], with: {{ duration: 1s }} }}\n  - {{ id: a, kind: sleep, with: {{ duration: 1s }} }}\n  - {{ id: b, kind: sleep, with: {{ duration: 1s }} }}\n"
+        );
+        let plan = plan_from_source(&SourceFile::new("p.yaml", text)).unwrap();
+        let ids: Vec<&str> = plan.steps.iter().map(|step| step.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(plan.stages(), vec![vec![0, 1], vec![2]]);
+    }
+}
