@@ -6,11 +6,17 @@
 
 pub mod diagnostic;
 pub mod duration;
+pub mod exit_code;
+pub mod graph;
+pub mod history;
 pub mod load;
 pub mod node;
 pub mod plan;
+pub mod secret;
 pub mod source;
 pub mod spec;
+pub mod render;
+pub mod schema;
 pub mod schema_check;
 pub mod steps;
 pub mod template;

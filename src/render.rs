@@ -1,0 +1,237 @@
+//! Rendering a step's templates against the run's context. The dry-run and the run use
+//! the same code: the dry-run shows outputs of steps that have not run as named
+//! placeholders and secrets as `***`; the run has the real values.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as Json};
+
+use crate::node::{Entry, Node, Value};
+use crate::plan::{Plan, Step};
+use crate::schema_check;
+use crate::secret::SecretValue;
+use crate::template::{Lookup, Template, truthy};
+
+/// Whether values come from a real run or are only predicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing runs: unknown outputs are placeholders, secrets are `***`.
+    DryRun,
+    /// Real values.
+    Run,
+}
+
+/// Everything a template can read.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// Dry-run or run.
+    pub mode: Mode,
+    /// `vars.*`
+    pub vars: Map<String, Json>,
+    /// `inputs.*`
+    pub inputs: Map<String, Json>,
+    /// `secrets.*` (resolved only in a run).
+    pub secrets: BTreeMap<String, SecretValue>,
+    /// `run.*`
+    pub run: Map<String, Json>,
+    /// `steps.<id>.outputs` of finished steps.
+    pub outputs: BTreeMap<String, Json>,
+}
+
+/// A template that could not be rendered at run time.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+impl Context {
+    fn lookup(&self, path: &[String]) -> Lookup {
+        let name = path.get(1).map(String::as_str).unwrap_or_default();
+        let found = match path[0].as_str() {
+            "vars" => self.vars.get(name).cloned(),
+            "inputs" => self.inputs.get(name).cloned(),
+            "run" => self.run.get(name).cloned(),
+            "secrets" => {
+                return match (self.mode, self.secrets.get(name)) {
+                    (Mode::Run, Some(secret)) => Lookup::Value(Json::String(secret.expose().to_owned())),
+                    (Mode::DryRun, _) => Lookup::Value(Json::String("***".to_owned())),
+                    (Mode::Run, None) => Lookup::Missing,
+                };
+            }
+            "steps" => match self.outputs.get(name) {
+                Some(outputs) => path[3..].iter().try_fold(outputs, |value, segment| value.get(segment)).cloned(),
+                None if self.mode == Mode::DryRun => {
+                    return Lookup::Unknown { placeholder: format!("<{name}.{}>", path[3..].join(".")) };
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let Some(mut value) = found else { return Lookup::Missing };
+        if !matches!(path[0].as_str(), "steps") {
+            for segment in &path[2..] {
+                match value.get(segment) {
+                    Some(inner) => value = inner.clone(),
+                    None => return Lookup::Missing,
+                }
+            }
+        }
+        Lookup::Value(value)
+    }
+
+    /// Renders every string of `node`. Returns the value and whether it holds placeholders.
+    ///
+    /// # Errors
+    /// A reference with no value (a skipped step's output, a missing key).
+    pub fn render_node(&self, node: &Node) -> Result<(Json, bool), RenderError> {
+        match &node.value {
+            Value::String(text) if crate::template::contains_expression(text) => {
+                let template = Template::parse(text).map_err(|error| RenderError(error.message))?;
+                let rendered = template.render(&|path| self.lookup(path));
+                if let Some(path) = rendered.missing.first() {
+                    return Err(RenderError(format!(
+                        "`{}` has no value (the step that produces it was skipped or did not produce it)",
+                        path.join(".")
+                    )));
+                }
+                if let Some(error) = rendered.errors.first() {
+                    return Err(RenderError(error.message.clone()));
+                }
+                Ok((rendered.value, rendered.unknown))
+            }
+            Value::List(items) => {
+                let mut unknown = false;
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let (value, item_unknown) = self.render_node(item)?;
+                    unknown |= item_unknown;
+                    out.push(value);
+                }
+                Ok((Json::Array(out), unknown))
+            }
+            Value::Map(entries) => {
+                let mut unknown = false;
+                let mut out = Map::new();
+                for Entry { key, value, .. } in entries {
+                    let (value, item_unknown) = self.render_node(value)?;
+                    unknown |= item_unknown;
+                    out.insert(key.clone(), value);
+                }
+                Ok((Json::Object(out), unknown))
+            }
+            Value::Null | Value::Bool(_) | Value::Integer(_) | Value::Float(_) | Value::String(_) => {
+                Ok((node.to_json(), false))
+            }
+        }
+    }
+
+    /// The step's parameters, rendered and coerced to its kind's types.
+    ///
+    /// # Errors
+    /// See [`Context::render_node`].
+    pub fn render_with(&self, step: &Step) -> Result<(Json, bool), RenderError> {
+        let (value, unknown) = self.render_node(&step.with)?;
+        Ok((schema_check::coerce(value, &step.kind.parameters_schema()), unknown))
+    }
+
+    /// Evaluates `when`: `Some(true/false)`, or `None` when the dry-run cannot know.
+    ///
+    /// # Errors
+    /// A value that is neither true nor false.
+    pub fn evaluate_when(&self, step: &Step) -> Result<Option<bool>, RenderError> {
+        let Some(when) = &step.when else { return Ok(Some(true)) };
+        let rendered = when.render(&|path| self.lookup(path));
+        if rendered.unknown {
+            return Ok(None);
+        }
+        if let Some(path) = rendered.missing.first() {
+            return Err(RenderError(format!("`when` of step `{}` reads `{}`, which has no value", step.id, path.join("."))));
+        }
+        match truthy(&rendered.value) {
+            Some(value) => Ok(Some(value)),
+            None => Err(RenderError(format!(
+                "`when` of step `{}` rendered `{}`, not true or false",
+                step.id,
+                crate::steps::display(&rendered.value)
+            ))),
+        }
+    }
+}
+
+/// Values given on the command line (`--var`, `--vars-file`).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `NAME=VALUE` pairs, in order (later wins).
+    pub values: Vec<(String, Json)>,
+}
+
+impl Overrides {
+    /// Parses `--var NAME=VALUE` arguments and a `--vars-file` (YAML or TOML map).
+    ///
+    /// # Errors
+    /// A malformed `--var` or an unreadable or invalid vars file.
+    pub fn parse(vars: &[String], vars_file: Option<&std::path::Path>) -> Result<Overrides, String> {
+        let mut values = Vec::new();
+        if let Some(path) = vars_file {
+            let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read vars file {}: {error}", path.display()))?;
+            let file = crate::source::SourceFile::new(path.display().to_string(), text);
+            let node = crate::load::load(&file).map_err(|problems| {
+                problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            })?;
+            let Some(entries) = node.as_map() else {
+                return Err(format!("{}: a vars file is a map of NAME: VALUE", path.display()));
+            };
+            for entry in entries {
+                values.push((entry.key.clone(), entry.value.to_json()));
+            }
+        }
+        for pair in vars {
+            let Some((name, value)) = pair.split_once('=') else {
+                return Err(format!("`--var {pair}` must be NAME=VALUE"));
+            };
+            values.push((name.trim().to_owned(), Json::String(value.to_owned())));
+        }
+        Ok(Overrides { values })
+    }
+}
+
+/// Resolves inputs (defaults, then overrides) and vars (plan values, then overrides).
+///
+/// # Errors
+/// Unknown names (with a suggestion) and required inputs with no value.
+pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<(Map<String, Json>, Map<String, Json>), Vec<String>> {
+    let mut inputs = Map::new();
+    let mut vars = Map::new();
+    for (name, input) in &plan.spec.inputs.entries {
+        if let Some(default) = &input.default {
+            inputs.insert(name.value.clone(), default.0.to_json());
+        }
+    }
+    for (name, value) in &plan.spec.vars.entries {
+        vars.insert(name.value.clone(), value.0.to_json());
+    }
+    let mut problems = Vec::new();
+    for (name, value) in &overrides.values {
+        if plan.spec.inputs.get(name).is_some() {
+            inputs.insert(name.clone(), value.clone());
+        } else if plan.spec.vars.get(name).is_some() {
+            let typed = match (&vars[name], value) {
+                (Json::Number(_) | Json::Bool(_), Json::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| value.clone()),
+                _ => value.clone(),
+            };
+            vars.insert(name.clone(), typed);
+        } else {
+            let known = plan.spec.inputs.names().chain(plan.spec.vars.names());
+            problems.push(format!(
+                "`{name}` is neither an input nor a var of plan {}; {}",
+                plan.name(),
+                crate::diagnostic::suggestion(name, known)
+            ));
+        }
+    }
+    for (name, _) in &plan.spec.inputs.entries {
+        if !inputs.contains_key(&name.value) {
+            problems.push(format!("input `{}` has no default: give it with `--var {}=VALUE`", name.value, name.value));
+        }
+    }
+    if problems.is_empty() { Ok((inputs, vars)) } else { Err(problems) }
+}
