@@ -943,6 +943,11 @@ mod tests {
                 .is_single_expression()
         );
         assert!(
+            Template::parse("{{\n\tvars.x\n}}")
+                .unwrap()
+                .is_single_expression()
+        );
+        assert!(
             !Template::parse(" {{vars.x}}")
                 .unwrap()
                 .is_single_expression()
@@ -1002,7 +1007,7 @@ mod tests {
         let text = "x {{ upper vars.namespace }}";
         let error = parse_error(text);
         assert_eq!(&text[error.range.clone()], "upper");
-        assert_eq!(error.message, "`upper` is not a helper");
+        assert_eq!(error.to_string(), "`upper` is not a helper");
         let help = error.help.unwrap();
         assert!(
             help.contains("not, eq, ne, and, or, default, gt, lt, gte, lte"),
