@@ -12,6 +12,7 @@ pub mod history;
 pub mod load;
 pub mod node;
 pub mod plan;
+pub mod predict;
 pub mod secret;
 pub mod source;
 pub mod spec;
