@@ -76,6 +76,119 @@ pub enum Command {
     },
     /// Print the JSON Schema of the plan format.
     Schema,
+    /// Execute a plan: checkpointed, resumable, one run per plan at a time.
+    Run {
+        /// The plan file.
+        plan: PathBuf,
+        #[command(flatten)]
+        values: ValueArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Execute a plan as a drill (`run.drill = true`) and record its measured durations.
+    Drill {
+        /// The plan file.
+        plan: PathBuf,
+        #[command(flatten)]
+        values: ValueArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Take up a stopped run where it stopped; finished steps never run again.
+    Resume {
+        /// The run id (`dr-plan status` lists them).
+        run_id: String,
+        /// Run again the steps that were running when the run stopped, even if their
+        /// kind is not idempotent.
+        #[arg(long)]
+        rerun_interrupted: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List runs, or show one.
+    Status {
+        /// A run id.
+        run_id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".dr-plan")]
+        state_dir: PathBuf,
+    },
+    /// A run's report: steps, measured RTO and RPO against the objectives, approvals.
+    Report {
+        /// The run id.
+        run_id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Also write a Prometheus textfile here.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".dr-plan")]
+        state_dir: PathBuf,
+    },
+}
+
+/// Options of `run`, `drill` and `resume`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Do not ask for confirmation before starting.
+    #[arg(long)]
+    pub yes: bool,
+    /// Grant this approval step in advance (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub approve: Vec<String>,
+    /// Steps running at once at most.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// `human` (progress bars on a terminal, plain lines otherwise) or `json` events.
+    #[arg(long, value_enum, default_value_t = crate::run::reporter::ProgressFormat::Human)]
+    pub format: crate::run::reporter::ProgressFormat,
+    /// Where runs, locks and drill history are kept.
+    #[arg(long, default_value = ".dr-plan")]
+    pub state_dir: PathBuf,
+    /// Break a lock whose process is gone (recorded in the journal).
+    #[arg(long)]
+    pub break_stale_lock: bool,
+    /// Stop the whole run after this long (e.g. `2h`).
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<crate::duration::HumanDuration>,
+    /// Write a Prometheus textfile when the run stops.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The engine's options.
+    #[must_use]
+    pub fn options(&self) -> crate::run::RunOptions {
+        crate::run::RunOptions {
+            state_dir: self.state_dir.clone(),
+            yes: self.yes,
+            approve: self.approve.clone(),
+            concurrency: self.concurrency,
+            format: self.format,
+            break_stale_lock: self.break_stale_lock,
+            deadline: self.deadline.map(crate::duration::HumanDuration::get),
+            metrics_file: self.metrics_file.clone(),
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<crate::duration::HumanDuration, String> {
+    crate::duration::HumanDuration::parse(text)
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Markdown.
+    Markdown,
+    /// JSON.
+    Json,
 }
 
 /// `--var` and `--vars-file`.

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod commands;
 pub mod diagnostic;
 pub mod dry_run;
 pub mod duration;
@@ -18,6 +19,7 @@ pub mod node;
 pub mod plan;
 pub mod predict;
 pub mod render;
+pub mod run;
 pub mod schema;
 pub mod schema_check;
 pub mod secret;

@@ -7,6 +7,8 @@ use dr_plan::cli::{self, Cli, Command, DryRunFormat, GraphFormat, StepsFormat};
 use dr_plan::{catalog, exit_code};
 
 fn main() {
+    // One TLS crypto provider for every HTTP client in the process (see DEPENDENCIES.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate { plans } => cli::validate(&plans),
@@ -31,12 +33,33 @@ fn main() {
             }
         },
         Command::Steps { kind, format } => steps(kind.as_deref(), format),
+        Command::Run { plan, values, run } => start(&plan, &values, &run, false),
+        Command::Drill { plan, values, run } => start(&plan, &values, &run, true),
+        Command::Resume { run_id, rerun_interrupted, run } => {
+            dr_plan::run::resume(&run_id, rerun_interrupted, &run.options())
+        }
+        Command::Status { run_id, format, state_dir } => {
+            dr_plan::commands::status(run_id.as_deref(), format, &state_dir)
+        }
+        Command::Report { run_id, format, metrics_file, state_dir } => {
+            dr_plan::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
+        }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&dr_plan::schema::plan_schema()).unwrap_or_default());
             exit_code::SUCCESS
         }
     };
     std::process::exit(code);
+}
+
+fn start(path: &std::path::Path, values: &cli::ValueArgs, run: &cli::RunArgs, drill: bool) -> i32 {
+    match dr_plan::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
+        Ok(overrides) => dr_plan::run::start(path, &overrides, drill, &run.options()),
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            exit_code::INVALID
+        }
+    }
 }
 
 fn dry_run(

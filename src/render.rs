@@ -208,10 +208,7 @@ pub type ResolvedValues = (Map<String, Json>, Map<String, Json>);
 ///
 /// # Errors
 /// Unknown names (with a suggestion) and required inputs with no value.
-pub fn resolve_values(
-    plan: &Plan,
-    overrides: &Overrides,
-) -> Result<ResolvedValues, Vec<String>> {
+pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<ResolvedValues, Vec<String>> {
     let mut inputs = Map::new();
     let mut vars = Map::new();
     for (name, input) in &plan.spec.inputs.entries {
