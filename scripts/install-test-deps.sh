@@ -72,10 +72,12 @@ fi
 
 # --- Python tools: moto's server (Route53) and check-jsonschema --------------------------
 venv_dir="$tools_dir/venv"
-if [ -x "$venv_dir/bin/moto_server" ] && [ -x "$venv_dir/bin/check-jsonschema" ]; then
+# A venv outlives the interpreter it links to, so "present" means its python still runs.
+venv_works() { "$venv_dir/bin/python" -c '' >/dev/null 2>&1; }
+if venv_works && [ -x "$venv_dir/bin/moto_server" ] && [ -x "$venv_dir/bin/check-jsonschema" ]; then
     say "Python venv present: $venv_dir (moto_server, check-jsonschema)"
 else
-    if [ ! -x "$venv_dir/bin/python" ]; then
+    if ! venv_works; then
         say "creating Python venv $venv_dir"
         rm -rf "$venv_dir"
         if ! python3 -m venv "$venv_dir" 2>/dev/null; then
