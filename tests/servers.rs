@@ -3,10 +3,7 @@
 
 // Each test binary compiles `support` on its own and uses only some of it, so unused
 // items are expected and differ per binary (`expect` would fail where all are used).
-#[allow(
-    dead_code,
-    reason = "each test binary uses a different subset of support"
-)]
+#[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;
 
 use std::net::TcpStream;
@@ -33,10 +30,7 @@ fn postgres_runs_sql_and_accepts_its_url_and_environment() {
         "inventory",
         "CREATE TABLE items (id integer); INSERT INTO items SELECT generate_series(1, 3);",
     );
-    assert_eq!(
-        postgres.psql("inventory", "SELECT count(*) FROM items"),
-        "3"
-    );
+    assert_eq!(postgres.psql("inventory", "SELECT count(*) FROM items"), "3");
 
     let psql = postgres.binaries().join("psql");
     let by_url = Command::new(&psql)
@@ -51,13 +45,7 @@ fn postgres_runs_sql_and_accepts_its_url_and_environment() {
     let by_environment = Command::new(&psql)
         .env_clear()
         .envs(postgres.env())
-        .args([
-            "--no-psqlrc",
-            "--tuples-only",
-            "--no-align",
-            "--dbname",
-            "inventory",
-        ])
+        .args(["--no-psqlrc", "--tuples-only", "--no-align", "--dbname", "inventory"])
         .args(["--command", "SELECT count(*) FROM items"])
         .output()
         .expect("psql runs");
@@ -77,22 +65,15 @@ fn postgres_psql_panics_with_the_server_error() {
 }
 
 fn s3_client(s3: &S3, secret_key: &str) -> aws_sdk_s3::Client {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+    let http_client =
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .http_client(http_client)
         .region(Region::new(s3.region()))
         .endpoint_url(s3.endpoint())
         .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            s3.access_key(),
-            secret_key,
-            None,
-            None,
-            "dr-plan tests",
-        ))
+        .credentials_provider(Credentials::new(s3.access_key(), secret_key, None, None, "dr-plan tests"))
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
@@ -116,29 +97,13 @@ async fn s3_serves_seeded_files_and_checks_signatures() {
     let listed: Vec<(&str, i64)> = listing
         .contents()
         .iter()
-        .map(|object| {
-            (
-                object.key().unwrap_or_default(),
-                object.size().unwrap_or_default(),
-            )
-        })
+        .map(|object| (object.key().unwrap_or_default(), object.size().unwrap_or_default()))
         .collect();
-    assert_eq!(
-        listed,
-        [
-            ("nightly/2024-01-01.sql.gz", 5),
-            ("nightly/2024-01-02.sql.gz", 6)
-        ]
-    );
+    assert_eq!(listed, [("nightly/2024-01-01.sql.gz", 5), ("nightly/2024-01-02.sql.gz", 6)]);
     let first_modified = listing.contents()[0].last_modified().expect("LastModified");
-    let an_hour_ago_seconds = an_hour_ago
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    assert_eq!(
-        first_modified.secs(),
-        i64::try_from(an_hour_ago_seconds).expect("fits")
-    );
+    let an_hour_ago_seconds =
+        an_hour_ago.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs();
+    assert_eq!(first_modified.secs(), i64::try_from(an_hour_ago_seconds).expect("fits"));
 
     client
         .put_object()
@@ -148,17 +113,10 @@ async fn s3_serves_seeded_files_and_checks_signatures() {
         .send()
         .await
         .expect("signed PutObject succeeds");
-    assert_eq!(
-        s3.get_file("backups", "uploaded/report.json").as_deref(),
-        Some(&b"{\"ok\":true}"[..])
-    );
+    assert_eq!(s3.get_file("backups", "uploaded/report.json").as_deref(), Some(&b"{\"ok\":true}"[..]));
     assert_eq!(
         s3.list("backups"),
-        [
-            "nightly/2024-01-01.sql.gz",
-            "nightly/2024-01-02.sql.gz",
-            "uploaded/report.json"
-        ]
+        ["nightly/2024-01-01.sql.gz", "nightly/2024-01-02.sql.gz", "uploaded/report.json"]
     );
     assert_eq!(s3.get_file("backups", "absent"), None);
 
@@ -181,11 +139,7 @@ async fn s3_serves_seeded_files_and_checks_signatures() {
         .expect_err("a request signed with the wrong secret key is refused");
     let service_error = refused.into_service_error();
     let error_code = aws_sdk_s3::error::ProvideErrorMetadata::code(&service_error);
-    assert_eq!(
-        error_code,
-        Some("SignatureDoesNotMatch"),
-        "{service_error:?}"
-    );
+    assert_eq!(error_code, Some("SignatureDoesNotMatch"), "{service_error:?}");
 
     let port = s3.port();
     drop(s3);
@@ -202,11 +156,7 @@ async fn http_server_answers_from_its_script_and_records_requests() {
     ]);
     let client = reqwest::Client::new();
 
-    let first = client
-        .get(format!("{}/health?deep=1", server.url()))
-        .send()
-        .await
-        .expect("first request");
+    let first = client.get(format!("{}/health?deep=1", server.url())).send().await.expect("first request");
     assert_eq!(first.status().as_u16(), 503);
     assert_eq!(first.text().await.expect("body"), "starting");
     for _ in 0..2 {
@@ -232,10 +182,7 @@ async fn http_server_answers_from_its_script_and_records_requests() {
     assert_eq!(requests[2].method, "POST");
     assert_eq!(requests[2].path, "/hooks/notify");
     assert_eq!(requests[2].header("authorization"), Some("Bearer token"));
-    assert_eq!(
-        requests[2].body_json(),
-        serde_json::json!({"text": "restore finished"})
-    );
+    assert_eq!(requests[2].body_json(), serde_json::json!({"text": "restore finished"}));
 
     let port = server.port();
     drop(server);
@@ -245,17 +192,10 @@ async fn http_server_answers_from_its_script_and_records_requests() {
 #[tokio::test]
 async fn http_server_delays_answers_for_timeout_tests() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server =
-        HttpServer::start([ScriptedResponse::new(200, "late").delayed(Duration::from_secs(2))]);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(200))
-        .build()
-        .expect("client");
-    let error = client
-        .get(server.url())
-        .send()
-        .await
-        .expect_err("the answer comes after the client's timeout");
+    let server = HttpServer::start([ScriptedResponse::new(200, "late").delayed(Duration::from_secs(2))]);
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().expect("client");
+    let error =
+        client.get(server.url()).send().await.expect_err("the answer comes after the client's timeout");
     assert!(error.is_timeout(), "{error:?}");
     assert_eq!(server.request_count(), 1);
 }
@@ -266,12 +206,7 @@ fn http_server_reads_chunked_bodies() {
     // curl sends a body of unknown length in chunks, and asks `Expect: 100-continue`.
     let output = Command::new("curl")
         .args(["--silent", "--show-error", "--max-time", "30"])
-        .args([
-            "--header",
-            "Transfer-Encoding: chunked",
-            "--header",
-            "Expect: 100-continue",
-        ])
+        .args(["--header", "Transfer-Encoding: chunked", "--header", "Expect: 100-continue"])
         .args(["--data-binary", "@-"])
         .arg(format!("{}/upload", server.url()))
         .stdin(std::process::Stdio::piped())
@@ -279,10 +214,7 @@ fn http_server_reads_chunked_bodies() {
         .spawn()
         .and_then(|mut curl| {
             use std::io::Write as _;
-            curl.stdin
-                .take()
-                .expect("stdin is piped")
-                .write_all(&[b'x'; 5000])?;
+            curl.stdin.take().expect("stdin is piped").write_all(&[b'x'; 5000])?;
             curl.wait_with_output()
         })
         .expect("curl runs (scripts/install-test-deps.sh installs it)");
@@ -313,12 +245,7 @@ fn moto_serves_route53_and_resets() {
     // the request is signed (with any key) as a Route53 client would.
     let output = Command::new("curl")
         .args(["--silent", "--show-error", "--fail", "--max-time", "30"])
-        .args([
-            "--aws-sigv4",
-            "aws:amz:us-east-1:route53",
-            "--user",
-            "testing:testing",
-        ])
+        .args(["--aws-sigv4", "aws:amz:us-east-1:route53", "--user", "testing:testing"])
         .arg(format!("{}/2013-04-01/hostedzone", moto.endpoint()))
         .output()
         .expect("curl runs (scripts/install-test-deps.sh installs it)");

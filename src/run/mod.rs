@@ -88,14 +88,6 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         return exit_code::FAILED;
     }
     let redactor = Arc::new(Redactor::new(secrets.values()));
-    let mut writer = match JournalWriter::open(&journal::journal_path(&options.state_dir, &run_id)) {
-        Ok(writer) => writer,
-        Err(error) => {
-            eprintln!("error: cannot open the journal: {error}");
-            return exit_code::FAILED;
-        }
-    };
-    let mut reporter = reporter::for_terminal(options.format);
     let started = Event::RunStarted {
         format: journal::FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -111,15 +103,11 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
     if let Some(holder) = broken {
         events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
     }
-    for event in events {
-        match writer.append(event) {
-            Ok(record) => reporter.record(&record),
-            Err(error) => {
-                eprintln!("error: cannot write the journal: {error}");
-                return exit_code::FAILED;
-            }
-        }
-    }
+    let (writer, mut reporter) =
+        match open_journal(&journal::journal_path(&options.state_dir, &run_id), events, options.format) {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        };
     let context = Context {
         mode: Mode::Run,
         vars,
@@ -230,28 +218,15 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
         Err(code) => return code,
     };
     let redactor = Arc::new(Redactor::new(secrets.values()));
-    let mut writer = match JournalWriter::open(&journal_file) {
-        Ok(writer) => writer,
-        Err(error) => {
-            eprintln!("error: cannot open the journal: {error}");
-            return exit_code::FAILED;
-        }
-    };
-    let mut reporter = reporter::for_terminal(options.format);
     let mut events = Vec::new();
     if let Some(holder) = broken {
         events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
     }
     events.push(Event::Resumed { operator: lock::operator(), rerun });
-    for event in events {
-        match writer.append(event) {
-            Ok(record) => reporter.record(&record),
-            Err(error) => {
-                eprintln!("error: cannot write the journal: {error}");
-                return exit_code::FAILED;
-            }
-        }
-    }
+    let (writer, mut reporter) = match open_journal(&journal_file, events, options.format) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
     let outputs: BTreeMap<String, Json> = state
         .steps
         .iter()
@@ -390,6 +365,27 @@ fn execute(
             exit_code::INTERRUPTED
         }
     }
+}
+
+/// Opens the journal for appending and writes the first events of this process.
+fn open_journal(
+    path: &Path,
+    events: Vec<Event>,
+    format: ProgressFormat,
+) -> Result<(JournalWriter, Box<dyn reporter::Reporter>), i32> {
+    let mut writer = JournalWriter::open(path).map_err(|error| {
+        eprintln!("error: cannot open the journal {}: {error}", path.display());
+        exit_code::FAILED
+    })?;
+    let mut reporter = reporter::for_terminal(format);
+    for event in events {
+        let record = writer.append(event).map_err(|error| {
+            eprintln!("error: cannot write the journal: {error}");
+            exit_code::FAILED
+        })?;
+        reporter.record(&record);
+    }
+    Ok((writer, reporter))
 }
 
 fn check_runnable(plan: &Plan, options: &RunOptions) -> Option<i32> {

@@ -46,8 +46,7 @@ impl ScriptedResponse {
     /// Adds a header, replacing one of the same name (so `Content-Type` can be changed).
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
+        self.headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
@@ -126,14 +125,9 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Starts the server with `responses`, e.g. `[(503, "starting"), (200, "ok")]`.
-    pub fn start<Response: Into<ScriptedResponse>>(
-        responses: impl IntoIterator<Item = Response>,
-    ) -> Self {
+    pub fn start<Response: Into<ScriptedResponse>>(responses: impl IntoIterator<Item = Response>) -> Self {
         let script: Vec<ScriptedResponse> = responses.into_iter().map(Into::into).collect();
-        assert!(
-            !script.is_empty(),
-            "HttpServer::start needs at least one response"
-        );
+        assert!(!script.is_empty(), "HttpServer::start needs at least one response");
         // Bound here and kept: unlike the other servers there is no window in which
         // another test could take the port.
         let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
@@ -142,23 +136,14 @@ impl HttpServer {
             .local_addr()
             .unwrap_or_else(|error| panic!("cannot read the bound port: {error}"))
             .port();
-        let state = Arc::new(Mutex::new(State {
-            script,
-            answered: 0,
-            requests: Vec::new(),
-        }));
+        let state = Arc::new(Mutex::new(State { script, answered: 0, requests: Vec::new() }));
         let stopping = Arc::new(AtomicBool::new(false));
         let acceptor = {
             let state = Arc::clone(&state);
             let stopping = Arc::clone(&stopping);
             thread::spawn(move || accept_connections(&listener, &state, &stopping))
         };
-        Self {
-            port,
-            state,
-            stopping,
-            acceptor: Some(acceptor),
-        }
+        Self { port, state, stopping, acceptor: Some(acceptor) }
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -246,8 +231,7 @@ fn read_request(
         return Ok(None);
     };
     let mut parts = request_line.split(' ');
-    let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!("malformed request line {request_line:?}"));
     };
     if !version.starts_with("HTTP/1.") {
@@ -255,29 +239,18 @@ fn read_request(
     }
     let mut headers = Vec::new();
     loop {
-        let line = read_head_line(reader, &mut head_bytes)?
-            .ok_or("connection closed inside the request head")?;
+        let line =
+            read_head_line(reader, &mut head_bytes)?.ok_or("connection closed inside the request head")?;
         if line.is_empty() {
             break;
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("malformed header line {line:?}"))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| format!("malformed header line {line:?}"))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    let mut request = RecordedRequest {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        headers,
-        body: Vec::new(),
-    };
-    if request
-        .header("Expect")
-        .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
-    {
-        writer
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .map_err(|error| error.to_string())?;
+    let mut request =
+        RecordedRequest { method: method.to_owned(), path: path.to_owned(), headers, body: Vec::new() };
+    if request.header("Expect").is_some_and(|value| value.eq_ignore_ascii_case("100-continue")) {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(|error| error.to_string())?;
     }
     request.body = if request
         .header("Transfer-Encoding")
@@ -286,15 +259,11 @@ fn read_request(
         read_chunked_body(reader)?
     } else {
         let length = match request.header("Content-Length") {
-            Some(value) => value
-                .parse::<usize>()
-                .map_err(|_| format!("bad Content-Length {value:?}"))?,
+            Some(value) => value.parse::<usize>().map_err(|_| format!("bad Content-Length {value:?}"))?,
             None => 0,
         };
         let mut body = vec![0; length];
-        reader
-            .read_exact(&mut body)
-            .map_err(|error| format!("body shorter than Content-Length: {error}"))?;
+        reader.read_exact(&mut body).map_err(|error| format!("body shorter than Content-Length: {error}"))?;
         body
     };
     Ok(Some(request))
@@ -317,9 +286,7 @@ fn read_head_line(
     }
     *head_bytes += read;
     if !line.ends_with(b"\n") {
-        return Err(format!(
-            "request head longer than {MAXIMUM_HEAD_BYTES} bytes"
-        ));
+        return Err(format!("request head longer than {MAXIMUM_HEAD_BYTES} bytes"));
     }
     let text = String::from_utf8(line).map_err(|_| "request head is not UTF-8".to_owned())?;
     Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
@@ -329,19 +296,15 @@ fn read_chunked_body(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, Strin
     let mut body = Vec::new();
     loop {
         let mut size_line = String::new();
-        reader
-            .read_line(&mut size_line)
-            .map_err(|error| error.to_string())?;
+        reader.read_line(&mut size_line).map_err(|error| error.to_string())?;
         let size_text = size_line.trim().split(';').next().unwrap_or_default();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_line:?}"))?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size {size_line:?}"))?;
         if size == 0 {
             // Trailers, if any, end with an empty line.
             loop {
                 let mut trailer = String::new();
-                let read = reader
-                    .read_line(&mut trailer)
-                    .map_err(|error| error.to_string())?;
+                let read = reader.read_line(&mut trailer).map_err(|error| error.to_string())?;
                 if read == 0 || trailer.trim().is_empty() {
                     return Ok(body);
                 }
@@ -353,9 +316,7 @@ fn read_chunked_body(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, Strin
             .read_exact(&mut body[start..])
             .map_err(|error| format!("chunk shorter than announced: {error}"))?;
         let mut line_end = [0_u8; 2];
-        reader
-            .read_exact(&mut line_end)
-            .map_err(|error| error.to_string())?;
+        reader.read_exact(&mut line_end).map_err(|error| error.to_string())?;
     }
 }
 
@@ -374,10 +335,7 @@ fn write_response(writer: &mut TcpStream, response: &ScriptedResponse) -> std::i
 
 /// `Name: value` lines, each ending in CRLF.
 fn header_lines<Name: AsRef<str>, Value: AsRef<str>>(headers: &[(Name, Value)]) -> String {
-    headers
-        .iter()
-        .map(|(name, value)| format!("{}: {}\r\n", name.as_ref(), value.as_ref()))
-        .collect()
+    headers.iter().map(|(name, value)| format!("{}: {}\r\n", name.as_ref(), value.as_ref())).collect()
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -405,13 +363,7 @@ fn reason_phrase(status: u16) -> &'static str {
 /// A minimal HTTP/1.1 client for the support code itself (e.g. resetting moto):
 /// sends one request and returns the status and the raw body (a chunked body keeps its
 /// chunk framing). Tests of dr-plan use real clients instead.
-pub fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let what = format!("{method} http://{LOOPBACK}:{port}{path}");
     let mut stream = TcpStream::connect((LOOPBACK, port))
         .unwrap_or_else(|error| panic!("{what}: cannot connect: {error}"));
@@ -427,9 +379,7 @@ pub fn request(
         .and_then(|()| stream.write_all(body))
         .unwrap_or_else(|error| panic!("{what}: cannot send: {error}"));
     let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|error| panic!("{what}: no complete response: {error}"));
+    stream.read_to_end(&mut response).unwrap_or_else(|error| panic!("{what}: no complete response: {error}"));
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head

@@ -28,21 +28,13 @@ impl Moto {
         let (port, process) = start_on_free_port("moto_server", |port| {
             let log = directory.path().join(format!("moto-{port}.log"));
             let mut command = Command::new(&binary);
-            command
-                .args(["-H", LOOPBACK, "-p", &port.to_string()])
-                .current_dir(directory.path());
+            command.args(["-H", LOOPBACK, "-p", &port.to_string()]).current_dir(directory.path());
             let mut process = ServerProcess::spawn("moto_server", &mut command, &log);
             // Werkzeug prints where it runs once it has bound the port.
-            process.wait_ready(Duration::from_secs(60), "Running on http://", || {
-                port_answers(port)
-            })?;
+            process.wait_ready(Duration::from_secs(60), "Running on http://", || port_answers(port))?;
             Ok((port, process))
         });
-        Self {
-            port,
-            _process: process,
-            _directory: directory,
-        }
+        Self { port, _process: process, _directory: directory }
     }
 
     /// The endpoint URL, `http://127.0.0.1:PORT`, for every service moto emulates.
@@ -68,8 +60,7 @@ impl Moto {
 
     /// Wipes all of moto's state (`POST /moto-api/reset`).
     pub fn reset(&self) {
-        let (status, body) =
-            super::http_server::request(self.port, "POST", "/moto-api/reset", &[], b"");
+        let (status, body) = super::http_server::request(self.port, "POST", "/moto-api/reset", &[], b"");
         assert_eq!(status, 200, "moto reset answered {status}: {body}");
     }
 }

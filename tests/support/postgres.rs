@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::process::{
-    LOOPBACK, StartFailure, describe_output, log_tail, run_bounded, running_as_root,
-    start_on_free_port, temporary_directory, wait_until,
+    LOOPBACK, StartFailure, describe_output, log_tail, run_bounded, running_as_root, start_on_free_port,
+    temporary_directory, wait_until,
 };
 
 /// The superuser `initdb` creates; tests connect as it.
@@ -68,11 +68,7 @@ impl Postgres {
 
     /// A libpq connection URL for `database`, as the superuser, without a password.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgresql://{SUPERUSER}@{LOOPBACK}:{}/{}",
-            self.port,
-            percent_encode(database)
-        )
+        format!("postgresql://{SUPERUSER}@{LOOPBACK}:{}/{}", self.port, percent_encode(database))
     }
 
     /// The libpq variables that point a child process (psql, pg_dump, pg_restore, …)
@@ -102,36 +98,31 @@ impl Postgres {
             .args(["--port", &self.port.to_string(), "--dbname", database])
             .env_remove("PGPASSWORD")
             .env_remove("PGSERVICE");
-        let output = run_bounded(
-            &mut command,
-            Some(sql.as_bytes().to_vec()),
-            Duration::from_secs(60),
-            "psql",
-        );
+        let output =
+            run_bounded(&mut command, Some(sql.as_bytes().to_vec()), Duration::from_secs(60), "psql");
         assert!(
             output.status.success(),
             "psql failed in database {database:?} on port {} running:\n{sql}\n{}",
             self.port,
             describe_output(&output)
         );
-        String::from_utf8_lossy(&output.stdout)
-            .trim_end_matches('\n')
-            .to_owned()
+        String::from_utf8_lossy(&output.stdout).trim_end_matches('\n').to_owned()
     }
 
     /// Creates an empty database owned by the superuser.
     pub fn create_database(&self, name: &str) {
-        self.psql(
-            "postgres",
-            &format!("CREATE DATABASE {}", quote_identifier(name)),
-        );
+        self.psql("postgres", &format!("CREATE DATABASE {}", quote_identifier(name)));
     }
 
     fn initialize_cluster(&self, socket_directory: &Path) {
         let mut command = self.server_command("initdb");
-        command
-            .args(["--pgdata", "data", "--auth", "trust", "--no-sync"])
-            .args(["--username", SUPERUSER, "--encoding", "UTF8", "--no-locale"]);
+        command.args(["--pgdata", "data", "--auth", "trust", "--no-sync"]).args([
+            "--username",
+            SUPERUSER,
+            "--encoding",
+            "UTF8",
+            "--no-locale",
+        ]);
         let output = run_bounded(&mut command, None, Duration::from_secs(120), "initdb");
         assert!(
             output.status.success(),
@@ -140,9 +131,8 @@ impl Postgres {
             self.directory.path().display(),
             describe_output(&output)
         );
-        std::fs::create_dir(socket_directory).unwrap_or_else(|error| {
-            panic!("cannot create {}: {error}", socket_directory.display())
-        });
+        std::fs::create_dir(socket_directory)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", socket_directory.display()));
         if self.run_as_system_user {
             give_to_system_user(socket_directory);
         }
@@ -179,19 +169,15 @@ impl Postgres {
         let timeout = Duration::from_secs(30);
         let accepting = wait_until(timeout, || {
             let mut command = Command::new(self.binaries.join("pg_isready"));
-            command
-                .args(["--host", LOOPBACK, "--port", &self.port.to_string()])
-                .args([
-                    "--username",
-                    SUPERUSER,
-                    "--dbname",
-                    "postgres",
-                    "--timeout",
-                    "1",
-                ]);
-            run_bounded(&mut command, None, Duration::from_secs(10), "pg_isready")
-                .status
-                .success()
+            command.args(["--host", LOOPBACK, "--port", &self.port.to_string()]).args([
+                "--username",
+                SUPERUSER,
+                "--dbname",
+                "postgres",
+                "--timeout",
+                "1",
+            ]);
+            run_bounded(&mut command, None, Duration::from_secs(10), "pg_isready").status.success()
         });
         assert!(
             accepting,
@@ -225,9 +211,8 @@ impl Drop for Postgres {
         }
         let mut command = self.server_command("pg_ctl");
         command.args(["stop", "--pgdata", "data", "--mode", "immediate", "--wait"]);
-        let stopped = run_bounded(&mut command, None, Duration::from_secs(30), "pg_ctl stop")
-            .status
-            .success();
+        let stopped =
+            run_bounded(&mut command, None, Duration::from_secs(30), "pg_ctl stop").status.success();
         if !stopped {
             kill_postmaster(&data);
         }
@@ -240,12 +225,7 @@ fn kill_postmaster(data: &Path) {
         return;
     };
     if let Some(pid) = pid_file.lines().next().filter(|line| !line.is_empty()) {
-        let _ = run_bounded(
-            Command::new("kill").args(["-KILL", pid]),
-            None,
-            Duration::from_secs(10),
-            "kill",
-        );
+        let _ = run_bounded(Command::new("kill").args(["-KILL", pid]), None, Duration::from_secs(10), "kill");
     }
 }
 
@@ -262,30 +242,20 @@ fn binaries_directory() -> PathBuf {
         .filter_map(|entry| {
             let version: u32 = entry.file_name().to_str()?.parse().ok()?;
             let binaries = entry.path().join("bin");
-            binaries
-                .join("initdb")
-                .exists()
-                .then_some((version, binaries))
+            binaries.join("initdb").exists().then_some((version, binaries))
         })
         .max_by_key(|(version, _)| *version);
     match newest {
         Some((_, binaries)) => binaries,
-        None => panic!(
-            "no PostgreSQL server found under {}/<version>/bin; {INSTALL_HINT}",
-            root.display()
-        ),
+        None => panic!("no PostgreSQL server found under {}/<version>/bin; {INSTALL_HINT}", root.display()),
     }
 }
 
 /// Hands a directory we created to [`SYSTEM_USER`] so the server can write in it.
 fn give_to_system_user(directory: &Path) {
     let id = |flag: &str| -> u32 {
-        let output = run_bounded(
-            Command::new("id").args([flag, SYSTEM_USER]),
-            None,
-            Duration::from_secs(10),
-            "id",
-        );
+        let output =
+            run_bounded(Command::new("id").args([flag, SYSTEM_USER]), None, Duration::from_secs(10), "id");
         assert!(
             output.status.success(),
             "there is no `{SYSTEM_USER}` user to run PostgreSQL as (it refuses to run as \
@@ -297,12 +267,8 @@ fn give_to_system_user(directory: &Path) {
             .parse()
             .unwrap_or_else(|error| panic!("`id {flag} {SYSTEM_USER}` printed no number: {error}"))
     };
-    std::os::unix::fs::chown(directory, Some(id("-u")), Some(id("-g"))).unwrap_or_else(|error| {
-        panic!(
-            "cannot give {} to user {SYSTEM_USER}: {error}",
-            directory.display()
-        )
-    });
+    std::os::unix::fs::chown(directory, Some(id("-u")), Some(id("-g")))
+        .unwrap_or_else(|error| panic!("cannot give {} to user {SYSTEM_USER}: {error}", directory.display()));
 }
 
 /// Quotes an SQL identifier: double quotes around it, inner double quotes doubled.

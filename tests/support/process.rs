@@ -32,9 +32,7 @@ pub fn find_tool(name: &str, how_to_install: &str) -> PathBuf {
     let path_directories = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default();
-    let candidates = path_directories
-        .into_iter()
-        .chain([tools.join("bin"), tools.join("venv/bin")]);
+    let candidates = path_directories.into_iter().chain([tools.join("bin"), tools.join("venv/bin")]);
     for directory in candidates {
         let candidate = directory.join(name);
         if is_executable(&candidate) {
@@ -49,8 +47,7 @@ pub fn find_tool(name: &str, how_to_install: &str) -> PathBuf {
 }
 
 fn is_executable(path: &Path) -> bool {
-    path.metadata()
-        .is_ok_and(|metadata| metadata.is_file() && metadata.mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|metadata| metadata.is_file() && metadata.mode() & 0o111 != 0)
 }
 
 /// A port that was free a moment ago. Servers that take a port number (rather than a
@@ -58,10 +55,7 @@ fn is_executable(path: &Path) -> bool {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
         .unwrap_or_else(|error| panic!("cannot bind a port on {LOOPBACK}: {error}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|error| panic!("cannot read the bound port: {error}"))
-        .port()
+    listener.local_addr().unwrap_or_else(|error| panic!("cannot read the bound port: {error}")).port()
 }
 
 /// Whether something accepts TCP connections on the loopback port.
@@ -81,11 +75,7 @@ pub enum StartFailure {
 impl StartFailure {
     /// Sorts a failure by its log: servers all say "already in use" when they lose a port.
     pub fn from_log(message: String) -> Self {
-        if message.contains("already in use") {
-            Self::PortTaken(message)
-        } else {
-            Self::Other(message)
-        }
+        if message.contains("already in use") { Self::PortTaken(message) } else { Self::Other(message) }
     }
 }
 
@@ -126,11 +116,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let all: Vec<&str> = text.lines().collect();
             let start = all.len().saturating_sub(lines);
-            format!(
-                "last lines of {}:\n{}",
-                path.display(),
-                all[start..].join("\n")
-            )
+            format!("last lines of {}:\n{}", path.display(), all[start..].join("\n"))
         }
         Err(error) => format!("(no log at {}: {error})", path.display()),
     }
@@ -143,18 +129,15 @@ pub fn log_file(path: &Path) -> (Stdio, Stdio) {
         .append(true)
         .open(path)
         .unwrap_or_else(|error| panic!("cannot open log file {}: {error}", path.display()));
-    let second = file
-        .try_clone()
-        .unwrap_or_else(|error| panic!("cannot share log file {}: {error}", path.display()));
+    let second =
+        file.try_clone().unwrap_or_else(|error| panic!("cannot share log file {}: {error}", path.display()));
     (Stdio::from(file), Stdio::from(second))
 }
 
 /// Whether this process runs as root, judged by the owner of a directory it just made.
 /// (Asking libc would need `unsafe`, which the crate forbids.)
 pub fn running_as_root(directory_it_created: &Path) -> bool {
-    directory_it_created
-        .metadata()
-        .is_ok_and(|metadata| metadata.uid() == 0)
+    directory_it_created.metadata().is_ok_and(|metadata| metadata.uid() == 0)
 }
 
 /// A temporary directory named for what it holds; removed when dropped.
@@ -167,23 +150,13 @@ pub fn temporary_directory(what: &str) -> tempfile::TempDir {
 
 /// Runs a command to completion within `timeout`, feeding it `stdin`; kills it and
 /// panics if it takes longer. Its output is returned whatever its exit status.
-pub fn run_bounded(
-    command: &mut Command,
-    stdin: Option<Vec<u8>>,
-    timeout: Duration,
-    what: &str,
-) -> Output {
+pub fn run_bounded(command: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration, what: &str) -> Output {
     command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {what} ({command:?}): {error}"));
+    let mut child =
+        command.spawn().unwrap_or_else(|error| panic!("cannot run {what} ({command:?}): {error}"));
     // Pipes are drained on threads so a child writing a lot never blocks on a full pipe.
     let writer = child.stdin.take().zip(stdin).map(|(mut pipe, bytes)| {
         thread::spawn(move || {
@@ -193,17 +166,12 @@ pub fn run_bounded(
     });
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let status = wait_bounded(&mut child, timeout).unwrap_or_else(|| {
-        panic!("{what} did not finish within {timeout:?} and was killed ({command:?})")
-    });
+    let status = wait_bounded(&mut child, timeout)
+        .unwrap_or_else(|| panic!("{what} did not finish within {timeout:?} and was killed ({command:?})"));
     if let Some(writer) = writer {
         let _ = writer.join();
     }
-    Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
 }
 
 fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
@@ -259,11 +227,7 @@ impl ServerProcess {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {what} ({command:?}): {error}"));
-        Self {
-            child,
-            what,
-            log: log.to_path_buf(),
-        }
+        Self { child, what, log: log.to_path_buf() }
     }
 
     /// Waits until the server's log contains `ready_line` (which it writes once it has
@@ -283,8 +247,7 @@ impl ServerProcess {
                 exited = Some(status);
                 return true;
             }
-            std::fs::read(&self.log)
-                .is_ok_and(|log| String::from_utf8_lossy(&log).contains(ready_line))
+            std::fs::read(&self.log).is_ok_and(|log| String::from_utf8_lossy(&log).contains(ready_line))
                 && ready()
         });
         if let Some(status) = exited {

@@ -7,8 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::process::{
-    LOOPBACK, ServerProcess, describe_output, find_tool, run_bounded, start_on_free_port,
-    temporary_directory,
+    LOOPBACK, ServerProcess, describe_output, find_tool, run_bounded, start_on_free_port, temporary_directory,
 };
 
 const INSTALL_HINT: &str = "apt-get install redis-server";
@@ -36,19 +35,11 @@ impl Redis {
                 .arg("--dir")
                 .arg(directory.path());
             let mut process = ServerProcess::spawn("redis-server", &mut command, &log);
-            process.wait_ready(
-                Duration::from_secs(30),
-                "Ready to accept connections",
-                || answers_ping(port),
-            )?;
+            process
+                .wait_ready(Duration::from_secs(30), "Ready to accept connections", || answers_ping(port))?;
             Ok((port, process))
         });
-        Self {
-            port,
-            client,
-            _process: process,
-            _directory: directory,
-        }
+        Self { port, client, _process: process, _directory: directory }
     }
 
     /// The TCP port redis-server listens on.
@@ -66,18 +57,10 @@ impl Redis {
     /// as output, so callers check the text.
     pub fn cli(&self, args: &[&str]) -> String {
         let mut command = Command::new(&self.client);
-        command
-            .args(["-h", LOOPBACK, "-p", &self.port.to_string()])
-            .args(args);
+        command.args(["-h", LOOPBACK, "-p", &self.port.to_string()]).args(args);
         let output = run_bounded(&mut command, None, Duration::from_secs(30), "redis-cli");
-        assert!(
-            output.status.success(),
-            "redis-cli {args:?} failed: {}",
-            describe_output(&output)
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .trim_end_matches('\n')
-            .to_owned()
+        assert!(output.status.success(), "redis-cli {args:?} failed: {}", describe_output(&output));
+        String::from_utf8_lossy(&output.stdout).trim_end_matches('\n').to_owned()
     }
 }
 
@@ -88,7 +71,5 @@ fn answers_ping(port: u16) -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let mut reply = [0_u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }

@@ -31,10 +31,7 @@ pub struct S3 {
 impl S3 {
     /// Starts s3s-fs with `buckets` already created (empty).
     pub fn start(buckets: &[&str]) -> Self {
-        let binary = find_tool(
-            "s3s-fs",
-            "cargo install s3s-fs@0.14.1 --features binary --locked",
-        );
+        let binary = find_tool("s3s-fs", "cargo install s3s-fs@0.14.1 --features binary --locked");
         let directory = temporary_directory("s3");
         let root = directory.path().join("root");
         std::fs::create_dir(&root)
@@ -50,17 +47,10 @@ impl S3 {
                 // (such as refused signatures) are logged too.
                 .env("RUST_LOG", "error,s3s_fs=info");
             let mut process = ServerProcess::spawn("s3s-fs", &mut command, &log);
-            process.wait_ready(Duration::from_secs(30), "server is running at", || {
-                port_answers(port)
-            })?;
+            process.wait_ready(Duration::from_secs(30), "server is running at", || port_answers(port))?;
             Ok((port, process))
         });
-        let server = Self {
-            port,
-            root,
-            _process: process,
-            _directory: directory,
-        };
+        let server = Self { port, root, _process: process, _directory: directory };
         for bucket in buckets {
             server.create_bucket(bucket);
         }
@@ -150,9 +140,8 @@ impl S3 {
         let mut keys = Vec::new();
         let mut pending = vec![bucket_path.clone()];
         while let Some(directory) = pending.pop() {
-            let entries = std::fs::read_dir(&directory).unwrap_or_else(|error| {
-                panic!("cannot list bucket {}: {error}", directory.display())
-            });
+            let entries = std::fs::read_dir(&directory)
+                .unwrap_or_else(|error| panic!("cannot list bucket {}: {error}", directory.display()));
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {
@@ -191,8 +180,7 @@ impl S3 {
 
     fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
         assert!(
-            key.split('/')
-                .all(|segment| !segment.is_empty() && segment != "." && segment != ".."),
+            key.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != ".."),
             "object key {key:?} cannot be stored as a file: it must be a relative path \
              without `.`, `..`, empty segments or a trailing slash"
         );
