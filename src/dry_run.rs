@@ -13,6 +13,7 @@ use crate::history::History;
 use crate::plan::Plan;
 use crate::predict::{EstimateSource, Prediction};
 use crate::render::{Context, Mode};
+use crate::steps::Preflight;
 
 /// The preview of one step.
 #[derive(Clone, Debug, Serialize)]
@@ -68,6 +69,10 @@ pub struct DryRun {
     pub drills: usize,
     /// Rendering problems (a `when` that cannot be evaluated, ...).
     pub problems: Vec<String>,
+    /// Results of `--preflight`, by step, when it was asked for.
+    pub preflight: Option<Vec<(String, Preflight)>>,
+    /// Which steps' parameters hold values known only at run time.
+    unknown: Vec<bool>,
 }
 
 impl DryRun {
@@ -100,22 +105,23 @@ impl DryRun {
                 }
             };
             skipped[index] = when == Some(false) || step.needs.iter().any(|&need| skipped[need]);
-            let parameters = match context.render_with(step) {
-                Ok((value, _)) => value,
+            let (parameters, unknown) = match context.render_with(step) {
+                Ok(rendered) => rendered,
                 Err(error) => {
                     problems.push(format!("step `{}`: {}", step.id, error.0));
-                    step.with.to_json()
+                    (step.with.to_json(), true)
                 }
             };
-            rendered.push((when, parameters));
+            rendered.push((when, parameters, unknown));
         }
         let prediction = Prediction::new(plan, history, &skipped);
+        let unknown: Vec<bool> = rendered.iter().map(|(_, _, unknown)| *unknown).collect();
         let steps = plan
             .steps
             .iter()
             .zip(rendered)
             .enumerate()
-            .map(|(index, (step, (when, parameters)))| {
+            .map(|(index, (step, (when, parameters, _)))| {
                 let spec = plan.spec_of(step);
                 let mut action = step.kind.describe(&parameters);
                 if skipped[index] && when != Some(false) {
@@ -152,7 +158,54 @@ impl DryRun {
             prediction,
             drills: history.len(),
             problems,
+            preflight: None,
+            unknown,
         }
+    }
+
+    /// Runs every step's read-only preflight check against the live systems. Steps
+    /// whose parameters depend on outputs of earlier steps cannot be checked yet.
+    pub fn run_preflight(&mut self, plan: &Plan) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                self.problems.push(format!("preflight could not start: {error}"));
+                return;
+            }
+        };
+        let mut results = Vec::with_capacity(self.steps.len());
+        for (index, preview) in self.steps.iter().enumerate() {
+            let result = if self.unknown[index] {
+                Preflight::NotChecked("its parameters depend on outputs known only at run time".to_owned())
+            } else if preview.action.starts_with("skipped") {
+                Preflight::NotChecked("skipped".to_owned())
+            } else {
+                let check = plan.steps[index].kind.preflight(preview.parameters.clone());
+                runtime
+                    .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(30), check).await })
+                    .unwrap_or_else(|_| Preflight::Failed("no answer within 30s".to_owned()))
+            };
+            results.push((preview.id.clone(), result));
+        }
+        self.preflight = Some(results);
+    }
+
+    /// Whether a preflight check failed.
+    #[must_use]
+    pub fn preflight_failed(&self) -> bool {
+        self.preflight.iter().flatten().any(|(_, result)| matches!(result, Preflight::Failed(_)))
+    }
+
+    fn preflight_lines(&self, wrap: &str) -> Vec<String> {
+        self.preflight
+            .iter()
+            .flatten()
+            .map(|(id, result)| match result {
+                Preflight::Passed(detail) => format!("ok      {wrap}{id}{wrap}: {detail}"),
+                Preflight::Failed(detail) => format!("FAILED  {wrap}{id}{wrap}: {detail}"),
+                Preflight::NotChecked(detail) => format!("—       {wrap}{id}{wrap}: not checked: {detail}"),
+            })
+            .collect()
     }
 
     fn stages(&self) -> Vec<Vec<&StepPreview>> {
@@ -268,6 +321,12 @@ impl DryRun {
         }
         for problem in &self.problems {
             let _ = writeln!(out, "\nwarning: {problem}");
+        }
+        if self.preflight.is_some() {
+            let _ = writeln!(out, "\nPreflight (read-only checks against the live systems)");
+            for line in self.preflight_lines("") {
+                let _ = writeln!(out, "  {line}");
+            }
         }
         let _ = writeln!(out, "\nNothing was changed: this was a dry-run.");
         out
@@ -393,6 +452,7 @@ impl DryRun {
             "stages": self.stages().iter().map(|stage| stage.iter().map(|step| step.id.clone()).collect::<Vec<_>>()).collect::<Vec<_>>(),
             "steps": steps,
             "problems": self.problems,
+            "preflight": self.preflight.as_ref().map(|results| results.iter().map(|(id, result)| json!({"step": id, "check": result})).collect::<Vec<_>>()),
         })
     }
 }

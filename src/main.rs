@@ -94,7 +94,10 @@ fn dry_run(
         }
     };
     let history = dr_plan::history::History::load(state_dir, plan.name());
-    let preview = dr_plan::dry_run::DryRun::new(&plan, vars, inputs, drill, &history);
+    let mut preview = dr_plan::dry_run::DryRun::new(&plan, vars, inputs, drill, &history);
+    if preflight {
+        preview.run_preflight(&plan);
+    }
     match format {
         DryRunFormat::Human => print!("{}", preview.human()),
         DryRunFormat::Markdown => print!("{}", preview.markdown(&dr_plan::graph::mermaid(&plan))),
@@ -102,11 +105,9 @@ fn dry_run(
             println!("{}", serde_json::to_string_pretty(&preview.json()).unwrap_or_default())
         }
     }
-    if preflight {
-        eprintln!(
-            "preflight: no live checks in this build: the step kinds that talk to live systems \
-             (S3, PostgreSQL, Kubernetes, Route53, Redis) are not executable yet"
-        );
+    if preview.preflight_failed() {
+        eprintln!("preflight: a live check failed (see above); fix it before running the plan");
+        return exit_code::FAILED;
     }
     exit_code::SUCCESS
 }

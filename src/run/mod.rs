@@ -303,6 +303,7 @@ fn execute(
         drill,
         deadline: options.deadline,
         completed: Vec::new(),
+        progress: tokio::sync::mpsc::unbounded_channel(),
     };
     let status = match runtime.block_on(dispatcher.run()) {
         Ok(status) => status,

@@ -7,6 +7,7 @@ use std::io::Write;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::journal::{Event, Record};
+use crate::steps::Progress;
 
 /// Consumes journal records as they are written.
 pub trait Reporter {
@@ -14,6 +15,8 @@ pub trait Reporter {
     fn record(&mut self, record: &Record);
     /// A note that is not a journal event.
     fn message(&mut self, text: &str);
+    /// A running step's progress.
+    fn progress(&mut self, update: &Progress);
 }
 
 /// How progress is shown.
@@ -32,7 +35,7 @@ pub fn for_terminal(format: ProgressFormat) -> Box<dyn Reporter> {
     match format {
         ProgressFormat::Json => Box::new(JsonLines),
         ProgressFormat::Human if terminal && crate::cli::use_color(true) => Box::new(Bars::default()),
-        ProgressFormat::Human => Box::new(PlainLines),
+        ProgressFormat::Human => Box::new(PlainLines::default()),
     }
 }
 
@@ -49,10 +52,21 @@ impl Reporter for JsonLines {
     fn message(&mut self, text: &str) {
         println!("{}", serde_json::json!({ "at": super::journal::now(), "event": "message", "text": text }));
     }
+
+    fn progress(&mut self, update: &Progress) {
+        println!(
+            "{}",
+            serde_json::json!({ "at": super::journal::now(), "event": "progress", "step": update.step, "done": update.done, "total": update.total, "note": update.note })
+        );
+    }
 }
 
-/// Timestamped plain lines on stderr (CI logs, `NO_COLOR`, pipes).
-pub struct PlainLines;
+/// Timestamped plain lines on stderr (CI logs, `NO_COLOR`, pipes); progress at most
+/// every few seconds per step, so logs stay readable.
+#[derive(Default)]
+pub struct PlainLines {
+    last_progress: BTreeMap<String, std::time::Instant>,
+}
 
 impl Reporter for PlainLines {
     fn record(&mut self, record: &Record) {
@@ -63,6 +77,34 @@ impl Reporter for PlainLines {
     fn message(&mut self, text: &str) {
         let now = super::journal::now();
         let _ = writeln!(std::io::stderr(), "{} {text}", now.get(11..19).unwrap_or(&now));
+    }
+
+    fn progress(&mut self, update: &Progress) {
+        let due = self
+            .last_progress
+            .get(&update.step)
+            .is_none_or(|last| last.elapsed() >= std::time::Duration::from_secs(5));
+        if due {
+            self.last_progress.insert(update.step.clone(), std::time::Instant::now());
+            self.message(&format!("  {} {}", update.step, progress_text(update)));
+        }
+    }
+}
+
+fn progress_text(update: &Progress) -> String {
+    if let Some(note) = &update.note {
+        return note.clone();
+    }
+    let done = indicatif::HumanBytes(update.done);
+    match update.total {
+        Some(total) if total > 0 => {
+            format!(
+                "{done} of {} ({:.0}%)",
+                indicatif::HumanBytes(total),
+                update.done as f64 * 100.0 / total as f64
+            )
+        }
+        Some(_) | None => format!("{done}"),
     }
 }
 
@@ -101,6 +143,24 @@ impl Reporter for Bars {
 
     fn message(&mut self, text: &str) {
         let _ = self.multi.println(text);
+    }
+
+    fn progress(&mut self, update: &Progress) {
+        let Some(bar) = self.running.get(&update.step) else { return };
+        if let Some(total) = update.total.filter(|total| *total > 0) {
+            if bar.length() != Some(total) {
+                bar.set_length(total);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+            }
+            bar.set_position(update.done);
+        } else {
+            bar.set_message(progress_text(update));
+        }
     }
 }
 

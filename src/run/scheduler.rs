@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 
 use super::journal::{Event, JournalWriter, Record, RunStatus, StepState};
@@ -16,7 +17,7 @@ use crate::plan::Plan;
 use crate::render::Context;
 use crate::secret::Redactor;
 use crate::spec::OnFailure;
-use crate::steps::{ApprovalMode, Outputs, StepContext, StepError};
+use crate::steps::{ApprovalMode, Outputs, Progress, ProgressSink, StepContext, StepError};
 
 /// Default per-attempt deadline of a step that sets no `timeout:`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
@@ -53,6 +54,8 @@ pub struct Dispatcher<'a> {
     pub deadline: Option<Duration>,
     /// Order in which steps succeeded (for undo in reverse).
     pub completed: Vec<usize>,
+    /// Progress updates from running steps.
+    pub progress: (UnboundedSender<Progress>, UnboundedReceiver<Progress>),
 }
 
 type AttemptResult = (usize, u32, Result<Outputs, StepError>, Duration);
@@ -82,6 +85,7 @@ impl Dispatcher<'_> {
             drill: self.drill,
             approval,
             redactor: Arc::clone(&self.redactor),
+            progress: ProgressSink::new(self.progress.0.clone(), &step.id),
         }
     }
 
@@ -117,6 +121,7 @@ impl Dispatcher<'_> {
                         Outcome::Blocked => { stopping = true; blocked = true; }
                     }
                 }
+                Some(update) = self.progress.1.recv() => { self.reporter.progress(&update); }
                 _ = tokio::signal::ctrl_c() => { interrupted = true; }
                 _ = terminate.recv() => { interrupted = true; }
                 () = sleep_or_forever(deadline_left) => {

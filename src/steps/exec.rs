@@ -60,6 +60,26 @@ pub fn describe(with: &Params<'_>) -> String {
     sentence
 }
 
+/// Checks that the program can be found.
+#[must_use]
+pub fn preflight(parameters: &Parameters) -> super::Preflight {
+    let Some(program) = parameters.command.first() else {
+        return super::Preflight::Failed("`command` is empty".to_owned());
+    };
+    let found = if program.contains('/') {
+        std::path::Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|directory| directory.join(program).is_file())
+        })
+    };
+    if found {
+        super::Preflight::Passed(format!("`{program}` found"))
+    } else {
+        super::Preflight::Failed(format!("`{program}` is not on PATH; install it or give its full path"))
+    }
+}
+
 /// Largest stdout kept as an output.
 const STDOUT_LIMIT: usize = 64 * 1024;
 

@@ -25,7 +25,9 @@ pub mod velero_restore;
 
 mod runtime;
 mod shared;
-pub use runtime::{ApprovalMode, Outputs, StepContext, StepError, parameters};
+pub use runtime::{
+    ApprovalMode, Outputs, Preflight, Progress, ProgressSink, StepContext, StepError, parameters,
+};
 pub use shared::{Compression, Encryption, EncryptionFormat};
 
 /// Every kind of step dr-plan knows.

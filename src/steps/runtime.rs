@@ -29,6 +29,64 @@ pub struct StepContext {
     pub approval: ApprovalMode,
     /// Scrubs secrets from text a step returns.
     pub redactor: Arc<Redactor>,
+    /// Where a step reports progress (bytes moved, what it waits for).
+    pub progress: ProgressSink,
+}
+
+/// A progress update of a running step (not journaled: too frequent, and not needed to resume).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Progress {
+    /// The step.
+    pub step: String,
+    /// Bytes (or units) done.
+    pub done: u64,
+    /// Bytes (or units) in all, when known.
+    pub total: Option<u64>,
+    /// What the step is doing now ("waiting for INSYNC").
+    pub note: Option<String>,
+}
+
+/// Sends progress to the run's reporter; a closed or absent reporter is ignored.
+#[derive(Clone, Debug, Default)]
+pub struct ProgressSink {
+    sender: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+    step: String,
+}
+
+impl ProgressSink {
+    /// A sink for `step` sending to `sender`.
+    #[must_use]
+    pub fn new(sender: tokio::sync::mpsc::UnboundedSender<Progress>, step: &str) -> ProgressSink {
+        ProgressSink { sender: Some(sender), step: step.to_owned() }
+    }
+
+    /// Reports `done` of `total` units.
+    pub fn bytes(&self, done: u64, total: Option<u64>) {
+        self.send(Progress { step: self.step.clone(), done, total, note: None });
+    }
+
+    /// Reports what the step is doing.
+    pub fn note(&self, note: impl Into<String>) {
+        self.send(Progress { step: self.step.clone(), done: 0, total: None, note: Some(note.into()) });
+    }
+
+    fn send(&self, progress: Progress) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(progress);
+        }
+    }
+}
+
+/// The answer of a read-only preflight check.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", content = "detail", rename_all = "snake_case")]
+pub enum Preflight {
+    /// The live system is ready for this step.
+    Passed(String),
+    /// It is not; the text says why and what to do.
+    Failed(String),
+    /// Nothing was checked, and why.
+    NotChecked(String),
 }
 
 /// How an `approval` step can be granted.
@@ -116,6 +174,39 @@ impl StepKind {
                 "{} steps cannot run in this build of dr-plan yet (they validate and dry-run)",
                 self.name()
             ))),
+        }
+    }
+
+    /// Runs the kind's read-only check against the live system (`dry-run --preflight`).
+    pub async fn preflight(self, with: Json) -> Preflight {
+        match self {
+            StepKind::Exec => match parameters::<super::exec::Parameters>(with) {
+                Ok(parameters) => super::exec::preflight(&parameters),
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::HttpCheck | StepKind::Notify => {
+                let key = if self == StepKind::Notify { "webhook" } else { "url" };
+                match with.get(key).and_then(Json::as_str).map(reqwest::Url::parse) {
+                    Some(Ok(url)) => Preflight::Passed(format!("{} URL parses ({})", key, url.scheme())),
+                    Some(Err(error)) => Preflight::Failed(format!("`{key}` is not a URL: {error}")),
+                    None => Preflight::Failed(format!("`{key}` is missing")),
+                }
+            }
+            StepKind::Sleep | StepKind::Approval => Preflight::Passed("nothing to check".to_owned()),
+            StepKind::K8sScale
+            | StepKind::K8sWait
+            | StepKind::K8sJob
+            | StepKind::K8sApply
+            | StepKind::VeleroRestore
+            | StepKind::S3Fetch
+            | StepKind::S3Put
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::RedisRestore
+            | StepKind::Route53Change => {
+                Preflight::NotChecked(format!("{} steps have no live check in this build yet", self.name()))
+            }
         }
     }
 
