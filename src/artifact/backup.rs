@@ -92,7 +92,7 @@ pub fn backup_stream<R: Read + Send, W: Write>(
                 let handle = thread::Builder::new()
                     .name("artifact-encrypt".to_owned())
                     .spawn_scoped(scope, move || {
-                        encrypt_stage(compressed_receiver, &sender, key)
+                        encrypt_stage(compressed_receiver, &sender, key);
                     })
                     .map_err(|source| ArtifactError::StartThread { source })?;
                 (receiver, Some(handle))
@@ -102,7 +102,7 @@ pub fn backup_stream<R: Read + Send, W: Write>(
 
         let mut hasher = Sha256::new();
         let written = write_chunks(stored_receiver, output, counters, |chunk| {
-            hasher.update(chunk)
+            hasher.update(chunk);
         });
         let bytes_in = join_stage(reader)?;
         let compressed = compressor.map(join_stage).transpose();
@@ -244,4 +244,95 @@ fn encrypt_stage(receiver: Receiver<Vec<u8>>, sender: &SyncSender<Vec<u8>>, key:
     encryptor.finish(&mut last);
     // A stopped writer reports why; nothing to add here.
     let _ = sender.send(last);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::openssl_encryption::Password;
+
+    fn no_progress(_: Progress) {}
+
+    fn key() -> EncryptionKey {
+        EncryptionKey::new(Password::new(b"k".to_vec()), 1000).unwrap()
+    }
+
+    #[test]
+    fn summarises_sizes_and_the_digest_of_what_it_wrote() {
+        let plain = b"INSERT INTO t VALUES (1);\n".repeat(100_000);
+        for (compress, encrypt) in [
+            (Compression::Gzip { level: 9 }, Some(key())),
+            (Compression::Zstd { level: 3 }, None),
+            (Compression::None, Some(key())),
+            (Compression::None, None),
+        ] {
+            let options = BackupOptions { compress, encrypt };
+            let mut stored = Vec::new();
+            let summary = backup_stream(&plain[..], &options, &mut stored, &no_progress).unwrap();
+            assert_eq!(summary.bytes_in, plain.len() as u64);
+            assert_eq!(summary.bytes_out, stored.len() as u64);
+            assert_eq!(summary.sha256, Sha256Digest::of(&stored));
+            match (compress, &options.encrypt) {
+                (Compression::None, _) => assert_eq!(summary.compressed_bytes, None),
+                (_, Some(_)) => {
+                    let compressed = summary.compressed_bytes.unwrap();
+                    assert!(compressed < plain.len() as u64 / 10);
+                    assert_eq!(stored.len() as u64, 16 + (compressed / 16 + 1) * 16);
+                }
+                (_, None) => assert_eq!(summary.compressed_bytes, Some(stored.len() as u64)),
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_a_bad_level_before_reading() {
+        let options = BackupOptions {
+            compress: Compression::Gzip { level: 11 },
+            encrypt: None,
+        };
+        let error = backup_stream(FailingReader, &options, io::sink(), &no_progress).unwrap_err();
+        assert!(
+            matches!(error, ArtifactError::InvalidCompressionLevel { .. }),
+            "{error}"
+        );
+    }
+
+    struct FailingReader;
+
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "pg_dump exited"))
+        }
+    }
+
+    struct FullDisk;
+
+    impl Write for FullDisk {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reports_read_and_write_failures() {
+        let options = BackupOptions {
+            compress: Compression::Gzip { level: 1 },
+            encrypt: Some(key()),
+        };
+        let error = backup_stream(FailingReader, &options, io::sink(), &no_progress).unwrap_err();
+        assert!(
+            matches!(error, ArtifactError::ReadInput { bytes: 0, .. }),
+            "{error}"
+        );
+        let plain = vec![b'x'; 5 * CHUNK_SIZE];
+        let error = backup_stream(&plain[..], &options, FullDisk, &no_progress).unwrap_err();
+        assert!(
+            matches!(error, ArtifactError::WriteOutput { bytes: 0, .. }),
+            "{error}"
+        );
+    }
 }

@@ -127,10 +127,10 @@ impl EncryptionKey {
     }
 
     /// PBKDF2-HMAC-SHA256 → (AES-256 key, CBC IV), as `openssl enc -pbkdf2` derives them.
-    fn derive_key_and_iv(&self, salt: &[u8; SALT_LENGTH]) -> ([u8; 32], [u8; 16]) {
+    fn derive_key_and_iv(&self, salt: [u8; SALT_LENGTH]) -> ([u8; 32], [u8; 16]) {
         let derived: [u8; 48] = pbkdf2::pbkdf2_hmac_array::<Sha256, 48>(
             self.password.as_bytes(),
-            salt,
+            &salt,
             self.iterations,
         );
         let mut key = [0_u8; 32];
@@ -196,7 +196,7 @@ impl OpensslDecryptor {
             }
             let mut salt = [0_u8; SALT_LENGTH];
             salt.copy_from_slice(&header[OPENSSL_MAGIC.len()..]);
-            let (key, iv) = self.key.derive_key_and_iv(&salt);
+            let (key, iv) = self.key.derive_key_and_iv(salt);
             self.state = DecryptorState::Decrypting {
                 cipher: Box::new(Aes256CbcDecryptor::new(&key.into(), &iv.into())),
                 pending: Vec::with_capacity(2 * BLOCK_LENGTH),
@@ -302,7 +302,7 @@ impl OpensslEncryptor {
     /// An encryptor with a chosen salt (openssl's `-S`); for reproducible output.
     #[must_use]
     pub fn with_salt(key: &EncryptionKey, salt: [u8; SALT_LENGTH]) -> Self {
-        let (aes_key, iv) = key.derive_key_and_iv(&salt);
+        let (aes_key, iv) = key.derive_key_and_iv(salt);
         let mut header = [0_u8; HEADER_LENGTH];
         header[..OPENSSL_MAGIC.len()].copy_from_slice(OPENSSL_MAGIC);
         header[OPENSSL_MAGIC.len()..].copy_from_slice(&salt);
@@ -419,7 +419,9 @@ mod tests {
     fn round_trips_every_length_around_the_block_size_in_any_piece_size() {
         let key = key("pass phrase", 3);
         for length in [0, 1, 15, 16, 17, 31, 32, 33, 100] {
-            let plaintext: Vec<u8> = (0..length).map(|index| (index * 7 % 251) as u8).collect();
+            let plaintext: Vec<u8> = (0..length)
+                .map(|index| u8::try_from(index * 7 % 251).unwrap())
+                .collect();
             let stored = encrypt_all(&key, [9; 8], &plaintext, 7);
             assert_eq!(stored.len(), 16 + (length / 16 + 1) * 16);
             for piece in [1, 3, 16, 17, 1000] {
