@@ -170,6 +170,14 @@ pub enum ArtifactError {
         source: io::Error,
     },
 
+    /// `checksum: meta` on a `.meta` document without a `sha256` field.
+    #[error(
+        "the backup metadata (`.meta` JSON) has no `sha256` field, so it cannot vouch for the \
+         artifact (the Dharma backup script does not write one): use `checksum: sidecar` for \
+         its `.sha256` file instead"
+    )]
+    MetadataWithoutChecksum,
+
     /// A file operation around the destination failed.
     #[error("could not {action} `{path}`: {source}")]
     File {

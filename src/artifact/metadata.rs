@@ -53,6 +53,15 @@ impl BackupMetadata {
         serde_json::from_str(text).map_err(|source| ArtifactError::InvalidMetadata { source })
     }
 
+    /// The `sha256` field, for `checksum: meta`.
+    ///
+    /// # Errors
+    /// [`ArtifactError::MetadataWithoutChecksum`] when the document has none, as the
+    /// Dharma backup script's documents do not.
+    pub fn expected_sha256(&self) -> Result<Sha256Digest, ArtifactError> {
+        self.sha256.ok_or(ArtifactError::MetadataWithoutChecksum)
+    }
+
     /// Describes what [`backup_stream`](super::backup_stream) produced with `options`,
     /// taken at `timestamp` (kept to whole seconds, like the Dharma script writes it).
     /// `database` and `retention_days` are the caller's to fill in.
@@ -117,6 +126,8 @@ mod tests {
         assert_eq!(metadata.retention_days, Some(30));
         assert_eq!(metadata.backup_type.as_deref(), Some("full"));
         assert_eq!(metadata.sha256, None);
+        let error = metadata.expected_sha256().unwrap_err();
+        assert!(error.to_string().contains("checksum: sidecar"), "{error}");
     }
 
     #[test]
@@ -144,6 +155,10 @@ mod tests {
         assert!(json.contains(&format!(r#""sha256": "{}""#, Sha256Digest::of(b"stored"))));
         assert!(!json.contains("encryption_algorithm"));
         assert_eq!(BackupMetadata::parse(&json).unwrap(), metadata);
+        assert_eq!(
+            metadata.expected_sha256().unwrap(),
+            Sha256Digest::of(b"stored")
+        );
     }
 
     #[test]
