@@ -80,21 +80,15 @@ impl ChunkReader {
         &self.current[self.position..end]
     }
 
-    /// Passes everything not yet read on to `sender` as it is, calling `on_chunk` with
-    /// each chunk's length. Fails only when the receiving stage has stopped.
-    pub(crate) fn forward_all(
-        mut self,
-        sender: &SyncSender<Vec<u8>>,
-        mut on_chunk: impl FnMut(usize),
-    ) -> io::Result<()> {
+    /// Passes everything not yet read on to `sender` as it is. Fails only when the
+    /// receiving stage has stopped.
+    pub(crate) fn forward_all(mut self, sender: &SyncSender<Vec<u8>>) -> io::Result<()> {
         let first = self.current.split_off(self.position);
         for chunk in std::iter::once(first).chain(self.receiver.iter()) {
             if chunk.is_empty() {
                 continue;
             }
-            let length = chunk.len();
             sender.send(chunk).map_err(|_| downstream_stopped())?;
-            on_chunk(length);
         }
         Ok(())
     }

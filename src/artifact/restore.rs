@@ -255,10 +255,10 @@ fn decompress_stage(
         source,
     };
     let mut produced = 0_u64;
-    let leftover = match format {
+    let mut leftover = match format {
         CompressionFormat::None => {
             // Only fails when the next stage stopped, which reports why.
-            let _ = reader.forward_all(sender, |_| {});
+            let _ = reader.forward_all(sender);
             return Ok(format);
         }
         CompressionFormat::Gzip => {
@@ -279,7 +279,6 @@ fn decompress_stage(
             }
         }
     };
-    let mut leftover = leftover;
     if leftover.has_data_left() {
         return Err(decode_error(
             produced,
