@@ -4,6 +4,7 @@
 //! located [`node`] tree, decoded into a [`spec`], validated into a [`plan`], and the
 //! same plan drives both the dry-run and the run.
 
+pub mod artifact;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
