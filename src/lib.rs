@@ -9,6 +9,7 @@ pub mod duration;
 pub mod exit_code;
 pub mod graph;
 pub mod history;
+pub mod lint;
 pub mod load;
 pub mod node;
 pub mod plan;
