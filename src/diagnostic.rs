@@ -45,7 +45,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at `span` of `file`.
     #[must_use]
-    pub fn error(code: &'static str, file: &Arc<SourceFile>, span: Span, message: impl Into<String>) -> Diagnostic {
+    pub fn error(
+        code: &'static str,
+        file: &Arc<SourceFile>,
+        span: Span,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             code,
             severity: Severity::Error,
@@ -270,7 +275,11 @@ pub fn suggestion<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> 
         Some(close) => format!("did you mean `{close}`?"),
         None => {
             let all: Vec<&str> = candidates.into_iter().collect();
-            if all.is_empty() { "nothing is allowed here".to_owned() } else { format!("expected one of: {}", all.join(", ")) }
+            if all.is_empty() {
+                "nothing is allowed here".to_owned()
+            } else {
+                format!("expected one of: {}", all.join(", "))
+            }
         }
     }
 }

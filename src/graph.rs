@@ -10,7 +10,12 @@ pub fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart TD\n");
     for (index, step) in plan.steps.iter().enumerate() {
         let class = if step.kind.is_destructive(&step.with.to_json()) { ":::destructive" } else { "" };
-        let _ = writeln!(out, "  s{index}[\"{}<br/><small>{}</small>\"]{class}", escape_mermaid(&step.id), step.kind.name());
+        let _ = writeln!(
+            out,
+            "  s{index}[\"{}<br/><small>{}</small>\"]{class}",
+            escape_mermaid(&step.id),
+            step.kind.name()
+        );
     }
     for (index, step) in plan.steps.iter().enumerate() {
         for need in &step.needs {
@@ -28,7 +33,10 @@ fn escape_mermaid(text: &str) -> String {
 /// A Graphviz digraph; destructive steps are red.
 #[must_use]
 pub fn dot(plan: &Plan) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"sans-serif\"];\n", plan.name());
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+        plan.name()
+    );
     for step in &plan.steps {
         let color = if step.kind.is_destructive(&step.with.to_json()) { ", color=red" } else { "" };
         let _ = writeln!(out, "  \"{}\" [label=\"{}\\n{}\"{color}];", step.id, step.id, step.kind.name());

@@ -59,8 +59,13 @@ impl History {
     /// Median duration of `step` over the newest drills that ran it, and how many.
     #[must_use]
     pub fn median(&self, step: &str) -> Option<(Duration, usize)> {
-        let mut seconds: Vec<f64> =
-            self.records.iter().rev().filter_map(|record| record.steps.get(step).copied()).take(RECENT).collect();
+        let mut seconds: Vec<f64> = self
+            .records
+            .iter()
+            .rev()
+            .filter_map(|record| record.steps.get(step).copied())
+            .take(RECENT)
+            .collect();
         if seconds.is_empty() {
             return None;
         }

@@ -40,9 +40,16 @@ struct Stop;
 impl<'a> YamlLoader<'a> {
     fn new(file: &'a Arc<SourceFile>) -> YamlLoader<'a> {
         let text = file.text();
-        let char_offsets = (!text.is_ascii())
-            .then(|| text.char_indices().map(|(offset, _)| offset).chain(std::iter::once(text.len())).collect());
-        YamlLoader { file, parser: Parser::new_from_str(text), char_offsets, anchors: Vec::new(), problems: Vec::new() }
+        let char_offsets = (!text.is_ascii()).then(|| {
+            text.char_indices().map(|(offset, _)| offset).chain(std::iter::once(text.len())).collect()
+        });
+        YamlLoader {
+            file,
+            parser: Parser::new_from_str(text),
+            char_offsets,
+            anchors: Vec::new(),
+            problems: Vec::new(),
+        }
     }
 
     fn load(mut self) -> Result<Node, Vec<Diagnostic>> {
@@ -67,9 +74,14 @@ impl<'a> YamlLoader<'a> {
                     let node = self.node(event, span)?;
                     if root.is_some() {
                         self.problems.push(
-                            Diagnostic::error("syntax", self.file, node.span, "a plan file holds one YAML document")
-                                .with_label("second document")
-                                .with_help("put each plan in its own file"),
+                            Diagnostic::error(
+                                "syntax",
+                                self.file,
+                                node.span,
+                                "a plan file holds one YAML document",
+                            )
+                            .with_label("second document")
+                            .with_help("put each plan in its own file"),
                         );
                     } else {
                         root = Some(node);
@@ -115,9 +127,14 @@ impl<'a> YamlLoader<'a> {
         let at = self.offset(error.marker().index());
         let end = (at + 1).min(self.file.text().len());
         self.problems.push(
-            Diagnostic::error("syntax", self.file, Span::new(at, end), format!("invalid YAML: {}", error.info()))
-                .with_label("here")
-                .with_help("check the indentation and quoting around this line"),
+            Diagnostic::error(
+                "syntax",
+                self.file,
+                Span::new(at, end),
+                format!("invalid YAML: {}", error.info()),
+            )
+            .with_label("here")
+            .with_help("check the indentation and quoting around this line"),
         );
     }
 
@@ -150,18 +167,16 @@ impl<'a> YamlLoader<'a> {
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::Alias(anchor) => {
-                match self.anchors.iter().rev().find(|(id, _)| *id == anchor) {
-                    Some((_, node)) => Ok(node.clone()),
-                    None => {
-                        self.problems.push(
-                            Diagnostic::error("syntax", self.file, span, "alias to an unknown anchor")
-                                .with_help("define the anchor (&name) before using it (*name)"),
-                        );
-                        Ok(Node::new(Value::Null, span))
-                    }
+            Event::Alias(anchor) => match self.anchors.iter().rev().find(|(id, _)| *id == anchor) {
+                Some((_, node)) => Ok(node.clone()),
+                None => {
+                    self.problems.push(
+                        Diagnostic::error("syntax", self.file, span, "alias to an unknown anchor")
+                            .with_help("define the anchor (&name) before using it (*name)"),
+                    );
+                    Ok(Node::new(Value::Null, span))
                 }
-            }
+            },
             Event::Nothing
             | Event::StreamStart
             | Event::StreamEnd
@@ -169,7 +184,12 @@ impl<'a> YamlLoader<'a> {
             | Event::DocumentEnd
             | Event::SequenceEnd
             | Event::MappingEnd => {
-                self.problems.push(Diagnostic::error("syntax", self.file, span, "unexpected end of YAML structure"));
+                self.problems.push(Diagnostic::error(
+                    "syntax",
+                    self.file,
+                    span,
+                    "unexpected end of YAML structure",
+                ));
                 Err(Stop)
             }
         }
@@ -237,7 +257,8 @@ fn scalar(text: &str, style: ScalarStyle) -> Value {
     if let Some(integer) = parse_integer(text) {
         return Value::Integer(integer);
     }
-    let looks_numeric = text.bytes().next().is_some_and(|byte| byte.is_ascii_digit() || b"+-.".contains(&byte));
+    let looks_numeric =
+        text.bytes().next().is_some_and(|byte| byte.is_ascii_digit() || b"+-.".contains(&byte));
     if looks_numeric && let Ok(float) = text.parse::<f64>() {
         return Value::Float(float);
     }
@@ -307,9 +328,11 @@ fn toml_value(value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node {
             };
             parsed.map_or_else(|| Value::String(integer.as_str().to_owned()), Value::Integer)
         }
-        toml::de::DeValue::Float(float) => {
-            float.as_str().replace('_', "").parse().map_or_else(|_| Value::String(float.to_string()), Value::Float)
-        }
+        toml::de::DeValue::Float(float) => float
+            .as_str()
+            .replace('_', "")
+            .parse()
+            .map_or_else(|_| Value::String(float.to_string()), Value::Float),
         toml::de::DeValue::Boolean(boolean) => Value::Bool(*boolean),
         toml::de::DeValue::Datetime(datetime) => Value::String(datetime.to_string()),
         toml::de::DeValue::Array(items) => Value::List(items.iter().map(toml_value).collect()),

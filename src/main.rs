@@ -1,1 +1,143 @@
-fn main() {}
+//! The `dr-plan` binary: parses the command line and hands each command to the library.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use dr_plan::cli::{self, Cli, Command, DryRunFormat, GraphFormat, StepsFormat};
+use dr_plan::{catalog, exit_code};
+
+fn main() {
+    // One TLS crypto provider for every HTTP client in the process (see DEPENDENCIES.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate { plans } => cli::validate(&plans),
+        Command::Lint { paths, format, deny } => dr_plan::lint_command::run(&paths, format, deny.is_some()),
+        Command::DryRun { plan, values, format, drill, preflight, state_dir } => {
+            dry_run(&plan, &values, format, drill, preflight, &state_dir)
+        }
+        Command::Graph { plan, format } => match dr_plan::plan::load_plan(&plan) {
+            Ok(plan) => {
+                print!(
+                    "{}",
+                    match format {
+                        GraphFormat::Mermaid => dr_plan::graph::mermaid(&plan),
+                        GraphFormat::Dot => dr_plan::graph::dot(&plan),
+                    }
+                );
+                exit_code::SUCCESS
+            }
+            Err(problems) => {
+                cli::print_diagnostics(&problems);
+                exit_code::INVALID
+            }
+        },
+        Command::Steps { kind, format } => steps(kind.as_deref(), format),
+        Command::Run { plan, values, run } => start(&plan, &values, &run, false),
+        Command::Drill { plan, values, run } => start(&plan, &values, &run, true),
+        Command::Resume { run_id, rerun_interrupted, run } => {
+            dr_plan::run::resume(&run_id, rerun_interrupted, &run.options())
+        }
+        Command::Status { run_id, format, state_dir } => {
+            dr_plan::commands::status(run_id.as_deref(), format, &state_dir)
+        }
+        Command::Report { run_id, format, metrics_file, state_dir } => {
+            dr_plan::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&dr_plan::schema::plan_schema()).unwrap_or_default());
+            exit_code::SUCCESS
+        }
+    };
+    std::process::exit(code);
+}
+
+fn start(path: &std::path::Path, values: &cli::ValueArgs, run: &cli::RunArgs, drill: bool) -> i32 {
+    match dr_plan::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
+        Ok(overrides) => dr_plan::run::start(path, &overrides, drill, &run.options()),
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            exit_code::INVALID
+        }
+    }
+}
+
+fn dry_run(
+    path: &std::path::Path,
+    values: &cli::ValueArgs,
+    format: DryRunFormat,
+    drill: bool,
+    preflight: bool,
+    state_dir: &std::path::Path,
+) -> i32 {
+    let plan = match dr_plan::plan::load_plan(path) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            cli::print_diagnostics(&problems);
+            return exit_code::INVALID;
+        }
+    };
+    let overrides = match dr_plan::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
+        Ok(overrides) => overrides,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return exit_code::INVALID;
+        }
+    };
+    let (inputs, vars) = match dr_plan::render::resolve_values(&plan, &overrides) {
+        Ok(values) => values,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            return exit_code::INVALID;
+        }
+    };
+    let history = dr_plan::history::History::load(state_dir, plan.name());
+    let mut preview = dr_plan::dry_run::DryRun::new(&plan, vars, inputs, drill, &history);
+    if preflight {
+        preview.run_preflight(&plan);
+    }
+    match format {
+        DryRunFormat::Human => print!("{}", preview.human()),
+        DryRunFormat::Markdown => print!("{}", preview.markdown(&dr_plan::graph::mermaid(&plan))),
+        DryRunFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&preview.json()).unwrap_or_default())
+        }
+    }
+    if preview.preflight_failed() {
+        eprintln!("preflight: a live check failed (see above); fix it before running the plan");
+        return exit_code::FAILED;
+    }
+    exit_code::SUCCESS
+}
+
+fn steps(kind: Option<&str>, format: StepsFormat) -> i32 {
+    let kinds: Vec<dr_plan::steps::StepKind> = match kind {
+        None => dr_plan::steps::StepKind::ALL.to_vec(),
+        Some(name) => match dr_plan::steps::StepKind::from_name(name) {
+            Some(kind) => vec![kind],
+            None => {
+                let names = dr_plan::steps::StepKind::ALL.iter().map(|kind| kind.name());
+                eprintln!(
+                    "error: unknown step kind `{name}`; {}",
+                    dr_plan::diagnostic::suggestion(name, names)
+                );
+                return exit_code::INVALID;
+            }
+        },
+    };
+    let _ = std::io::stdout().is_terminal();
+    match (format, kind) {
+        (StepsFormat::Json, _) => {
+            println!("{}", serde_json::to_string_pretty(&catalog::json(&kinds)).unwrap_or_default())
+        }
+        (StepsFormat::Human, None) => print!("{}", catalog::overview()),
+        (StepsFormat::Human, Some(_)) => print!("{}", catalog::human(kinds[0])),
+        (StepsFormat::Markdown, _) => {
+            let pages: Vec<String> = kinds.iter().map(|kind| catalog::markdown(*kind)).collect();
+            print!("{}", pages.join("\n"));
+        }
+    }
+    exit_code::SUCCESS
+}

@@ -69,7 +69,12 @@ impl Node {
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             Value::String(text) => Some(text),
-            Value::Null | Value::Bool(_) | Value::Integer(_) | Value::Float(_) | Value::List(_) | Value::Map(_) => None,
+            Value::Null
+            | Value::Bool(_)
+            | Value::Integer(_)
+            | Value::Float(_)
+            | Value::List(_)
+            | Value::Map(_) => None,
         }
     }
 
@@ -78,7 +83,12 @@ impl Node {
     pub fn as_map(&self) -> Option<&[Entry]> {
         match &self.value {
             Value::Map(entries) => Some(entries),
-            Value::Null | Value::Bool(_) | Value::Integer(_) | Value::Float(_) | Value::String(_) | Value::List(_) => None,
+            Value::Null
+            | Value::Bool(_)
+            | Value::Integer(_)
+            | Value::Float(_)
+            | Value::String(_)
+            | Value::List(_) => None,
         }
     }
 
@@ -95,7 +105,8 @@ impl Node {
             Value::Null => serde_json::Value::Null,
             Value::Bool(value) => serde_json::Value::Bool(*value),
             Value::Integer(value) => serde_json::Value::from(*value),
-            Value::Float(value) => serde_json::Number::from_f64(*value).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Value::Float(value) => serde_json::Number::from_f64(*value)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
             Value::String(value) => serde_json::Value::String(value.clone()),
             Value::List(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => serde_json::Value::Object(
@@ -115,10 +126,16 @@ impl Node {
                 None => Value::Float(number.as_f64().unwrap_or(f64::NAN)),
             },
             serde_json::Value::String(text) => Value::String(text.clone()),
-            serde_json::Value::Array(items) => Value::List(items.iter().map(|item| Node::from_json(item, span)).collect()),
+            serde_json::Value::Array(items) => {
+                Value::List(items.iter().map(|item| Node::from_json(item, span)).collect())
+            }
             serde_json::Value::Object(map) => Value::Map(
                 map.iter()
-                    .map(|(key, value)| Entry { key: key.clone(), key_span: span, value: Node::from_json(value, span) })
+                    .map(|(key, value)| Entry {
+                        key: key.clone(),
+                        key_span: span,
+                        value: Node::from_json(value, span),
+                    })
                     .collect(),
             ),
         };

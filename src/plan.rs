@@ -161,10 +161,15 @@ impl Checker<'_> {
             if let Some(first) = steps[..index].iter().find(|earlier| earlier.id.value == step.id.value) {
                 sound = false;
                 self.push(
-                    Diagnostic::error("duplicate-id", self.file, step.id.span, format!("duplicate step id `{}`", step.id.value))
-                        .with_label("used again here")
-                        .with_secondary(first.id.span, "first used here")
-                        .with_help("give each step its own id"),
+                    Diagnostic::error(
+                        "duplicate-id",
+                        self.file,
+                        step.id.span,
+                        format!("duplicate step id `{}`", step.id.value),
+                    )
+                    .with_label("used again here")
+                    .with_secondary(first.id.span, "first used here")
+                    .with_help("give each step its own id"),
                 );
             }
         }
@@ -175,9 +180,14 @@ impl Checker<'_> {
                 if need.value == step.id.value {
                     sound = false;
                     self.push(
-                        Diagnostic::error("self-need", self.file, need.span, format!("step `{}` needs itself", need.value))
-                            .with_label("remove this")
-                            .with_help("`needs` lists the steps that must finish before this one"),
+                        Diagnostic::error(
+                            "self-need",
+                            self.file,
+                            need.span,
+                            format!("step `{}` needs itself", need.value),
+                        )
+                        .with_label("remove this")
+                        .with_help("`needs` lists the steps that must finish before this one"),
                     );
                     continue;
                 }
@@ -186,9 +196,14 @@ impl Checker<'_> {
                     None => {
                         sound = false;
                         self.push(
-                            Diagnostic::error("unknown-need", self.file, need.span, format!("unknown step `{}` in `needs`", need.value))
-                                .with_label("no step has this id")
-                                .with_help(suggestion(&need.value, ids.iter().copied())),
+                            Diagnostic::error(
+                                "unknown-need",
+                                self.file,
+                                need.span,
+                                format!("unknown step `{}` in `needs`", need.value),
+                            )
+                            .with_label("no step has this id")
+                            .with_help(suggestion(&need.value, ids.iter().copied())),
                         );
                     }
                 }
@@ -228,7 +243,8 @@ impl Checker<'_> {
                 let step = &steps[cycle[window]];
                 let next = &steps[cycle[(window + 1) % cycle.len()]];
                 let span = need_span(step, &next.id.value).unwrap_or(step.id.span);
-                diagnostic = diagnostic.with_secondary(span, format!("`{}` needs `{}`", step.id.value, next.id.value));
+                diagnostic =
+                    diagnostic.with_secondary(span, format!("`{}` needs `{}`", step.id.value, next.id.value));
             }
             self.push(diagnostic);
         }
@@ -240,8 +256,9 @@ impl Checker<'_> {
             let empty = Node::new(Value::Map(Vec::new()), step.kind.span);
             let with = step.with.as_ref().map_or(&empty, |with| &with.0);
             for problem in schema_check::check(with, &kind.parameters_schema(), "with") {
-                let mut diagnostic = Diagnostic::error(problem.code, self.file, problem.span, problem.message)
-                    .with_label(format!("in step `{}` ({})", step.id.value, kind.name()));
+                let mut diagnostic =
+                    Diagnostic::error(problem.code, self.file, problem.span, problem.message)
+                        .with_label(format!("in step `{}` ({})", step.id.value, kind.name()));
                 if let Some(help) = problem.help {
                     diagnostic = diagnostic.with_help(help);
                 }
@@ -273,7 +290,10 @@ impl Checker<'_> {
             | StepKind::Sleep => &[],
         };
         for (first, second) in pairs {
-            let present = [first, second].iter().filter(|name| with.get(name).is_some_and(|node| node.value != Value::Null)).count();
+            let present = [first, second]
+                .iter()
+                .filter(|name| with.get(name).is_some_and(|node| node.value != Value::Null))
+                .count();
             if present != 1 {
                 let message = if present == 0 {
                     format!("step `{}` needs `{first}` or `{second}`", step.id.value)
@@ -328,9 +348,16 @@ impl Checker<'_> {
         let literal = matches!(when.value.trim(), "true" | "false");
         if !literal && !crate::template::contains_expression(&when.value) {
             self.push(
-                Diagnostic::error("when", self.file, when.span, "`when` must be a template that renders to true or false")
-                    .with_label("not a template")
-                    .with_help("write e.g. `when: \"{{not run.drill}}\"` or `when: \"{{eq inputs.region 'eu'}}\"`"),
+                Diagnostic::error(
+                    "when",
+                    self.file,
+                    when.span,
+                    "`when` must be a template that renders to true or false",
+                )
+                .with_label("not a template")
+                .with_help(
+                    "write e.g. `when: \"{{not run.drill}}\"` or `when: \"{{eq inputs.region 'eu'}}\"`",
+                ),
             );
             return;
         }
@@ -349,9 +376,16 @@ impl Checker<'_> {
         let template = match Template::parse(text) {
             Ok(template) => template,
             Err(error) => {
-                let mut diagnostic = Diagnostic::error("template", self.file, locate(&error.range), format!("invalid template: {}", error.message))
-                    .with_label("here");
-                diagnostic = diagnostic.with_help(error.help.unwrap_or_else(|| "templates look like `{{vars.name}}`".to_owned()));
+                let mut diagnostic = Diagnostic::error(
+                    "template",
+                    self.file,
+                    locate(&error.range),
+                    format!("invalid template: {}", error.message),
+                )
+                .with_label("here");
+                diagnostic = diagnostic.with_help(
+                    error.help.unwrap_or_else(|| "templates look like `{{vars.name}}`".to_owned()),
+                );
                 self.push(diagnostic);
                 return;
             }
@@ -367,7 +401,12 @@ impl Checker<'_> {
         }
     }
 
-    fn reference_problem(&self, path: &[String], index: usize, ancestors: &BTreeSet<usize>) -> Option<(String, String)> {
+    fn reference_problem(
+        &self,
+        path: &[String],
+        index: usize,
+        ancestors: &BTreeSet<usize>,
+    ) -> Option<(String, String)> {
         let spec = self.spec;
         let written = path.join(".");
         let root = path[0].as_str();
@@ -381,7 +420,10 @@ impl Checker<'_> {
                     if names.is_empty() {
                         format!("declare it under `{section}:`")
                     } else {
-                        format!("{} (or declare it under `{section}:`)", suggestion(name, names.iter().copied()))
+                        format!(
+                            "{} (or declare it under `{section}:`)",
+                            suggestion(name, names.iter().copied())
+                        )
                     },
                 )),
             }
@@ -399,11 +441,19 @@ impl Checker<'_> {
         }
     }
 
-    fn output_problem(&self, path: &[String], index: usize, ancestors: &BTreeSet<usize>) -> Option<(String, String)> {
+    fn output_problem(
+        &self,
+        path: &[String],
+        index: usize,
+        ancestors: &BTreeSet<usize>,
+    ) -> Option<(String, String)> {
         let steps = &self.spec.steps;
         let written = path.join(".");
         let Some(id) = path.get(1) else {
-            return Some((format!("`{written}` needs a step id"), "write `steps.ID.outputs.NAME`".to_owned()));
+            return Some((
+                format!("`{written}` needs a step id"),
+                "write `steps.ID.outputs.NAME`".to_owned(),
+            ));
         };
         let Some(target) = steps.iter().position(|step| &step.id.value == id) else {
             return Some((
@@ -412,7 +462,10 @@ impl Checker<'_> {
             ));
         };
         if path.get(2).map(String::as_str) != Some("outputs") || path.len() < 4 {
-            return Some((format!("`{written}` does not name an output"), format!("write `steps.{id}.outputs.NAME`")));
+            return Some((
+                format!("`{written}` does not name an output"),
+                format!("write `steps.{id}.outputs.NAME`"),
+            ));
         }
         let output = &path[3];
         if let Some(kind) = steps[target].resolved_kind
@@ -427,7 +480,10 @@ impl Checker<'_> {
             return Some((format!("{} step `{id}` has no output `{output}`", kind.name()), help));
         }
         if target == index {
-            return Some((format!("step `{id}` reads its own output"), "a step can only read outputs of steps it needs".to_owned()));
+            return Some((
+                format!("step `{id}` reads its own output"),
+                "a step can only read outputs of steps it needs".to_owned(),
+            ));
         }
         if !ancestors.contains(&target) {
             return Some((
@@ -467,7 +523,11 @@ fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
 fn find_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
     let mut path = vec![start];
     let mut visited = BTreeSet::new();
-    fn walk(edges: &[Vec<usize>], path: &mut Vec<usize>, visited: &mut BTreeSet<usize>) -> Option<Vec<usize>> {
+    fn walk(
+        edges: &[Vec<usize>],
+        path: &mut Vec<usize>,
+        visited: &mut BTreeSet<usize>,
+    ) -> Option<Vec<usize>> {
         let current = *path.last()?;
         for &next in &edges[current] {
             if let Some(position) = path.iter().position(|&index| index == next) {
@@ -510,7 +570,8 @@ fn content_offset(file: &SourceFile, span: Span, text: &str) -> Option<usize> {
 }
 
 fn assemble(spec: &PlanSpec, order: &[usize]) -> Vec<Step> {
-    let position_of = |spec_index: usize| order.iter().position(|&index| index == spec_index).expect("ordered");
+    let position_of =
+        |spec_index: usize| order.iter().position(|&index| index == spec_index).expect("ordered");
     let mut steps: Vec<Step> = Vec::with_capacity(order.len());
     for &spec_index in order {
         let step = &spec.steps[spec_index];
@@ -521,8 +582,12 @@ fn assemble(spec: &PlanSpec, order: &[usize]) -> Vec<Step> {
             .map(position_of)
             .collect();
         let stage = needs.iter().map(|&need| steps[need].stage + 1).max().unwrap_or(0);
-        let with = step.with.as_ref().map_or_else(|| Node::new(Value::Map(Vec::new()), step.span), |with| with.0.clone());
-        let retry_backoff = step.retry.as_ref().and_then(|retry| retry.backoff.as_ref()).map(|backoff| backoff.value.get());
+        let with = step
+            .with
+            .as_ref()
+            .map_or_else(|| Node::new(Value::Map(Vec::new()), step.span), |with| with.0.clone());
+        let retry_backoff =
+            step.retry.as_ref().and_then(|retry| retry.backoff.as_ref()).map(|backoff| backoff.value.get());
         steps.push(Step {
             id: step.id.value.clone(),
             kind: step.resolved_kind.expect("validated"),
@@ -556,7 +621,10 @@ pub fn literal_json(node: &Node) -> Json {
 pub fn load_plan(path: &std::path::Path) -> Result<Plan, Vec<Diagnostic>> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| {
-        vec![Diagnostic::about_path("file", &name, format!("cannot read: {error}")).with_help("check the path")]
+        vec![
+            Diagnostic::about_path("file", &name, format!("cannot read: {error}"))
+                .with_help("check the path"),
+        ]
     })?;
     plan_from_source(&SourceFile::new(name, text))
 }
@@ -611,7 +679,10 @@ mod tests {
         assert!(messages[1].contains("does not need it"));
         assert!(found[2].help.as_deref().unwrap().contains("stdout"));
         let reference = &found[0];
-        assert_eq!(reference.file.as_ref().unwrap().slice(reference.primary_span().unwrap()), "vars.namespce");
+        assert_eq!(
+            reference.file.as_ref().unwrap().slice(reference.primary_span().unwrap()),
+            "vars.namespce"
+        );
     }
 
     #[test]

@@ -54,7 +54,11 @@ impl Prediction {
         let mut finish = vec![Duration::ZERO; plan.steps.len()];
         let mut previous: Vec<Option<usize>> = vec![None; plan.steps.len()];
         for (index, step) in plan.steps.iter().enumerate() {
-            let start = step.needs.iter().map(|&need| (finish[need], need)).max_by_key(|&(time, need)| (time, std::cmp::Reverse(need)));
+            let start = step
+                .needs
+                .iter()
+                .map(|&need| (finish[need], need))
+                .max_by_key(|&(time, need)| (time, std::cmp::Reverse(need)));
             let (start_time, from) = start.map_or((Duration::ZERO, None), |(time, need)| (time, Some(need)));
             finish[index] = start_time + durations[index].0;
             previous[index] = from;

@@ -58,7 +58,9 @@ impl Context {
                 };
             }
             "steps" => match self.outputs.get(name) {
-                Some(outputs) => path[3..].iter().try_fold(outputs, |value, segment| value.get(segment)).cloned(),
+                Some(outputs) => {
+                    path[3..].iter().try_fold(outputs, |value, segment| value.get(segment)).cloned()
+                }
                 None if self.mode == Mode::DryRun => {
                     return Lookup::Unknown { placeholder: format!("<{name}.{}>", path[3..].join(".")) };
                 }
@@ -144,7 +146,11 @@ impl Context {
             return Ok(None);
         }
         if let Some(path) = rendered.missing.first() {
-            return Err(RenderError(format!("`when` of step `{}` reads `{}`, which has no value", step.id, path.join("."))));
+            return Err(RenderError(format!(
+                "`when` of step `{}` reads `{}`, which has no value",
+                step.id,
+                path.join(".")
+            )));
         }
         match truthy(&rendered.value) {
             Some(value) => Ok(Some(value)),
@@ -172,7 +178,8 @@ impl Overrides {
     pub fn parse(vars: &[String], vars_file: Option<&std::path::Path>) -> Result<Overrides, String> {
         let mut values = Vec::new();
         if let Some(path) = vars_file {
-            let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read vars file {}: {error}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read vars file {}: {error}", path.display()))?;
             let file = crate::source::SourceFile::new(path.display().to_string(), text);
             let node = crate::load::load(&file).map_err(|problems| {
                 problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
@@ -194,11 +201,14 @@ impl Overrides {
     }
 }
 
+/// Resolved `(inputs, vars)`.
+pub type ResolvedValues = (Map<String, Json>, Map<String, Json>);
+
 /// Resolves inputs (defaults, then overrides) and vars (plan values, then overrides).
 ///
 /// # Errors
 /// Unknown names (with a suggestion) and required inputs with no value.
-pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<(Map<String, Json>, Map<String, Json>), Vec<String>> {
+pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<ResolvedValues, Vec<String>> {
     let mut inputs = Map::new();
     let mut vars = Map::new();
     for (name, input) in &plan.spec.inputs.entries {
@@ -215,7 +225,9 @@ pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<(Map<String,
             inputs.insert(name.clone(), value.clone());
         } else if plan.spec.vars.get(name).is_some() {
             let typed = match (&vars[name], value) {
-                (Json::Number(_) | Json::Bool(_), Json::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| value.clone()),
+                (Json::Number(_) | Json::Bool(_), Json::String(text)) => {
+                    serde_json::from_str(text).unwrap_or_else(|_| value.clone())
+                }
                 _ => value.clone(),
             };
             vars.insert(name.clone(), typed);
@@ -230,7 +242,10 @@ pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<(Map<String,
     }
     for (name, _) in &plan.spec.inputs.entries {
         if !inputs.contains_key(&name.value) {
-            problems.push(format!("input `{}` has no default: give it with `--var {}=VALUE`", name.value, name.value));
+            problems.push(format!(
+                "input `{}` has no default: give it with `--var {}=VALUE`",
+                name.value, name.value
+            ));
         }
     }
     if problems.is_empty() { Ok((inputs, vars)) } else { Err(problems) }

@@ -114,7 +114,13 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
     }
 }
 
-fn check_map(node: &Node, entries: &[crate::node::Entry], schema: &Json, path: &str, problems: &mut Vec<Problem>) {
+fn check_map(
+    node: &Node,
+    entries: &[crate::node::Entry],
+    schema: &Json,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) {
     let properties = schema.get("properties").and_then(Json::as_object);
     let extra = schema.get("additionalProperties");
     for entry in entries {
@@ -123,7 +129,8 @@ fn check_map(node: &Node, entries: &[crate::node::Entry], schema: &Json, path: &
             Some(property) => check_into(&entry.value, property, &child_path, problems),
             None => match extra {
                 Some(Json::Bool(false)) => {
-                    let known: Vec<&str> = properties.map(|map| map.keys().map(String::as_str).collect()).unwrap_or_default();
+                    let known: Vec<&str> =
+                        properties.map(|map| map.keys().map(String::as_str).collect()).unwrap_or_default();
                     problems.push(Problem {
                         code: "unknown-parameter",
                         span: entry.key_span,
@@ -131,7 +138,9 @@ fn check_map(node: &Node, entries: &[crate::node::Entry], schema: &Json, path: &
                         help: Some(suggestion(&entry.key, known.iter().copied())),
                     });
                 }
-                Some(extra_schema @ Json::Object(_)) => check_into(&entry.value, extra_schema, &child_path, problems),
+                Some(extra_schema @ Json::Object(_)) => {
+                    check_into(&entry.value, extra_schema, &child_path, problems)
+                }
                 Some(_) | None => {}
             },
         }
@@ -159,7 +168,8 @@ fn check_map(node: &Node, entries: &[crate::node::Entry], schema: &Json, path: &
 }
 
 fn check_alternatives(node: &Node, alternatives: &[Json], path: &str, problems: &mut Vec<Problem>) {
-    let constants: Vec<&str> = alternatives.iter().filter_map(|alternative| alternative.get("const")?.as_str()).collect();
+    let constants: Vec<&str> =
+        alternatives.iter().filter_map(|alternative| alternative.get("const")?.as_str()).collect();
     if constants.len() == alternatives.len() {
         let text = scalar_text(node);
         if !text.as_deref().is_some_and(|text| constants.contains(&text)) {
@@ -290,10 +300,14 @@ pub fn coerce(value: Json, schema: &Json) -> Json {
     let types = types_of(schema);
     match value {
         Json::String(text) if !types.contains(&"string") => {
-            if types.contains(&"integer") && let Ok(integer) = text.trim().parse::<i64>() {
+            if types.contains(&"integer")
+                && let Ok(integer) = text.trim().parse::<i64>()
+            {
                 return Json::from(integer);
             }
-            if types.contains(&"number") && let Ok(number) = text.trim().parse::<f64>() {
+            if types.contains(&"number")
+                && let Ok(number) = text.trim().parse::<f64>()
+            {
                 return serde_json::Number::from_f64(number).map_or(Json::String(text), Json::Number);
             }
             if types.contains(&"boolean") {
@@ -310,8 +324,12 @@ pub fn coerce(value: Json, schema: &Json) -> Json {
             }
             Json::String(text)
         }
-        Json::Number(number) if types.contains(&"string") && !types.contains(&"integer") => Json::String(number.to_string()),
-        Json::Bool(flag) if types.contains(&"string") && !types.contains(&"boolean") => Json::String(flag.to_string()),
+        Json::Number(number) if types.contains(&"string") && !types.contains(&"integer") => {
+            Json::String(number.to_string())
+        }
+        Json::Bool(flag) if types.contains(&"string") && !types.contains(&"boolean") => {
+            Json::String(flag.to_string())
+        }
         Json::Object(map) => {
             let properties = schema.get("properties").and_then(Json::as_object);
             let extra = schema.get("additionalProperties").filter(|extra| extra.is_object());
@@ -329,7 +347,9 @@ pub fn coerce(value: Json, schema: &Json) -> Json {
             )
         }
         Json::Array(items) => match schema.get("items") {
-            Some(item_schema) => Json::Array(items.into_iter().map(|item| coerce(item, item_schema)).collect()),
+            Some(item_schema) => {
+                Json::Array(items.into_iter().map(|item| coerce(item, item_schema)).collect())
+            }
             None => Json::Array(items),
         },
         other => other,
@@ -362,22 +382,36 @@ mod tests {
     fn reports_every_problem_of_a_step_at_once() {
         let found = codes(StepKind::K8sScale, "namespce: x\nreplicas: many\ndeadline: 5 minutes\n");
         let names: Vec<&str> = found.iter().map(|(code, _)| *code).collect();
-        assert_eq!(names, ["unknown-parameter", "parameter-type", "duration", "missing-parameter"], "{found:?}");
+        assert_eq!(
+            names,
+            ["unknown-parameter", "parameter-type", "duration", "missing-parameter"],
+            "{found:?}"
+        );
     }
 
     #[test]
     fn enum_values_get_a_suggestion() {
-        let problems = check(&with("bucket: b\nkey: k\nchecksum: sidcar\n"), &StepKind::S3Fetch.parameters_schema(), "with");
+        let problems = check(
+            &with("bucket: b\nkey: k\nchecksum: sidcar\n"),
+            &StepKind::S3Fetch.parameters_schema(),
+            "with",
+        );
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].help.as_deref(), Some("did you mean `sidecar`?"));
     }
 
     #[test]
     fn templates_match_any_type_and_are_coerced_once_rendered() {
-        assert!(codes(StepKind::K8sScale, "namespace: x\nreplicas: \"{{steps.a.outputs.previous_replicas}}\"\n").is_empty());
+        assert!(
+            codes(StepKind::K8sScale, "namespace: x\nreplicas: \"{{steps.a.outputs.previous_replicas}}\"\n")
+                .is_empty()
+        );
         let schema = StepKind::K8sScale.parameters_schema();
         let rendered = serde_json::json!({"namespace": "x", "replicas": "3", "wait": "false"});
-        assert_eq!(coerce(rendered, &schema), serde_json::json!({"namespace": "x", "replicas": 3, "wait": false}));
+        assert_eq!(
+            coerce(rendered, &schema),
+            serde_json::json!({"namespace": "x", "replicas": 3, "wait": false})
+        );
         let per_workload = serde_json::json!({"namespace": "x", "replicas": {"deployment/a": 2}});
         assert_eq!(coerce(per_workload.clone(), &schema), per_workload);
     }

@@ -96,11 +96,15 @@ impl Redactor {
     pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
         match value {
             serde_json::Value::String(text) => serde_json::Value::String(self.redact(text)),
-            serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(|item| self.redact_json(item)).collect()),
-            serde_json::Value::Object(map) => {
-                serde_json::Value::Object(map.iter().map(|(key, item)| (key.clone(), self.redact_json(item))).collect())
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(|item| self.redact_json(item)).collect())
             }
-            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => value.clone(),
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter().map(|(key, item)| (key.clone(), self.redact_json(item))).collect(),
+            ),
+            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+                value.clone()
+            }
         }
     }
 }

@@ -59,9 +59,8 @@ impl SourceFile {
     #[must_use]
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<SourceFile> {
         let text = text.into();
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(index, _)| index + 1))
-            .collect();
+        let line_starts =
+            std::iter::once(0).chain(text.match_indices('\n').map(|(index, _)| index + 1)).collect();
         Arc::new(SourceFile { name: name.into(), text, line_starts })
     }
 
@@ -89,7 +88,8 @@ impl SourceFile {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
         let line_start = self.line_starts[line];
-        let column = self.text.get(line_start..offset).map_or(offset - line_start, |prefix| prefix.chars().count());
+        let column =
+            self.text.get(line_start..offset).map_or(offset - line_start, |prefix| prefix.chars().count());
         (line + 1, column + 1)
     }
 

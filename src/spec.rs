@@ -95,7 +95,11 @@ impl JsonSchema for AnyValue {
 
 /// A whole plan file.
 #[derive(Clone, Debug, JsonSchema)]
-#[schemars(deny_unknown_fields, title = "dr-plan plan", description = "A disaster-recovery plan run by dr-plan.")]
+#[schemars(
+    deny_unknown_fields,
+    title = "dr-plan plan",
+    description = "A disaster-recovery plan run by dr-plan."
+)]
 pub struct PlanSpec {
     /// Format version; always 1.
     pub version: Located<u32>,
@@ -215,7 +219,8 @@ pub struct StepSpec {
     pub span: Span,
 }
 
-const PLAN_FIELDS: &[&str] = &["version", "name", "description", "objectives", "inputs", "vars", "secrets", "steps"];
+const PLAN_FIELDS: &[&str] =
+    &["version", "name", "description", "objectives", "inputs", "vars", "secrets", "steps"];
 const OBJECTIVE_FIELDS: &[&str] = &["rto", "rpo"];
 const INPUT_FIELDS: &[&str] = &["description", "default"];
 const SECRET_FIELDS: &[&str] = &["env", "file"];
@@ -256,15 +261,22 @@ impl Decoder<'_> {
 
     fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<&'n [Entry]> {
         let Some(entries) = node.as_map() else {
-            let diagnostic = self.error("type", node.span, format!("{what} must be a map, found {}", node.shape()));
-            *diagnostic = diagnostic.clone().with_label("expected a map").with_help(format!("fields: {}", allowed.join(", ")));
+            let diagnostic =
+                self.error("type", node.span, format!("{what} must be a map, found {}", node.shape()));
+            *diagnostic = diagnostic
+                .clone()
+                .with_label("expected a map")
+                .with_help(format!("fields: {}", allowed.join(", ")));
             return None;
         };
         for entry in entries {
             if !allowed.contains(&entry.key.as_str()) {
                 let help = suggestion(&entry.key, allowed.iter().copied());
-                let diagnostic =
-                    self.error("unknown-field", entry.key_span, format!("unknown field `{}` in {what}", entry.key));
+                let diagnostic = self.error(
+                    "unknown-field",
+                    entry.key_span,
+                    format!("unknown field `{}` in {what}", entry.key),
+                );
                 *diagnostic = diagnostic.clone().with_label("unknown field").with_help(help);
             }
         }
@@ -299,7 +311,13 @@ impl Decoder<'_> {
             Value::Integer(number) if u32::try_from(*number).is_ok() => {
                 Some(Located { value: u32::try_from(*number).unwrap_or_default(), span: node.span })
             }
-            Value::Null | Value::Bool(_) | Value::Integer(_) | Value::Float(_) | Value::String(_) | Value::List(_) | Value::Map(_) => {
+            Value::Null
+            | Value::Bool(_)
+            | Value::Integer(_)
+            | Value::Float(_)
+            | Value::String(_)
+            | Value::List(_)
+            | Value::Map(_) => {
                 let diagnostic = self.error(
                     "type",
                     node.span,
@@ -315,7 +333,8 @@ impl Decoder<'_> {
         if let Value::Bool(value) = node.value {
             return Some(Located { value, span: node.span });
         }
-        let diagnostic = self.error("type", node.span, format!("{what} must be true or false, found {}", node.shape()));
+        let diagnostic =
+            self.error("type", node.span, format!("{what} must be true or false, found {}", node.shape()));
         *diagnostic = diagnostic.clone().with_label("expected true or false");
         None
     }
@@ -347,12 +366,15 @@ impl Decoder<'_> {
     fn plan(&mut self, root: &Node) -> Option<PlanSpec> {
         if matches!(root.value, Value::Null) {
             let diagnostic = self.error("empty", root.span, "the plan file is empty");
-            *diagnostic = diagnostic.clone().with_help("a plan needs at least `version: 1`, `name:` and `steps:`");
+            *diagnostic =
+                diagnostic.clone().with_help("a plan needs at least `version: 1`, `name:` and `steps:`");
             return None;
         }
         let entries = self.fields(root, "the plan", PLAN_FIELDS)?;
         let top = Span::new(root.span.start, root.span.start);
-        let version = self.required(entries, "version", "the plan", top).and_then(|node| self.integer(node, "`version`"));
+        let version = self
+            .required(entries, "version", "the plan", top)
+            .and_then(|node| self.integer(node, "`version`"));
         if let Some(version) = &version
             && version.value != 1
         {
@@ -360,8 +382,10 @@ impl Decoder<'_> {
                 self.error("version", version.span, format!("unsupported plan version {}", version.value));
             *diagnostic = diagnostic.clone().with_help("this dr-plan reads `version: 1`");
         }
-        let name = self.required(entries, "name", "the plan", top).and_then(|node| self.string(node, "`name`"));
-        let description = self.optional(entries, "description", |this, node| this.string(node, "`description`"));
+        let name =
+            self.required(entries, "name", "the plan", top).and_then(|node| self.string(node, "`name`"));
+        let description =
+            self.optional(entries, "description", |this, node| this.string(node, "`description`"));
         let objectives = field(entries, "objectives").map(|node| self.objectives(node)).unwrap_or_default();
         let inputs = self.named(entries, "inputs", |this, name, node| this.input(name, node));
         let vars = self.named(entries, "vars", |_, _, node| Some(AnyValue(node.clone())));
@@ -405,17 +429,25 @@ impl Decoder<'_> {
         if matches!(node.value, Value::Null) {
             return map;
         }
-        let Some(items) = self.fields(node, &format!("`{section}`"), &[]).map(|_| node.as_map().unwrap_or_default())
+        let Some(items) =
+            self.fields(node, &format!("`{section}`"), &[]).map(|_| node.as_map().unwrap_or_default())
         else {
             return map;
         };
         // `fields` with an empty allow-list reported every key as unknown: take those back.
-        self.problems.retain(|problem| !(problem.code == "unknown-field" && items.iter().any(|entry| Some(entry.key_span) == problem.primary_span())));
+        self.problems.retain(|problem| {
+            !(problem.code == "unknown-field"
+                && items.iter().any(|entry| Some(entry.key_span) == problem.primary_span()))
+        });
         for entry in items {
-            let valid_name = entry.key.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-                && entry.key.chars().all(|character| character.is_ascii_alphanumeric() || character == '_' || character == '-');
+            let valid_name =
+                entry.key.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+                    && entry.key.chars().all(|character| {
+                        character.is_ascii_alphanumeric() || character == '_' || character == '-'
+                    });
             if !valid_name {
-                let diagnostic = self.error("name", entry.key_span, format!("`{}` is not a valid name", entry.key));
+                let diagnostic =
+                    self.error("name", entry.key_span, format!("`{}` is not a valid name", entry.key));
                 *diagnostic = diagnostic
                     .clone()
                     .with_help("names start with a letter and hold letters, digits, `_` and `-`");
@@ -434,7 +466,8 @@ impl Decoder<'_> {
         }
         let entries = self.fields(node, &format!("input `{name}`"), INPUT_FIELDS)?;
         Some(InputSpec {
-            description: self.optional(entries, "description", |this, node| this.string(node, "`description`")),
+            description: self
+                .optional(entries, "description", |this, node| this.string(node, "`description`")),
             default: field(entries, "default").map(|node| AnyValue(node.clone())),
         })
     }
@@ -445,7 +478,8 @@ impl Decoder<'_> {
         let env = self.optional(entries, "env", |this, node| this.string(node, "`env`"));
         let file = self.optional(entries, "file", |this, node| this.string(node, "`file`"));
         if env.is_some() == file.is_some() {
-            let diagnostic = self.error("secret-source", node.span, format!("{what} needs exactly one source"));
+            let diagnostic =
+                self.error("secret-source", node.span, format!("{what} needs exactly one source"));
             *diagnostic = diagnostic
                 .clone()
                 .with_help("write `{ env: VARIABLE }` or `{ file: /path/to/file }`; never the secret itself");
@@ -456,8 +490,10 @@ impl Decoder<'_> {
 
     fn steps(&mut self, node: &Node) -> Vec<StepSpec> {
         let Value::List(items) = &node.value else {
-            let diagnostic = self.error("type", node.span, format!("`steps` must be a list, found {}", node.shape()));
-            *diagnostic = diagnostic.clone().with_help("write each step as a list item starting with `- id:`");
+            let diagnostic =
+                self.error("type", node.span, format!("`steps` must be a list, found {}", node.shape()));
+            *diagnostic =
+                diagnostic.clone().with_help("write each step as a list item starting with `- id:`");
             return Vec::new();
         };
         if items.is_empty() {
@@ -472,7 +508,9 @@ impl Decoder<'_> {
         let at = Span::new(node.span.start, node.span.start);
         let id = self.required(entries, "id", "this step", at).and_then(|node| self.string(node, "`id`"))?;
         if id.value.is_empty()
-            || !id.value.chars().all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+            || !id.value.chars().all(|character| {
+                character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
+            })
         {
             let suggested: String = id
                 .value
@@ -487,12 +525,14 @@ impl Decoder<'_> {
                 .with_help(format!("write it as `{suggested}`"));
         }
         let what = format!("step `{}`", id.value);
-        let kind = self.required(entries, "kind", &what, id.span).and_then(|node| self.string(node, "`kind`"));
+        let kind =
+            self.required(entries, "kind", &what, id.span).and_then(|node| self.string(node, "`kind`"));
         let resolved_kind = kind.as_ref().and_then(|kind| {
             let found = StepKind::from_name(&kind.value);
             if found.is_none() {
                 let help = suggestion(&kind.value, StepKind::ALL.iter().map(|kind| kind.name()));
-                let diagnostic = self.error("unknown-kind", kind.span, format!("unknown step kind `{}`", kind.value));
+                let diagnostic =
+                    self.error("unknown-kind", kind.span, format!("unknown step kind `{}`", kind.value));
                 *diagnostic = diagnostic
                     .clone()
                     .with_label("unknown kind")
@@ -507,12 +547,17 @@ impl Decoder<'_> {
             }
             Some(single @ Node { value: Value::String(_), .. }) => {
                 let diagnostic = self.error("type", single.span, "`needs` must be a list of step ids");
-                *diagnostic = diagnostic.clone().with_help(format!("write `needs: [{}]`", single.as_str().unwrap_or("")));
+                *diagnostic = diagnostic
+                    .clone()
+                    .with_help(format!("write `needs: [{}]`", single.as_str().unwrap_or("")));
                 Vec::new()
             }
             Some(other) => {
-                let diagnostic =
-                    self.error("type", other.span, format!("`needs` must be a list of step ids, found {}", other.shape()));
+                let diagnostic = self.error(
+                    "type",
+                    other.span,
+                    format!("`needs` must be a list of step ids, found {}", other.shape()),
+                );
                 *diagnostic = diagnostic.clone().with_help("write `needs: [step-a, step-b]`");
                 Vec::new()
             }
@@ -526,7 +571,8 @@ impl Decoder<'_> {
                 "continue" => Some(Located { value: OnFailure::Continue, span: text.span }),
                 other => {
                     let help = suggestion(other, ["abort", "continue"]);
-                    let diagnostic = this.error("type", text.span, format!("`on_failure` cannot be `{other}`"));
+                    let diagnostic =
+                        this.error("type", text.span, format!("`on_failure` cannot be `{other}`"));
                     *diagnostic = diagnostic.clone().with_help(help);
                     None
                 }
@@ -535,14 +581,18 @@ impl Decoder<'_> {
         Some(StepSpec {
             when: self.optional(entries, "when", |this, node| match &node.value {
                 Value::Bool(value) => Some(Located { value: value.to_string(), span: node.span }),
-                Value::Null | Value::Integer(_) | Value::Float(_) | Value::String(_) | Value::List(_) | Value::Map(_) => {
-                    this.string(node, "`when`")
-                }
+                Value::Null
+                | Value::Integer(_)
+                | Value::Float(_)
+                | Value::String(_)
+                | Value::List(_)
+                | Value::Map(_) => this.string(node, "`when`"),
             }),
             timeout: self.optional(entries, "timeout", |this, node| this.duration(node, "`timeout`")),
             undo: self.optional(entries, "undo", |this, node| this.boolean(node, "`undo`")),
             estimate: self.optional(entries, "estimate", |this, node| this.duration(node, "`estimate`")),
-            description: self.optional(entries, "description", |this, node| this.string(node, "`description`")),
+            description: self
+                .optional(entries, "description", |this, node| this.string(node, "`description`")),
             id,
             kind: kind.unwrap_or(Located { value: String::new(), span: at }),
             needs,
@@ -556,10 +606,15 @@ impl Decoder<'_> {
 
     fn retry(&mut self, node: &Node) -> Option<RetrySpec> {
         let entries = self.fields(node, "`retry`", RETRY_FIELDS)?;
-        let attempts =
-            self.required(entries, "attempts", "`retry`", node.span).and_then(|node| self.integer(node, "`retry.attempts`"))?;
+        let attempts = self
+            .required(entries, "attempts", "`retry`", node.span)
+            .and_then(|node| self.integer(node, "`retry.attempts`"))?;
         if attempts.value == 0 {
-            let diagnostic = self.error("retry", attempts.span, "`retry.attempts` counts every attempt and must be at least 1");
+            let diagnostic = self.error(
+                "retry",
+                attempts.span,
+                "`retry.attempts` counts every attempt and must be at least 1",
+            );
             *diagnostic = diagnostic.clone().with_help("`attempts: 3` runs the step up to three times");
         }
         Some(RetrySpec {
@@ -586,7 +641,8 @@ mod tests {
     #[test]
     fn the_decoder_knows_the_same_fields_as_the_schema() {
         let schema = schemars::schema_for!(PlanSpec).to_value();
-        let mut properties: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut properties: Vec<&str> =
+            schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
         properties.sort_unstable();
         let mut fields = PLAN_FIELDS.to_vec();
         fields.sort_unstable();

@@ -79,8 +79,7 @@ pub struct Rendered {
 /// Whether `text` holds a `{{` that is not escaped as `\{{`, i.e. needs parsing.
 #[must_use]
 pub fn contains_expression(text: &str) -> bool {
-    text.match_indices("{{")
-        .any(|(index, _)| index == 0 || text.as_bytes()[index - 1] != b'\\')
+    text.match_indices("{{").any(|(index, _)| index == 0 || text.as_bytes()[index - 1] != b'\\')
 }
 
 /// Reads a rendered `when:` condition: `true`/`false` as booleans or strings, else `None`.
@@ -90,9 +89,7 @@ pub fn truthy(value: &Value) -> Option<bool> {
         Value::Bool(boolean) => Some(*boolean),
         Value::String(text) if text == "true" => Some(true),
         Value::String(text) if text == "false" => Some(false),
-        Value::Null | Value::Number(_) | Value::String(_) | Value::Array(_) | Value::Object(_) => {
-            None
-        }
+        Value::Null | Value::Number(_) | Value::String(_) | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -161,12 +158,8 @@ impl Helper {
             Helper::Default => ("default", 2, true, "{{default inputs.backup \"latest\"}}"),
             Helper::Compare(Comparison::Greater) => ("gt", 2, false, "{{gt vars.replicas 0}}"),
             Helper::Compare(Comparison::Less) => ("lt", 2, false, "{{lt vars.replicas 10}}"),
-            Helper::Compare(Comparison::GreaterOrEqual) => {
-                ("gte", 2, false, "{{gte vars.replicas 1}}")
-            }
-            Helper::Compare(Comparison::LessOrEqual) => {
-                ("lte", 2, false, "{{lte vars.replicas 10}}")
-            }
+            Helper::Compare(Comparison::GreaterOrEqual) => ("gte", 2, false, "{{gte vars.replicas 1}}"),
+            Helper::Compare(Comparison::LessOrEqual) => ("lte", 2, false, "{{lte vars.replicas 10}}"),
         }
     }
 
@@ -194,16 +187,8 @@ impl Comparison {
     }
 }
 
-fn error(
-    message: impl Into<String>,
-    range: Range<usize>,
-    help: impl Into<String>,
-) -> TemplateError {
-    TemplateError {
-        message: message.into(),
-        range,
-        help: Some(help.into()),
-    }
+fn error(message: impl Into<String>, range: Range<usize>, help: impl Into<String>) -> TemplateError {
+    TemplateError { message: message.into(), range, help: Some(help.into()) }
 }
 
 impl Template {
@@ -233,12 +218,7 @@ impl Template {
                 return Err(unsupported);
             }
             let (tokens, close_end) = tokenize(text, open)?;
-            let mut parser = Parser {
-                source: text,
-                tokens,
-                position: 0,
-                references: &mut references,
-            };
+            let mut parser = Parser { source: text, tokens, position: 0, references: &mut references };
             parts.push(Part::Expression(parser.parse_block(open..close_end)?));
             position = close_end;
         }
@@ -246,11 +226,7 @@ impl Template {
         if !literal.is_empty() || parts.is_empty() {
             parts.push(Part::Text(literal));
         }
-        Ok(Template {
-            source: text.to_owned(),
-            parts,
-            references,
-        })
+        Ok(Template { source: text.to_owned(), parts, references })
     }
 
     /// The text the template was parsed from.
@@ -281,12 +257,8 @@ impl Template {
     /// helper errors are collected in the result for the caller to report.
     #[must_use]
     pub fn render(&self, lookup: &dyn Fn(&[String]) -> Lookup) -> Rendered {
-        let mut evaluator = Evaluator {
-            source: &self.source,
-            lookup,
-            missing: Vec::new(),
-            errors: Vec::new(),
-        };
+        let mut evaluator =
+            Evaluator { source: &self.source, lookup, missing: Vec::new(), errors: Vec::new() };
         let mut unknown = false;
         let value = if let [Part::Expression(node)] = self.parts.as_slice() {
             match evaluator.evaluate(node) {
@@ -312,12 +284,7 @@ impl Template {
             }
             Value::String(text)
         };
-        Rendered {
-            value,
-            unknown,
-            missing: evaluator.missing,
-            errors: evaluator.errors,
-        }
+        Rendered { value, unknown, missing: evaluator.missing, errors: evaluator.errors }
     }
 }
 
@@ -329,10 +296,7 @@ fn unsupported_block(source: &str, open: usize) -> Option<TemplateError> {
             "compute the value with a helper instead, e.g. `when: \"{{not run.drill}}\"` \
              on the step, or `{{default vars.name \"fallback\"}}`",
         ),
-        '>' => (
-            "partials (`{{> name}}`) are not supported",
-            "write the text out in place",
-        ),
+        '>' => ("partials (`{{> name}}`) are not supported", "write the text out in place"),
         '!' => (
             "template comments (`{{! ... }}`) are not supported",
             "use a YAML or TOML comment (`# ...`) instead",
@@ -344,9 +308,7 @@ fn unsupported_block(source: &str, open: usize) -> Option<TemplateError> {
         ),
         _ => return None,
     };
-    let mut end = source[open..]
-        .find("}}")
-        .map_or(open + 3, |offset| open + offset + 2);
+    let mut end = source[open..].find("}}").map_or(open + 3, |offset| open + offset + 2);
     while source[end..].starts_with('}') {
         end += 1;
     }
@@ -399,10 +361,9 @@ fn tokenize(source: &str, open: usize) -> Result<(Vec<Token>, usize), TemplateEr
                 let (text, end) = read_string(source, start, character)?;
                 (TokenKind::Text(text), end)
             }
-            _ if is_word_character(character) => (
-                TokenKind::Word,
-                start + rest.find(|c| !is_word_character(c)).unwrap_or(rest.len()),
-            ),
+            _ if is_word_character(character) => {
+                (TokenKind::Word, start + rest.find(|c| !is_word_character(c)).unwrap_or(rest.len()))
+            }
             other => {
                 return Err(error(
                     format!("unexpected character `{other}` in an expression"),
@@ -413,10 +374,7 @@ fn tokenize(source: &str, open: usize) -> Result<(Vec<Token>, usize), TemplateEr
             }
         };
         position = end;
-        tokens.push(Token {
-            kind,
-            range: start..position,
-        });
+        tokens.push(Token { kind, range: start..position });
     }
 }
 
@@ -516,13 +474,7 @@ impl Parser<'_> {
                         "add `)` after the last argument",
                     ));
                 }
-                (
-                    Some(Token {
-                        kind: TokenKind::Close,
-                        range,
-                    }),
-                    Some(_),
-                ) => {
+                (Some(Token { kind: TokenKind::Close, range }), Some(_)) => {
                     end = range.end;
                     self.position += 1;
                     break;
@@ -546,10 +498,7 @@ impl Parser<'_> {
                 format!("for example `{example}`"),
             ));
         }
-        Ok(Node {
-            kind: NodeKind::Call(helper, arguments),
-            range,
-        })
+        Ok(Node { kind: NodeKind::Call(helper, arguments), range })
     }
 
     fn parse_argument(&mut self) -> Result<Node, TemplateError> {
@@ -557,15 +506,11 @@ impl Parser<'_> {
         self.position += 1;
         match token.kind {
             TokenKind::Word => self.parse_word(token.range),
-            TokenKind::Text(text) => Ok(Node {
-                kind: NodeKind::Literal(Value::String(text)),
-                range: token.range,
-            }),
+            TokenKind::Text(text) => {
+                Ok(Node { kind: NodeKind::Literal(Value::String(text)), range: token.range })
+            }
             TokenKind::Open => match self.tokens.get(self.position) {
-                Some(Token {
-                    kind: TokenKind::Word,
-                    ..
-                }) => self.parse_call(Some(token.range.start)),
+                Some(Token { kind: TokenKind::Word, .. }) => self.parse_call(Some(token.range.start)),
                 Some(_) | None => Err(error(
                     "`(` must be followed by a helper name",
                     token.range,
@@ -583,12 +528,7 @@ impl Parser<'_> {
     /// A word is `true`, `false`, an integer, or a path.
     fn parse_word(&mut self, range: Range<usize>) -> Result<Node, TemplateError> {
         let word = &self.source[range.clone()];
-        let literal = |value: Value| {
-            Ok(Node {
-                kind: NodeKind::Literal(value),
-                range: range.clone(),
-            })
-        };
+        let literal = |value: Value| Ok(Node { kind: NodeKind::Literal(value), range: range.clone() });
         let digits = word.strip_prefix('-').unwrap_or(word);
         if word == "true" || word == "false" {
             return literal(Value::Bool(word == "true"));
@@ -603,10 +543,7 @@ impl Parser<'_> {
                 )),
             };
         }
-        if digits
-            .split('.')
-            .all(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit()))
-        {
+        if digits.split('.').all(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit())) {
             return Err(error(
                 format!("`{word}` is a decimal number; only integers are supported"),
                 range,
@@ -621,14 +558,8 @@ impl Parser<'_> {
             ));
         }
         let path: Vec<String> = word.split('.').map(str::to_owned).collect();
-        self.references.push(Reference {
-            path: path.clone(),
-            range: range.clone(),
-        });
-        Ok(Node {
-            kind: NodeKind::Path(path),
-            range,
-        })
+        self.references.push(Reference { path: path.clone(), range: range.clone() });
+        Ok(Node { kind: NodeKind::Path(path), range })
     }
 }
 
@@ -671,10 +602,8 @@ impl Evaluator<'_> {
             NodeKind::Call(helper, arguments) => {
                 // Every argument is evaluated, even when the result is decided early, so
                 // all missing paths and errors are reported at once.
-                let values: Vec<Evaluated> = arguments
-                    .iter()
-                    .map(|argument| self.evaluate(argument))
-                    .collect();
+                let values: Vec<Evaluated> =
+                    arguments.iter().map(|argument| self.evaluate(argument)).collect();
                 self.call(*helper, arguments, &values).map_or_else(
                     || Evaluated::Unknown(format!("<{}>", &self.source[node.range.clone()])),
                     Evaluated::Known,
@@ -686,11 +615,7 @@ impl Evaluator<'_> {
     /// Applies a helper; `None` when the result depends on an unknown argument.
     fn call(&mut self, helper: Helper, arguments: &[Node], values: &[Evaluated]) -> Option<Value> {
         let decided_by = |wanted: bool| {
-            if values.iter().any(|value| {
-                value
-                    .known()
-                    .is_some_and(|value| is_truthy(value) == wanted)
-            }) {
+            if values.iter().any(|value| value.known().is_some_and(|value| is_truthy(value) == wanted)) {
                 Some(Value::Bool(wanted))
             } else if values.iter().all(|value| value.known().is_some()) {
                 Some(Value::Bool(!wanted))
@@ -700,14 +625,8 @@ impl Evaluator<'_> {
         };
         match helper {
             Helper::Not => Some(Value::Bool(!is_truthy(values[0].known()?))),
-            Helper::Eq => Some(Value::Bool(loosely_equal(
-                values[0].known()?,
-                values[1].known()?,
-            ))),
-            Helper::Ne => Some(Value::Bool(!loosely_equal(
-                values[0].known()?,
-                values[1].known()?,
-            ))),
+            Helper::Eq => Some(Value::Bool(loosely_equal(values[0].known()?, values[1].known()?))),
+            Helper::Ne => Some(Value::Bool(!loosely_equal(values[0].known()?, values[1].known()?))),
             Helper::And => decided_by(false),
             Helper::Or => decided_by(true),
             Helper::Default => {
@@ -725,29 +644,17 @@ impl Evaluator<'_> {
                 let left = self.number_argument(helper, &arguments[0], left);
                 let right = self.number_argument(helper, &arguments[1], right);
                 // A non-number is an error, reported in `errors`; the value is then null.
-                let ordering = left
-                    .zip(right)
-                    .and_then(|(left, right)| compare_numbers(&left, &right));
-                Some(ordering.map_or(Value::Null, |ordering| {
-                    Value::Bool(comparison.holds(ordering))
-                }))
+                let ordering = left.zip(right).and_then(|(left, right)| compare_numbers(&left, &right));
+                Some(ordering.map_or(Value::Null, |ordering| Value::Bool(comparison.holds(ordering))))
             }
         }
     }
 
-    fn number_argument(
-        &mut self,
-        helper: Helper,
-        argument: &Node,
-        value: &Value,
-    ) -> Option<Number> {
+    fn number_argument(&mut self, helper: Helper, argument: &Node, value: &Value) -> Option<Number> {
         let number = as_number(value);
         if number.is_none() {
             self.errors.push(error(
-                format!(
-                    "`{}` compares numbers, but this argument is {value}",
-                    helper.name()
-                ),
+                format!("`{}` compares numbers, but this argument is {value}", helper.name()),
                 argument.range.clone(),
                 "pass an integer, or a string holding one",
             ));
@@ -772,20 +679,14 @@ fn as_number(value: &Value) -> Option<Number> {
     match value {
         Value::Number(number) => Some(number.clone()),
         Value::String(text) if text.trim() == text => serde_json::from_str(text).ok(),
-        Value::Null | Value::Bool(_) | Value::String(_) | Value::Array(_) | Value::Object(_) => {
-            None
-        }
+        Value::Null | Value::Bool(_) | Value::String(_) | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
 fn compare_numbers(left: &Number, right: &Number) -> Option<Ordering> {
     // Integers compare exactly; only fractions go through floating point.
-    let integer = |number: &Number| {
-        number
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| number.as_u64().map(i128::from))
-    };
+    let integer =
+        |number: &Number| number.as_i64().map(i128::from).or_else(|| number.as_u64().map(i128::from));
     match (integer(left), integer(right)) {
         (Some(left), Some(right)) => Some(left.cmp(&right)),
         _ => left.as_f64()?.partial_cmp(&right.as_f64()?),
@@ -796,13 +697,13 @@ fn compare_numbers(left: &Number, right: &Number) -> Option<Ordering> {
 /// `"true"`/`"false"`, because values rendered from templates arrive as strings.
 fn loosely_equal(left: &Value, right: &Value) -> bool {
     match (left, right) {
-        (Value::Number(_), Value::Number(_) | Value::String(_))
-        | (Value::String(_), Value::Number(_)) => match (as_number(left), as_number(right)) {
-            (Some(left), Some(right)) => compare_numbers(&left, &right) == Some(Ordering::Equal),
-            _ => false,
-        },
-        (Value::Bool(boolean), Value::String(text))
-        | (Value::String(text), Value::Bool(boolean)) => {
+        (Value::Number(_), Value::Number(_) | Value::String(_)) | (Value::String(_), Value::Number(_)) => {
+            match (as_number(left), as_number(right)) {
+                (Some(left), Some(right)) => compare_numbers(&left, &right) == Some(Ordering::Equal),
+                _ => false,
+            }
+        }
+        (Value::Bool(boolean), Value::String(text)) | (Value::String(text), Value::Bool(boolean)) => {
             text == if *boolean { "true" } else { "false" }
         }
         _ => left == right,
@@ -842,17 +743,12 @@ mod tests {
     }
 
     fn render(text: &str) -> Rendered {
-        Template::parse(text)
-            .unwrap_or_else(|error| panic!("{text}: {error:?}"))
-            .render(&lookup)
+        Template::parse(text).unwrap_or_else(|error| panic!("{text}: {error:?}")).render(&lookup)
     }
 
     fn value(text: &str) -> Value {
         let rendered = render(text);
-        assert!(
-            rendered.missing.is_empty() && rendered.errors.is_empty(),
-            "{text}: {rendered:?}"
-        );
+        assert!(rendered.missing.is_empty() && rendered.errors.is_empty(), "{text}: {rendered:?}");
         rendered.value
     }
 
@@ -870,10 +766,7 @@ mod tests {
         let template = Template::parse(r"plain \{{not}} text }}").unwrap();
         assert!(template.is_literal() && !template.is_single_expression());
         assert!(template.references().is_empty());
-        assert_eq!(
-            template.render(&lookup).value,
-            json!("plain {{not}} text }}")
-        );
+        assert_eq!(template.render(&lookup).value, json!("plain {{not}} text }}"));
         assert_eq!(value(""), json!(""));
         assert_eq!(value(r"a\{{b}} {{vars.bucket}}"), json!("a{{b}} backups"));
         assert_eq!(value(r"back\slash"), json!(r"back\slash"));
@@ -907,65 +800,33 @@ mod tests {
         let reference = &template.references()[0];
         assert_eq!(reference.range.start, "été ✓ {{ ".len());
         assert_eq!(reference.range.start, 13);
-        assert_eq!(
-            reference.path,
-            ["steps", "stop-writers", "outputs", "previous_replicas"]
-        );
-        assert_eq!(
-            &text[reference.range.clone()],
-            "steps.stop-writers.outputs.previous_replicas"
-        );
+        assert_eq!(reference.path, ["steps", "stop-writers", "outputs", "previous_replicas"]);
+        assert_eq!(&text[reference.range.clone()], "steps.stop-writers.outputs.previous_replicas");
     }
 
     #[test]
     fn references_inside_helpers_and_sub_expressions() {
         let text = r#"{{and (not run.drill) (eq vars.mode "x") vars.mode}}"#;
         let template = Template::parse(text).unwrap();
-        let paths: Vec<&str> = template
-            .references()
-            .iter()
-            .map(|reference| &text[reference.range.clone()])
-            .collect();
+        let paths: Vec<&str> =
+            template.references().iter().map(|reference| &text[reference.range.clone()]).collect();
         assert_eq!(paths, ["run.drill", "vars.mode", "vars.mode"]);
         assert!(template.is_single_expression());
     }
 
     #[test]
     fn single_expression_detection() {
-        assert!(
-            Template::parse("{{vars.x}}")
-                .unwrap()
-                .is_single_expression()
-        );
-        assert!(
-            Template::parse("{{  not  run.drill  }}")
-                .unwrap()
-                .is_single_expression()
-        );
-        assert!(
-            Template::parse("{{\n\tvars.x\n}}")
-                .unwrap()
-                .is_single_expression()
-        );
-        assert!(
-            !Template::parse(" {{vars.x}}")
-                .unwrap()
-                .is_single_expression()
-        );
-        assert!(
-            !Template::parse("{{vars.x}}{{vars.y}}")
-                .unwrap()
-                .is_single_expression()
-        );
+        assert!(Template::parse("{{vars.x}}").unwrap().is_single_expression());
+        assert!(Template::parse("{{  not  run.drill  }}").unwrap().is_single_expression());
+        assert!(Template::parse("{{\n\tvars.x\n}}").unwrap().is_single_expression());
+        assert!(!Template::parse(" {{vars.x}}").unwrap().is_single_expression());
+        assert!(!Template::parse("{{vars.x}}{{vars.y}}").unwrap().is_single_expression());
     }
 
     #[test]
     fn string_literals_may_hold_braces_and_escaped_quotes() {
         assert_eq!(value(r#"{{default vars.empty "}}"}}"#), json!("}}"));
-        assert_eq!(
-            value(r#"{{default vars.empty 'it\'s "x" \\'}}"#),
-            json!(r#"it's "x" \"#)
-        );
+        assert_eq!(value(r#"{{default vars.empty 'it\'s "x" \\'}}"#), json!(r#"it's "x" \"#));
         assert_eq!(value(r#"{{eq "a\"b" 'a"b'}}"#), json!(true));
     }
 
@@ -984,11 +845,7 @@ mod tests {
     #[test]
     fn unsupported_handlebars_forms_say_what_to_write() {
         for (text, label, words) in [
-            (
-                "{{#if run.drill}}x{{/if}}",
-                "{{#if run.drill}}",
-                "block helpers",
-            ),
+            ("{{#if run.drill}}x{{/if}}", "{{#if run.drill}}", "block helpers"),
             ("x {{/if}}", "{{/if}}", "block helpers"),
             ("{{> header}}", "{{> header}}", "partials"),
             ("{{! note }}", "{{! note }}", "comments"),
@@ -1009,10 +866,7 @@ mod tests {
         assert_eq!(&text[error.range.clone()], "upper");
         assert_eq!(error.to_string(), "`upper` is not a helper");
         let help = error.help.unwrap();
-        assert!(
-            help.contains("not, eq, ne, and, or, default, gt, lt, gte, lte"),
-            "{help}"
-        );
+        assert!(help.contains("not, eq, ne, and, or, default, gt, lt, gte, lte"), "{help}");
         assert_eq!(labelled("{{not (vars.a)}}"), "vars.a");
         assert_eq!(labelled("{{vars.a vars.b}}"), "vars.a");
     }
@@ -1026,14 +880,8 @@ mod tests {
         assert_eq!(labelled("{{or a.b (gt a.b)}}"), "(gt a.b)");
         let error = parse_error("{{gte a.b 1 2}}");
         assert_eq!(error.message, "`gte` takes 2 arguments, but got 3");
-        assert_eq!(
-            error.help.as_deref(),
-            Some("for example `{{gte vars.replicas 1}}`")
-        );
-        assert_eq!(
-            parse_error("{{not}}").message,
-            "`not` takes 1 argument, but got 0"
-        );
+        assert_eq!(error.help.as_deref(), Some("for example `{{gte vars.replicas 1}}`"));
+        assert_eq!(parse_error("{{not}}").message, "`not` takes 1 argument, but got 0");
         assert!(parse_error("{{and a}}").message.contains("at least 2"));
         assert!(Template::parse("{{or a.b c.d e.f f.g}}").is_ok());
     }
@@ -1053,10 +901,7 @@ mod tests {
         assert_eq!(labelled("{{ vars..x }}"), "vars..x");
         assert_eq!(labelled("{{ vars.x. }}"), "vars.x.");
         assert_eq!(labelled("{{ gt vars.x 1.5 }}"), "1.5");
-        assert_eq!(
-            labelled("{{ gt vars.x 99999999999999999999 }}"),
-            "99999999999999999999"
-        );
+        assert_eq!(labelled("{{ gt vars.x 99999999999999999999 }}"), "99999999999999999999");
     }
 
     #[test]
@@ -1077,34 +922,19 @@ mod tests {
             ),
             json!(r#"festivals-production/3/true/[]/[1,"a"]/{"a":1}"#)
         );
-        assert_eq!(
-            value("s3://{{vars.bucket}}/{{inputs.backup}}"),
-            json!("s3://backups/latest")
-        );
+        assert_eq!(value("s3://{{vars.bucket}}/{{inputs.backup}}"), json!("s3://backups/latest"));
     }
 
     #[test]
     fn unknown_values_render_as_placeholders() {
         let rendered = render("{{steps.fetch.outputs.path}}");
-        assert_eq!(
-            (rendered.value, rendered.unknown),
-            (json!("<fetch.path>"), true)
-        );
+        assert_eq!((rendered.value, rendered.unknown), (json!("<fetch.path>"), true));
         let rendered = render("dump at {{steps.fetch.outputs.path}}!");
-        assert_eq!(
-            (rendered.value, rendered.unknown),
-            (json!("dump at <fetch.path>!"), true)
-        );
+        assert_eq!((rendered.value, rendered.unknown), (json!("dump at <fetch.path>!"), true));
         let rendered = render("{{ not  steps.check.outputs.ok }}");
-        assert_eq!(
-            (rendered.value, rendered.unknown),
-            (json!("<not  steps.check.outputs.ok>"), true)
-        );
+        assert_eq!((rendered.value, rendered.unknown), (json!("<not  steps.check.outputs.ok>"), true));
         let rendered = render("{{eq (not steps.check.outputs.ok) true}}");
-        assert_eq!(
-            rendered.value,
-            json!("<eq (not steps.check.outputs.ok) true>")
-        );
+        assert_eq!(rendered.value, json!("<eq (not steps.check.outputs.ok) true>"));
         assert!(!render("{{vars.bucket}}").unknown);
     }
 
@@ -1112,18 +942,11 @@ mod tests {
     fn helpers_decided_without_unknown_arguments_stay_known() {
         let known = |text: &str, expected: Value| {
             let rendered = render(text);
-            assert_eq!(
-                (rendered.value, rendered.unknown),
-                (expected, false),
-                "{text}"
-            );
+            assert_eq!((rendered.value, rendered.unknown), (expected, false), "{text}");
         };
         known("{{and run.live steps.check.outputs.ok}}", json!(false));
         known("{{or steps.check.outputs.ok run.drill}}", json!(true));
-        known(
-            "{{default vars.bucket steps.fetch.outputs.path}}",
-            json!("backups"),
-        );
+        known("{{default vars.bucket steps.fetch.outputs.path}}", json!("backups"));
         assert!(render("{{and run.drill steps.check.outputs.ok}}").unknown);
         assert!(render("{{default steps.fetch.outputs.path vars.bucket}}").unknown);
     }
@@ -1132,10 +955,7 @@ mod tests {
     fn missing_paths_are_collected_once_and_render_empty() {
         let rendered = render("a{{vars.nope}}b{{inputs.none}}{{vars.nope}}");
         assert_eq!(rendered.value, json!("ab"));
-        assert_eq!(
-            rendered.missing,
-            [vec!["vars", "nope"], vec!["inputs", "none"]]
-        );
+        assert_eq!(rendered.missing, [vec!["vars", "nope"], vec!["inputs", "none"]]);
         assert!(!rendered.unknown);
         let rendered = render("{{default vars.nope \"x\"}}");
         assert_eq!((rendered.value, rendered.missing.len()), (json!("x"), 1));
@@ -1156,11 +976,7 @@ mod tests {
             ("vars.list", false),
             ("vars.map", false),
         ] {
-            assert_eq!(
-                value(&format!("{{{{not {argument}}}}}")),
-                json!(negated),
-                "{argument}"
-            );
+            assert_eq!(value(&format!("{{{{not {argument}}}}}")), json!(negated), "{argument}");
         }
         assert_eq!(value("{{and run.drill 1 'x'}}"), json!(true));
         assert_eq!(value("{{and run.drill 0}}"), json!(false));
@@ -1176,10 +992,7 @@ mod tests {
         assert_eq!(value("{{eq ' 3' vars.replicas}}"), json!(false));
         assert_eq!(value("{{eq '3x' vars.replicas}}"), json!(false));
         assert_eq!(value("{{eq 'true' run.drill}}"), json!(true));
-        assert_eq!(
-            value("{{eq vars.namespace 'festivals-production'}}"),
-            json!(true)
-        );
+        assert_eq!(value("{{eq vars.namespace 'festivals-production'}}"), json!(true));
         assert_eq!(value("{{eq vars.list vars.list}}"), json!(true));
         assert_eq!(value("{{eq vars.nothing vars.empty}}"), json!(false));
         assert_eq!(value("{{ne vars.count '12'}}"), json!(false));
@@ -1198,11 +1011,7 @@ mod tests {
         assert_eq!(rendered.value, json!(null));
         assert_eq!(rendered.errors.len(), 1);
         assert_eq!(&text[rendered.errors[0].range.clone()], "vars.namespace");
-        assert!(
-            rendered.errors[0].message.contains("`gt` compares numbers"),
-            "{:?}",
-            rendered.errors
-        );
+        assert!(rendered.errors[0].message.contains("`gt` compares numbers"), "{:?}", rendered.errors);
         assert!(render("{{gt steps.fetch.outputs.size 1}}").unknown);
     }
 

@@ -59,3 +59,125 @@ pub fn describe(with: &Params<'_>) -> String {
     }
     sentence
 }
+
+/// Checks that the program can be found.
+#[must_use]
+pub fn preflight(parameters: &Parameters) -> super::Preflight {
+    let Some(program) = parameters.command.first() else {
+        return super::Preflight::Failed("`command` is empty".to_owned());
+    };
+    let found = if program.contains('/') {
+        std::path::Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|directory| directory.join(program).is_file())
+        })
+    };
+    if found {
+        super::Preflight::Passed(format!("`{program}` found"))
+    } else {
+        super::Preflight::Failed(format!("`{program}` is not on PATH; install it or give its full path"))
+    }
+}
+
+/// Largest stdout kept as an output.
+const STDOUT_LIMIT: usize = 64 * 1024;
+
+/// Runs the command.
+///
+/// # Errors
+/// The program could not start, or exited with a code not in `expect_exit`.
+pub async fn run(
+    parameters: Parameters,
+    context: &super::StepContext,
+) -> Result<super::Outputs, super::StepError> {
+    let output = spawn(&parameters.command, &parameters, context, "").await?;
+    let code = output.status.code();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = truncate(stdout.trim_end(), STDOUT_LIMIT);
+    let accepted = code.is_some_and(|code| parameters.expect_exit.contains(&code));
+    if !accepted {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+        let how =
+            code.map_or_else(|| "was killed by a signal".to_owned(), |code| format!("exited with {code}"));
+        return Err(super::StepError::Failed(format!(
+            "`{}` {how} (expected {:?}){}",
+            parameters.command.join(" "),
+            parameters.expect_exit,
+            if tail.is_empty() { String::new() } else { format!("; stderr: {}", tail.join(" / ")) }
+        )));
+    }
+    let mut outputs = super::Outputs::new();
+    outputs.insert("stdout".into(), serde_json::Value::String(stdout));
+    outputs.insert("exit_code".into(), serde_json::Value::from(code.unwrap_or_default()));
+    Ok(outputs)
+}
+
+/// Runs the `undo` command.
+///
+/// # Errors
+/// It could not start or did not exit with 0.
+pub async fn undo(
+    parameters: Parameters,
+    _outputs: &super::Outputs,
+    context: &super::StepContext,
+) -> Result<(), super::StepError> {
+    let Some(command) = &parameters.undo else { return Ok(()) };
+    let output = spawn(command, &parameters, context, ".undo").await?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(super::StepError::Failed(format!(
+            "undo command `{}` exited with {:?}; compensate by hand",
+            command.join(" "),
+            output.status.code()
+        )))
+    }
+}
+
+async fn spawn(
+    command: &[String],
+    parameters: &Parameters,
+    context: &super::StepContext,
+    suffix: &str,
+) -> Result<std::process::Output, super::StepError> {
+    let Some((program, arguments)) = command.split_first() else {
+        return Err(super::StepError::Failed("`command` is empty".to_owned()));
+    };
+    let mut process = tokio::process::Command::new(program);
+    process
+        .args(arguments)
+        .envs(&parameters.env)
+        .env("DR_PLAN_RUN_ID", &context.run_id)
+        .env("DR_PLAN_STEP", &context.step_id)
+        .env("DR_PLAN_RUN_DIR", &context.run_dir)
+        .env("DR_PLAN_DRILL", context.drill.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        // A cancelled or timed-out step must not leave its program running.
+        .kill_on_drop(true);
+    if let Some(directory) = &parameters.cwd {
+        process.current_dir(directory);
+    }
+    let output = process.output().await.map_err(|error| {
+        super::StepError::Failed(format!(
+            "cannot start `{program}`: {error}; check it is installed and on PATH"
+        ))
+    })?;
+    let log = context.run_dir.join(format!("{}{suffix}.stderr.log", context.step_id));
+    let _ = std::fs::write(log, context.redactor.redact(&String::from_utf8_lossy(&output.stderr)));
+    Ok(output)
+}
+
+fn truncate(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [truncated]", &text[..end])
+}

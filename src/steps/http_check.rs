@@ -81,3 +81,57 @@ pub fn describe(with: &Params<'_>) -> String {
     sentence.push_str(&format!(" (deadline {})", with.text_or("deadline", "5m")));
     sentence
 }
+
+/// Polls until the endpoint answers as expected or the deadline passes.
+///
+/// # Errors
+/// The deadline passed; the message has the last answer.
+pub async fn run(parameters: Parameters) -> Result<super::Outputs, super::StepError> {
+    let interval = parameters.interval.get().max(std::time::Duration::from_millis(50));
+    let request_timeout = interval.max(std::time::Duration::from_secs(5));
+    let client = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .build()
+        .map_err(|error| super::StepError::Failed(format!("cannot build an HTTP client: {error}")))?;
+    let method = reqwest::Method::from_bytes(parameters.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| super::StepError::Failed(format!("`{}` is not an HTTP method", parameters.method)))?;
+    let deadline = tokio::time::Instant::now() + parameters.deadline.get();
+    let mut attempts: u64 = 0;
+    loop {
+        attempts += 1;
+        let mut request = client.request(method.clone(), &parameters.url);
+        for (name, value) in &parameters.headers {
+            request = request.header(name, value);
+        }
+        let last = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                let body_ok =
+                    parameters.contains.as_ref().is_none_or(|needle| body.contains(needle.as_str()));
+                if status == parameters.expect_status && body_ok {
+                    let mut outputs = super::Outputs::new();
+                    outputs.insert("status".into(), serde_json::Value::from(status));
+                    outputs.insert("attempts".into(), serde_json::Value::from(attempts));
+                    return Ok(outputs);
+                }
+                if status == parameters.expect_status {
+                    format!(
+                        "status {status} but the body does not contain {:?}",
+                        parameters.contains.as_deref().unwrap_or("")
+                    )
+                } else {
+                    format!("status {status}")
+                }
+            }
+            Err(error) => format!("request failed: {error}"),
+        };
+        if tokio::time::Instant::now() + interval > deadline {
+            return Err(super::StepError::Failed(format!(
+                "{} {} did not answer {} within {} ({attempts} attempts); last: {last}",
+                parameters.method, parameters.url, parameters.expect_status, parameters.deadline
+            )));
+        }
+        tokio::time::sleep(interval).await;
+    }
+}

@@ -23,7 +23,11 @@ pub mod s3_put;
 pub mod sleep;
 pub mod velero_restore;
 
+mod runtime;
 mod shared;
+pub use runtime::{
+    ApprovalMode, Outputs, Preflight, Progress, ProgressSink, StepContext, StepError, parameters,
+};
 pub use shared::{Compression, Encryption, EncryptionFormat};
 
 /// Every kind of step dr-plan knows.

@@ -50,3 +50,54 @@ pub const INFO: KindInfo = KindInfo {
 pub fn describe(with: &Params<'_>) -> String {
     format!("post \"{}\" to the {} webhook", with.text("message"), with.text_or("format", "slack"))
 }
+
+/// Posts the message. Undelivered messages fail the step only when `required`.
+///
+/// # Errors
+/// Delivery failed and `required` is true.
+pub async fn run(
+    parameters: Parameters,
+    context: &super::StepContext,
+) -> Result<super::Outputs, super::StepError> {
+    let body = match parameters.format {
+        NotifyFormat::Slack => serde_json::json!({ "text": parameters.message }),
+        NotifyFormat::Json => serde_json::json!({
+            "plan": context.plan,
+            "run_id": context.run_id,
+            "step": context.step_id,
+            "drill": context.drill,
+            "message": parameters.message,
+        }),
+    };
+    let result = async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .map_err(|error| error.to_string())?;
+        let response = client
+            .post(&parameters.webhook)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| error.without_url().to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the webhook answered {}", response.status()))
+        }
+    }
+    .await;
+    let mut outputs = super::Outputs::new();
+    outputs.insert("delivered".into(), serde_json::Value::Bool(result.is_ok()));
+    match result {
+        Ok(()) => Ok(outputs),
+        // The webhook URL is often a secret: never put it in the message.
+        Err(error) if parameters.required => {
+            Err(super::StepError::Failed(format!("notification not delivered: {error}")))
+        }
+        Err(error) => {
+            outputs.insert("error".into(), serde_json::Value::String(error));
+            Ok(outputs)
+        }
+    }
+}

@@ -38,7 +38,10 @@ pub const INFO: KindInfo = KindInfo {
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[OutputInfo { name: "results", description: "the value each assertion's query returned, in order" }],
+    outputs: &[OutputInfo {
+        name: "results",
+        description: "the value each assertion's query returned, in order",
+    }],
     preflight: "the database is reachable",
     notes: "A failed assertion names the query, the expected and the actual value.",
     example: "- id: check\n  kind: pg.query\n  with: { database: tododb, assert: [ { sql: \"select count(*) from users\", expect: \"> 0\" } ] }\n",
@@ -63,9 +66,5 @@ pub fn describe(with: &Params<'_>) -> String {
     if !statements.is_empty() {
         sentence.push_str(&format!(", run {} statement(s)", statements.len()));
     }
-    if checks.is_empty() {
-        sentence
-    } else {
-        format!("{sentence}, check {}", checks.join("; "))
-    }
+    if checks.is_empty() { sentence } else { format!("{sentence}, check {}", checks.join("; ")) }
 }

@@ -67,7 +67,10 @@ pub const INFO: KindInfo = KindInfo {
         OutputInfo { name: "bytes", description: "bytes written after decryption and decompression" },
         OutputInfo { name: "sha256", description: "SHA-256 of the object as stored" },
         OutputInfo { name: "last_modified", description: "the object's Last-Modified (RFC 3339)" },
-        OutputInfo { name: "age", description: "seconds between Last-Modified and the fetch: the data's RPO" },
+        OutputInfo {
+            name: "age",
+            description: "seconds between Last-Modified and the fetch: the data's RPO",
+        },
     ],
     preflight: "the bucket and object exist, and the object is younger than `objectives.rpo`",
     notes: "The destination is written as `<dest>.partial` and renamed only once the checksum matched, \

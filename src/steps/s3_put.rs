@@ -44,7 +44,8 @@ pub const INFO: KindInfo = KindInfo {
 /// The dry-run sentence.
 #[must_use]
 pub fn describe(with: &Params<'_>) -> String {
-    let mut sentence = format!("upload {} to s3://{}/{}", with.text("path"), with.text("bucket"), with.text("key"));
+    let mut sentence =
+        format!("upload {} to s3://{}/{}", with.text("path"), with.text("bucket"), with.text("key"));
     if with.flag("sidecars", true) {
         sentence.push_str(" with .sha256 and .meta sidecars");
     }

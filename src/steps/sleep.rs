@@ -31,3 +31,12 @@ pub const INFO: KindInfo = KindInfo {
 pub fn describe(with: &Params<'_>) -> String {
     format!("wait {}", with.text("duration"))
 }
+
+/// Waits.
+///
+/// # Errors
+/// Never; the signature matches the other kinds.
+pub async fn run(parameters: Parameters) -> Result<super::Outputs, super::StepError> {
+    tokio::time::sleep(parameters.duration.get()).await;
+    Ok(super::Outputs::new())
+}

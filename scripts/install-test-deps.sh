@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Installs what dr-plan's integration tests start on loopback: PostgreSQL, Redis, the
+# s3s-fs S3 server, moto (Route53) and check-jsonschema, plus the CLIs the steps call
+# (openssl, gzip, zstd, curl, psql).
+#
+# Idempotent and quick when everything is present: apt-get runs only for packages that
+# are missing, and `apt-get update` only when something must be installed. Tools that
+# are not Debian packages go under $DR_PLAN_TEST_TOOLS (default
+# $HOME/.cache/dr-plan-test-tools), which scripts/test.sh and tests/support read.
+set -euo pipefail
+
+tools_dir="${DR_PLAN_TEST_TOOLS:-$HOME/.cache/dr-plan-test-tools}"
+# s3s-fs 0.15 and later need a newer rustc than the pinned toolchain.
+s3s_fs_version="0.14.1"
+repository_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf 'install-test-deps: %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------
+package_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl)
+missing_packages=()
+for package in "${wanted_packages[@]}"; do
+    package_installed "$package" || missing_packages+=("$package")
+done
+
+run_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        say "need root (or sudo) to run: $*"
+        exit 1
+    fi
+}
+
+apt_install() {
+    say "apt-get install $*"
+    run_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "$@"
+}
+
+if [ "${#missing_packages[@]}" -gt 0 ]; then
+    apt_install "${missing_packages[@]}"
+    # The Debian packages start a cluster and a redis-server on their default ports
+    # where an init system runs; the tests start their own instances and need neither.
+else
+    say "Debian packages present: ${wanted_packages[*]}"
+fi
+
+# --- s3s-fs: an S3 server on a directory that checks SigV4 -----------------------------
+mkdir -p "$tools_dir"
+if command -v s3s-fs >/dev/null 2>&1; then
+    say "s3s-fs present: $(command -v s3s-fs)"
+elif [ -x "$tools_dir/bin/s3s-fs" ]; then
+    say "s3s-fs present: $tools_dir/bin/s3s-fs"
+else
+    say "cargo install s3s-fs@$s3s_fs_version into $tools_dir (takes a few minutes once)"
+    started_at=$SECONDS
+    # Built from the repository root so its rust-toolchain.toml applies, and without
+    # CARGO_TARGET_DIR so the build goes to a temporary directory rather than into the
+    # project's target directory.
+    (cd "$repository_root" && env -u CARGO_TARGET_DIR cargo install "s3s-fs@$s3s_fs_version" \
+        --features binary --locked --root "$tools_dir" --quiet)
+    say "s3s-fs installed in $((SECONDS - started_at)) s"
+fi
+
+# --- Python tools: moto's server (Route53) and check-jsonschema --------------------------
+venv_dir="$tools_dir/venv"
+# A venv outlives the interpreter it links to, so "present" means its python still runs.
+venv_works() { "$venv_dir/bin/python" -c '' >/dev/null 2>&1; }
+if venv_works && [ -x "$venv_dir/bin/moto_server" ] && [ -x "$venv_dir/bin/check-jsonschema" ]; then
+    say "Python venv present: $venv_dir (moto_server, check-jsonschema)"
+else
+    if ! venv_works; then
+        say "creating Python venv $venv_dir"
+        rm -rf "$venv_dir"
+        if ! python3 -m venv "$venv_dir" 2>/dev/null; then
+            # Debian's python3 splits venv (with its bundled pip) into its own package.
+            rm -rf "$venv_dir"
+            apt_install python3-venv
+            python3 -m venv "$venv_dir"
+        fi
+    fi
+    say "pip install moto[server] 5.x and check-jsonschema into $venv_dir"
+    started_at=$SECONDS
+    "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'moto[server]>=5,<6' check-jsonschema
+    say "Python tools installed in $((SECONDS - started_at)) s"
+fi
+
+# Links in $tools_dir/bin, so PATH gets these without the venv's python and pip.
+mkdir -p "$tools_dir/bin"
+for tool in moto_server check-jsonschema; do
+    if [ "$(readlink "$tools_dir/bin/$tool" 2>/dev/null)" != "$venv_dir/bin/$tool" ]; then
+        ln -sfn "$venv_dir/bin/$tool" "$tools_dir/bin/$tool"
+        say "linked $tools_dir/bin/$tool"
+    fi
+done

@@ -1,0 +1,327 @@
+//! The command line: argument types and the static commands (validate, lint, dry-run,
+//! graph, steps, schema). Run-time commands live in [`crate::commands`].
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::exit_code;
+
+/// Declarative, resumable disaster-recovery plans.
+#[derive(Debug, Parser)]
+#[command(name = "dr-plan", version, about, after_help = exit_code::HELP)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check plans (schema, graph, template references); exit 0 or 2.
+    Validate {
+        /// Plan files.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+    },
+    /// Validate plus the DR-safety rules (docs/lint.md), for CI.
+    Lint {
+        /// Plan files or directories (searched for .yaml, .yml, .toml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = LintFormat::Human)]
+        format: LintFormat,
+        /// Make warnings fail (`--deny warnings`).
+        #[arg(long, value_name = "warnings")]
+        deny: Option<DenyLevel>,
+    },
+    /// Show what a run would do, in order, without changing anything.
+    DryRun {
+        /// The plan file.
+        plan: PathBuf,
+        #[command(flatten)]
+        values: ValueArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DryRunFormat::Human)]
+        format: DryRunFormat,
+        /// Preview a drill (`run.drill = true`).
+        #[arg(long)]
+        drill: bool,
+        /// Also run read-only checks against the live systems.
+        #[arg(long)]
+        preflight: bool,
+        /// Where runs and drill history are kept.
+        #[arg(long, default_value = ".dr-plan")]
+        state_dir: PathBuf,
+    },
+    /// Print the plan's dependency graph.
+    Graph {
+        /// The plan file.
+        plan: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// The step catalog: parameters, outputs, idempotency, destructiveness.
+    Steps {
+        /// One kind to show in full (e.g. `s3.fetch`).
+        kind: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = StepsFormat::Human)]
+        format: StepsFormat,
+    },
+    /// Print the JSON Schema of the plan format.
+    Schema,
+    /// Execute a plan: checkpointed, resumable, one run per plan at a time.
+    Run {
+        /// The plan file.
+        plan: PathBuf,
+        #[command(flatten)]
+        values: ValueArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Execute a plan as a drill (`run.drill = true`) and record its measured durations.
+    Drill {
+        /// The plan file.
+        plan: PathBuf,
+        #[command(flatten)]
+        values: ValueArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Take up a stopped run where it stopped; finished steps never run again.
+    Resume {
+        /// The run id (`dr-plan status` lists them).
+        run_id: String,
+        /// Run again the steps that were running when the run stopped, even if their
+        /// kind is not idempotent.
+        #[arg(long)]
+        rerun_interrupted: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List runs, or show one.
+    Status {
+        /// A run id.
+        run_id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".dr-plan")]
+        state_dir: PathBuf,
+    },
+    /// A run's report: steps, measured RTO and RPO against the objectives, approvals.
+    Report {
+        /// The run id.
+        run_id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Also write a Prometheus textfile here.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".dr-plan")]
+        state_dir: PathBuf,
+    },
+}
+
+/// Options of `run`, `drill` and `resume`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Do not ask for confirmation before starting.
+    #[arg(long)]
+    pub yes: bool,
+    /// Grant this approval step in advance (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub approve: Vec<String>,
+    /// Steps running at once at most.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// `human` (progress bars on a terminal, plain lines otherwise) or `json` events.
+    #[arg(long, value_enum, default_value_t = crate::run::reporter::ProgressFormat::Human)]
+    pub format: crate::run::reporter::ProgressFormat,
+    /// Where runs, locks and drill history are kept.
+    #[arg(long, default_value = ".dr-plan")]
+    pub state_dir: PathBuf,
+    /// Break a lock whose process is gone (recorded in the journal).
+    #[arg(long)]
+    pub break_stale_lock: bool,
+    /// Stop the whole run after this long (e.g. `2h`).
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<crate::duration::HumanDuration>,
+    /// Write a Prometheus textfile when the run stops.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The engine's options.
+    #[must_use]
+    pub fn options(&self) -> crate::run::RunOptions {
+        crate::run::RunOptions {
+            state_dir: self.state_dir.clone(),
+            yes: self.yes,
+            approve: self.approve.clone(),
+            concurrency: self.concurrency,
+            format: self.format,
+            break_stale_lock: self.break_stale_lock,
+            deadline: self.deadline.map(crate::duration::HumanDuration::get),
+            metrics_file: self.metrics_file.clone(),
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<crate::duration::HumanDuration, String> {
+    crate::duration::HumanDuration::parse(text)
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Markdown.
+    Markdown,
+    /// JSON.
+    Json,
+}
+
+/// `--var` and `--vars-file`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ValueArgs {
+    /// Set an input or override a var: `--var backup=latest`.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// A YAML or TOML map of inputs and vars (drill targets, test servers).
+    #[arg(long, value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
+}
+
+/// Lint output formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LintFormat {
+    /// Rendered diagnostics.
+    Human,
+    /// A JSON document.
+    Json,
+    /// SARIF 2.1.0.
+    Sarif,
+    /// GitHub workflow annotations.
+    Github,
+}
+
+/// What `--deny` makes fail.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DenyLevel {
+    /// Warnings fail like errors.
+    Warnings,
+}
+
+/// Dry-run output formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DryRunFormat {
+    /// Plain text.
+    Human,
+    /// Markdown for PR comments.
+    Markdown,
+    /// JSON.
+    Json,
+}
+
+/// Graph output formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GraphFormat {
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+/// Step catalog formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum StepsFormat {
+    /// Plain text.
+    Human,
+    /// Markdown (the docs pages).
+    Markdown,
+    /// JSON.
+    Json,
+}
+
+/// Whether to color output on this stream.
+#[must_use]
+pub fn use_color(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// Prints diagnostics to standard error.
+pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    let color = use_color(std::io::stderr().is_terminal());
+    for diagnostic in diagnostics {
+        eprint!("{}", diagnostic.render(color));
+    }
+}
+
+/// Summary line: "2 errors, 1 warning".
+#[must_use]
+pub fn summary(diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|diagnostic| diagnostic.severity == Severity::Error).count();
+    let warnings = diagnostics.len() - errors;
+    let plural =
+        |count: usize, word: &str| if count == 1 { format!("1 {word}") } else { format!("{count} {word}s") };
+    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
+}
+
+/// `dr-plan validate`.
+#[must_use]
+pub fn validate(plans: &[PathBuf]) -> i32 {
+    let mut failed = false;
+    for path in plans {
+        match crate::plan::load_plan(path) {
+            Ok(plan) => println!("ok: {} ({} steps)", path.display(), plan.steps.len()),
+            Err(problems) => {
+                failed = true;
+                print_diagnostics(&problems);
+                eprintln!("{}: {}", path.display(), summary(&problems));
+            }
+        }
+    }
+    if failed { exit_code::INVALID } else { exit_code::SUCCESS }
+}
+
+/// Plan files under `paths` (files as given, directories searched), sorted.
+///
+/// # Errors
+/// A path that does not exist.
+pub fn plan_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            collect_plan_files(path, &mut files).map_err(|error| format!("{}: {error}", path.display()))?;
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", path.display()));
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn collect_plan_files(directory: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(directory)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_plan_files(&path, files)?;
+        } else if crate::source::syntax_of(&path.to_string_lossy()).is_some() {
+            files.push(path);
+        }
+    }
+    Ok(())
+}

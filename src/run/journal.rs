@@ -1,0 +1,338 @@
+//! The checkpoint journal: `runs/<run-id>/journal.jsonl`, append-only, one JSON event
+//! per line, fsync'd after each, so a crash (even `kill -9`) loses at most the event
+//! being written. Replaying it gives the run's state; resume starts from there.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+/// The journal format version written in `run_started`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One line of the journal.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What the journal records.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run began.
+    RunStarted {
+        /// Journal format version.
+        format: u32,
+        /// The run id.
+        run_id: String,
+        /// Plan name.
+        plan: String,
+        /// Plan file path as given.
+        plan_path: String,
+        /// SHA-256 of the plan file.
+        plan_hash: String,
+        /// Drill mode.
+        drill: bool,
+        /// Resolved inputs (secrets redacted).
+        inputs: Map<String, Json>,
+        /// Resolved vars (secrets redacted).
+        vars: Map<String, Json>,
+        /// `user@host`.
+        operator: String,
+    },
+    /// `dr-plan resume` took the run up again.
+    Resumed {
+        /// `user@host`.
+        operator: String,
+        /// Steps that were interrupted and will run again.
+        rerun: Vec<String>,
+    },
+    /// An attempt of a step began.
+    StepStarted {
+        /// Step id.
+        step: String,
+        /// 1-based attempt.
+        attempt: u32,
+    },
+    /// A step succeeded.
+    StepSucceeded {
+        /// Step id.
+        step: String,
+        /// The attempt that succeeded.
+        attempt: u32,
+        /// Outputs (secrets redacted).
+        outputs: Map<String, Json>,
+        /// Seconds the attempt took.
+        seconds: f64,
+    },
+    /// An attempt failed.
+    StepFailed {
+        /// Step id.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+        /// Why (secrets redacted).
+        error: String,
+        /// Whether another attempt follows.
+        will_retry: bool,
+        /// Seconds the attempt took.
+        seconds: f64,
+    },
+    /// A step did not run.
+    StepSkipped {
+        /// Step id.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// An approval step needs a human and none was available.
+    ApprovalNeeded {
+        /// Step id.
+        step: String,
+    },
+    /// An approval was granted.
+    ApprovalGranted {
+        /// Step id.
+        step: String,
+        /// Who.
+        by: String,
+        /// How: `terminal` or `--approve`.
+        via: String,
+    },
+    /// Compensation of a step began.
+    UndoStarted {
+        /// Step id.
+        step: String,
+    },
+    /// Compensation finished.
+    UndoFinished {
+        /// Step id.
+        step: String,
+        /// `None` on success.
+        error: Option<String>,
+    },
+    /// A stale lock was broken.
+    LockBroken {
+        /// Who broke it.
+        operator: String,
+        /// The previous holder, as recorded in the lock.
+        holder: String,
+    },
+    /// The run stopped.
+    RunFinished {
+        /// The outcome.
+        status: RunStatus,
+    },
+}
+
+/// How a run ended (so far).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every step succeeded or was skipped.
+    Succeeded,
+    /// A step failed; the run was aborted.
+    Failed,
+    /// Waiting for an approval or a decision.
+    Blocked,
+    /// The operator interrupted it.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The word for humans.
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Blocked => "blocked",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Appends records, fsync'ing each.
+#[derive(Debug)]
+pub struct JournalWriter {
+    file: File,
+}
+
+impl JournalWriter {
+    /// Opens (creating) the journal for appending.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn open(path: &Path) -> std::io::Result<JournalWriter> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JournalWriter { file })
+    }
+
+    /// Writes one event and waits until it is on disk.
+    ///
+    /// # Errors
+    /// I/O errors; the run must stop, since it could not be resumed faithfully.
+    pub fn append(&mut self, event: Event) -> std::io::Result<Record> {
+        let record = Record { at: now(), event };
+        let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()?;
+        Ok(record)
+    }
+}
+
+/// The current time, RFC 3339 UTC with milliseconds.
+#[must_use]
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Reads a journal. A torn last line (the process died while writing it) is ignored;
+/// a damaged line elsewhere is an error.
+///
+/// # Errors
+/// Unreadable file or a damaged line (with its number).
+pub fn read(path: &Path) -> Result<Vec<Record>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut records = Vec::with_capacity(lines.len());
+    for (number, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(record) => records.push(record),
+            Err(_) if number + 1 == lines.len() && !text.ends_with('\n') => break,
+            Err(error) => {
+                return Err(format!("{}:{}: damaged journal line: {error}", path.display(), number + 1));
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// What a step's state is after replaying the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Started and not finished: it was running when the process stopped.
+    Interrupted {
+        /// The attempt that was running.
+        attempt: u32,
+    },
+    /// Finished successfully.
+    Succeeded {
+        /// Its outputs.
+        outputs: Map<String, Json>,
+    },
+    /// Failed for good.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Did not run.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A run as the journal tells it.
+#[derive(Clone, Debug)]
+pub struct RunState {
+    /// The first record's details.
+    pub started: Event,
+    /// When it started.
+    pub started_at: String,
+    /// Step id → state.
+    pub steps: BTreeMap<String, StepState>,
+    /// Attempts per step.
+    pub attempts: BTreeMap<String, u32>,
+    /// Last status written, if the run stopped cleanly.
+    pub status: Option<RunStatus>,
+    /// Every record.
+    pub records: Vec<Record>,
+}
+
+impl RunState {
+    /// Replays records.
+    ///
+    /// # Errors
+    /// A journal that does not start with `run_started`.
+    pub fn replay(records: Vec<Record>) -> Result<RunState, String> {
+        let Some(first) = records.first() else { return Err("the journal is empty".to_owned()) };
+        let Event::RunStarted { .. } = &first.event else {
+            return Err("the journal does not start with run_started".to_owned());
+        };
+        let mut state = RunState {
+            started: first.event.clone(),
+            started_at: first.at.clone(),
+            steps: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            status: None,
+            records: Vec::new(),
+        };
+        for record in &records {
+            match &record.event {
+                Event::StepStarted { step, attempt } => {
+                    state.steps.insert(step.clone(), StepState::Interrupted { attempt: *attempt });
+                    state.attempts.insert(step.clone(), *attempt);
+                    state.status = None;
+                }
+                Event::StepSucceeded { step, outputs, .. } => {
+                    state.steps.insert(step.clone(), StepState::Succeeded { outputs: outputs.clone() });
+                }
+                Event::StepFailed { step, error, will_retry, .. } => {
+                    if !will_retry {
+                        state.steps.insert(step.clone(), StepState::Failed { error: error.clone() });
+                    }
+                }
+                Event::StepSkipped { step, reason } => {
+                    state.steps.insert(step.clone(), StepState::Skipped { reason: reason.clone() });
+                }
+                Event::RunFinished { status } => state.status = Some(*status),
+                Event::Resumed { .. } => state.status = None,
+                Event::RunStarted { .. }
+                | Event::ApprovalNeeded { .. }
+                | Event::ApprovalGranted { .. }
+                | Event::UndoStarted { .. }
+                | Event::UndoFinished { .. }
+                | Event::LockBroken { .. } => {}
+            }
+        }
+        state.records = records;
+        Ok(state)
+    }
+
+    /// The run id.
+    #[must_use]
+    pub fn run_id(&self) -> &str {
+        match &self.started {
+            Event::RunStarted { run_id, .. } => run_id,
+            _ => "",
+        }
+    }
+}
+
+/// `runs/<run-id>` under the state directory.
+#[must_use]
+pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(run_id)
+}
+
+/// The journal path of a run.
+#[must_use]
+pub fn journal_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    run_dir(state_dir, run_id).join("journal.jsonl")
+}

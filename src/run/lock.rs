@@ -1,0 +1,169 @@
+//! One run per plan and state directory: `locks/<plan>.lock`, created exclusively,
+//! naming its holder. A lock whose process is gone is stale and may be broken
+//! explicitly (`--break-stale-lock`), which the journal records.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Who holds a lock.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Holder {
+    /// User name.
+    pub user: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// The run it protects.
+    pub run_id: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{}@{} (pid {}) since {}, run {}",
+            self.user, self.host, self.pid, self.since, self.run_id
+        )
+    }
+}
+
+/// Why a lock could not be taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// Someone else runs this plan.
+    Held(Holder),
+    /// The holder's process is gone.
+    Stale(Holder),
+    /// The lock file could not be read or written.
+    Io(String),
+}
+
+/// A held lock; released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock of `plan` under `state_dir` for `run_id`. With `break_stale`, a
+    /// stale lock is removed first (and returned, for the journal).
+    ///
+    /// # Errors
+    /// See [`LockError`].
+    pub fn acquire(
+        state_dir: &Path,
+        plan: &str,
+        run_id: &str,
+        break_stale: bool,
+    ) -> Result<(Lock, Option<Holder>), LockError> {
+        let directory = state_dir.join("locks");
+        std::fs::create_dir_all(&directory)
+            .map_err(|error| LockError::Io(format!("{}: {error}", directory.display())))?;
+        let path = directory.join(format!("{plan}.lock"));
+        let mut broken = None;
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    let holder = Holder {
+                        user: user_name(),
+                        host: host_name(),
+                        pid: std::process::id(),
+                        since: super::journal::now(),
+                        run_id: run_id.to_owned(),
+                    };
+                    let text =
+                        serde_json::to_string(&holder).map_err(|error| LockError::Io(error.to_string()))?;
+                    file.write_all(text.as_bytes())
+                        .and_then(|()| file.sync_all())
+                        .map_err(|error| LockError::Io(error.to_string()))?;
+                    return Ok((Lock { path }, broken));
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let holder: Holder = serde_json::from_str(&text).unwrap_or(Holder {
+                        user: "unknown".into(),
+                        host: "unknown".into(),
+                        pid: 0,
+                        since: "unknown".into(),
+                        run_id: "unknown".into(),
+                    });
+                    if holder.host == host_name() && process_alive(holder.pid) {
+                        return Err(LockError::Held(holder));
+                    }
+                    if holder.host != host_name() {
+                        // Another machine's process cannot be checked from here: treat as held.
+                        return Err(LockError::Held(holder));
+                    }
+                    if !break_stale {
+                        return Err(LockError::Stale(holder));
+                    }
+                    std::fs::remove_file(&path).map_err(|error| LockError::Io(error.to_string()))?;
+                    broken = Some(holder);
+                }
+                Err(error) => return Err(LockError::Io(format!("{}: {error}", path.display()))),
+            }
+        }
+        Err(LockError::Io(format!("{}: could not take the lock", path.display())))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether a process with this pid exists on this machine.
+#[must_use]
+pub fn process_alive(pid: u32) -> bool {
+    pid != 0 && Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// The operator's user name.
+#[must_use]
+pub fn user_name() -> String {
+    if let Ok(name) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        return name;
+    }
+    // No login environment (cron, containers): look the uid up in /etc/passwd.
+    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        status.lines().find_map(|line| {
+            line.strip_prefix("Uid:").map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+        })
+    });
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    uid.and_then(|uid| {
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+        })
+    })
+    .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// This machine's host name.
+#[must_use]
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// `user@host`.
+#[must_use]
+pub fn operator() -> String {
+    format!("{}@{}", user_name(), host_name())
+}

@@ -1,0 +1,196 @@
+//! Reporters draw journal records for people or machines. They only ever see
+//! records, which are already redacted, so no secret can reach the terminal.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::journal::{Event, Record};
+use crate::steps::Progress;
+
+/// Consumes journal records as they are written.
+pub trait Reporter {
+    /// A record was journaled.
+    fn record(&mut self, record: &Record);
+    /// A note that is not a journal event.
+    fn message(&mut self, text: &str);
+    /// A running step's progress.
+    fn progress(&mut self, update: &Progress);
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressFormat {
+    /// Progress bars on a terminal, plain lines otherwise.
+    Human,
+    /// One JSON event per line on standard output.
+    Json,
+}
+
+/// Picks the reporter for this terminal and format.
+#[must_use]
+pub fn for_terminal(format: ProgressFormat) -> Box<dyn Reporter> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match format {
+        ProgressFormat::Json => Box::new(JsonLines),
+        ProgressFormat::Human if terminal && crate::cli::use_color(true) => Box::new(Bars::default()),
+        ProgressFormat::Human => Box::new(PlainLines::default()),
+    }
+}
+
+/// One JSON object per line on stdout.
+pub struct JsonLines;
+
+impl Reporter for JsonLines {
+    fn record(&mut self, record: &Record) {
+        if let Ok(line) = serde_json::to_string(record) {
+            println!("{line}");
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        println!("{}", serde_json::json!({ "at": super::journal::now(), "event": "message", "text": text }));
+    }
+
+    fn progress(&mut self, update: &Progress) {
+        println!(
+            "{}",
+            serde_json::json!({ "at": super::journal::now(), "event": "progress", "step": update.step, "done": update.done, "total": update.total, "note": update.note })
+        );
+    }
+}
+
+/// Timestamped plain lines on stderr (CI logs, `NO_COLOR`, pipes); progress at most
+/// every few seconds per step, so logs stay readable.
+#[derive(Default)]
+pub struct PlainLines {
+    last_progress: BTreeMap<String, std::time::Instant>,
+}
+
+impl Reporter for PlainLines {
+    fn record(&mut self, record: &Record) {
+        let time = record.at.get(11..19).unwrap_or(&record.at);
+        let _ = writeln!(std::io::stderr(), "{time} {}", describe(&record.event));
+    }
+
+    fn message(&mut self, text: &str) {
+        let now = super::journal::now();
+        let _ = writeln!(std::io::stderr(), "{} {text}", now.get(11..19).unwrap_or(&now));
+    }
+
+    fn progress(&mut self, update: &Progress) {
+        let due = self
+            .last_progress
+            .get(&update.step)
+            .is_none_or(|last| last.elapsed() >= std::time::Duration::from_secs(5));
+        if due {
+            self.last_progress.insert(update.step.clone(), std::time::Instant::now());
+            self.message(&format!("  {} {}", update.step, progress_text(update)));
+        }
+    }
+}
+
+fn progress_text(update: &Progress) -> String {
+    if let Some(note) = &update.note {
+        return note.clone();
+    }
+    let done = indicatif::HumanBytes(update.done);
+    match update.total {
+        Some(total) if total > 0 => {
+            format!(
+                "{done} of {} ({:.0}%)",
+                indicatif::HumanBytes(total),
+                update.done as f64 * 100.0 / total as f64
+            )
+        }
+        Some(_) | None => format!("{done}"),
+    }
+}
+
+/// indicatif: one spinner line per running step, finished lines above.
+#[derive(Default)]
+pub struct Bars {
+    multi: MultiProgress,
+    running: BTreeMap<String, ProgressBar>,
+}
+
+impl Reporter for Bars {
+    fn record(&mut self, record: &Record) {
+        match &record.event {
+            Event::StepStarted { step, attempt } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(step.clone());
+                bar.set_message(if *attempt > 1 { format!("attempt {attempt}") } else { String::new() });
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                self.running.insert(step.clone(), bar);
+            }
+            Event::StepSucceeded { step, .. } | Event::StepFailed { step, .. } => {
+                if let Some(bar) = self.running.remove(step) {
+                    bar.finish_and_clear();
+                }
+                let _ = self.multi.println(describe(&record.event));
+            }
+            _ => {
+                let _ = self.multi.println(describe(&record.event));
+            }
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        let _ = self.multi.println(text);
+    }
+
+    fn progress(&mut self, update: &Progress) {
+        let Some(bar) = self.running.get(&update.step) else { return };
+        if let Some(total) = update.total.filter(|total| *total > 0) {
+            if bar.length() != Some(total) {
+                bar.set_length(total);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+            }
+            bar.set_position(update.done);
+        } else {
+            bar.set_message(progress_text(update));
+        }
+    }
+}
+
+/// One line for a person.
+#[must_use]
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::RunStarted { run_id, plan, drill, .. } => {
+            format!("run {run_id} of plan {plan} started{}", if *drill { " (drill)" } else { "" })
+        }
+        Event::Resumed { operator, rerun } => {
+            let again = if rerun.is_empty() {
+                String::new()
+            } else {
+                format!("; running again: {}", rerun.join(", "))
+            };
+            format!("resumed by {operator}{again}")
+        }
+        Event::StepStarted { step, attempt } if *attempt > 1 => format!("▶ {step} (attempt {attempt})"),
+        Event::StepStarted { step, .. } => format!("▶ {step}"),
+        Event::StepSucceeded { step, seconds, .. } => format!("✔ {step} ({seconds:.1}s)"),
+        Event::StepFailed { step, error, will_retry: true, .. } => format!("✘ {step}: {error} (will retry)"),
+        Event::StepFailed { step, error, .. } => format!("✘ {step}: {error}"),
+        Event::StepSkipped { step, reason } => format!("⤼ {step} skipped: {reason}"),
+        Event::ApprovalNeeded { step } => format!("⏸ {step} needs an approval"),
+        Event::ApprovalGranted { step, by, via } => format!("✔ {step} approved by {by} ({via})"),
+        Event::UndoStarted { step } => format!("↩ undoing {step}"),
+        Event::UndoFinished { step, error: None } => format!("↩ {step} undone"),
+        Event::UndoFinished { step, error: Some(error) } => format!("↩ undo of {step} FAILED: {error}"),
+        Event::LockBroken { operator, holder } => format!("stale lock of {holder} broken by {operator}"),
+        Event::RunFinished { status } => format!("run {}", status.word()),
+    }
+}

@@ -1,0 +1,244 @@
+//! What a step gets when it runs, and what it gives back. Steps never print: they
+//! return outputs or an error, and the engine journals and reports them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+use super::StepKind;
+use crate::secret::Redactor;
+
+/// A step's outputs (`steps.<id>.outputs.*`).
+pub type Outputs = Map<String, Json>;
+
+/// Everything a running step may use.
+#[derive(Clone, Debug)]
+pub struct StepContext {
+    /// The run id.
+    pub run_id: String,
+    /// The plan name.
+    pub plan: String,
+    /// The step id.
+    pub step_id: String,
+    /// The run's directory (artifacts, logs).
+    pub run_dir: PathBuf,
+    /// Drill mode.
+    pub drill: bool,
+    /// How approvals are given in this run.
+    pub approval: ApprovalMode,
+    /// Scrubs secrets from text a step returns.
+    pub redactor: Arc<Redactor>,
+    /// Where a step reports progress (bytes moved, what it waits for).
+    pub progress: ProgressSink,
+}
+
+/// A progress update of a running step (not journaled: too frequent, and not needed to resume).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Progress {
+    /// The step.
+    pub step: String,
+    /// Bytes (or units) done.
+    pub done: u64,
+    /// Bytes (or units) in all, when known.
+    pub total: Option<u64>,
+    /// What the step is doing now ("waiting for INSYNC").
+    pub note: Option<String>,
+}
+
+/// Sends progress to the run's reporter; a closed or absent reporter is ignored.
+#[derive(Clone, Debug, Default)]
+pub struct ProgressSink {
+    sender: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+    step: String,
+}
+
+impl ProgressSink {
+    /// A sink for `step` sending to `sender`.
+    #[must_use]
+    pub fn new(sender: tokio::sync::mpsc::UnboundedSender<Progress>, step: &str) -> ProgressSink {
+        ProgressSink { sender: Some(sender), step: step.to_owned() }
+    }
+
+    /// Reports `done` of `total` units.
+    pub fn bytes(&self, done: u64, total: Option<u64>) {
+        self.send(Progress { step: self.step.clone(), done, total, note: None });
+    }
+
+    /// Reports what the step is doing.
+    pub fn note(&self, note: impl Into<String>) {
+        self.send(Progress { step: self.step.clone(), done: 0, total: None, note: Some(note.into()) });
+    }
+
+    fn send(&self, progress: Progress) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(progress);
+        }
+    }
+}
+
+/// The answer of a read-only preflight check.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", content = "detail", rename_all = "snake_case")]
+pub enum Preflight {
+    /// The live system is ready for this step.
+    Passed(String),
+    /// It is not; the text says why and what to do.
+    Failed(String),
+    /// Nothing was checked, and why.
+    NotChecked(String),
+}
+
+/// How an `approval` step can be granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalMode {
+    /// Granted in advance with `--approve STEP`.
+    PreApproved,
+    /// Ask at the terminal.
+    Ask,
+    /// No terminal and no `--approve`: the run must stop, resumable.
+    Unavailable,
+}
+
+/// Why a step did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// It failed; the message says what, where, and what to try.
+    #[error("{0}")]
+    Failed(String),
+    /// An approval is needed and nobody can give it now.
+    #[error("approval needed")]
+    NeedsApproval,
+    /// The operator said no.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Deserializes rendered parameters into a kind's type.
+///
+/// # Errors
+/// A parameter whose rendered value has the wrong type.
+pub fn parameters<T: serde::de::DeserializeOwned>(with: Json) -> Result<T, StepError> {
+    serde_json::from_value(with)
+        .map_err(|error| StepError::Failed(format!("invalid parameters once rendered: {error}")))
+}
+
+impl StepKind {
+    /// Whether this build can execute the kind (the others validate and dry-run).
+    #[must_use]
+    pub fn is_executable(self) -> bool {
+        match self {
+            StepKind::Exec
+            | StepKind::Sleep
+            | StepKind::Approval
+            | StepKind::HttpCheck
+            | StepKind::Notify => true,
+            StepKind::K8sScale
+            | StepKind::K8sWait
+            | StepKind::K8sJob
+            | StepKind::K8sApply
+            | StepKind::VeleroRestore
+            | StepKind::S3Fetch
+            | StepKind::S3Put
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::RedisRestore
+            | StepKind::Route53Change => false,
+        }
+    }
+
+    /// Runs one attempt of a step.
+    ///
+    /// # Errors
+    /// See [`StepError`].
+    pub async fn execute(self, with: Json, context: &StepContext) -> Result<Outputs, StepError> {
+        match self {
+            StepKind::Exec => super::exec::run(parameters(with)?, context).await,
+            StepKind::Sleep => super::sleep::run(parameters(with)?).await,
+            StepKind::Approval => super::approval::run(parameters(with)?, context).await,
+            StepKind::HttpCheck => super::http_check::run(parameters(with)?).await,
+            StepKind::Notify => super::notify::run(parameters(with)?, context).await,
+            StepKind::K8sScale
+            | StepKind::K8sWait
+            | StepKind::K8sJob
+            | StepKind::K8sApply
+            | StepKind::VeleroRestore
+            | StepKind::S3Fetch
+            | StepKind::S3Put
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::RedisRestore
+            | StepKind::Route53Change => Err(StepError::Failed(format!(
+                "{} steps cannot run in this build of dr-plan yet (they validate and dry-run)",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Runs the kind's read-only check against the live system (`dry-run --preflight`).
+    pub async fn preflight(self, with: Json) -> Preflight {
+        match self {
+            StepKind::Exec => match parameters::<super::exec::Parameters>(with) {
+                Ok(parameters) => super::exec::preflight(&parameters),
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::HttpCheck | StepKind::Notify => {
+                let key = if self == StepKind::Notify { "webhook" } else { "url" };
+                match with.get(key).and_then(Json::as_str).map(reqwest::Url::parse) {
+                    Some(Ok(url)) => Preflight::Passed(format!("{} URL parses ({})", key, url.scheme())),
+                    Some(Err(error)) => Preflight::Failed(format!("`{key}` is not a URL: {error}")),
+                    None => Preflight::Failed(format!("`{key}` is missing")),
+                }
+            }
+            StepKind::Sleep | StepKind::Approval => Preflight::Passed("nothing to check".to_owned()),
+            StepKind::K8sScale
+            | StepKind::K8sWait
+            | StepKind::K8sJob
+            | StepKind::K8sApply
+            | StepKind::VeleroRestore
+            | StepKind::S3Fetch
+            | StepKind::S3Put
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::RedisRestore
+            | StepKind::Route53Change => {
+                Preflight::NotChecked(format!("{} steps have no live check in this build yet", self.name()))
+            }
+        }
+    }
+
+    /// Compensates a step that succeeded (`undo: true`), given its parameters and outputs.
+    ///
+    /// # Errors
+    /// The compensation failed; the message says what to do by hand.
+    pub async fn undo(self, with: Json, outputs: &Outputs, context: &StepContext) -> Result<(), StepError> {
+        match self {
+            StepKind::Exec => super::exec::undo(parameters(with)?, outputs, context).await,
+            StepKind::Sleep
+            | StepKind::Approval
+            | StepKind::HttpCheck
+            | StepKind::Notify
+            | StepKind::K8sScale
+            | StepKind::K8sWait
+            | StepKind::K8sJob
+            | StepKind::K8sApply
+            | StepKind::VeleroRestore
+            | StepKind::S3Fetch
+            | StepKind::S3Put
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::RedisRestore
+            | StepKind::Route53Change => match self.info().undo {
+                None => Ok(()),
+                Some(_) => Err(StepError::Failed(format!(
+                    "undo of {} steps is not available in this build",
+                    self.name()
+                ))),
+            },
+        }
+    }
+}

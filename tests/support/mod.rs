@@ -1,0 +1,37 @@
+//! Real servers on loopback for dr-plan's integration tests.
+//!
+//! Each integration test file declares the module, allowing what it leaves unused:
+//!
+//! ```ignore
+//! #[allow(dead_code, reason = "each test binary uses a different subset of support")]
+//! mod support;
+//! ```
+//!
+//! and starts what it needs:
+//! [`Postgres`], [`S3`] (s3s-fs, which checks SigV4), [`Redis`], [`Moto`] (moto's
+//! server, for Route53) and [`HttpServer`] (a scripted HTTP/1.1 server that records
+//! requests). Every server listens on 127.0.0.1 on a free port, every wait has a
+//! deadline and panics with what to install or where to look, and each server is
+//! stopped and its temporary directory removed when the value is dropped.
+//!
+//! The servers come from `scripts/install-test-deps.sh`; `scripts/test.sh` runs it
+//! before `cargo test`.
+
+mod http_server;
+mod moto;
+mod postgres;
+mod process;
+mod redis;
+mod s3;
+
+// Each test binary compiles this module on its own and uses only some of these names.
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use http_server::{HttpServer, RecordedRequest, ScriptedResponse};
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use moto::Moto;
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use postgres::Postgres;
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use redis::Redis;
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use s3::S3;
