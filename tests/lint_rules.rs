@@ -232,6 +232,15 @@ fn the_rto_warning_lists_the_critical_path() {
     );
 }
 
+#[test]
+fn toml_plans_are_linted_the_same_way() {
+    let text = "version = 1\nname = \"t\"\n[objectives]\nrto = \"1h\"\n\n[[steps]]\nid = \"fetch\"\nkind = \"s3.fetch\"\nwith = { bucket = \"b\", key = \"latest\", checksum = \"none\" }\n";
+    let plan = plan_from_source(&SourceFile::new("plan.toml", text)).expect("valid");
+    let diagnostics = lint(&plan);
+    assert_eq!(codes(&diagnostics), ["DRP010"]);
+    assert_eq!(labelled(&diagnostics[0]), "\"none\"");
+}
+
 /// Every fixture, one plan that does not validate, and one missing file.
 fn all_results() -> Vec<FileResult> {
     let mut results: Vec<FileResult> = Rule::ALL
