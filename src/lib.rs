@@ -14,6 +14,7 @@ pub mod duration;
 pub mod exit_code;
 pub mod graph;
 pub mod history;
+pub mod lint;
 pub mod lint_command;
 pub mod load;
 pub mod node;

@@ -1,0 +1,446 @@
+//! The DR-safety rules. Each reads the [`Facts`] of a validated plan and pushes
+//! warnings labelled on the exact text, with a help line saying what to do.
+
+use std::collections::BTreeSet;
+
+use super::Rule;
+use super::facts::{Facts, Provenance};
+use crate::diagnostic::Diagnostic;
+use crate::duration::format_duration;
+use crate::history::History;
+use crate::node::Value;
+use crate::plan::Plan;
+use crate::predict::Prediction;
+use crate::steps::StepKind;
+
+/// Runs every rule.
+pub(super) fn check(plan: &Plan) -> Vec<Diagnostic> {
+    let facts = Facts::new(plan);
+    let mut found = Vec::new();
+    unverified_input(&facts, &mut found);
+    restore_without_safety_backup(&facts, &mut found);
+    objectives(&facts, &mut found);
+    super::secrets::literal_secrets(&facts, &mut found);
+    dns_without_health_check(&facts, &mut found);
+    health_check_disabled(&facts, &mut found);
+    unused(&facts, &mut found);
+    no_verification(&facts, &mut found);
+    checksum_disabled(&facts, &mut found);
+    found
+}
+
+/// DRP001: a destructive step reads data from an unverified download, or a restore
+/// restores a file that no step of the plan verified.
+fn unverified_input(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    for index in 0..facts.plan.steps.len() {
+        if !facts.is_destructive(index) {
+            continue;
+        }
+        let id = facts.id(index);
+        let mut reported_origins = BTreeSet::new();
+        for reference in facts.uses[index].iter().filter(|reference| reference.parameter.is_some()) {
+            let Some(source) = facts.step_read(reference) else { continue };
+            let Provenance::Unverified { origin } = facts.provenance[source] else { continue };
+            if !reported_origins.insert(origin) {
+                continue;
+            }
+            let origin_id = facts.id(origin);
+            let label = if source == origin {
+                format!("`{origin_id}` downloaded this without checking its checksum")
+            } else {
+                format!(
+                    "`{}` made this from `{origin_id}`, downloaded without checking its checksum",
+                    facts.id(source)
+                )
+            };
+            let mut diagnostic = facts
+                .warning(
+                    Rule::UnverifiedInput,
+                    reference.span,
+                    format!("destructive step `{id}` uses data from `{origin_id}`, whose checksum is never verified"),
+                )
+                .with_label(label)
+                .with_help(format!(
+                    "set `checksum: sidecar` (or `meta`) on `{origin_id}`, so a truncated or corrupt backup fails the \
+                     fetch instead of reaching `{id}`"
+                ));
+            if let Some(checksum) = facts.disabled_checksum(origin) {
+                diagnostic = diagnostic.with_secondary(checksum.span, "verification turned off here");
+            }
+            found.push(diagnostic);
+        }
+        let Some(parameter) = restored_file_parameter(facts.kind(index)) else { continue };
+        let Some(file_node) = facts.parameter(index, parameter) else { continue };
+        let sources: Vec<Provenance> = facts.uses[index]
+            .iter()
+            .filter(|reference| reference.parameter.as_deref() == Some(parameter))
+            .filter_map(|reference| facts.step_read(reference))
+            .map(|source| facts.provenance[source])
+            .collect();
+        let vouched = sources
+            .iter()
+            .any(|source| matches!(source, Provenance::Verified | Provenance::Unverified { .. }));
+        if vouched {
+            continue;
+        }
+        let kind = facts.kind(index).name();
+        found.push(
+            facts
+                .warning(
+                    Rule::UnverifiedInput,
+                    file_node.span,
+                    format!("{kind} step `{id}` restores a file that no step of this plan verified"),
+                )
+                .with_label("nothing checks this file before it is restored")
+                .with_help(format!(
+                    "fetch it with an `s3.fetch` step that checks its checksum and write \
+                     `{parameter}: \"{{{{steps.FETCH.outputs.path}}}}\"`, or make it with `pg.dump` in this plan"
+                )),
+        );
+    }
+}
+
+/// The parameter naming the file a restore kind puts in place.
+fn restored_file_parameter(kind: StepKind) -> Option<&'static str> {
+    match kind {
+        StepKind::PgRestore => Some("dump"),
+        StepKind::RedisRestore => Some("rdb"),
+        StepKind::K8sScale
+        | StepKind::K8sWait
+        | StepKind::K8sJob
+        | StepKind::K8sApply
+        | StepKind::VeleroRestore
+        | StepKind::S3Fetch
+        | StepKind::S3Put
+        | StepKind::PgDump
+        | StepKind::PgQuery
+        | StepKind::Route53Change
+        | StepKind::HttpCheck
+        | StepKind::Notify
+        | StepKind::Approval
+        | StepKind::Exec
+        | StepKind::Sleep => None,
+    }
+}
+
+/// DRP002: `pg.restore` with `clean` or `create` and no `pg.dump` of its database upstream.
+fn restore_without_safety_backup(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    for index in 0..facts.plan.steps.len() {
+        if facts.kind(index) != StepKind::PgRestore {
+            continue;
+        }
+        let flag = ["clean", "create"].into_iter().find_map(|name| {
+            facts
+                .parameter(index, name)
+                .filter(|node| facts.resolves_true(Some(node)))
+                .map(|node| (name, node))
+        });
+        let Some((flag, flag_node)) = flag else { continue };
+        // With `create`, pg_restore connects to `database` only to create the database
+        // named inside the dump: which database is overwritten is unknown here.
+        let creates = facts.resolves_true(facts.parameter(index, "create"));
+        let ancestors = facts.plan.ancestors(index);
+        let dumps_of_target: Vec<usize> = (0..facts.plan.steps.len())
+            .filter(|&other| {
+                facts.kind(other) == StepKind::PgDump && same_target(facts, index, other, !creates)
+            })
+            .collect();
+        if dumps_of_target.iter().any(|dump| ancestors.contains(dump)) {
+            continue;
+        }
+        let id = facts.id(index);
+        let target = if creates {
+            "the database named in the dump".to_owned()
+        } else {
+            let database =
+                facts.parameter(index, "database").map_or_else(|| "?".to_owned(), |node| facts.display(node));
+            format!("database `{database}`")
+        };
+        let label = if flag == "clean" {
+            "drops the existing objects first"
+        } else {
+            "restores into the database named in the dump"
+        };
+        let help = match dumps_of_target.first() {
+            Some(&dump) => format!(
+                "`{}` dumps {target} but does not run before `{id}`: add it to the `needs` of `{id}` (directly or \
+                 through another step)",
+                facts.id(dump)
+            ),
+            None => format!(
+                "add a `pg.dump` step of {target} and list it in the `needs` of `{id}`, so a bad restore can be \
+                 undone"
+            ),
+        };
+        found.push(
+            facts
+                .warning(
+                    Rule::RestoreWithoutSafetyBackup,
+                    flag_node.span,
+                    format!("step `{id}` restores into {target} with `{flag}: true` and no safety backup before it"),
+                )
+                .with_label(label)
+                .with_help(help),
+        );
+    }
+}
+
+/// Whether a `pg.dump` (at `dump`) backs up what a `pg.restore` (at `restore`)
+/// overwrites: the same server, and the same database when `compare_database`.
+/// Values only known at run time are given the benefit of the doubt.
+fn same_target(facts: &Facts<'_>, restore: usize, dump: usize, compare_database: bool) -> bool {
+    let compared: &[&str] = if compare_database { &["database", "connection"] } else { &["connection"] };
+    compared.iter().all(|name| {
+        let restore_value = facts.parameter(restore, name).and_then(|node| facts.resolve(node));
+        let dump_value = facts.parameter(dump, name).and_then(|node| facts.resolve(node));
+        match (restore_value, dump_value) {
+            (Some(restore_value), Some(dump_value)) => restore_value == dump_value,
+            (Some(_) | None, None) | (None, Some(_)) => true,
+        }
+    })
+}
+
+/// DRP003 and DRP004: the RTO is missing, or the critical path is longer.
+fn objectives(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    let spec = &facts.plan.spec;
+    let Some(rto) = &spec.objectives.rto else {
+        let mut diagnostic = facts
+            .warning(Rule::NoRto, spec.name.span, format!("plan `{}` has no recovery time objective", spec.name.value))
+            .with_label("no `objectives.rto` for this plan")
+            .with_help(
+                "add `objectives: { rto: 30m }` (how long the service may be down): dry-runs predict against it and \
+                 drills measure it",
+            );
+        if let Some(span) = spec.objectives.span {
+            diagnostic = diagnostic.with_secondary(span, "no `rto` here");
+        }
+        found.push(diagnostic);
+        return;
+    };
+    let prediction = Prediction::new(facts.plan, &History::default(), &[]);
+    if prediction.total <= rto.value.get() {
+        return;
+    }
+    let path: Vec<String> = prediction
+        .critical_path
+        .iter()
+        .map(|&index| format!("{} ({})", facts.id(index), format_duration(prediction.durations[index].0)))
+        .collect();
+    let mut help = format!(
+        "critical path: {}; shorten these steps, let more of them run in parallel (fewer `needs`), or revisit the \
+         objective",
+        path.join(" → ")
+    );
+    let unestimated = prediction.unestimated();
+    if unestimated > 0 {
+        help.push_str(&format!(
+            "; {unestimated} step{} without `estimate:` counted as 0",
+            if unestimated == 1 { "" } else { "s" }
+        ));
+    }
+    found.push(
+        facts
+            .warning(
+                Rule::RtoExceeded,
+                rto.span,
+                format!(
+                    "the predicted recovery time {} exceeds the RTO of {}",
+                    format_duration(prediction.total),
+                    rto.value
+                ),
+            )
+            .with_label(format!("the critical path takes {}", format_duration(prediction.total)))
+            .with_help(help),
+    );
+}
+
+/// DRP006: a DNS change with no health check of the new target upstream.
+fn dns_without_health_check(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    let is_check = |index: usize| matches!(facts.kind(index), StepKind::HttpCheck | StepKind::K8sWait);
+    for index in 0..facts.plan.steps.len() {
+        if facts.kind(index) != StepKind::Route53Change {
+            continue;
+        }
+        let ancestors = facts.plan.ancestors(index);
+        if ancestors.iter().any(|&ancestor| is_check(ancestor)) {
+            continue;
+        }
+        let id = facts.id(index);
+        let help = match (0..facts.plan.steps.len()).find(|&other| is_check(other)) {
+            Some(check) => format!(
+                "`{}` checks a target but does not run before `{id}`: add it to the `needs` of `{id}`",
+                facts.id(check)
+            ),
+            None => format!(
+                "add an `http.check` of the new target (or a `k8s.wait` for its rollout) and list it in the \
+                 `needs` of `{id}`, so traffic moves only to a target that answers"
+            ),
+        };
+        found.push(
+            facts
+                .warning(
+                    Rule::DnsWithoutHealthCheck,
+                    facts.id_span(index),
+                    format!("step `{id}` switches DNS with no health check of the new target before it"),
+                )
+                .with_label("moves traffic without knowing the target is up")
+                .with_help(help),
+        );
+    }
+}
+
+/// DRP007: a health check `disabled` (healthy to Route53) where `inverted` is meant.
+fn health_check_disabled(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    for index in 0..facts.plan.steps.len() {
+        if facts.kind(index) != StepKind::Route53Change {
+            continue;
+        }
+        let Some(Value::List(checks)) = facts.parameter(index, "health_checks").map(|node| &node.value)
+        else {
+            continue;
+        };
+        for check in checks {
+            let Some(disabled) = check.get("disabled") else { continue };
+            if !facts.resolves_true(Some(disabled)) || facts.resolves_true(check.get("inverted")) {
+                continue;
+            }
+            let check_id = check.get("id").map_or_else(|| "?".to_owned(), |node| facts.display(node));
+            found.push(
+                facts
+                    .warning(
+                        Rule::HealthCheckDisabled,
+                        disabled.span,
+                        format!(
+                            "step `{}` disables health check `{check_id}`, which Route53 then treats as healthy: \
+                             this does not fail over",
+                            facts.id(index)
+                        ),
+                    )
+                    .with_label("a disabled check counts as healthy")
+                    .with_help(
+                        "to force a failover write `inverted: true` (Route53 then reports the check unhealthy); \
+                         `disabled: true` alone keeps traffic on the failing target",
+                    ),
+            );
+        }
+    }
+}
+
+/// DRP008: vars, inputs and secrets that no template reads.
+fn unused(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    let used: BTreeSet<(&str, &str)> = facts
+        .uses
+        .iter()
+        .flatten()
+        .filter_map(|reference| match reference.path.as_slice() {
+            [root, name, ..] => Some((root.as_str(), name.as_str())),
+            _ => None,
+        })
+        .collect();
+    let spec = &facts.plan.spec;
+    let sections = [
+        (
+            "vars",
+            "var",
+            "it only makes readers wonder where it is used",
+            spec.vars.entries.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+        ),
+        (
+            "inputs",
+            "input",
+            "operators would be asked for a value that changes nothing",
+            spec.inputs.entries.iter().map(|(name, _)| name).collect(),
+        ),
+        (
+            "secrets",
+            "secret",
+            "a run would still have to read it from its source",
+            spec.secrets.entries.iter().map(|(name, _)| name).collect(),
+        ),
+    ];
+    for (section, singular, why, names) in sections {
+        for name in names {
+            if used.contains(&(section, name.value.as_str())) {
+                continue;
+            }
+            found.push(
+                facts
+                    .warning(Rule::Unused, name.span, format!("{singular} `{}` is never used", name.value))
+                    .with_label("no template reads this")
+                    .with_help(format!(
+                        "remove it ({why}), or use it in a step as `{{{{{section}.{}}}}}`",
+                        name.value
+                    )),
+            );
+        }
+    }
+}
+
+/// DRP009: destructive steps, and nothing that checks the recovery worked.
+fn no_verification(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    let count = facts.plan.steps.len();
+    let verifies = |index: usize| match facts.kind(index) {
+        StepKind::PgQuery | StepKind::HttpCheck | StepKind::K8sWait => true,
+        StepKind::RedisRestore => {
+            facts.parameter(index, "expect_keys").is_some_and(|node| node.value != Value::Null)
+        }
+        StepKind::K8sScale
+        | StepKind::K8sJob
+        | StepKind::K8sApply
+        | StepKind::VeleroRestore
+        | StepKind::S3Fetch
+        | StepKind::S3Put
+        | StepKind::PgDump
+        | StepKind::PgRestore
+        | StepKind::Route53Change
+        | StepKind::Notify
+        | StepKind::Approval
+        | StepKind::Exec
+        | StepKind::Sleep => false,
+    };
+    let destructive: Vec<usize> = (0..count).filter(|&index| facts.is_destructive(index)).collect();
+    if destructive.is_empty() || (0..count).any(verifies) {
+        return;
+    }
+    let spec = &facts.plan.spec;
+    let mut diagnostic = facts
+        .warning(
+            Rule::NoVerification,
+            spec.name.span,
+            format!(
+                "plan `{}` has {} destructive step{} but never checks that the recovery worked",
+                spec.name.value,
+                destructive.len(),
+                if destructive.len() == 1 { "" } else { "s" }
+            ),
+        )
+        .with_label("no step verifies the result")
+        .with_help(
+            "add a verification step after the destructive ones: `pg.query` with `assert`, `http.check` of the \
+             service, `k8s.wait` for a rollout, or `expect_keys` on `redis.restore`",
+        );
+    for index in destructive {
+        diagnostic = diagnostic.with_secondary(facts.id_span(index), "destructive");
+    }
+    found.push(diagnostic);
+}
+
+/// DRP010: `s3.fetch` with `checksum: none`.
+fn checksum_disabled(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    for index in 0..facts.plan.steps.len() {
+        let Some(checksum) = facts.disabled_checksum(index) else { continue };
+        found.push(
+            facts
+                .warning(
+                    Rule::ChecksumDisabled,
+                    checksum.span,
+                    format!("step `{}` downloads without checking the object's SHA-256", facts.id(index)),
+                )
+                .with_label("checksum verification turned off")
+                .with_help(
+                    "write `checksum: sidecar` (the `<key>.sha256` that `s3.put` and the backup scripts write) or \
+                     `checksum: meta` (the sha256 in `<key>.meta`)",
+                ),
+        );
+    }
+}

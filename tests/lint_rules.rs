@@ -1,0 +1,332 @@
+//! The DR-safety rules against their fixtures (each triggers exactly its own rule),
+//! the rendered diagnostics as snapshots, edge cases each rule must get right, and
+//! the machine formats (SARIF checked against the official schema when the test
+//! tools are installed).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dr_plan::diagnostic::{Diagnostic, Severity};
+use dr_plan::lint::{FileResult, Rule, Summary, format, lint, lint_file};
+use dr_plan::plan::{load_plan, plan_from_source};
+use dr_plan::source::SourceFile;
+
+const FIXTURES: &str = "tests/fixtures/lint";
+
+/// Lints a fixture, loaded by its path relative to the package root (cargo runs
+/// integration tests there), so diagnostics name it the way a user would see it.
+fn lint_fixture(name: &str) -> Vec<Diagnostic> {
+    let path = Path::new(FIXTURES).join(name);
+    let plan =
+        load_plan(&path).unwrap_or_else(|problems| panic!("{name} must be a valid plan: {problems:#?}"));
+    lint(&plan)
+}
+
+fn codes(diagnostics: &[Diagnostic]) -> Vec<&'static str> {
+    diagnostics.iter().map(|diagnostic| diagnostic.code).collect()
+}
+
+fn lint_text(text: &str) -> Vec<Diagnostic> {
+    let plan = plan_from_source(&SourceFile::new("plan.yaml", text))
+        .unwrap_or_else(|problems| panic!("the plan must be valid: {problems:#?}"));
+    lint(&plan)
+}
+
+/// The text a diagnostic's primary label covers.
+fn labelled(diagnostic: &Diagnostic) -> &str {
+    let file: &Arc<SourceFile> = diagnostic.file.as_ref().expect("located");
+    file.slice(diagnostic.primary_span().expect("labelled"))
+}
+
+fn normalise(text: &str) -> String {
+    text.replace('\\', "/")
+}
+
+#[test]
+fn each_fixture_triggers_exactly_its_rule() {
+    for rule in Rule::ALL {
+        let diagnostics = lint_fixture(&format!("{}.yaml", rule.code()));
+        assert_eq!(codes(&diagnostics), [rule.code()], "{}: {diagnostics:#?}", rule.code());
+        let diagnostic = &diagnostics[0];
+        assert_eq!(diagnostic.severity, Severity::Warning);
+        assert!(diagnostic.help.is_some(), "{} needs a help line", rule.code());
+        assert!(!labelled(diagnostic).is_empty(), "{} must label some text", rule.code());
+        let rendered = normalise(&diagnostic.render(false));
+        insta::assert_snapshot!(format!("human_{}", rule.code()), rendered);
+    }
+}
+
+#[test]
+fn labels_sit_on_the_text_they_are_about() {
+    let expectations = [
+        ("DRP001", "/var/backups/tododb.dump"),
+        ("DRP002", "true"),
+        ("DRP003", "restore-without-objective"),
+        ("DRP004", "20m"),
+        ("DRP005", "hunter2"),
+        ("DRP006", "switch-dns"),
+        ("DRP007", "true"),
+        ("DRP008", "region"),
+        ("DRP009", "scale-back-up"),
+        ("DRP010", "none"),
+    ];
+    for (code, text) in expectations {
+        let diagnostics = lint_fixture(&format!("{code}.yaml"));
+        assert_eq!(labelled(&diagnostics[0]), text, "{code}");
+    }
+}
+
+#[test]
+fn the_clean_plan_has_no_finding() {
+    let diagnostics = lint_fixture("clean.yaml");
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+}
+
+#[test]
+fn shipped_plans_pass_lint() {
+    let Ok(entries) = std::fs::read_dir("plans") else { return };
+    for entry in entries {
+        let path = entry.expect("readable directory").path();
+        if !matches!(path.extension().and_then(|extension| extension.to_str()), Some("yaml" | "yml" | "toml"))
+        {
+            continue;
+        }
+        let result = lint_file(&path);
+        assert!(
+            result.diagnostics.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            format::human(std::slice::from_ref(&result), false)
+        );
+    }
+}
+
+#[test]
+fn every_rule_is_documented_with_its_anchor() {
+    let docs = std::fs::read_to_string("docs/lint.md").expect("docs/lint.md");
+    for rule in Rule::ALL {
+        let heading = format!("\n## {} {}\n", rule.code(), rule.name());
+        assert!(docs.contains(&heading), "docs/lint.md needs a section `{}`", heading.trim());
+        assert_eq!(rule.anchor(), format!("{}-{}", rule.code().to_lowercase(), rule.name()));
+    }
+    for (code, _) in format::VALIDATION_CODES {
+        assert!(docs.contains(&format!("| `{code}` |")), "docs/lint.md should list `{code}`");
+    }
+}
+
+const HEAD: &str = "version: 1\nname: t\nobjectives: { rto: 1h }\n";
+const CHECK: &str = "  - { id: check, kind: pg.query, needs: [restore], with: { database: db, assert: [ { sql: 'select 1', expect: '= 1' } ] } }\n";
+
+#[test]
+fn unverified_download_is_flagged_where_the_destructive_step_reads_it() {
+    let text = format!(
+        "{HEAD}steps:\n  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest, checksum: none }} }}\n  - {{ id: restore, kind: pg.restore, needs: [fetch], with: {{ dump: \"{{{{steps.fetch.outputs.path}}}}\", database: db }} }}\n{CHECK}"
+    );
+    let diagnostics = lint_text(&text);
+    assert_eq!(codes(&diagnostics), ["DRP010", "DRP001"]);
+    assert_eq!(labelled(&diagnostics[1]), "steps.fetch.outputs.path");
+    assert_eq!(diagnostics[1].labels.len(), 2, "the disabled checksum is labelled too");
+}
+
+#[test]
+fn unverified_data_stays_unverified_through_other_steps() {
+    let text = format!(
+        "{HEAD}steps:\n  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest, checksum: none }} }}\n  - {{ id: unpack, kind: exec, needs: [fetch], with: {{ command: [tar, xf, \"{{{{steps.fetch.outputs.path}}}}\"] }} }}\n  - {{ id: restore, kind: pg.restore, needs: [unpack], with: {{ dump: \"{{{{steps.unpack.outputs.stdout}}}}\", database: db }} }}\n{CHECK}"
+    );
+    let diagnostics = lint_text(&text);
+    assert_eq!(codes(&diagnostics), ["DRP010", "DRP001"]);
+    assert!(diagnostics[1].message.contains("`fetch`"), "{}", diagnostics[1].message);
+}
+
+#[test]
+fn a_restore_of_a_dump_made_in_the_plan_is_verified() {
+    let text = format!(
+        "{HEAD}steps:\n  - {{ id: dump, kind: pg.dump, with: {{ database: db }} }}\n  - {{ id: restore, kind: pg.restore, needs: [dump], with: {{ dump: \"{{{{steps.dump.outputs.path}}}}\", database: copy }} }}\n{CHECK}"
+    );
+    assert!(lint_text(&text).is_empty());
+}
+
+#[test]
+fn a_safety_backup_must_dump_the_restored_database_and_run_first() {
+    let step = |database: &str, needs: &str| {
+        format!(
+            "{HEAD}vars: {{ database: tododb }}\nsteps:\n  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest }} }}\n  - {{ id: safety, kind: pg.dump, with: {{ database: {database} }} }}\n  - {{ id: restore, kind: pg.restore, needs: [{needs}], with: {{ dump: \"{{{{steps.fetch.outputs.path}}}}\", database: \"{{{{vars.database}}}}\", clean: true }} }}\n{CHECK}"
+        )
+    };
+    assert!(lint_text(&step("tododb", "fetch, safety")).is_empty(), "a var resolving to the same database");
+    assert_eq!(
+        codes(&lint_text(&step("otherdb", "fetch, safety"))),
+        ["DRP002"],
+        "a dump of another database"
+    );
+    let not_upstream = lint_text(&step("tododb", "fetch"));
+    assert_eq!(codes(&not_upstream), ["DRP002"]);
+    assert!(not_upstream[0].help.as_deref().unwrap().contains("`safety`"), "{:?}", not_upstream[0].help);
+}
+
+#[test]
+fn with_create_any_dump_of_the_same_server_is_a_safety_backup() {
+    let plan = |dump: &str| {
+        format!(
+            "{HEAD}steps:\n{dump}  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest }} }}\n  - {{ id: restore, kind: pg.restore, needs: [fetch{}], with: {{ dump: \"{{{{steps.fetch.outputs.path}}}}\", database: postgres, create: true }} }}\n{CHECK}",
+            if dump.is_empty() { "" } else { ", safety" }
+        )
+    };
+    assert!(lint_text(&plan("  - { id: safety, kind: pg.dump, with: { database: tododb } }\n")).is_empty());
+    let missing = lint_text(&plan(""));
+    assert_eq!(codes(&missing), ["DRP002"]);
+    assert!(missing[0].message.contains("the database named in the dump"), "{}", missing[0].message);
+}
+
+#[test]
+fn secrets_are_told_from_object_keys_and_identifiers() {
+    let text = format!(
+        "{HEAD}vars: {{ backup_key: postgres/latest.dump, api_token: abc123 }}\nsteps:\n  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: \"{{{{vars.backup_key}}}}\", decrypt: {{ format: openssl-pbkdf2, key: correct-horse }} }} }}\n  - {{ id: tool, kind: exec, needs: [fetch], with: {{ command: [\"{{{{vars.api_token}}}}\", \"{{{{steps.fetch.outputs.path}}}}\"], env: {{ AWS_ACCESS_KEY_ID: AKIAEXAMPLE, PGPASSWORD: hunter2, TOKEN_FILE: /run/token }} }} }}\n  - {{ id: probe, kind: http.check, needs: [tool], with: {{ url: \"https://api.example.com\", headers: {{ Authorization: Bearer abc }} }} }}\n"
+    );
+    let diagnostics = lint_text(&text);
+    let flagged: Vec<&str> = diagnostics.iter().map(labelled).collect();
+    assert_eq!(codes(&diagnostics), ["DRP005"; 4], "{diagnostics:#?}");
+    assert_eq!(flagged, ["abc123", "correct-horse", "hunter2", "Bearer abc"]);
+    assert!(
+        diagnostics[2].message.contains("`with.env.PGPASSWORD` of step `tool`"),
+        "{}",
+        diagnostics[2].message
+    );
+    assert!(diagnostics[2].help.as_deref().unwrap().contains("{{secrets.pgpassword}}"));
+}
+
+#[test]
+fn an_inverted_health_check_fails_over() {
+    let text = format!(
+        "{HEAD}steps:\n  - {{ id: probe, kind: http.check, with: {{ url: \"https://dr.example.com\" }} }}\n  - {{ id: flip, kind: route53.change, needs: [probe], with: {{ zone: z, health_checks: [ {{ id: a, disabled: true, inverted: true }}, {{ id: b, inverted: true }} ] }} }}\n"
+    );
+    assert!(lint_text(&text).is_empty());
+}
+
+#[test]
+fn references_in_when_count_as_uses() {
+    let text = format!(
+        "{HEAD}inputs: {{ skip_check: {{ default: false }} }}\nsteps:\n  - {{ id: probe, kind: http.check, when: \"{{{{not inputs.skip_check}}}}\", with: {{ url: \"https://dr.example.com\" }} }}\n"
+    );
+    assert!(lint_text(&text).is_empty());
+}
+
+#[test]
+fn redis_restore_with_expected_keys_verifies() {
+    let restore = |expect: &str| {
+        format!(
+            "{HEAD}steps:\n  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest }} }}\n  - {{ id: restore, kind: redis.restore, needs: [fetch], with: {{ rdb: \"{{{{steps.fetch.outputs.path}}}}\", dir: /data, url: \"redis://127.0.0.1:6379\", start: [redis-server]{expect} }} }}\n"
+        )
+    };
+    assert!(lint_text(&restore(", expect_keys: 1")).is_empty());
+    assert_eq!(codes(&lint_text(&restore(""))), ["DRP009"]);
+}
+
+#[test]
+fn the_rto_warning_lists_the_critical_path() {
+    let diagnostics = lint_fixture("DRP004.yaml");
+    assert_eq!(diagnostics[0].message, "the predicted recovery time 29m10s exceeds the RTO of 20m");
+    assert_eq!(
+        diagnostics[0].help.as_deref().unwrap().split(';').next().unwrap(),
+        "critical path: fetch (4m) → restore (25m) → check (10s)"
+    );
+}
+
+#[test]
+fn toml_plans_are_linted_the_same_way() {
+    let text = "version = 1\nname = \"t\"\n[objectives]\nrto = \"1h\"\n\n[[steps]]\nid = \"fetch\"\nkind = \"s3.fetch\"\nwith = { bucket = \"b\", key = \"latest\", checksum = \"none\" }\n";
+    let plan = plan_from_source(&SourceFile::new("plan.toml", text)).expect("valid");
+    let diagnostics = lint(&plan);
+    assert_eq!(codes(&diagnostics), ["DRP010"]);
+    assert_eq!(labelled(&diagnostics[0]), "\"none\"");
+}
+
+/// Every fixture, one plan that does not validate, and one missing file.
+fn all_results() -> Vec<FileResult> {
+    let mut results: Vec<FileResult> = Rule::ALL
+        .into_iter()
+        .map(|rule| lint_file(&Path::new(FIXTURES).join(format!("{}.yaml", rule.code()))))
+        .collect();
+    results.push(lint_file(&Path::new(FIXTURES).join("clean.yaml")));
+    let invalid = SourceFile::new("invalid.yaml", "version: 1\nname: x\nstepz: []\n");
+    let problems = plan_from_source(&invalid).expect_err("invalid");
+    results.push(FileResult { path: "invalid.yaml".to_owned(), diagnostics: problems });
+    results.push(lint_file(Path::new("does-not-exist.yaml")));
+    results
+}
+
+#[test]
+fn summaries_count_errors_warnings_and_files() {
+    let results = all_results();
+    let summary = Summary::of(&results);
+    assert_eq!((summary.warnings, summary.files), (10, 13));
+    assert!(summary.errors >= 2);
+    assert!(summary.fails(false));
+    let warnings_only = &results[..11];
+    assert!(!Summary::of(warnings_only).fails(false));
+    assert!(Summary::of(warnings_only).fails(true), "--deny warnings");
+    assert!(format::human(warnings_only, false).ends_with("0 errors, 10 warnings in 11 files\n"));
+}
+
+#[test]
+fn github_annotations_point_at_the_fixture() {
+    let out = format::github(&[lint_file(&Path::new(FIXTURES).join("DRP010.yaml"))]);
+    assert!(
+        out.starts_with("::warning file=tests/fixtures/lint/DRP010.yaml,line=8,col=82,endLine=8,endColumn=86,title=DRP010::"),
+        "{out}"
+    );
+}
+
+/// `check-jsonschema` from PATH or the directory `scripts/install-test-deps.sh` fills.
+fn test_tool(name: &str) -> Option<PathBuf> {
+    let tools = std::env::var_os("DR_PLAN_TEST_TOOLS").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/dr-plan-test-tools"))
+    })?;
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|directory| directory.join(name)).collect())
+        .unwrap_or_default();
+    candidates.push(tools.join("bin").join(name));
+    candidates.push(tools.join("venv/bin").join(name));
+    candidates.into_iter().find(|candidate| candidate.is_file())
+}
+
+/// The official SARIF 2.1.0 schema, when the test environment provides it
+/// (`DR_PLAN_SARIF_SCHEMA`, or `sarif-schema-2.1.0.json` in the test tools directory).
+fn sarif_schema() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("DR_PLAN_SARIF_SCHEMA") {
+        return Some(PathBuf::from(path));
+    }
+    let tools = std::env::var_os("DR_PLAN_TEST_TOOLS").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/dr-plan-test-tools"))
+    })?;
+    Some(tools.join("sarif-schema-2.1.0.json")).filter(|path| path.is_file())
+}
+
+#[test]
+fn sarif_output_is_valid_against_the_official_schema() {
+    let log = format::sarif(&all_results());
+    let parsed: serde_json::Value = serde_json::from_str(&log).expect("SARIF is JSON");
+    assert_eq!(parsed["version"], "2.1.0");
+    let (Some(checker), Some(schema)) = (test_tool("check-jsonschema"), sarif_schema()) else {
+        eprintln!(
+            "skipped the schema check: needs check-jsonschema and the SARIF 2.1.0 schema \
+             (DR_PLAN_SARIF_SCHEMA or $DR_PLAN_TEST_TOOLS/sarif-schema-2.1.0.json)"
+        );
+        return;
+    };
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let instance = directory.path().join("lint.sarif");
+    std::fs::write(&instance, &log).expect("write the log");
+    let output = std::process::Command::new(checker)
+        .arg("--schemafile")
+        .arg(&schema)
+        .arg(&instance)
+        .output()
+        .expect("run check-jsonschema");
+    assert!(
+        output.status.success(),
+        "{}\n{}\n{log}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
