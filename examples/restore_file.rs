@@ -63,8 +63,7 @@ fn main() -> ExitCode {
 fn run(arguments: &Arguments) -> Result<(), String> {
     let decrypt = match &arguments.key_file {
         Some(path) => {
-            let contents =
-                std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+            let contents = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
             Some(
                 EncryptionKey::from_key_file_contents(&contents, arguments.iterations)
                     .map_err(|error| error.to_string())?,
@@ -74,8 +73,8 @@ fn run(arguments: &Arguments) -> Result<(), String> {
     };
     let expected_sha256 = match &arguments.sha256_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| format!("{}: {error}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
             let name = arguments
                 .input
                 .file_name()
@@ -95,8 +94,8 @@ fn run(arguments: &Arguments) -> Result<(), String> {
             DecompressArgument::None => Decompression::None,
         },
     };
-    let input = File::open(&arguments.input)
-        .map_err(|error| format!("{}: {error}", arguments.input.display()))?;
+    let input =
+        File::open(&arguments.input).map_err(|error| format!("{}: {error}", arguments.input.display()))?;
     let no_progress = |_: Progress| {};
     let started = Instant::now();
     let summary = if arguments.stream {

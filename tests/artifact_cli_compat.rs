@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dr_plan::artifact::{
-    ArtifactError, BackupMetadata, BackupOptions, Compression, Decompression, EncryptionKey,
-    Progress, RestoreOptions, Sha256Digest, backup_to_file, checksum_for_object,
-    checksum_sidecar_line, restore_to_file,
+    ArtifactError, BackupMetadata, BackupOptions, Compression, Decompression, EncryptionKey, Progress,
+    RestoreOptions, Sha256Digest, backup_to_file, checksum_for_object, checksum_sidecar_line,
+    restore_to_file,
 };
 
 const SIZES: [usize; 7] = [0, 1, 15, 16, 17, (1 << 20) + 3, 3 * (1 << 20) + 7];
@@ -18,11 +18,7 @@ fn no_progress(_: Progress) {}
 
 /// Runs a shell pipeline; panics with its stderr when it fails.
 fn shell(script: &str) -> Vec<u8> {
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(format!("set -e; {script}"))
-        .output()
-        .expect("sh runs");
+    let output = Command::new("sh").arg("-c").arg(format!("set -e; {script}")).output().expect("sh runs");
     assert!(
         output.status.success(),
         "`{script}` failed (are openssl, gzip, zstd and sha256sum installed?): {}",
@@ -58,9 +54,7 @@ struct Workspace {
 
 impl Workspace {
     fn new() -> Self {
-        Self {
-            directory: tempfile::tempdir().unwrap(),
-        }
+        Self { directory: tempfile::tempdir().unwrap() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -142,17 +136,10 @@ fn restores_what_gzip_openssl_and_sha256sum_wrote() {
                 decrypt: Some(key.clone()),
                 decompress,
             };
-            let summary = restore_to_file(
-                fs::File::open(&stored).unwrap(),
-                &options,
-                &destination,
-                &no_progress,
-            )
-            .unwrap_or_else(|error| panic!("{size} bytes, {compressor}: {error}"));
-            assert!(
-                fs::read(&destination).unwrap() == data,
-                "{size} bytes, {compressor}"
-            );
+            let summary =
+                restore_to_file(fs::File::open(&stored).unwrap(), &options, &destination, &no_progress)
+                    .unwrap_or_else(|error| panic!("{size} bytes, {compressor}: {error}"));
+            assert!(fs::read(&destination).unwrap() == data, "{size} bytes, {compressor}");
             assert_eq!(summary.stored_bytes, fs::metadata(&stored).unwrap().len());
             assert_eq!(summary.output_bytes, size as u64);
         }
@@ -172,15 +159,10 @@ fn writes_what_sha256sum_openssl_gzip_and_zstd_read() {
         ] {
             let name = "backup.sql.enc";
             let stored = workspace.path(name);
-            let options = BackupOptions {
-                compress,
-                encrypt: Some(key.clone()),
-            };
+            let options = BackupOptions { compress, encrypt: Some(key.clone()) };
             let summary = backup_to_file(&data[..], &options, &stored, &no_progress).unwrap();
-            workspace.write(
-                &format!("{name}.sha256"),
-                checksum_sidecar_line(&summary.sha256, name).as_bytes(),
-            );
+            workspace
+                .write(&format!("{name}.sha256"), checksum_sidecar_line(&summary.sha256, name).as_bytes());
             let restored = shell(&format!(
                 "cd {directory} && sha256sum -c --quiet {name}.sha256 && \
                  openssl enc -d -aes-256-cbc -pbkdf2 -pass file:{key} -in {name} | {decompressor}",
@@ -201,54 +183,30 @@ fn agrees_with_openssl_at_250000_iterations_both_ways() {
     let data = plain((1 << 20) + 3);
     let plain_path = workspace.write("plain.sql", &data);
 
-    let stored = dharma_artifact(
-        &workspace,
-        &plain_path,
-        &key_file,
-        "gzip -9",
-        "-iter 250000",
-    );
+    let stored = dharma_artifact(&workspace, &plain_path, &key_file, "gzip -9", "-iter 250000");
     let destination = workspace.path("restored.sql");
     let options = RestoreOptions {
         expected_sha256: Some(expected_from_sidecar(&stored)),
         decrypt: Some(key.clone()),
         decompress: Decompression::Auto,
     };
-    restore_to_file(
-        fs::File::open(&stored).unwrap(),
-        &options,
-        &destination,
-        &no_progress,
-    )
-    .unwrap();
+    restore_to_file(fs::File::open(&stored).unwrap(), &options, &destination, &no_progress).unwrap();
     assert!(fs::read(&destination).unwrap() == data);
     // The default count does not open it: CBC shows that only as bad padding.
-    let default_count = RestoreOptions {
-        decrypt: Some(with_iterations(&key, 10_000)),
-        expected_sha256: None,
-        ..options
-    };
-    let error = restore_to_file(
-        fs::File::open(&stored).unwrap(),
-        &default_count,
-        &destination,
-        &no_progress,
-    )
-    .unwrap_err();
+    let default_count =
+        RestoreOptions { decrypt: Some(with_iterations(&key, 10_000)), expected_sha256: None, ..options };
+    let error = restore_to_file(fs::File::open(&stored).unwrap(), &default_count, &destination, &no_progress)
+        .unwrap_err();
     assert!(
         matches!(
             error,
-            ArtifactError::WrongKeyOrIterationCount
-                | ArtifactError::DecryptedDataNotCompressed { .. }
+            ArtifactError::WrongKeyOrIterationCount | ArtifactError::DecryptedDataNotCompressed { .. }
         ),
         "{error}"
     );
 
     let ours = workspace.path("ours.enc");
-    let backup = BackupOptions {
-        compress: Compression::None,
-        encrypt: Some(key),
-    };
+    let backup = BackupOptions { compress: Compression::None, encrypt: Some(key) };
     backup_to_file(&data[..], &backup, &ours, &no_progress).unwrap();
     let restored = shell(&format!(
         "openssl enc -d -aes-256-cbc -pbkdf2 -iter 250000 -pass file:{} -in {}",
@@ -263,12 +221,7 @@ fn reads_key_files_the_way_openssl_does() {
     let workspace = Workspace::new();
     let data = plain(1000);
     let plain_path = workspace.write("plain.sql", &data);
-    for contents in [
-        &b"no newline"[..],
-        b"windows line\r\n",
-        b"first\nsecond\n",
-        b"\n",
-    ] {
+    for contents in [&b"no newline"[..], b"windows line\r\n", b"first\nsecond\n", b"\n"] {
         let key_file = workspace.write("odd.key", contents);
         let stored = dharma_artifact(&workspace, &plain_path, &key_file, "cat", "");
         let options = RestoreOptions {
@@ -277,13 +230,8 @@ fn reads_key_files_the_way_openssl_does() {
             decompress: Decompression::None,
         };
         let destination = workspace.path("restored.sql");
-        restore_to_file(
-            fs::File::open(&stored).unwrap(),
-            &options,
-            &destination,
-            &no_progress,
-        )
-        .unwrap_or_else(|error| panic!("{contents:?}: {error}"));
+        restore_to_file(fs::File::open(&stored).unwrap(), &options, &destination, &no_progress)
+            .unwrap_or_else(|error| panic!("{contents:?}: {error}"));
         assert!(fs::read(&destination).unwrap() == data, "{contents:?}");
     }
 }
@@ -302,17 +250,9 @@ fn reads_multi_member_gzip_as_gzip_does() {
     ));
     let destination = workspace.path("restored.sql");
     let options = RestoreOptions::default();
-    let summary = restore_to_file(
-        fs::File::open(&stored).unwrap(),
-        &options,
-        &destination,
-        &no_progress,
-    )
-    .unwrap();
-    assert_eq!(
-        fs::read(&destination).unwrap(),
-        shell(&format!("gzip -dc {}", stored.display()))
-    );
+    let summary =
+        restore_to_file(fs::File::open(&stored).unwrap(), &options, &destination, &no_progress).unwrap();
+    assert_eq!(fs::read(&destination).unwrap(), shell(&format!("gzip -dc {}", stored.display())));
     assert_eq!(summary.output_bytes, 70_000 + 11);
 }
 
@@ -332,11 +272,7 @@ fn fails_cleanly_on_corrupt_truncated_or_mismatched_artifacts() {
 
     let attempt = |bytes: &[u8], options: &RestoreOptions| -> ArtifactError {
         let error = restore_to_file(bytes, options, &destination, &no_progress).unwrap_err();
-        assert_eq!(
-            workspace.names(),
-            before,
-            "left something behind after: {error}"
-        );
+        assert_eq!(workspace.names(), before, "left something behind after: {error}");
         error
     };
     let checked = RestoreOptions {
@@ -344,38 +280,20 @@ fn fails_cleanly_on_corrupt_truncated_or_mismatched_artifacts() {
         decrypt: Some(key.clone()),
         decompress: Decompression::Gzip,
     };
-    let unchecked = RestoreOptions {
-        expected_sha256: None,
-        ..checked.clone()
-    };
+    let unchecked = RestoreOptions { expected_sha256: None, ..checked.clone() };
 
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x10;
-    assert!(matches!(
-        attempt(&flipped, &checked),
-        ArtifactError::ChecksumMismatch { .. }
-    ));
+    assert!(matches!(attempt(&flipped, &checked), ArtifactError::ChecksumMismatch { .. }));
     let error = attempt(&flipped, &unchecked);
-    assert!(
-        matches!(error, ArtifactError::Decompression { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ArtifactError::Decompression { .. }), "{error}");
 
     let truncated = &good[..good.len() - 9];
-    assert!(matches!(
-        attempt(truncated, &checked),
-        ArtifactError::ChecksumMismatch { .. }
-    ));
+    assert!(matches!(attempt(truncated, &checked), ArtifactError::ChecksumMismatch { .. }));
     let error = attempt(truncated, &unchecked);
-    assert!(
-        matches!(error, ArtifactError::TruncatedCiphertext { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ArtifactError::TruncatedCiphertext { .. }), "{error}");
     let error = attempt(&good[..10], &unchecked);
-    assert!(
-        matches!(error, ArtifactError::TruncatedCiphertext { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ArtifactError::TruncatedCiphertext { .. }), "{error}");
 
     let wrong_key = RestoreOptions {
         decrypt: Some(EncryptionKey::from_key_file_contents(b"not the key\n", 10_000).unwrap()),
@@ -396,23 +314,15 @@ fn fails_cleanly_on_corrupt_truncated_or_mismatched_artifacts() {
         "{error}"
     );
 
-    let wrong_sha256 = RestoreOptions {
-        expected_sha256: Some(Sha256Digest::of(b"another backup")),
-        ..checked.clone()
-    };
+    let wrong_sha256 =
+        RestoreOptions { expected_sha256: Some(Sha256Digest::of(b"another backup")), ..checked.clone() };
     let error = attempt(&good, &wrong_sha256);
-    assert!(
-        matches!(error, ArtifactError::ChecksumMismatch { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ArtifactError::ChecksumMismatch { .. }), "{error}");
     assert!(error.to_string().contains(&expected.to_hex()), "{error}");
 
     let plain_gzip = shell(&format!("gzip -c {}", plain_path.display()));
     let error = attempt(&plain_gzip, &unchecked);
-    assert!(
-        matches!(error, ArtifactError::NotOpensslEncrypted { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ArtifactError::NotOpensslEncrypted { .. }), "{error}");
 
     // And the good artifact does restore, into exactly one new file.
     restore_to_file(&good[..], &checked, &destination, &no_progress).unwrap();
@@ -424,20 +334,14 @@ fn metadata_round_trips_through_a_backup() {
     let workspace = Workspace::new();
     let (key_file, key) = workspace.key_file();
     let data = plain(200_000);
-    let options = BackupOptions {
-        compress: Compression::Gzip { level: 9 },
-        encrypt: Some(key),
-    };
+    let options = BackupOptions { compress: Compression::Gzip { level: 9 }, encrypt: Some(key) };
     let stored = workspace.path("dharma.sql.gz.enc");
     let summary = backup_to_file(&data[..], &options, &stored, &no_progress).unwrap();
     let mut metadata = BackupMetadata::describe(&summary, &options, chrono::Utc::now());
     metadata.database = Some("dharma".to_owned());
     metadata.retention_days = Some(30);
     let parsed = BackupMetadata::parse(&metadata.to_json_pretty()).unwrap();
-    assert_eq!(
-        parsed.sha256,
-        Some(Sha256Digest::of(&fs::read(&stored).unwrap()))
-    );
+    assert_eq!(parsed.sha256, Some(Sha256Digest::of(&fs::read(&stored).unwrap())));
     assert_eq!(parsed.size_bytes, 200_000);
     assert_eq!(parsed.encryption_algorithm.as_deref(), Some("aes-256-cbc"));
     let compressed = shell(&format!(
@@ -445,8 +349,5 @@ fn metadata_round_trips_through_a_backup() {
         key_file.display(),
         stored.display()
     ));
-    assert_eq!(
-        parsed.compressed_size,
-        String::from_utf8(compressed).unwrap().trim().parse().ok()
-    );
+    assert_eq!(parsed.compressed_size, String::from_utf8(compressed).unwrap().trim().parse().ok());
 }

@@ -62,9 +62,7 @@ pub fn backup_stream<R: Read + Send, W: Write>(
         let (plain_sender, plain_receiver) = chunk_channel();
         let reader = thread::Builder::new()
             .name("artifact-read".to_owned())
-            .spawn_scoped(scope, move || {
-                read_plain(input, &plain_sender, counters, progress)
-            })
+            .spawn_scoped(scope, move || read_plain(input, &plain_sender, counters, progress))
             .map_err(|source| ArtifactError::StartThread { source })?;
 
         let compressor = match compression {
@@ -78,9 +76,7 @@ pub fn backup_stream<R: Read + Send, W: Write>(
                 let (sender, receiver) = chunk_channel();
                 let handle = thread::Builder::new()
                     .name("artifact-compress".to_owned())
-                    .spawn_scoped(scope, move || {
-                        compress_stage(plain_receiver, sender, compression)
-                    })
+                    .spawn_scoped(scope, move || compress_stage(plain_receiver, sender, compression))
                     .map_err(|source| ArtifactError::StartThread { source })?;
                 (receiver, Some(handle))
             }
@@ -147,11 +143,8 @@ fn read_plain<R: Read>(
     let mut total = 0_u64;
     loop {
         let mut chunk = Vec::with_capacity(CHUNK_SIZE);
-        let read =
-            read_chunk(&mut input, &mut chunk).map_err(|source| ArtifactError::ReadInput {
-                bytes: total,
-                source,
-            })?;
+        let read = read_chunk(&mut input, &mut chunk)
+            .map_err(|source| ArtifactError::ReadInput { bytes: total, source })?;
         if read == 0 {
             return Ok(total);
         }
@@ -186,11 +179,8 @@ fn compress_stage(
     let failed = |source: io::Error| ArtifactError::Compression { format, source };
     let writer = match compression {
         Compressor::Gzip { level } => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(writer, flate2::Compression::new(level));
-            let written = receiver
-                .iter()
-                .try_for_each(|chunk| encoder.write_all(&chunk));
+            let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::new(level));
+            let written = receiver.iter().try_for_each(|chunk| encoder.write_all(&chunk));
             if let Err(source) = written.and_then(|()| encoder.try_finish()) {
                 return stopped_or(encoder.get_ref(), failed(source));
             }
@@ -200,9 +190,7 @@ fn compress_stage(
             let mut encoder = zstd::stream::write::Encoder::new(writer, level).map_err(failed)?;
             // The zstd CLI stores a content checksum by default; do the same.
             encoder.include_checksum(true).map_err(failed)?;
-            let written = receiver
-                .iter()
-                .try_for_each(|chunk| encoder.write_all(&chunk));
+            let written = receiver.iter().try_for_each(|chunk| encoder.write_all(&chunk));
             if let Err(source) = written.and_then(|()| encoder.do_finish()) {
                 return stopped_or(encoder.get_ref(), failed(source));
             }
@@ -222,11 +210,7 @@ fn compress_stage(
 /// A compressor's write failed: if because the next stage stopped, that stage reports
 /// why; otherwise the compressor itself failed.
 fn stopped_or(writer: &ChunkWriter, error: ArtifactError) -> Result<Option<u64>, ArtifactError> {
-    if writer.has_stopped() {
-        Ok(None)
-    } else {
-        Err(error)
-    }
+    if writer.has_stopped() { Ok(None) } else { Err(error) }
 }
 
 /// Third stage: openssl-compatible encryption, chunk by chunk.
@@ -286,15 +270,9 @@ mod tests {
 
     #[test]
     fn refuses_a_bad_level_before_reading() {
-        let options = BackupOptions {
-            compress: Compression::Gzip { level: 11 },
-            encrypt: None,
-        };
+        let options = BackupOptions { compress: Compression::Gzip { level: 11 }, encrypt: None };
         let error = backup_stream(FailingReader, &options, io::sink(), &no_progress).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::InvalidCompressionLevel { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::InvalidCompressionLevel { .. }), "{error}");
     }
 
     struct FailingReader;
@@ -319,20 +297,11 @@ mod tests {
 
     #[test]
     fn reports_read_and_write_failures() {
-        let options = BackupOptions {
-            compress: Compression::Gzip { level: 1 },
-            encrypt: Some(key()),
-        };
+        let options = BackupOptions { compress: Compression::Gzip { level: 1 }, encrypt: Some(key()) };
         let error = backup_stream(FailingReader, &options, io::sink(), &no_progress).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::ReadInput { bytes: 0, .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::ReadInput { bytes: 0, .. }), "{error}");
         let plain = vec![b'x'; 5 * CHUNK_SIZE];
         let error = backup_stream(&plain[..], &options, FullDisk, &no_progress).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::WriteOutput { bytes: 0, .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::WriteOutput { bytes: 0, .. }), "{error}");
     }
 }

@@ -38,9 +38,8 @@ impl Sha256Digest {
     /// [`ArtifactError::InvalidDigest`] for anything else.
     pub fn from_hex(text: &str) -> Result<Self, ArtifactError> {
         let mut bytes = [0_u8; 32];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| ArtifactError::InvalidDigest {
-            text: text.to_owned(),
-        })?;
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| ArtifactError::InvalidDigest { text: text.to_owned() })?;
         Ok(Self(bytes))
     }
 
@@ -108,10 +107,7 @@ pub fn sha256_of_reader<R: Read>(mut reader: R) -> Result<(Sha256Digest, u64), A
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(source) => {
-                return Err(ArtifactError::ReadInput {
-                    bytes: total,
-                    source,
-                });
+                return Err(ArtifactError::ReadInput { bytes: total, source });
             }
         }
     }
@@ -153,9 +149,7 @@ pub fn parse_checksum_sidecar(text: &str) -> Result<Vec<ChecksumEntry>, Artifact
         entries.push(entry);
     }
     if entries.is_empty() {
-        return Err(ArtifactError::InvalidChecksumSidecar {
-            reason: "it holds no checksum line".to_owned(),
-        });
+        return Err(ArtifactError::InvalidChecksumSidecar { reason: "it holds no checksum line".to_owned() });
     }
     Ok(entries)
 }
@@ -179,10 +173,7 @@ pub fn checksum_for_object(text: &str, object_name: &str) -> Result<Sha256Digest
         .find(|entry| entry.name.as_deref().map(last_path_component) == Some(wanted))
         .map(|entry| entry.digest)
         .ok_or_else(|| ArtifactError::InvalidChecksumSidecar {
-            reason: format!(
-                "it lists {} files, none of them named `{wanted}`",
-                entries.len()
-            ),
+            reason: format!("it lists {} files, none of them named `{wanted}`", entries.len()),
         })
 }
 
@@ -218,10 +209,7 @@ fn parse_sidecar_line(line: &str) -> Option<ChecksumEntry> {
     if let Some(rest) = line.strip_prefix("SHA256 (") {
         let (name, hex_digits) = rest.rsplit_once(") = ")?;
         let digest = Sha256Digest::from_hex(hex_digits.trim()).ok()?;
-        return Some(ChecksumEntry {
-            digest,
-            name: Some(name.to_owned()),
-        });
+        return Some(ChecksumEntry { digest, name: Some(name.to_owned()) });
     }
     let (escaped, line) = match line.strip_prefix('\\') {
         Some(rest) => (true, rest),
@@ -235,21 +223,12 @@ fn parse_sidecar_line(line: &str) -> Option<ChecksumEntry> {
     }
     // `sha256sum` separates digest and name by a space and a mode character: a second
     // space for text mode, `*` for binary mode.
-    let name = rest
-        .strip_prefix("  ")
-        .or_else(|| rest.strip_prefix(" *"))?;
+    let name = rest.strip_prefix("  ").or_else(|| rest.strip_prefix(" *"))?;
     if name.is_empty() {
         return None;
     }
-    let name = if escaped {
-        unescape_name(name)?
-    } else {
-        name.to_owned()
-    };
-    Some(ChecksumEntry {
-        digest,
-        name: Some(name),
-    })
+    let name = if escaped { unescape_name(name)? } else { name.to_owned() };
+    Some(ChecksumEntry { digest, name: Some(name) })
 }
 
 fn unescape_name(name: &str) -> Option<String> {
@@ -293,15 +272,9 @@ mod tests {
     fn digests_and_hex_round_trip() {
         assert_eq!(Sha256Digest::of(b"").to_hex(), EMPTY);
         assert_eq!(Sha256Digest::of(b"abc").to_string(), ABC);
-        assert_eq!(
-            Sha256Digest::from_hex(&ABC.to_uppercase()).unwrap(),
-            Sha256Digest::of(b"abc")
-        );
+        assert_eq!(Sha256Digest::from_hex(&ABC.to_uppercase()).unwrap(), Sha256Digest::of(b"abc"));
         assert!(Sha256Digest::from_hex("abc").is_err());
-        assert_eq!(
-            sha256_of_reader(&b"abc"[..]).unwrap(),
-            (Sha256Digest::of(b"abc"), 3)
-        );
+        assert_eq!(sha256_of_reader(&b"abc"[..]).unwrap(), (Sha256Digest::of(b"abc"), 3));
     }
 
     #[test]
@@ -322,16 +295,9 @@ mod tests {
     #[test]
     fn picks_the_line_naming_the_object_when_there_are_several() {
         let text = format!("{EMPTY}  other.enc\n\n{ABC}  backups/wanted.enc\n");
-        assert_eq!(
-            checksum_for_object(&text, "prefix/wanted.enc").unwrap(),
-            Sha256Digest::of(b"abc")
-        );
+        assert_eq!(checksum_for_object(&text, "prefix/wanted.enc").unwrap(), Sha256Digest::of(b"abc"));
         let error = checksum_for_object(&text, "missing.enc").unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("none of them named `missing.enc`")
-        );
+        assert!(error.to_string().contains("none of them named `missing.enc`"));
     }
 
     #[test]
@@ -345,10 +311,7 @@ mod tests {
     #[test]
     fn writes_and_reads_back_escaped_names() {
         let digest = Sha256Digest::of(b"abc");
-        assert_eq!(
-            checksum_sidecar_line(&digest, "a.enc"),
-            format!("{ABC}  a.enc\n")
-        );
+        assert_eq!(checksum_sidecar_line(&digest, "a.enc"), format!("{ABC}  a.enc\n"));
         let odd = "we\\ird\nname";
         let line = checksum_sidecar_line(&digest, odd);
         assert!(line.starts_with('\\'));

@@ -27,10 +27,7 @@ pub(crate) fn downstream_stopped() -> io::Error {
 /// Reads into `buffer` until it holds [`CHUNK_SIZE`] bytes or `reader` is exhausted, so
 /// that chunks are large (and multiples of the cipher block size) whatever the reader's
 /// own granularity. Returns the number of bytes read; 0 means the end.
-pub(crate) fn read_chunk<R: Read + ?Sized>(
-    reader: &mut R,
-    buffer: &mut Vec<u8>,
-) -> io::Result<usize> {
+pub(crate) fn read_chunk<R: Read + ?Sized>(reader: &mut R, buffer: &mut Vec<u8>) -> io::Result<usize> {
     buffer.resize(CHUNK_SIZE, 0);
     let mut filled = 0;
     let result = loop {
@@ -57,11 +54,7 @@ pub(crate) struct ChunkReader {
 
 impl ChunkReader {
     pub(crate) fn new(receiver: Receiver<Vec<u8>>) -> Self {
-        Self {
-            receiver,
-            current: Vec::new(),
-            position: 0,
-        }
+        Self { receiver, current: Vec::new(), position: 0 }
     }
 
     /// Makes at least `length` bytes visible through `fill_buf` (fewer only at the end
@@ -140,12 +133,7 @@ pub(crate) struct ChunkWriter {
 
 impl ChunkWriter {
     pub(crate) fn new(sender: SyncSender<Vec<u8>>) -> Self {
-        Self {
-            sender,
-            buffer: Vec::with_capacity(CHUNK_SIZE),
-            bytes_written: 0,
-            stopped: false,
-        }
+        Self { sender, buffer: Vec::with_capacity(CHUNK_SIZE), bytes_written: 0, stopped: false }
     }
 
     /// Sends what is left; returns the total number of bytes written.

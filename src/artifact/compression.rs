@@ -108,8 +108,7 @@ impl CompressionFormat {
             Self::None => true,
             Self::Gzip => !prefix.is_empty() && starts_like(prefix, &GZIP_MAGIC),
             Self::Zstd => {
-                !prefix.is_empty()
-                    && (starts_like(prefix, &ZSTD_MAGIC) || is_zstd_skippable_frame(prefix))
+                !prefix.is_empty() && (starts_like(prefix, &ZSTD_MAGIC) || is_zstd_skippable_frame(prefix))
             }
         }
     }
@@ -154,22 +153,10 @@ mod tests {
 
     #[test]
     fn detects_formats_by_their_magic_bytes() {
-        assert_eq!(
-            detect_compression(&[0x1f, 0x8b, 8, 0]),
-            CompressionFormat::Gzip
-        );
-        assert_eq!(
-            detect_compression(&[0x28, 0xb5, 0x2f, 0xfd]),
-            CompressionFormat::Zstd
-        );
-        assert_eq!(
-            detect_compression(&[0x5e, 0x2a, 0x4d, 0x18]),
-            CompressionFormat::Zstd
-        );
-        assert_eq!(
-            detect_compression(b"-- PostgreSQL"),
-            CompressionFormat::None
-        );
+        assert_eq!(detect_compression(&[0x1f, 0x8b, 8, 0]), CompressionFormat::Gzip);
+        assert_eq!(detect_compression(&[0x28, 0xb5, 0x2f, 0xfd]), CompressionFormat::Zstd);
+        assert_eq!(detect_compression(&[0x5e, 0x2a, 0x4d, 0x18]), CompressionFormat::Zstd);
+        assert_eq!(detect_compression(b"-- PostgreSQL"), CompressionFormat::None);
         assert_eq!(detect_compression(b""), CompressionFormat::None);
         assert_eq!(detect_compression(&[0x1f]), CompressionFormat::None);
         assert!(CompressionFormat::Gzip.matches_prefix(&[0x1f]));

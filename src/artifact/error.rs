@@ -162,9 +162,7 @@ pub enum ArtifactError {
     },
 
     /// The operating system refused another thread.
-    #[error(
-        "could not start a pipeline thread: {source}; the system is short of threads or memory"
-    )]
+    #[error("could not start a pipeline thread: {source}; the system is short of threads or memory")]
     StartThread {
         /// The underlying error.
         source: io::Error,

@@ -66,11 +66,7 @@ impl BackupMetadata {
     /// taken at `timestamp` (kept to whole seconds, like the Dharma script writes it).
     /// `database` and `retention_days` are the caller's to fill in.
     #[must_use]
-    pub fn describe(
-        summary: &BackupSummary,
-        options: &BackupOptions,
-        timestamp: DateTime<Utc>,
-    ) -> Self {
+    pub fn describe(summary: &BackupSummary, options: &BackupOptions, timestamp: DateTime<Utc>) -> Self {
         let encrypted = options.encrypt.is_some();
         Self {
             timestamp: timestamp.trunc_subsecs(0),
@@ -119,10 +115,7 @@ mod tests {
         assert_eq!(metadata.size_bytes, 12_345_678);
         assert_eq!(metadata.compressed_size, Some(2_345_678));
         assert!(metadata.encrypted);
-        assert_eq!(
-            metadata.encryption_algorithm.as_deref(),
-            Some("aes-256-cbc")
-        );
+        assert_eq!(metadata.encryption_algorithm.as_deref(), Some("aes-256-cbc"));
         assert_eq!(metadata.retention_days, Some(30));
         assert_eq!(metadata.backup_type.as_deref(), Some("full"));
         assert_eq!(metadata.sha256, None);
@@ -138,33 +131,21 @@ mod tests {
             bytes_out: 64,
             sha256: Sha256Digest::of(b"stored"),
         };
-        let options = BackupOptions {
-            compress: Compression::Gzip { level: 9 },
-            encrypt: None,
-        };
-        let timestamp = DateTime::parse_from_rfc3339("2025-11-16T02:00:00.75Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let options = BackupOptions { compress: Compression::Gzip { level: 9 }, encrypt: None };
+        let timestamp = DateTime::parse_from_rfc3339("2025-11-16T02:00:00.75Z").unwrap().with_timezone(&Utc);
         let mut metadata = BackupMetadata::describe(&summary, &options, timestamp);
         metadata.database = Some("dharma".to_owned());
         let json = metadata.to_json_pretty();
-        assert!(
-            json.contains(r#""timestamp": "2025-11-16T02:00:00Z""#),
-            "{json}"
-        );
+        assert!(json.contains(r#""timestamp": "2025-11-16T02:00:00Z""#), "{json}");
         assert!(json.contains(&format!(r#""sha256": "{}""#, Sha256Digest::of(b"stored"))));
         assert!(!json.contains("encryption_algorithm"));
         assert_eq!(BackupMetadata::parse(&json).unwrap(), metadata);
-        assert_eq!(
-            metadata.expected_sha256().unwrap(),
-            Sha256Digest::of(b"stored")
-        );
+        assert_eq!(metadata.expected_sha256().unwrap(), Sha256Digest::of(b"stored"));
     }
 
     #[test]
     fn names_the_bad_field() {
-        let error =
-            BackupMetadata::parse(r#"{"timestamp": "yesterday", "size_bytes": 1}"#).unwrap_err();
+        let error = BackupMetadata::parse(r#"{"timestamp": "yesterday", "size_bytes": 1}"#).unwrap_err();
         assert!(error.to_string().contains("line 1"), "{error}");
         let error = BackupMetadata::parse(r#"{"timestamp": "2025-11-16T02:00:00Z"}"#).unwrap_err();
         assert!(error.to_string().contains("size_bytes"), "{error}");

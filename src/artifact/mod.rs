@@ -28,15 +28,15 @@ mod restore;
 
 pub use backup::{BackupOptions, BackupSummary, backup_stream, backup_to_file};
 pub use checksum::{
-    ChecksumEntry, Sha256Digest, checksum_for_object, checksum_sidecar_line,
-    parse_checksum_sidecar, sha256_of_reader,
+    ChecksumEntry, Sha256Digest, checksum_for_object, checksum_sidecar_line, parse_checksum_sidecar,
+    sha256_of_reader,
 };
 pub use compression::{Compression, CompressionFormat, Decompression, detect_compression};
 pub use error::ArtifactError;
 pub use metadata::{BackupMetadata, ENCRYPTION_ALGORITHM_AES_256_CBC};
 pub use openssl_encryption::{
-    DEFAULT_PBKDF2_ITERATIONS, EncryptionKey, OPENSSL_MAGIC, OpensslDecryptor, OpensslEncryptor,
-    Password, password_from_key_file_contents,
+    DEFAULT_PBKDF2_ITERATIONS, EncryptionKey, OPENSSL_MAGIC, OpensslDecryptor, OpensslEncryptor, Password,
+    password_from_key_file_contents,
 };
 pub use partial_file::PartialFile;
 pub use pipeline::Progress;

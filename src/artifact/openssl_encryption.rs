@@ -40,10 +40,7 @@ type Aes256CbcEncryptor = cbc::Encryptor<Aes256>;
 /// which [`Password::from_key_file_contents`] reports.
 #[must_use]
 pub fn password_from_key_file_contents(contents: &[u8]) -> Vec<u8> {
-    let line_end = contents
-        .iter()
-        .position(|&byte| byte == b'\n' || byte == 0)
-        .unwrap_or(contents.len());
+    let line_end = contents.iter().position(|&byte| byte == b'\n' || byte == 0).unwrap_or(contents.len());
     contents[..line_end.min(OPENSSL_PASSWORD_LIMIT)].to_vec()
 }
 
@@ -100,10 +97,7 @@ impl EncryptionKey {
         if iterations == 0 {
             return Err(ArtifactError::ZeroIterations);
         }
-        Ok(Self {
-            password,
-            iterations,
-        })
+        Ok(Self { password, iterations })
     }
 
     /// A key from the contents of an openssl key file (`-pass file:KEY`).
@@ -128,11 +122,8 @@ impl EncryptionKey {
 
     /// PBKDF2-HMAC-SHA256 → (AES-256 key, CBC IV), as `openssl enc -pbkdf2` derives them.
     fn derive_key_and_iv(&self, salt: [u8; SALT_LENGTH]) -> ([u8; 32], [u8; 16]) {
-        let derived: [u8; 48] = pbkdf2::pbkdf2_hmac_array::<Sha256, 48>(
-            self.password.as_bytes(),
-            &salt,
-            self.iterations,
-        );
+        let derived: [u8; 48] =
+            pbkdf2::pbkdf2_hmac_array::<Sha256, 48>(self.password.as_bytes(), &salt, self.iterations);
         let mut key = [0_u8; 32];
         let mut iv = [0_u8; 16];
         key.copy_from_slice(&derived[..32]);
@@ -157,10 +148,7 @@ enum DecryptorState {
     ReadingHeader(Vec<u8>),
     /// Decrypting; `pending` holds ciphertext not yet decrypted (at most one block
     /// plus an incomplete one).
-    Decrypting {
-        cipher: Box<Aes256CbcDecryptor>,
-        pending: Vec<u8>,
-    },
+    Decrypting { cipher: Box<Aes256CbcDecryptor>, pending: Vec<u8> },
 }
 
 impl OpensslDecryptor {
@@ -187,9 +175,7 @@ impl OpensslDecryptor {
             input = &input[taken..];
             let magic_seen = header.len().min(OPENSSL_MAGIC.len());
             if header[..magic_seen] != OPENSSL_MAGIC[..magic_seen] {
-                return Err(ArtifactError::NotOpensslEncrypted {
-                    found: describe_prefix(header),
-                });
+                return Err(ArtifactError::NotOpensslEncrypted { found: describe_prefix(header) });
             }
             if header.len() < HEADER_LENGTH {
                 return Ok(());
@@ -210,11 +196,7 @@ impl OpensslDecryptor {
         // Keep back an incomplete block, or else the last complete block: it may be
         // the final one, whose padding can only be removed once the end is known.
         let remainder = available % BLOCK_LENGTH;
-        let kept = if remainder == 0 {
-            available.min(BLOCK_LENGTH)
-        } else {
-            remainder
-        };
+        let kept = if remainder == 0 { available.min(BLOCK_LENGTH) } else { remainder };
         let decrypted_length = available - kept;
         if decrypted_length == 0 {
             pending.extend_from_slice(input);
@@ -246,10 +228,7 @@ impl OpensslDecryptor {
                      16-byte block"
                         .to_owned()
                 } else {
-                    format!(
-                        "it ends after {} bytes, inside the 16-byte `Salted__` header",
-                        header.len()
-                    )
+                    format!("it ends after {} bytes, inside the 16-byte `Salted__` header", header.len())
                 };
                 return Err(ArtifactError::TruncatedCiphertext { detail });
             }
@@ -273,9 +252,7 @@ impl OpensslDecryptor {
         decrypt_in_place(&mut cipher, &mut last_block);
         let padding = usize::from(last_block[BLOCK_LENGTH - 1]);
         let padding_is_valid = (1..=BLOCK_LENGTH).contains(&padding)
-            && last_block[BLOCK_LENGTH - padding..]
-                .iter()
-                .all(|&byte| usize::from(byte) == padding);
+            && last_block[BLOCK_LENGTH - padding..].iter().all(|&byte| usize::from(byte) == padding);
         if !padding_is_valid {
             return Err(ArtifactError::WrongKeyOrIterationCount);
         }
@@ -381,11 +358,7 @@ mod tests {
         output
     }
 
-    fn decrypt_all(
-        key: &EncryptionKey,
-        stored: &[u8],
-        piece: usize,
-    ) -> Result<Vec<u8>, ArtifactError> {
+    fn decrypt_all(key: &EncryptionKey, stored: &[u8], piece: usize) -> Result<Vec<u8>, ArtifactError> {
         let mut decryptor = OpensslDecryptor::new(key);
         let mut output = Vec::new();
         for part in stored.chunks(piece.max(1)) {
@@ -405,12 +378,7 @@ mod tests {
         let key = key("secret", DEFAULT_PBKDF2_ITERATIONS);
         assert_eq!(decrypt_all(&key, &stored, 5).unwrap(), b"hello, dr-plan");
         assert_eq!(
-            encrypt_all(
-                &key,
-                [0xb5, 0x1a, 0x9a, 0x99, 0x3e, 0x3e, 0xe3, 0xc0],
-                b"hello, dr-plan",
-                3
-            ),
+            encrypt_all(&key, [0xb5, 0x1a, 0x9a, 0x99, 0x3e, 0x3e, 0xe3, 0xc0], b"hello, dr-plan", 3),
             stored
         );
     }
@@ -419,9 +387,8 @@ mod tests {
     fn round_trips_every_length_around_the_block_size_in_any_piece_size() {
         let key = key("pass phrase", 3);
         for length in [0, 1, 15, 16, 17, 31, 32, 33, 100] {
-            let plaintext: Vec<u8> = (0..length)
-                .map(|index| u8::try_from(index * 7 % 251).unwrap())
-                .collect();
+            let plaintext: Vec<u8> =
+                (0..length).map(|index| u8::try_from(index * 7 % 251).unwrap()).collect();
             let stored = encrypt_all(&key, [9; 8], &plaintext, 7);
             assert_eq!(stored.len(), 16 + (length / 16 + 1) * 16);
             for piece in [1, 3, 16, 17, 1000] {
@@ -445,10 +412,7 @@ mod tests {
         let stored = encrypt_all(&key, [0; 8], b"some plaintext, long enough", 64);
         for cut in [0, 5, 12, 16, stored.len() - 1, 20] {
             let error = decrypt_all(&key, &stored[..cut], 64).unwrap_err();
-            assert!(
-                matches!(error, ArtifactError::TruncatedCiphertext { .. }),
-                "cut at {cut}: {error}"
-            );
+            assert!(matches!(error, ArtifactError::TruncatedCiphertext { .. }), "cut at {cut}: {error}");
         }
     }
 
@@ -458,11 +422,7 @@ mod tests {
         for wrong in [key("wrong", 1000), key("right", 999)] {
             let error = decrypt_all(&wrong, &stored, 100).unwrap_err();
             assert!(matches!(error, ArtifactError::WrongKeyOrIterationCount));
-            assert!(
-                error
-                    .to_string()
-                    .contains("wrong key or wrong iteration count")
-            );
+            assert!(error.to_string().contains("wrong key or wrong iteration count"));
         }
     }
 
@@ -471,16 +431,10 @@ mod tests {
         assert_eq!(password_from_key_file_contents(b"abc\ndef\n"), b"abc");
         assert_eq!(password_from_key_file_contents(b"abc\r\n"), b"abc\r");
         assert_eq!(password_from_key_file_contents(b"ab\0cd\n"), b"ab");
-        assert_eq!(
-            password_from_key_file_contents(b"no newline"),
-            b"no newline"
-        );
+        assert_eq!(password_from_key_file_contents(b"no newline"), b"no newline");
         assert_eq!(password_from_key_file_contents(b"\n"), b"");
         assert_eq!(password_from_key_file_contents(&[b'x'; 2000]).len(), 1023);
-        assert!(matches!(
-            Password::from_key_file_contents(b""),
-            Err(ArtifactError::EmptyKeyFile)
-        ));
+        assert!(matches!(Password::from_key_file_contents(b""), Err(ArtifactError::EmptyKeyFile)));
         assert!(matches!(
             EncryptionKey::new(Password::new(b"x".to_vec()), 0),
             Err(ArtifactError::ZeroIterations)

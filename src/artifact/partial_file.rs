@@ -38,14 +38,12 @@ impl BackgroundSync {
     fn start(file: File) -> io::Result<Self> {
         // One request may wait while a sync runs; more would only repeat it.
         let (requests, received) = sync_channel::<()>(1);
-        let thread = thread::Builder::new()
-            .name("artifact-sync".to_owned())
-            .spawn(move || {
-                for () in received {
-                    file.sync_data()?;
-                }
-                Ok(())
-            })?;
+        let thread = thread::Builder::new().name("artifact-sync".to_owned()).spawn(move || {
+            for () in received {
+                file.sync_data()?;
+            }
+            Ok(())
+        })?;
         Ok(Self { requests, thread })
     }
 
@@ -58,9 +56,7 @@ impl BackgroundSync {
     /// Stops the thread, returning the first sync error it met.
     fn finish(self) -> io::Result<()> {
         drop(self.requests);
-        self.thread
-            .join()
-            .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+        self.thread.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload))
     }
 }
 
@@ -85,13 +81,11 @@ impl PartialFile {
         };
         // From here on, a failure drops `partial`, which removes the file.
         let background_sync =
-            file.try_clone()
-                .and_then(BackgroundSync::start)
-                .map_err(|source| ArtifactError::File {
-                    action: "start syncing".to_owned(),
-                    path: partial.partial_path.clone(),
-                    source,
-                })?;
+            file.try_clone().and_then(BackgroundSync::start).map_err(|source| ArtifactError::File {
+                action: "start syncing".to_owned(),
+                path: partial.partial_path.clone(),
+                source,
+            })?;
         partial.file = Some(file);
         partial.background_sync = Some(background_sync);
         Ok(partial)
@@ -122,21 +116,15 @@ impl PartialFile {
         }
         file.sync_all().map_err(sync_failed)?;
         drop(file);
-        fs::rename(&self.partial_path, &self.destination).map_err(|source| {
-            ArtifactError::File {
-                action: format!("rename to `{}` the file", self.destination.display()),
-                path: self.partial_path.clone(),
-                source,
-            }
+        fs::rename(&self.partial_path, &self.destination).map_err(|source| ArtifactError::File {
+            action: format!("rename to `{}` the file", self.destination.display()),
+            path: self.partial_path.clone(),
+            source,
         })?;
         // The rename is done; from here on, dropping `self` must not remove anything.
         self.partial_path = PathBuf::new();
         if let Some(directory) = self.destination.parent() {
-            let directory = if directory.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                directory
-            };
+            let directory = if directory.as_os_str().is_empty() { Path::new(".") } else { directory };
             // Best effort: the file is complete and in place either way; only its
             // survival across a power loss in the next seconds depends on this.
             if let Ok(handle) = File::open(directory) {
@@ -147,9 +135,7 @@ impl PartialFile {
     }
 
     fn file(&mut self) -> io::Result<&mut File> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the partial file is already committed"))
+        self.file.as_mut().ok_or_else(|| io::Error::other("the partial file is already committed"))
     }
 
     fn count_written(&mut self, length: usize) {
@@ -228,10 +214,7 @@ mod tests {
         }
         assert!(!destination.exists());
         finished.commit().unwrap();
-        assert_eq!(
-            fs::metadata(&destination).unwrap().len(),
-            BACKGROUND_SYNC_INTERVAL + (3 << 20)
-        );
+        assert_eq!(fs::metadata(&destination).unwrap().len(), BACKGROUND_SYNC_INTERVAL + (3 << 20));
         assert!(!directory.path().join("restored.sql.partial").exists());
     }
 }

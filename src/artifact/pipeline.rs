@@ -32,10 +32,7 @@ impl PipelineCounters {
     /// Records `total` bytes read and reports progress.
     pub(crate) fn record_read(&self, total: u64, progress: &(dyn Fn(Progress) + Sync)) {
         self.bytes_read.store(total, Ordering::Relaxed);
-        progress(Progress {
-            bytes_read: total,
-            bytes_written: self.bytes_written.load(Ordering::Relaxed),
-        });
+        progress(Progress { bytes_read: total, bytes_written: self.bytes_written.load(Ordering::Relaxed) });
     }
 
     pub(crate) fn output_failed(&self) -> bool {
@@ -66,17 +63,12 @@ pub(crate) fn write_chunks<W: Write>(
     })();
     result.map_err(|source| {
         counters.output_failed.store(true, Ordering::SeqCst);
-        ArtifactError::WriteOutput {
-            bytes: written,
-            source,
-        }
+        ArtifactError::WriteOutput { bytes: written, source }
     })?;
     Ok(written)
 }
 
 /// Waits for a stage thread. A panic in a stage is a bug, so it is passed on as a panic.
 pub(crate) fn join_stage<T>(handle: ScopedJoinHandle<'_, T>) -> T {
-    handle
-        .join()
-        .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+    handle.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload))
 }

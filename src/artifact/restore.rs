@@ -73,13 +73,7 @@ pub fn restore_stream<R: Read + Send, W: Write>(
         let reader = thread::Builder::new()
             .name("artifact-read".to_owned())
             .spawn_scoped(scope, move || {
-                read_and_hash(
-                    input,
-                    &stored_sender,
-                    read_all_for_checksum,
-                    counters,
-                    progress,
-                )
+                read_and_hash(input, &stored_sender, read_all_for_checksum, counters, progress)
             })
             .map_err(|source| ArtifactError::StartThread { source })?;
 
@@ -101,9 +95,7 @@ pub fn restore_stream<R: Read + Send, W: Write>(
                 let (sender, receiver) = chunk_channel();
                 let handle = thread::Builder::new()
                     .name("artifact-decompress".to_owned())
-                    .spawn_scoped(scope, move || {
-                        decompress_stage(plain_receiver, &sender, mode, decrypting)
-                    })
+                    .spawn_scoped(scope, move || decompress_stage(plain_receiver, &sender, mode, decrypting))
                     .map_err(|source| ArtifactError::StartThread { source })?;
                 (receiver, Some(handle))
             }
@@ -119,22 +111,14 @@ pub fn restore_stream<R: Read + Send, W: Write>(
             && read.complete
             && read.sha256 != expected
         {
-            return Err(ArtifactError::ChecksumMismatch {
-                expected,
-                actual: read.sha256,
-            });
+            return Err(ArtifactError::ChecksumMismatch { expected, actual: read.sha256 });
         }
         decrypted?;
         let compression = decompressed?.unwrap_or(CompressionFormat::None);
         // Every stage consumes its input to the end unless it failed, so with no
         // failure the reader has read (and hashed) the whole input.
         debug_assert!(read.complete, "the reader stops early only after a failure");
-        Ok(RestoreSummary {
-            stored_bytes: read.bytes,
-            output_bytes,
-            sha256: read.sha256,
-            compression,
-        })
+        Ok(RestoreSummary { stored_bytes: read.bytes, output_bytes, sha256: read.sha256, compression })
     })
 }
 
@@ -176,11 +160,8 @@ fn read_and_hash<R: Read>(
     let mut passing_on = true;
     let mut chunk = Vec::with_capacity(CHUNK_SIZE);
     loop {
-        let read =
-            read_chunk(&mut input, &mut chunk).map_err(|source| ArtifactError::ReadInput {
-                bytes: total,
-                source,
-            })?;
+        let read = read_chunk(&mut input, &mut chunk)
+            .map_err(|source| ArtifactError::ReadInput { bytes: total, source })?;
         if read == 0 {
             break;
         }
@@ -270,8 +251,8 @@ fn decompress_stage(
             }
         }
         CompressionFormat::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(reader)
-                .map_err(|source| decode_error(0, source))?;
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(reader).map_err(|source| decode_error(0, source))?;
             match pump(&mut decoder, sender, &mut produced) {
                 Pumped::Finished => decoder.into_inner(),
                 Pumped::DownstreamStopped => return Ok(format),
@@ -303,15 +284,9 @@ fn require_format(
     }
     let found = describe_prefix(prefix);
     Err(if decrypting {
-        ArtifactError::DecryptedDataNotCompressed {
-            format: format.name(),
-            found,
-        }
+        ArtifactError::DecryptedDataNotCompressed { format: format.name(), found }
     } else {
-        ArtifactError::NotCompressed {
-            format: format.name(),
-            found,
-        }
+        ArtifactError::NotCompressed { format: format.name(), found }
     })
 }
 
@@ -378,21 +353,13 @@ mod tests {
         encrypt: Option<EncryptionKey>,
     ) -> (Vec<u8>, Sha256Digest) {
         let mut output = Vec::new();
-        let summary = backup_stream(
-            plain,
-            &BackupOptions { compress, encrypt },
-            &mut output,
-            &no_progress,
-        )
-        .unwrap();
+        let summary =
+            backup_stream(plain, &BackupOptions { compress, encrypt }, &mut output, &no_progress).unwrap();
         assert_eq!(summary.sha256, Sha256Digest::of(&output));
         (output, summary.sha256)
     }
 
-    fn restore(
-        stored: &[u8],
-        options: &RestoreOptions,
-    ) -> Result<(Vec<u8>, RestoreSummary), ArtifactError> {
+    fn restore(stored: &[u8], options: &RestoreOptions) -> Result<(Vec<u8>, RestoreSummary), ArtifactError> {
         let mut output = Vec::new();
         let summary = restore_stream(stored, options, &mut output, &no_progress)?;
         Ok((output, summary))
@@ -415,21 +382,9 @@ mod tests {
     fn round_trips_every_combination_and_size() {
         let sizes = [0, 1, 15, 16, 17, CHUNK_SIZE + 3];
         let compressions = [
-            (
-                Compression::None,
-                Decompression::None,
-                CompressionFormat::None,
-            ),
-            (
-                Compression::Gzip { level: 6 },
-                Decompression::Gzip,
-                CompressionFormat::Gzip,
-            ),
-            (
-                Compression::Zstd { level: 3 },
-                Decompression::Zstd,
-                CompressionFormat::Zstd,
-            ),
+            (Compression::None, Decompression::None, CompressionFormat::None),
+            (Compression::Gzip { level: 6 }, Decompression::Gzip, CompressionFormat::Gzip),
+            (Compression::Zstd { level: 3 }, Decompression::Zstd, CompressionFormat::Zstd),
         ];
         for size in sizes {
             let data = plain(size);
@@ -477,10 +432,7 @@ mod tests {
         let error = restore(&stored, &options).unwrap_err();
         let message = error.to_string();
         assert!(matches!(error, ArtifactError::ChecksumMismatch { .. }));
-        assert!(
-            message.contains(&expected.to_hex()) && message.contains(&actual.to_hex()),
-            "{message}"
-        );
+        assert!(message.contains(&expected.to_hex()) && message.contains(&actual.to_hex()), "{message}");
     }
 
     #[test]
@@ -495,18 +447,14 @@ mod tests {
             decompress: Decompression::Gzip,
         };
         let error = restore(&stored, &options).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::ChecksumMismatch { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::ChecksumMismatch { .. }), "{error}");
         // Without a checksum, the symptom is all there is.
         options.expected_sha256 = None;
         let error = restore(&stored, &options).unwrap_err();
         assert!(
             matches!(
                 error,
-                ArtifactError::DecryptedDataNotCompressed { .. }
-                    | ArtifactError::Decompression { .. }
+                ArtifactError::DecryptedDataNotCompressed { .. } | ArtifactError::Decompression { .. }
             ),
             "{error}"
         );
@@ -537,30 +485,14 @@ mod tests {
             decompress: Decompression::Gzip,
         };
         let error = restore(&stored, &options).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ArtifactError::DecryptedDataNotCompressed { format: "gzip", .. }
-            ),
-            "{error}"
-        );
-        assert!(
-            error
-                .to_string()
-                .contains("wrong key or wrong iteration count")
-        );
+        assert!(matches!(error, ArtifactError::DecryptedDataNotCompressed { format: "gzip", .. }), "{error}");
+        assert!(error.to_string().contains("wrong key or wrong iteration count"));
         options.decompress = Decompression::Auto;
         let error = restore(&stored, &options).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::WrongKeyOrIterationCount),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::WrongKeyOrIterationCount), "{error}");
         options.decrypt = Some(EncryptionKey::new(Password::new(b"right".to_vec()), 999).unwrap());
         let error = restore(&stored, &options).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::WrongKeyOrIterationCount),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::WrongKeyOrIterationCount), "{error}");
         options.decrypt = Some(key("right"));
         assert_eq!(restore(&stored, &options).unwrap().0, data);
     }
@@ -575,23 +507,14 @@ mod tests {
             decompress: Decompression::Auto,
         };
         let error = restore(&stored[..stored.len() - 5], &options).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::TruncatedCiphertext { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::TruncatedCiphertext { .. }), "{error}");
         options.expected_sha256 = Some(sha256);
         let error = restore(&stored[..stored.len() - 5], &options).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::ChecksumMismatch { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::ChecksumMismatch { .. }), "{error}");
 
         let (gzip_only, _) = stored_plain_gzip(&data);
         let error = restore(&gzip_only, &options_with_key_only()).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::NotOpensslEncrypted { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::NotOpensslEncrypted { .. }), "{error}");
         assert!(error.to_string().contains("not an openssl-encrypted file"));
     }
 
@@ -600,54 +523,29 @@ mod tests {
     }
 
     fn options_with_key_only() -> RestoreOptions {
-        RestoreOptions {
-            expected_sha256: None,
-            decrypt: Some(key("k")),
-            decompress: Decompression::Auto,
-        }
+        RestoreOptions { expected_sha256: None, decrypt: Some(key("k")), decompress: Decompression::Auto }
     }
 
     #[test]
     fn reports_damaged_or_mislabelled_compressed_data() {
         let data = plain(300_000);
-        let gzip = |options: Decompression| RestoreOptions {
-            decompress: options,
-            ..RestoreOptions::default()
-        };
+        let gzip =
+            |options: Decompression| RestoreOptions { decompress: options, ..RestoreOptions::default() };
         let (compressed, _) = stored_plain_gzip(&data);
-        let error = restore(
-            &compressed[..compressed.len() / 2],
-            &gzip(Decompression::Gzip),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::Decompression { format: "gzip", .. }),
-            "{error}"
-        );
+        let error = restore(&compressed[..compressed.len() / 2], &gzip(Decompression::Gzip)).unwrap_err();
+        assert!(matches!(error, ArtifactError::Decompression { format: "gzip", .. }), "{error}");
         let mut trailing = compressed.clone();
         trailing.extend_from_slice(b"garbage");
         let error = restore(&trailing, &gzip(Decompression::Auto)).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::Decompression { format: "gzip", .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::Decompression { format: "gzip", .. }), "{error}");
         let error = restore(&data, &gzip(Decompression::Gzip)).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::NotCompressed { format: "gzip", .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::NotCompressed { format: "gzip", .. }), "{error}");
         let error = restore(b"", &gzip(Decompression::Zstd)).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::NotCompressed { format: "zstd", .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::NotCompressed { format: "zstd", .. }), "{error}");
 
         let (zstd, _) = stored(&data, Compression::Zstd { level: 3 }, None);
         let error = restore(&zstd[..zstd.len() - 10], &gzip(Decompression::Auto)).unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::Decompression { format: "zstd", .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ArtifactError::Decompression { format: "zstd", .. }), "{error}");
     }
 
     #[test]
@@ -657,14 +555,8 @@ mod tests {
         let (third, _) = stored(b"first frame\n", Compression::Zstd { level: 1 }, None);
         let (fourth, _) = stored(b"second frame\n", Compression::Zstd { level: 1 }, None);
         let options = RestoreOptions::default();
-        assert_eq!(
-            restore(&[first, second].concat(), &options).unwrap().0,
-            b"first member\nsecond member\n"
-        );
-        assert_eq!(
-            restore(&[third, fourth].concat(), &options).unwrap().0,
-            b"first frame\nsecond frame\n"
-        );
+        assert_eq!(restore(&[first, second].concat(), &options).unwrap().0, b"first member\nsecond member\n");
+        assert_eq!(restore(&[third, fourth].concat(), &options).unwrap().0, b"first frame\nsecond frame\n");
     }
 
     struct FailingReader {
@@ -674,10 +566,7 @@ mod tests {
     impl Read for FailingReader {
         fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
             if self.remaining == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "connection reset",
-                ));
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection reset"));
             }
             let length = buffer.len().min(self.remaining);
             buffer[..length].fill(b'x');
@@ -712,9 +601,7 @@ mod tests {
             decrypt: Some(key("k")),
             decompress: Decompression::Auto,
         };
-        let reader = FailingReader {
-            remaining: 3 * CHUNK_SIZE + 5,
-        };
+        let reader = FailingReader { remaining: 3 * CHUNK_SIZE + 5 };
         let error = restore_stream(reader, &options, io::sink(), &no_progress).unwrap_err();
         assert!(
             matches!(error, ArtifactError::ReadInput { bytes, .. } if bytes == 3 * CHUNK_SIZE as u64),
@@ -722,32 +609,17 @@ mod tests {
         );
 
         let (stored, sha256) = stored(&plain(8 * CHUNK_SIZE), Compression::None, None);
-        let options = RestoreOptions {
-            expected_sha256: Some(sha256),
-            ..RestoreOptions::default()
-        };
-        let error = restore_stream(
-            &stored[..],
-            &options,
-            FailingWriter { room: 1000 },
-            &no_progress,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(error, ArtifactError::WriteOutput { bytes: 0, .. }),
-            "{error}"
-        );
+        let options = RestoreOptions { expected_sha256: Some(sha256), ..RestoreOptions::default() };
+        let error =
+            restore_stream(&stored[..], &options, FailingWriter { room: 1000 }, &no_progress).unwrap_err();
+        assert!(matches!(error, ArtifactError::WriteOutput { bytes: 0, .. }), "{error}");
     }
 
     #[test]
     fn leaves_no_file_behind_on_failure() {
         let directory = tempfile::tempdir().unwrap();
         let destination = directory.path().join("dump.sql");
-        let (stored, sha256) = stored(
-            &plain(100_000),
-            Compression::Gzip { level: 6 },
-            Some(key("k")),
-        );
+        let (stored, sha256) = stored(&plain(100_000), Compression::Gzip { level: 6 }, Some(key("k")));
         let wrong = RestoreOptions {
             expected_sha256: Some(Sha256Digest::of(b"other")),
             decrypt: Some(key("k")),
@@ -756,10 +628,7 @@ mod tests {
         assert!(restore_to_file(&stored[..], &wrong, &destination, &no_progress).is_err());
         assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 0);
 
-        let right = RestoreOptions {
-            expected_sha256: Some(sha256),
-            ..wrong
-        };
+        let right = RestoreOptions { expected_sha256: Some(sha256), ..wrong };
         let summary = restore_to_file(&stored[..], &right, &destination, &no_progress).unwrap();
         assert_eq!(std::fs::read(&destination).unwrap(), plain(100_000));
         assert_eq!(summary.output_bytes, 100_000);
