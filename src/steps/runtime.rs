@@ -133,6 +133,7 @@ impl StepKind {
             | StepKind::Approval
             | StepKind::HttpCheck
             | StepKind::Notify => true,
+            StepKind::PgDump | StepKind::PgRestore | StepKind::PgQuery => true,
             StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
@@ -140,9 +141,6 @@ impl StepKind {
             | StepKind::VeleroRestore
             | StepKind::S3Fetch
             | StepKind::S3Put
-            | StepKind::PgDump
-            | StepKind::PgRestore
-            | StepKind::PgQuery
             | StepKind::RedisRestore
             | StepKind::Route53Change => false,
         }
@@ -159,6 +157,9 @@ impl StepKind {
             StepKind::Approval => super::approval::run(parameters(with)?, context).await,
             StepKind::HttpCheck => super::http_check::run(parameters(with)?).await,
             StepKind::Notify => super::notify::run(parameters(with)?, context).await,
+            StepKind::PgDump => super::pg_dump::run(parameters(with)?, context).await,
+            StepKind::PgRestore => super::pg_restore::run(parameters(with)?, context).await,
+            StepKind::PgQuery => super::pg_query::run(parameters(with)?, context).await,
             StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
@@ -166,9 +167,6 @@ impl StepKind {
             | StepKind::VeleroRestore
             | StepKind::S3Fetch
             | StepKind::S3Put
-            | StepKind::PgDump
-            | StepKind::PgRestore
-            | StepKind::PgQuery
             | StepKind::RedisRestore
             | StepKind::Route53Change => Err(StepError::Failed(format!(
                 "{} steps cannot run in this build of dr-plan yet (they validate and dry-run)",
@@ -193,6 +191,18 @@ impl StepKind {
                 }
             }
             StepKind::Sleep | StepKind::Approval => Preflight::Passed("nothing to check".to_owned()),
+            StepKind::PgDump => match parameters::<super::pg_dump::Parameters>(with) {
+                Ok(parameters) => super::pg_dump::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::PgRestore => match parameters::<super::pg_restore::Parameters>(with) {
+                Ok(parameters) => super::pg_restore::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::PgQuery => match parameters::<super::pg_query::Parameters>(with) {
+                Ok(parameters) => super::pg_query::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
             StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
@@ -200,9 +210,6 @@ impl StepKind {
             | StepKind::VeleroRestore
             | StepKind::S3Fetch
             | StepKind::S3Put
-            | StepKind::PgDump
-            | StepKind::PgRestore
-            | StepKind::PgQuery
             | StepKind::RedisRestore
             | StepKind::Route53Change => {
                 Preflight::NotChecked(format!("{} steps have no live check in this build yet", self.name()))
