@@ -19,67 +19,7 @@ const FIXTURES: &str = "tests/fixtures/invalid";
 /// Fixtures whose current output is wrong or misleading, so it is not frozen in a
 /// snapshot. They still must exit 2, be located and not panic. Each entry says what is
 /// wrong; when the diagnostic is fixed, delete the entry and accept the new snapshot.
-const KNOWN_WRONG: &[(&str, &str)] = &[
-    ("duration-rto-with-space.yaml", "`1 hour` is reported as having \"no unit\"; it has one, after a space"),
-    (
-        "empty-file.toml",
-        "three `missing-field` errors with YAML help (`add version:`) instead of \"the plan file is empty\"",
-    ),
-    (
-        "k8s-scale-target-and-selector.yaml",
-        "code `missing-parameter` for a parameter given twice; the label covers the whole `with` map, not the two keys",
-    ),
-    (
-        "parameter-negative-jobs.yaml",
-        "the same value is reported twice (`at least 0` and `cannot be negative`), neither with help",
-    ),
-    ("parameter-type-replicas.yaml", "no help line"),
-    (
-        "several-problems-graph-hides-templates.yaml",
-        "an unknown `needs` hides every template error of the plan",
-    ),
-    ("several-problems-graph-hides-when.toml", "an unknown `needs` hides the invalid `when`"),
-    ("steps-as-integer.toml", "the help tells a TOML file to write `- id:` list items"),
-    (
-        "syntax-missing-value.toml",
-        "the same error twice, and `invalid literal string, expected '` for a missing value",
-    ),
-    ("syntax-unclosed-array.toml", "one unclosed `[` gives five cascading errors"),
-    (
-        "syntax-unclosed-flow-map.yaml",
-        "an unclosed `{` is reported as `\"-\" is only valid inside a block` on the next line",
-    ),
-    (
-        "syntax-unclosed-flow-sequence-at-end.yaml",
-        "the label is past the end of the file: no line is marked, the `[` is not named",
-    ),
-    (
-        "syntax-unclosed-flow-sequence.yaml",
-        "an unclosed `[` is reported as `illegal placement of ':'` on the next line",
-    ),
-    (
-        "syntax-unknown-alias.yaml",
-        "the help talks about indentation and quoting, not about defining the anchor",
-    ),
-    ("template-output-not-needed.yaml", "the label says `unknown reference` on a step and output that exist"),
-    ("template-reads-own-output.yaml", "the label says `unknown reference` on an output that exists"),
-    (
-        "template-reference-in-escaped-string.yaml",
-        "the label covers the whole string instead of the reference (escape before it)",
-    ),
-    (
-        "template-reference-in-folded-string.yaml",
-        "the label covers the folded block and the next step's line, not the reference",
-    ),
-    ("template-unknown-run-field.yaml", "the help says to declare it under `run:`, which is not possible"),
-    (
-        "template-unknown-var-after-unicode.yaml",
-        "the header column counts bytes (77); `lint --format json` says 74 (characters)",
-    ),
-    ("undo-as-string.yaml", "no help line"),
-    ("version-as-string.yaml", "no help line"),
-    ("with-as-list.yaml", "no help line"),
-];
+const KNOWN_WRONG: &[(&str, &str)] = &[];
 
 fn fixtures() -> Vec<PathBuf> {
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURES);
