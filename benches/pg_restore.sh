@@ -8,14 +8,14 @@
 # dr-plan adds around it. Every restored database is checked against the original
 # (row counts and an md5 of every row) before its time counts.
 #
-# Usage: [RUNS=3] [PROFILE=debug|release] benches/pg_restore.sh [USERS]
+# Usage: [RUNS=5] [PROFILE=debug|release] benches/pg_restore.sh [USERS]
 #   USERS   rows of `users` (default 400000); `tickets` gets 3x, `events` 1/20.
 # The cluster, dumps and state live in a temporary directory, removed at the end.
 # Needs the PostgreSQL server and client (scripts/install-test-deps.sh installs them).
 set -euo pipefail
 
 users=${1:-400000}
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 profile=${PROFILE:-debug}
 repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repository/target}
@@ -128,39 +128,56 @@ check() {
 }
 best() { printf '%s\n' "$@" | sort -g | head -n 1; }
 
-seeds=() dr_plan_times=() bare=()
-for run in $(seq "$runs"); do
+# Each contender starts from the same state: nothing dirty in the server's buffers or
+# the page cache from the one before (CHECKPOINT, then sync).
+settle() {
+    psql -X -q -d postgres -c checkpoint
     sync
+}
+run_seed() {
+    settle
+    local start
     start=$(now)
     createdb seed_restore
     psql -X -q -d seed_restore < "$work/backup.sql" > /dev/null 2> "$work/psql.log"
     seeds+=("$(elapsed "$start")")
     check seed_restore
-
-    sync
+}
+run_dr_plan() {
+    settle
+    local start
     start=$(now)
     "$dr_plan" run "$work/restore.yaml" --yes --state-dir "$work/state" \
         --var "dump=$work/backup.dump" --var database=dr_plan_restore > "$work/dr-plan.log" 2>&1 \
         || { cat "$work/dr-plan.log" >&2; exit 1; }
     dr_plan_times+=("$(elapsed "$start")")
     check dr_plan_restore
-
-    sync
+}
+run_bare() {
+    settle
+    local start
     start=$(now)
     createdb bare_restore
     pg_restore --exit-on-error -j 2 -d bare_restore "$work/backup.dump"
     bare+=("$(elapsed "$start")")
     check bare_restore
+}
+
+seeds=() dr_plan_times=() bare=()
+contenders=(run_seed run_dr_plan run_bare)
+for run in $(seq "$runs"); do
+    # A different contender goes first in each run, so none always follows the same one.
+    for index in 0 1 2; do
+        "${contenders[$(((run + index) % 3))]}"
+    done
     echo "   run $run: psql < backup.sql ${seeds[-1]} s, dr-plan pg.restore -j 2 ${dr_plan_times[-1]} s, bare pg_restore -j 2 ${bare[-1]} s"
 done
 
-seed_best=$(best "${seeds[@]}")
-dr_plan_best=$(best "${dr_plan_times[@]}")
-bare_best=$(best "${bare[@]}")
-echo "== best of $runs (wall seconds, every result checked against tododb)"
-echo "   (a) createdb + psql < backup.sql        $seed_best"
-echo "   (b) dr-plan run: pg.restore -j 2         $dr_plan_best"
-echo "   (c) createdb + pg_restore -j 2 (bare)    $bare_best"
-awk -v a="$seed_best" -v b="$dr_plan_best" -v c="$bare_best" 'BEGIN {
-    printf "   (a)/(b) = %.2fx faster with dr-plan; (b)/(c) = %.2f (what dr-plan adds: %.2f s)\n", a / b, b / c, b - c
+median() { printf '%s\n' "$@" | sort -g | awk '{ values[NR] = $1 } END { print values[int((NR + 1) / 2)] }'; }
+echo "== $runs runs, wall seconds (best / median), every result checked against tododb"
+echo "   (a) createdb + psql < backup.sql        $(best "${seeds[@]}") / $(median "${seeds[@]}")"
+echo "   (b) dr-plan run: pg.restore -j 2         $(best "${dr_plan_times[@]}") / $(median "${dr_plan_times[@]}")"
+echo "   (c) createdb + pg_restore -j 2 (bare)    $(best "${bare[@]}") / $(median "${bare[@]}")"
+awk -v a="$(median "${seeds[@]}")" -v b="$(median "${dr_plan_times[@]}")" -v c="$(median "${bare[@]}")" 'BEGIN {
+    printf "   medians: (a)/(b) = %.2f (dr-plan vs the runbook); (b)/(c) = %.2f (what dr-plan adds: %.2f s)\n", a / b, b / c, b - c
 }'

@@ -887,4 +887,22 @@ fn dr_plan_run_dumps_damages_restores_and_checks_through_the_binary() {
         let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
         assert!(!text.contains(password), "{} holds the password", path.display());
     }
+
+    // The preflight of a dry-run reaches the same server; the secret password is not
+    // read there, and it says so.
+    let preview = assert_cmd::Command::cargo_bin("dr-plan")
+        .unwrap()
+        .current_dir(sandbox.directory.path())
+        .args(["dry-run", "plan.yaml", "--preflight", "--vars-file"])
+        .arg(sandbox.path("vars.yaml"))
+        .envs(postgres.env())
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&preview.stdout), String::from_utf8_lossy(&preview.stderr));
+    assert_eq!(preview.status.code(), Some(0), "{text}");
+    assert!(text.contains("database tododb (PGHOST=127.0.0.1"), "{text}");
+    assert!(text.contains("a secret, which a dry-run does not read"), "{text}");
 }

@@ -280,7 +280,8 @@ async fn dump_stream(
     let shown = describe_command(&command);
     let where_ = runner.connection.describe(&parameters.database);
     context.progress.note(format!("pg_dump of {where_}"));
-    let mut child = command.spawn().map_err(|error| runner.cannot_start(&shown, &error))?;
+    let (mut child, group) =
+        super::postgres::spawn(&mut command).map_err(|error| runner.cannot_start(&shown, &error))?;
     let stdout = child
         .stdout
         .take()
@@ -308,6 +309,9 @@ async fn dump_stream(
         let _ = child.start_kill();
     }
     let status = child.wait().await;
+    if status.is_ok() {
+        group.finished();
+    }
     runner.log(&shown, status.as_ref().ok().copied(), &stderr);
     let status =
         status.map_err(|error| super::StepError::Failed(format!("lost track of pg_dump: {error}")))?;

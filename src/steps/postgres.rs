@@ -23,6 +23,9 @@ pub(super) const MAINTENANCE_DATABASE: &str = "postgres";
 /// connection sets one: libpq's default is to wait forever.
 const DEFAULT_CONNECT_TIMEOUT_SECONDS: &str = "30";
 
+/// What a dry-run renders a secret as.
+const SECRET_PLACEHOLDER: &str = "***";
+
 /// How long a preflight or reachability check may wait for the server.
 const CHECK_CONNECT_TIMEOUT_SECONDS: &str = "5";
 
@@ -400,7 +403,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Finished, StepError> {
         command.stdin(if matches!(input, Input::None) { Stdio::null() } else { Stdio::piped() });
         let shown = describe_command(&command);
-        let mut child = command.spawn().map_err(|error| self.cannot_start(&shown, &error))?;
+        let (mut child, group) = spawn(&mut command).map_err(|error| self.cannot_start(&shown, &error))?;
         let feed = feed(child.stdin.take(), input);
         let stdout = read_all(child.stdout.take(), usize::MAX);
         let stderr = read_lines(child.stderr.take(), STDERR_LIMIT, on_stderr_line);
@@ -409,6 +412,7 @@ impl<'a> Runner<'a> {
             .wait()
             .await
             .map_err(|error| StepError::Failed(self.redact(&format!("lost track of `{shown}`: {error}"))))?;
+        group.finished();
         self.log(&shown, Some(status), &stderr);
         fed?;
         Ok(Finished { status, stdout, stderr })
@@ -593,8 +597,10 @@ fn base_command(program: PathBuf, connection: &Connection, database: &str) -> to
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // A cancelled or timed-out step must not leave its program running.
-        .kill_on_drop(true);
+        // A cancelled or timed-out step must not leave its program running; its own
+        // process group lets `ProcessGroup` stop the workers `pg_restore -j` forks too.
+        .kill_on_drop(true)
+        .process_group(0);
     if let Some(password) = connection.password() {
         command.env("PGPASSWORD", password);
     }
@@ -602,6 +608,44 @@ fn base_command(program: PathBuf, connection: &Connection, database: &str) -> to
         command.env("PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_SECONDS);
     }
     command
+}
+
+/// Starts `command` (built by [`base_command`], so in its own process group) and
+/// returns it with the guard that kills its whole group if it is dropped unfinished.
+pub(super) fn spawn(
+    command: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, ProcessGroup)> {
+    let child = command.spawn()?;
+    let group = ProcessGroup { leader: child.id() };
+    Ok((child, group))
+}
+
+/// A child's process group, killed with SIGKILL when this is dropped before
+/// [`finished`](Self::finished): `kill_on_drop` stops only the program itself, and
+/// `pg_restore -j N` forks N workers that would go on restoring after a timeout.
+#[derive(Debug)]
+pub(super) struct ProcessGroup {
+    leader: Option<u32>,
+}
+
+impl ProcessGroup {
+    /// The program ended by itself: there is nothing to kill.
+    pub(super) fn finished(mut self) {
+        self.leader = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Some(leader) = self.leader.take() else { return };
+        // Signals need `unsafe` through libc, which this crate forbids; kill(1) does it.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{leader}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// The command line as text, for logs and errors (argv never holds a password).
@@ -733,18 +777,31 @@ pub(super) async fn read_all<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, l
 
 /// Checks the server and database for a `dry-run --preflight`.
 pub(super) async fn preflight(connection: Option<&str>, database: &str) -> super::Preflight {
-    let connection = match Connection::parse(connection) {
+    let mut connection = match Connection::parse(connection) {
         Ok(connection) => connection,
         Err(error) => return super::Preflight::Failed(error),
     };
+    // A dry-run shows secrets as `***` and never reads them: a password from a secret
+    // is not known here, so the check connects as libpq would without it (PGPASSWORD,
+    // ~/.pgpass) and says so.
+    let secret_password = connection.password() == Some(SECRET_PLACEHOLDER);
+    if secret_password {
+        connection.password = None;
+    }
     let redactor = crate::secret::Redactor::default();
     let runner = Runner::without_log(&connection, &redactor);
+    let note = if secret_password {
+        " (the password in `connection` is a secret, which a dry-run does not read: checked with PGPASSWORD or \
+         ~/.pgpass instead)"
+    } else {
+        ""
+    };
     match runner.check_reachable(database).await {
         Ok(version) => super::Preflight::Passed(format!(
-            "{} answers (PostgreSQL {version})",
+            "{} answers (PostgreSQL {version}){note}",
             connection.describe(database)
         )),
-        Err(error) => super::Preflight::Failed(error),
+        Err(error) => super::Preflight::Failed(format!("{error}{note}")),
     }
 }
 
@@ -809,6 +866,35 @@ mod tests {
             redact(&connection, &crate::secret::Redactor::default(), "FATAL: hunter2-secret"),
             "FATAL: ***"
         );
+    }
+
+    #[tokio::test]
+    async fn dropping_an_unfinished_child_kills_the_processes_it_forked() {
+        use tokio::io::AsyncBufReadExt as _;
+        // A shell that forks a worker and waits for it, like pg_restore -j, set up as
+        // base_command sets up the PostgreSQL programs.
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let (mut child, group) = spawn(&mut command).unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
+        let worker: u32 = line.trim().parse().unwrap();
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'))
+        };
+        assert!(alive(worker));
+        drop(child);
+        drop(group);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(worker) {
+            assert!(std::time::Instant::now() < deadline, "the forked worker {worker} outlived its group");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[test]
