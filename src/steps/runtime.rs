@@ -137,8 +137,8 @@ impl StepKind {
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
+            | StepKind::VeleroRestore => true,
+            StepKind::S3Fetch
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
@@ -159,12 +159,12 @@ impl StepKind {
             StepKind::Approval => super::approval::run(parameters(with)?, context).await,
             StepKind::HttpCheck => super::http_check::run(parameters(with)?).await,
             StepKind::Notify => super::notify::run(parameters(with)?, context).await,
-            StepKind::K8sScale
-            | StepKind::K8sWait
-            | StepKind::K8sJob
-            | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
+            StepKind::K8sScale => super::k8s_scale::run(parameters(with)?, context).await,
+            StepKind::K8sWait => super::k8s_wait::run(parameters(with)?, context).await,
+            StepKind::K8sJob => super::k8s_job::run(parameters(with)?, context).await,
+            StepKind::K8sApply => super::k8s_apply::run(parameters(with)?, context).await,
+            StepKind::VeleroRestore => super::velero_restore::run(parameters(with)?, context).await,
+            StepKind::S3Fetch
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
@@ -193,12 +193,27 @@ impl StepKind {
                 }
             }
             StepKind::Sleep | StepKind::Approval => Preflight::Passed("nothing to check".to_owned()),
-            StepKind::K8sScale
-            | StepKind::K8sWait
-            | StepKind::K8sJob
-            | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
+            StepKind::K8sScale => match parameters::<super::k8s_scale::Parameters>(with) {
+                Ok(parameters) => super::k8s_scale::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sWait => match parameters::<super::k8s_wait::Parameters>(with) {
+                Ok(parameters) => super::k8s_wait::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sJob => match parameters::<super::k8s_job::Parameters>(with) {
+                Ok(parameters) => super::k8s_job::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sApply => match parameters::<super::k8s_apply::Parameters>(with) {
+                Ok(parameters) => super::k8s_apply::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::VeleroRestore => match parameters::<super::velero_restore::Parameters>(with) {
+                Ok(parameters) => super::velero_restore::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::S3Fetch
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
@@ -217,11 +232,11 @@ impl StepKind {
     pub async fn undo(self, with: Json, outputs: &Outputs, context: &StepContext) -> Result<(), StepError> {
         match self {
             StepKind::Exec => super::exec::undo(parameters(with)?, outputs, context).await,
+            StepKind::K8sScale => super::k8s_scale::undo(parameters(with)?, outputs, context).await,
             StepKind::Sleep
             | StepKind::Approval
             | StepKind::HttpCheck
             | StepKind::Notify
-            | StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
