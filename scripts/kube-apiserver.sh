@@ -5,9 +5,14 @@
 #   scripts/kube-apiserver.sh build        build (once) kube-apiserver v1.20.2 from Debian's
 #                                          `kubernetes` source package, and take etcd from
 #                                          Debian's `etcd-server`; 5-13 minutes cold
-#   scripts/kube-apiserver.sh up DIR PORT  start etcd (PORT+1000, PORT+1001) and the API
+#   scripts/kube-apiserver.sh up DIR PORT [OWNER_PID]
+#                                          start etcd (PORT+1000, PORT+1001) and the API
 #                                          server (PORT) with their data under DIR, wait
-#                                          until /readyz says ok, write DIR/kubeconfig
+#                                          until /readyz says ok, write DIR/kubeconfig;
+#                                          prints "ETCD_PID APISERVER_PID". With OWNER_PID,
+#                                          both are stopped and DIR is deleted once that
+#                                          process exits (for test harnesses that cannot
+#                                          clean up after themselves)
 #   scripts/kube-apiserver.sh down DIR     stop what `up` started under DIR
 #   scripts/kube-apiserver.sh path         print the directory holding the binaries
 #
@@ -148,7 +153,7 @@ stop_pid_file() {
 }
 
 up() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 owner=${3:-}
     binaries_present || fail "no binaries in $bin_dir: run '$0 build' first"
     local etcd_port=$((port + 1000)) peer_port=$((port + 1001))
     mkdir -p "$dir/etcd" "$dir/certs"
@@ -175,9 +180,9 @@ up() {
         --disable-admission-plugins=ServiceAccount > "$dir/apiserver.log" 2>&1 &
     echo $! > "$dir/apiserver.pid"
 
-    # Bounded: 60 s, then the log tail and a failure instead of a server that never came.
-    local ready=false
-    for _ in $(seq 1 600); do
+    # Bounded: 90 s, then the log tail and a failure instead of a server that never came.
+    local ready=false deadline=$((SECONDS + 90))
+    while [ "$SECONDS" -lt "$deadline" ]; do
         if curl -sk --max-time 2 -H 'Authorization: Bearer test-token' \
             "https://127.0.0.1:$port/readyz" 2> /dev/null | grep -qx ok; then
             ready=true
@@ -214,6 +219,14 @@ contexts:
     user: admin
 current-context: test
 KUBECONFIG
+    if [ -n "$owner" ]; then
+        # Detached from this script's output, so whoever reads it sees the end at once.
+        (
+            while kill -0 "$owner" 2> /dev/null; do sleep 1; done
+            down "$dir"
+            rm -rf "$dir"
+        ) < /dev/null > /dev/null 2>&1 &
+    fi
     echo "$(cat "$dir/etcd.pid") $(cat "$dir/apiserver.pid")"
 }
 
@@ -226,8 +239,8 @@ down() {
 case "${1:-}" in
     build) build ;;
     up)
-        [ $# -eq 3 ] || fail "usage: $0 up DIR PORT"
-        up "$2" "$3"
+        [ $# -eq 3 ] || [ $# -eq 4 ] || fail "usage: $0 up DIR PORT [OWNER_PID]"
+        up "$2" "$3" "${4:-}"
         ;;
     down)
         [ $# -eq 2 ] || fail "usage: $0 down DIR"
@@ -235,7 +248,7 @@ case "${1:-}" in
         ;;
     path) echo "$bin_dir" ;;
     *)
-        echo "usage: $0 build | up DIR PORT | down DIR | path" >&2
+        echo "usage: $0 build | up DIR PORT [OWNER_PID] | down DIR | path" >&2
         exit 2
         ;;
 esac

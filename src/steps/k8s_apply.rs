@@ -22,6 +22,9 @@ pub struct Parameters {
     pub path: String,
     /// Namespace for namespaced objects that do not name one.
     pub namespace: Option<String>,
+    /// The kubeconfig file (default: `KUBECONFIG`, else `~/.kube/config`), e.g. the DR
+    /// cluster's when it differs from the operator's usual one.
+    pub kubeconfig: Option<String>,
     /// The kubeconfig context.
     pub context: Option<String>,
     /// The field manager recorded by server-side apply.
@@ -302,7 +305,7 @@ pub async fn run(
     context: &super::StepContext,
 ) -> Result<super::Outputs, super::StepError> {
     let manifests = read_manifests(Path::new(&parameters.path))?;
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let default_namespace = parameters.namespace.clone().unwrap_or_else(|| cluster.default_namespace.clone());
     let mut patch_parameters = PatchParams::apply(&parameters.field_manager);
     if parameters.force_conflicts {
@@ -371,7 +374,7 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     let manifests = read_manifests(Path::new(&parameters.path))?;
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let version = cluster
         .client
         .apiserver_version()

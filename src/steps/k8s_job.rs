@@ -28,6 +28,9 @@ pub struct Parameters {
     pub from_cronjob: Option<String>,
     /// An inline Job `spec` (batch/v1).
     pub spec: Option<serde_json::Value>,
+    /// The kubeconfig file (default: `KUBECONFIG`, else `~/.kube/config`), e.g. the DR
+    /// cluster's when it differs from the operator's usual one.
+    pub kubeconfig: Option<String>,
     /// The kubeconfig context.
     pub context: Option<String>,
     /// Keep the pods' logs in the run directory.
@@ -288,7 +291,7 @@ pub async fn run(
 ) -> Result<super::Outputs, super::StepError> {
     source(&parameters)?;
     let name = job_name(&parameters, context);
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     create_or_adopt(&cluster, &parameters, context, &name).await?;
     let wait = Wait {
@@ -332,7 +335,7 @@ async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesEr
     if let Source::Inline(spec) = source {
         parse_job(json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": {}, "spec": spec }), "`spec`")?;
     }
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     kubernetes::require_namespace(&cluster, namespace).await?;
     match source {

@@ -28,6 +28,9 @@ pub struct Parameters {
     /// The new replica count, or (to scale back) a map workload → count as produced by
     /// `previous_replicas` of a selector step.
     pub replicas: Replicas,
+    /// The kubeconfig file (default: `KUBECONFIG`, else `~/.kube/config`), e.g. the DR
+    /// cluster's when it differs from the operator's usual one.
+    pub kubeconfig: Option<String>,
     /// The kubeconfig context (default: the current context).
     pub context: Option<String>,
     /// Wait until the controller reports the new count ready.
@@ -326,7 +329,7 @@ pub async fn run(
     context: &super::StepContext,
 ) -> Result<super::Outputs, super::StepError> {
     let selection = selection(&parameters)?;
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     let found = workloads(&cluster, namespace, &selection).await?;
     let wanted = desired_counts(&found, &parameters.replicas, &selection)?;
@@ -405,7 +408,7 @@ pub async fn undo(
             .into());
         }
     };
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     for (workload, count) in &wanted {
         context.progress.note(format!("scaling {} in {namespace} back to {count}", workload.key()));
         set_replicas(&cluster, namespace, workload, *count).await?;
@@ -426,7 +429,7 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     let selection = selection(parameters)?;
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     let found = workloads(&cluster, namespace, &selection).await?;
     let wanted = desired_counts(&found, &parameters.replicas, &selection)?;

@@ -20,6 +20,9 @@ pub struct Parameters {
     /// The condition type to wait for (`Ready`, `Available`, ...). Default: rollout
     /// complete for deployments and statefulsets, `Complete` for jobs.
     pub condition: Option<String>,
+    /// The kubeconfig file (default: `KUBECONFIG`, else `~/.kube/config`), e.g. the DR
+    /// cluster's when it differs from the operator's usual one.
+    pub kubeconfig: Option<String>,
     /// The kubeconfig context.
     pub context: Option<String>,
     /// Give up after this long.
@@ -141,7 +144,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let reference = kubernetes::parse_reference(&parameters.target, "target")?;
     let goal = goal(&reference, parameters.condition.as_deref())?;
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     let object = format!("{} in namespace {namespace}", parameters.target);
     let deadline = parameters.deadline.get();
@@ -251,7 +254,7 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     let reference = kubernetes::parse_reference(&parameters.target, "target")?;
     goal(&reference, parameters.condition.as_deref())?;
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let (resource, capabilities) = kubernetes::resolve_kind(&cluster, &reference).await?;
     let api = kubernetes::dynamic_api(&cluster, &resource, &capabilities, &parameters.namespace);
     let object = format!("{} in namespace {}", parameters.target, parameters.namespace);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::config::KubeConfigOptions;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiCapabilities, Scope};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::{Api, Client, Config};
@@ -25,6 +25,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest pause between two polls: a status change is seen within this.
 const LONGEST_POLL_INTERVAL: Duration = Duration::from_secs(3);
+/// The least time a wait's look at the cluster gets, even when the deadline is closer.
+const LAST_LOOK_TIME: Duration = Duration::from_secs(2);
+/// What a wait reports before its first answer.
+const NOTHING_SEEN: &str = "nothing yet";
 /// Kubernetes object names that end up in label values are at most this long.
 pub(crate) const NAME_LIMIT: usize = 63;
 /// The annotation recording which run created an object, so resume adopts only its own.
@@ -44,7 +48,7 @@ pub(crate) enum KubernetesError {
     /// The kubeconfig could not be used.
     #[error("cannot use the kubeconfig{context}: {detail}; check the file and the step's `context`")]
     Kubeconfig {
-        /// ` (context NAME)` or empty.
+        /// ` FILE (context NAME)`, either part, or empty.
         context: String,
         /// kube's explanation.
         detail: String,
@@ -119,21 +123,40 @@ pub(crate) struct Cluster {
     pub default_namespace: String,
 }
 
-/// Connects with the kubeconfig (`KUBECONFIG`, else `~/.kube/config`) and `context`
-/// (default: the current context). Nothing is sent to the server yet.
+/// Connects with the kubeconfig file `kubeconfig` (default: `KUBECONFIG`, else
+/// `~/.kube/config`) and `context` (default: its current context). Nothing is sent to
+/// the server yet.
 ///
 /// # Errors
 /// No kubeconfig, an unknown context, or unusable credentials.
-pub(crate) async fn connect(context: Option<&str>) -> Result<Cluster, KubernetesError> {
+pub(crate) async fn connect(kubeconfig: Option<&str>, context: Option<&str>) -> Result<Cluster, KubernetesError> {
     // kube's TLS uses rustls with ring; the binary installs the provider at start, and
     // this covers library callers (tests). A provider already installed is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    check_kubeconfig_exists()?;
     let options = KubeConfigOptions { context: context.map(str::to_owned), ..KubeConfigOptions::default() };
-    let mut config = Config::from_kubeconfig(&options).await.map_err(|error| KubernetesError::Kubeconfig {
-        context: context.map(|name| format!(" (context {name})")).unwrap_or_default(),
-        detail: error.to_string(),
-    })?;
+    let unusable = |detail: String| KubernetesError::Kubeconfig {
+        context: match (kubeconfig, context) {
+            (Some(file), Some(name)) => format!(" {file} (context {name})"),
+            (Some(file), None) => format!(" {file}"),
+            (None, Some(name)) => format!(" (context {name})"),
+            (None, None) => String::new(),
+        },
+        detail,
+    };
+    let loaded = match kubeconfig {
+        Some(file) => {
+            if !Path::new(file).is_file() {
+                return Err(KubernetesError::NoKubeconfig(format!("`kubeconfig` names {file}, which does not exist")));
+            }
+            let parsed = Kubeconfig::read_from(file).map_err(|error| unusable(error.to_string()))?;
+            Config::from_custom_kubeconfig(parsed, &options).await
+        }
+        None => {
+            check_kubeconfig_exists()?;
+            Config::from_kubeconfig(&options).await
+        }
+    };
+    let mut config = loaded.map_err(|error| unusable(error.to_string()))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(REQUEST_TIMEOUT);
     config.write_timeout = Some(REQUEST_TIMEOUT);
@@ -142,10 +165,8 @@ pub(crate) async fn connect(context: Option<&str>) -> Result<Cluster, Kubernetes
     config.reset_reader_on_write = true;
     let default_namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|error| KubernetesError::Kubeconfig {
-        context: context.map(|name| format!(" (context {name})")).unwrap_or_default(),
-        detail: format!("cannot build a client for {server}: {error}"),
-    })?;
+    let client =
+        Client::try_from(config).map_err(|error| unusable(format!("cannot build a client for {server}: {error}")))?;
     Ok(Cluster { client, default_namespace })
 }
 
@@ -183,7 +204,8 @@ pub(crate) fn api_error(action: &str, object: &str, error: kube::Error) -> Kuber
                 404 => "check the name, the namespace and the kubeconfig context",
                 409 => "the object changed meanwhile or is owned by another manager; run the step again",
                 422 => "the server rejected the object as invalid; fix the manifest or parameters",
-                429 | 500..=599 => "the API server is overloaded or failing; try again later",
+                429 => "the API server is overloaded; try again later",
+                500..=599 => "the API server failed to handle the request; try again later, or check its logs",
                 _ => "check the API server's logs",
             };
             (format!("HTTP {} {}: {message}; {hint}", status.code, status.reason), status.code == 429 || status.code >= 500)
@@ -554,17 +576,20 @@ where
 {
     let started = Instant::now();
     let mut interval = FIRST_POLL_INTERVAL;
-    let mut last = "nothing yet".to_owned();
+    let mut last = NOTHING_SEEN.to_owned();
     wait.progress.note(format!("waiting for {}", wait.what));
     loop {
         let remaining = wait.deadline.saturating_sub(started.elapsed());
-        // The request timeouts bound each call; this keeps the deadline itself exact.
-        let seen = match tokio::time::timeout(remaining.max(Duration::from_millis(1)), check()).await {
+        // The request timeouts bound each call; this bounds it by the deadline too, while
+        // giving the look that ends at the deadline a fair chance to get an answer.
+        let seen = match tokio::time::timeout(remaining.max(LAST_LOOK_TIME), check()).await {
             Ok(Ok(Poll::Ready(value))) => return Ok(value),
             Ok(Ok(Poll::Waiting(state))) => state,
             Ok(Err(error)) if error.is_transient() => format!("a request failed, retrying: {error}"),
             Ok(Err(error)) => return Err(error),
-            Err(_) => "the API server had not answered when the deadline came".to_owned(),
+            // What was seen before is still the best account of the state.
+            Err(_) if last != NOTHING_SEEN => last.clone(),
+            Err(_) => format!("the API server did not answer within {}", crate::duration::format_duration(remaining.max(LAST_LOOK_TIME))),
         };
         if seen != last {
             wait.progress.note(format!("waiting for {}: {seen}", wait.what));

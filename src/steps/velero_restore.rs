@@ -41,6 +41,9 @@ pub struct Parameters {
     pub label_selector: BTreeMap<String, String>,
     /// The Restore's name (default: derived from the run and step, so resume finds it).
     pub name: Option<String>,
+    /// The kubeconfig file (default: `KUBECONFIG`, else `~/.kube/config`), e.g. the DR
+    /// cluster's when it differs from the operator's usual one.
+    pub kubeconfig: Option<String>,
     /// The kubeconfig context.
     pub context: Option<String>,
     /// Give up waiting after this long.
@@ -323,7 +326,7 @@ pub async fn run(
         .unwrap_or_else(|| kubernetes::deterministic_name(&context.step_id, &context.run_id, &context.plan));
     let namespace = parameters.namespace.as_str();
     let object = format!("Restore {namespace}/{name}");
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     require_velero(&cluster, "Restore").await?;
     let api: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), namespace, &resource("Restore", "restores"));
@@ -373,7 +376,7 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     restore_spec(parameters, false)?;
-    let cluster = kubernetes::connect(parameters.context.as_deref()).await?;
+    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     kubernetes::require_namespace(&cluster, namespace).await?;
     require_velero(&cluster, "Restore").await?;
