@@ -43,11 +43,11 @@ impl Fixture {
         let server = KubeApiServer::shared();
         let client = server.client().await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let object: Namespace = serde_json::from_value(json!({ "metadata": { "name": namespace } })).expect("namespace");
-        namespaces
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap_or_else(|error| panic!("cannot create namespace {namespace}: {error}\n{}", server.log_tail()));
+        let object: Namespace =
+            serde_json::from_value(json!({ "metadata": { "name": namespace } })).expect("namespace");
+        namespaces.create(&PostParams::default(), &object).await.unwrap_or_else(|error| {
+            panic!("cannot create namespace {namespace}: {error}\n{}", server.log_tail())
+        });
         let run_directory = tempfile::tempdir().expect("run directory");
         Fixture { server, client, namespace: namespace.to_owned(), run_directory }
     }
@@ -252,7 +252,8 @@ impl JobController {
             loop {
                 if let Ok(list) = jobs.list(&ListParams::default()).await {
                     for job in list.items {
-                        let finished = job.status.as_ref().and_then(|status| status.conditions.as_ref()).is_some();
+                        let finished =
+                            job.status.as_ref().and_then(|status| status.conditions.as_ref()).is_some();
                         if !finished {
                             let name = job.metadata.name.clone().unwrap_or_default();
                             let _ = set_job_condition(&jobs, &name, "Complete", "", "").await;
@@ -272,7 +273,13 @@ impl Drop for JobController {
     }
 }
 
-async fn set_job_condition(jobs: &Api<Job>, name: &str, kind: &str, reason: &str, message: &str) -> kube::Result<Job> {
+async fn set_job_condition(
+    jobs: &Api<Job>,
+    name: &str,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> kube::Result<Job> {
     let (succeeded, failed) = if kind == "Complete" { (1, 0) } else { (0, 2) };
     let patch = json!({ "status": {
         "conditions": [{ "type": kind, "status": "True", "reason": reason, "message": message }],
@@ -290,8 +297,10 @@ async fn set_restore_status(restores: &Api<DynamicObject>, name: &str, status: J
 }
 
 async fn wait_for_restore(restores: &Api<DynamicObject>, name: &str) -> DynamicObject {
-    eventually(&format!("Restore {name} to be created"), || async move { restores.get_opt(name).await.ok().flatten() })
-        .await
+    eventually(&format!("Restore {name} to be created"), || async move {
+        restores.get_opt(name).await.ok().flatten()
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -305,7 +314,8 @@ async fn scale_target_reports_the_previous_count_waits_for_the_controller_and_un
 
     let context = fixture.context("stop-web", "scale-20250101-000000-0001");
     let with = json!({ "target": "deployment/web", "replicas": 0, "deadline": "20s" });
-    let outputs = succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &context).await, "scale web to 0");
+    let outputs =
+        succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &context).await, "scale web to 0");
     assert_eq!(outputs["previous_replicas"], json!(2));
     assert_eq!(fixture.deployment_replicas("web").await, 0);
     // The step returned only once the controller had caught up.
@@ -314,7 +324,8 @@ async fn scale_target_reports_the_previous_count_waits_for_the_controller_and_un
 
     let sts_context = fixture.context("grow-db", "scale-20250101-000000-0001");
     let with_sts = json!({ "target": "sts/db", "replicas": 3, "deadline": "20s" });
-    let outputs = succeeded(fixture.execute(StepKind::K8sScale, with_sts, &sts_context).await, "scale db to 3");
+    let outputs =
+        succeeded(fixture.execute(StepKind::K8sScale, with_sts, &sts_context).await, "scale db to 3");
     assert_eq!(outputs["previous_replicas"], json!(1));
     assert_eq!(fixture.stateful_set_replicas("db").await, 3);
     let status = fixture.stateful_sets().get("db").await.expect("db").status.expect("status");
@@ -342,7 +353,8 @@ async fn scale_by_selector_keeps_each_workloads_count_across_retries_and_scales_
 
     let context = fixture.context("stop-app", "selector-20250101-000000-0002");
     let with = json!({ "selector": "tier=app", "replicas": 0, "deadline": "20s" });
-    let outputs = succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &context).await, "scale tier=app to 0");
+    let outputs =
+        succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &context).await, "scale tier=app to 0");
     let expected = json!({ "deployment/web": 2, "statefulset/db": 1 });
     assert_eq!(outputs["previous_replicas"], expected);
     assert_eq!(fixture.deployment_replicas("web").await, 0);
@@ -362,7 +374,8 @@ async fn scale_by_selector_keeps_each_workloads_count_across_retries_and_scales_
 
     // undo of a selector step does the same from its outputs.
     let undo_context = fixture.context("stop-again", "selector-20250101-000000-0003");
-    let outputs = succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &undo_context).await, "scale again");
+    let outputs =
+        succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &undo_context).await, "scale again");
     StepKind::K8sScale
         .undo(fixture.with(with), &outputs, &undo_context)
         .await
@@ -382,10 +395,23 @@ async fn scale_gives_up_at_the_deadline_saying_what_it_saw() {
     let fixture = Fixture::new("scale-deadline").await;
     fixture.apply("workloads.yaml").await;
     // No controller: nothing ever reports the new count.
-    let context = fixture.context("stop-web", "deadline-20250101-000000-0004");
+    let mut context = fixture.context("stop-web", "deadline-20250101-000000-0004");
+    let (sender, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    context.progress = ProgressSink::new(sender, "stop-web");
     let started = Instant::now();
     let with = json!({ "target": "deployment/web", "replicas": 1, "deadline": "1s" });
-    let message = failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale without a controller");
+    let message =
+        failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale without a controller");
+    let mut notes = Vec::new();
+    while let Ok(update) = progress.try_recv() {
+        notes.extend(update.note);
+    }
+    assert!(
+        notes
+            .iter()
+            .any(|note| note.starts_with("waiting for deployment/web → 1 in namespace scale-deadline")),
+        "{notes:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert!(message.contains("deployment/web"), "{message}");
     assert!(message.contains("deadline 1s"), "{message}");
@@ -402,7 +428,8 @@ async fn scale_gives_up_at_the_deadline_saying_what_it_saw() {
 
     // A missing workload names itself.
     let with = json!({ "target": "deployment/missing", "replicas": 0 });
-    let message = failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale a missing deployment");
+    let message =
+        failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale a missing deployment");
     assert!(message.contains("deployment/missing") && message.contains("404"), "{message}");
 
     // So does a missing kubeconfig.
@@ -419,28 +446,49 @@ async fn preflights_read_the_live_objects() {
     fixture.apply("cronjob-v1beta1.yaml").await;
     install_velero_crds(&fixture).await;
 
-    let scale = StepKind::K8sScale.preflight(fixture.with(json!({ "target": "deployment/web", "replicas": 0 }))).await;
-    assert!(matches!(&scale, Preflight::Passed(detail) if detail.contains("deployment/web (2 replicas)")), "{scale:?}");
-    let missing = StepKind::K8sScale.preflight(fixture.with(json!({ "target": "deployment/gone", "replicas": 0 }))).await;
-    assert!(matches!(&missing, Preflight::Failed(detail) if detail.contains("deployment/gone")), "{missing:?}");
+    let scale = StepKind::K8sScale
+        .preflight(fixture.with(json!({ "target": "deployment/web", "replicas": 0 })))
+        .await;
+    assert!(
+        matches!(&scale, Preflight::Passed(detail) if detail.contains("deployment/web (2 replicas)")),
+        "{scale:?}"
+    );
+    let missing = StepKind::K8sScale
+        .preflight(fixture.with(json!({ "target": "deployment/gone", "replicas": 0 })))
+        .await;
+    assert!(
+        matches!(&missing, Preflight::Failed(detail) if detail.contains("deployment/gone")),
+        "{missing:?}"
+    );
 
     let job = StepKind::K8sJob.preflight(fixture.with(json!({ "from_cronjob": "database-backup" }))).await;
     assert!(matches!(&job, Preflight::Passed(detail) if detail.contains("batch/v1beta1")), "{job:?}");
     let no_cronjob = StepKind::K8sJob.preflight(fixture.with(json!({ "from_cronjob": "nightly" }))).await;
-    assert!(matches!(&no_cronjob, Preflight::Failed(detail) if detail.contains("cronjob/nightly")), "{no_cronjob:?}");
+    assert!(
+        matches!(&no_cronjob, Preflight::Failed(detail) if detail.contains("cronjob/nightly")),
+        "{no_cronjob:?}"
+    );
 
     let wait = StepKind::K8sWait.preflight(fixture.with(json!({ "target": "statefulset/db" }))).await;
     assert!(matches!(&wait, Preflight::Passed(_)), "{wait:?}");
 
-    let apply = StepKind::K8sApply.preflight(fixture.with(json!({ "path": format!("{FIXTURES}/apply") }))).await;
+    let apply =
+        StepKind::K8sApply.preflight(fixture.with(json!({ "path": format!("{FIXTURES}/apply") }))).await;
     assert!(matches!(&apply, Preflight::Passed(detail) if detail.contains("4 objects")), "{apply:?}");
 
-    let backups: Api<DynamicObject> =
-        Api::namespaced_with(fixture.client.clone(), &fixture.namespace, &velero_resource("Backup", "backups"));
-    let backup = DynamicObject::new("nightly", &velero_resource("Backup", "backups")).data(json!({ "spec": {} }));
+    let backups: Api<DynamicObject> = Api::namespaced_with(
+        fixture.client.clone(),
+        &fixture.namespace,
+        &velero_resource("Backup", "backups"),
+    );
+    let backup =
+        DynamicObject::new("nightly", &velero_resource("Backup", "backups")).data(json!({ "spec": {} }));
     backups.create(&PostParams::default(), &backup).await.expect("create Backup");
     let restore = StepKind::VeleroRestore.preflight(fixture.with(json!({ "backup": "nightly" }))).await;
-    assert!(matches!(&restore, Preflight::Passed(detail) if detail.contains("Backup preflight/nightly")), "{restore:?}");
+    assert!(
+        matches!(&restore, Preflight::Passed(detail) if detail.contains("Backup preflight/nightly")),
+        "{restore:?}"
+    );
     let no_backup = StepKind::VeleroRestore.preflight(fixture.with(json!({ "backup": "weekly" }))).await;
     assert!(matches!(&no_backup, Preflight::Failed(detail) if detail.contains("weekly")), "{no_backup:?}");
 }
@@ -462,11 +510,16 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
             "observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2,
             "conditions": [{ "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" }],
         }});
-        later.patch_status("web", &PatchParams::default(), &Patch::Merge(&status)).await.expect("patch status");
+        later
+            .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("patch status");
     });
     let context = fixture.context("web-rolled-out", "wait-1");
     let outputs = succeeded(
-        fixture.execute(StepKind::K8sWait, json!({ "target": "deployment/web", "deadline": "20s" }), &context).await,
+        fixture
+            .execute(StepKind::K8sWait, json!({ "target": "deployment/web", "deadline": "20s" }), &context)
+            .await,
         "wait for the rollout",
     );
     player.await.expect("player");
@@ -477,8 +530,12 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
     succeeded(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for Available");
 
     let with = json!({ "target": "deployment.apps/web", "condition": "Progressing", "deadline": "1s" });
-    let message = failure(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for a missing condition");
-    assert!(message.contains("condition Progressing") && message.contains("no Progressing condition"), "{message}");
+    let message =
+        failure(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for a missing condition");
+    assert!(
+        message.contains("condition Progressing") && message.contains("no Progressing condition"),
+        "{message}"
+    );
 
     // A rollout past its progress deadline fails at once, not at the step's deadline.
     let stuck = json!({ "status": {
@@ -486,10 +543,14 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
         "conditions": [{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                          "message": "ReplicaSet \"web-5d9c\" has timed out progressing." }],
     }});
-    deployments.patch_status("web", &PatchParams::default(), &Patch::Merge(&stuck)).await.expect("patch status");
+    deployments
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&stuck))
+        .await
+        .expect("patch status");
     let started = Instant::now();
     let with = json!({ "target": "deployment/web", "deadline": "60s" });
-    let message = failure(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for a stuck rollout");
+    let message =
+        failure(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for a stuck rollout");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(message.contains("progress deadline") && message.contains("timed out progressing"), "{message}");
 
@@ -510,7 +571,8 @@ fn inline_job_spec() -> Json {
 }
 
 async fn create_job(fixture: &Fixture, name: &str) {
-    let job: Job = serde_json::from_value(json!({ "metadata": { "name": name }, "spec": inline_job_spec() })).expect("job");
+    let job: Job = serde_json::from_value(json!({ "metadata": { "name": name }, "spec": inline_job_spec() }))
+        .expect("job");
     fixture.jobs().create(&PostParams::default(), &job).await.expect("create job");
 }
 
@@ -527,17 +589,27 @@ async fn wait_for_jobs_succeeds_on_complete_and_fails_at_once_on_failed() {
     });
     let context = fixture.context("migrated", "wait-job-1");
     succeeded(
-        fixture.execute(StepKind::K8sWait, json!({ "target": "job/migrate", "deadline": "20s" }), &context).await,
+        fixture
+            .execute(StepKind::K8sWait, json!({ "target": "job/migrate", "deadline": "20s" }), &context)
+            .await,
         "wait for job/migrate",
     );
     player.await.expect("player");
 
-    set_job_condition(&fixture.jobs(), "broken", "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
-        .await
-        .expect("fail broken");
+    set_job_condition(
+        &fixture.jobs(),
+        "broken",
+        "Failed",
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+    )
+    .await
+    .expect("fail broken");
     let started = Instant::now();
     let message = failure(
-        fixture.execute(StepKind::K8sWait, json!({ "target": "job/broken", "deadline": "60s" }), &context).await,
+        fixture
+            .execute(StepKind::K8sWait, json!({ "target": "job/broken", "deadline": "60s" }), &context)
+            .await,
         "wait for a failed job",
     );
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -586,8 +658,12 @@ async fn inline_job_is_adopted_on_resume_and_a_foreign_job_is_refused() {
     let with = json!({ "spec": inline_job_spec(), "deadline": "1s" });
 
     // No Job controller yet: the first attempt creates the Job and gives up waiting.
-    let message = failure(fixture.execute(StepKind::K8sJob, with.clone(), &context).await, "job without a controller");
-    assert!(message.contains("job/migrate-20250101-120000-cd34") && message.contains("deadline 1s"), "{message}");
+    let message =
+        failure(fixture.execute(StepKind::K8sJob, with.clone(), &context).await, "job without a controller");
+    assert!(
+        message.contains("job/migrate-20250101-120000-cd34") && message.contains("deadline 1s"),
+        "{message}"
+    );
     assert!(context.run_dir.join("migrate.logs").is_file(), "logs are kept on failure too");
 
     // The resumed step finds its Job instead of creating a second one.
@@ -607,7 +683,8 @@ async fn inline_job_is_adopted_on_resume_and_a_foreign_job_is_refused() {
 
     // `keep_logs: false` keeps none.
     let with = json!({ "spec": inline_job_spec(), "keep_logs": false, "name": "quiet" });
-    let outputs = succeeded(fixture.execute(StepKind::K8sJob, with, &fixture.context("quiet", "r")).await, "quiet job");
+    let outputs =
+        succeeded(fixture.execute(StepKind::K8sJob, with, &fixture.context("quiet", "r")).await, "quiet job");
     assert_eq!(outputs["logs"], Json::Null);
 }
 
@@ -658,13 +735,26 @@ async fn apply_of_a_directory_is_idempotent_and_records_the_field_manager() {
         .patch("app-settings", &PatchParams::apply("operator").force(), &Patch::Apply(&edit))
         .await
         .expect("operator's apply");
-    let message = failure(fixture.execute(StepKind::K8sApply, with.clone(), &context).await, "conflicting apply");
+    let message =
+        failure(fixture.execute(StepKind::K8sApply, with.clone(), &context).await, "conflicting apply");
     assert!(message.contains("409") && message.contains("force_conflicts"), "{message}");
     let mut forced = with;
     forced["force_conflicts"] = json!(true);
     succeeded(fixture.execute(StepKind::K8sApply, forced, &context).await, "forced apply");
     let settings = config_maps.get("app-settings").await.expect("app-settings");
     assert_eq!(settings.data.expect("data")["mode"], "restore");
+
+    // JSON files work too, and a `kind: List` applies its items.
+    let list = fixture.run_directory.path().join("list.json");
+    let items = json!({ "apiVersion": "v1", "kind": "List", "items": [
+        { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "from-json" }, "data": { "a": "1" } },
+    ]});
+    std::fs::write(&list, items.to_string()).expect("write list");
+    let outputs = succeeded(
+        fixture.execute(StepKind::K8sApply, json!({ "path": list.display().to_string() }), &context).await,
+        "apply a JSON list",
+    );
+    assert_eq!(outputs["applied"], json!(["ConfigMap/apply-dir/from-json"]));
 
     // A kind the cluster does not serve is named with its file and line.
     let broken = fixture.run_directory.path().join("unknown.yaml");
@@ -679,7 +769,11 @@ async fn apply_of_a_directory_is_idempotent_and_records_the_field_manager() {
 // velero.restore
 
 /// Runs a `velero.restore` step on a task, so the test can play Velero meanwhile.
-fn spawn_restore(fixture: &Fixture, with: Json, context: StepContext) -> tokio::task::JoinHandle<Result<Outputs, StepError>> {
+fn spawn_restore(
+    fixture: &Fixture,
+    with: Json,
+    context: StepContext,
+) -> tokio::task::JoinHandle<Result<Outputs, StepError>> {
     let with = fixture.with(with);
     tokio::spawn(async move { StepKind::VeleroRestore.execute(with, &context).await })
 }
@@ -725,10 +819,26 @@ async fn velero_restore_failures_say_what_failed() {
     install_velero_crds(&fixture).await;
     let restores = fixture.restores();
     let cases = [
-        ("partial", json!({ "phase": "PartiallyFailed", "errors": 2, "warnings": 3 }), vec!["PartiallyFailed", "2 errors, 3 warnings", "velero restore describe"]),
-        ("invalid", json!({ "phase": "FailedValidation", "validationErrors": ["backup \"nightly\" not found", "namespace mapping is invalid"] }), vec!["failed validation", "backup \"nightly\" not found; namespace mapping is invalid"]),
-        ("failed", json!({ "phase": "Failed", "failureReason": "error getting backup storage location" }), vec!["failed (error getting backup storage location"]),
-        ("finalizing", json!({ "phase": "FinalizingPartiallyFailed", "errors": 1 }), vec!["FinalizingPartiallyFailed", "1 errors"]),
+        (
+            "partial",
+            json!({ "phase": "PartiallyFailed", "errors": 2, "warnings": 3 }),
+            vec!["PartiallyFailed", "2 errors, 3 warnings", "velero restore describe"],
+        ),
+        (
+            "invalid",
+            json!({ "phase": "FailedValidation", "validationErrors": ["backup \"nightly\" not found", "namespace mapping is invalid"] }),
+            vec!["failed validation", "backup \"nightly\" not found; namespace mapping is invalid"],
+        ),
+        (
+            "failed",
+            json!({ "phase": "Failed", "failureReason": "error getting backup storage location" }),
+            vec!["failed (error getting backup storage location"],
+        ),
+        (
+            "finalizing",
+            json!({ "phase": "FinalizingPartiallyFailed", "errors": 1 }),
+            vec!["FinalizingPartiallyFailed", "1 errors"],
+        ),
     ];
     for (step, status, expected) in cases {
         let context = fixture.context(step, "k8s-test-20250101-120000-bb02");
@@ -755,12 +865,17 @@ async fn velero_restore_is_adopted_on_resume_and_drills_restore_into_isolated_na
     // The first attempt creates the Restore and runs out of time (Velero is slow).
     let with = json!({ "schedule": "daily", "deadline": "1s" });
     let message = failure(fixture.execute(StepKind::VeleroRestore, with, &context).await, "first attempt");
-    assert!(message.contains("Restore velero-resume/restore-20250101-120000-cc03") && message.contains("deadline 1s"), "{message}");
+    assert!(
+        message.contains("Restore velero-resume/restore-20250101-120000-cc03")
+            && message.contains("deadline 1s"),
+        "{message}"
+    );
     set_restore_status(&restores, "restore-20250101-120000-cc03", json!({ "phase": "Completed" })).await;
 
     // The resumed step waits for that Restore rather than making another.
     let with = json!({ "schedule": "daily", "deadline": "10s" });
-    let outputs = succeeded(fixture.execute(StepKind::VeleroRestore, with.clone(), &context).await, "resumed");
+    let outputs =
+        succeeded(fixture.execute(StepKind::VeleroRestore, with.clone(), &context).await, "resumed");
     assert_eq!(outputs["phase"], json!("Completed"));
     let all = restores.list(&ListParams::default()).await.expect("restores");
     assert_eq!(all.items.len(), 1, "no second Restore");
@@ -772,13 +887,18 @@ async fn velero_restore_is_adopted_on_resume_and_drills_restore_into_isolated_na
     let with = json!({ "backup": "nightly", "included_namespaces": ["shop", "payments"], "deadline": "10s" });
     let task = spawn_restore(&fixture, with, drill.clone());
     let created = wait_for_restore(&restores, "drill-restore-20250101-120000-cc03").await;
-    assert_eq!(created.data["spec"]["namespaceMapping"], json!({ "payments": "payments-drill", "shop": "shop-drill" }));
-    set_restore_status(&restores, "drill-restore-20250101-120000-cc03", json!({ "phase": "Completed" })).await;
+    assert_eq!(
+        created.data["spec"]["namespaceMapping"],
+        json!({ "payments": "payments-drill", "shop": "shop-drill" })
+    );
+    set_restore_status(&restores, "drill-restore-20250101-120000-cc03", json!({ "phase": "Completed" }))
+        .await;
     succeeded(task.await.expect("drill task"), "drill restore");
 
     // ... and refuses to restore everything in place.
     let with = json!({ "backup": "nightly" });
-    let message = failure(fixture.execute(StepKind::VeleroRestore, with, &drill).await, "drill of all namespaces");
+    let message =
+        failure(fixture.execute(StepKind::VeleroRestore, with, &drill).await, "drill of all namespaces");
     assert!(message.contains("included_namespaces") && message.contains("-drill"), "{message}");
 }
 
@@ -793,21 +913,34 @@ struct ClusterPlayer {
 }
 
 impl ClusterPlayer {
-    fn start(server: &'static KubeApiServer, namespace: &str, velero_namespace: &str, final_phase: Json) -> ClusterPlayer {
+    fn start(
+        server: &'static KubeApiServer,
+        namespace: &str,
+        velero_namespace: &str,
+        final_phase: Json,
+    ) -> ClusterPlayer {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let (namespace, velero_namespace) = (namespace.to_owned(), velero_namespace.to_owned());
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async move {
                 let client = server.client().await;
-                let restores: Api<DynamicObject> =
-                    Api::namespaced_with(client.clone(), &velero_namespace, &velero_resource("Restore", "restores"));
+                let restores: Api<DynamicObject> = Api::namespaced_with(
+                    client.clone(),
+                    &velero_namespace,
+                    &velero_resource("Restore", "restores"),
+                );
                 while !stopping.load(Ordering::Relaxed) {
                     settle_workloads(&client, &namespace).await;
                     if let Ok(list) = restores.list(&ListParams::default()).await {
                         for restore in list.items {
-                            let phase = restore.data.pointer("/status/phase").and_then(Json::as_str).unwrap_or_default();
+                            let phase = restore
+                                .data
+                                .pointer("/status/phase")
+                                .and_then(Json::as_str)
+                                .unwrap_or_default();
                             let name = restore.metadata.name.clone().unwrap_or_default();
                             let next = match phase {
                                 "" => json!({ "phase": "InProgress" }),
@@ -815,7 +948,9 @@ impl ClusterPlayer {
                                 _ => continue,
                             };
                             let patch = json!({ "status": next });
-                            let _ = restores.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                            let _ = restores
+                                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                                .await;
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -870,7 +1005,8 @@ fn run_plan(server: &KubeApiServer, namespace: &str, velero_namespace: &str) -> 
     let plan = state.path().join("plan.yaml");
     std::fs::write(&plan, E2E_PLAN).expect("plan");
     let vars = state.path().join("vars.yaml");
-    std::fs::write(&vars, format!("namespace: {namespace}\nvelero_namespace: {velero_namespace}\n")).expect("vars");
+    std::fs::write(&vars, format!("namespace: {namespace}\nvelero_namespace: {velero_namespace}\n"))
+        .expect("vars");
     let output = assert_cmd::Command::cargo_bin("dr-plan")
         .expect("dr-plan binary")
         .arg("run")
@@ -884,7 +1020,8 @@ fn run_plan(server: &KubeApiServer, namespace: &str, velero_namespace: &str) -> 
         .timeout(Duration::from_secs(120))
         .output()
         .expect("dr-plan runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.code(), text)
 }
 
@@ -894,7 +1031,12 @@ async fn the_binary_runs_a_failover_plan_with_kubeconfig_from_the_environment() 
     let velero = Fixture::new("e2e-velero").await;
     install_velero_crds(&fixture).await;
     fixture.apply("workloads.yaml").await;
-    let player = ClusterPlayer::start(fixture.server, &fixture.namespace, &velero.namespace, json!({ "phase": "Completed" }));
+    let player = ClusterPlayer::start(
+        fixture.server,
+        &fixture.namespace,
+        &velero.namespace,
+        json!({ "phase": "Completed" }),
+    );
     let (server, namespace) = (fixture.server, fixture.namespace.clone());
     let run = tokio::task::spawn_blocking(move || run_plan(server, &namespace, "e2e-velero"));
     let (code, output) = run.await.expect("binary task");
@@ -922,4 +1064,3 @@ async fn the_binary_undoes_the_scale_when_the_restore_partially_fails() {
     assert!(output.contains("PartiallyFailed"), "{output}");
     assert_eq!(fixture.deployment_replicas("web").await, 2, "undo scaled web back");
 }
-

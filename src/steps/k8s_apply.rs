@@ -97,9 +97,9 @@ fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, KubernetesError> {
         .map(|entry| entry.path())
         .filter(|file| file.is_file())
         .filter(|file| {
-            file.extension().and_then(|extension| extension.to_str()).is_some_and(|extension| {
-                matches!(extension, "yaml" | "yml" | "json")
-            })
+            file.extension()
+                .and_then(|extension| extension.to_str())
+                .is_some_and(|extension| matches!(extension, "yaml" | "yml" | "json"))
         })
         .collect();
     files.sort();
@@ -178,7 +178,10 @@ fn read_manifests(path: &Path) -> Result<Vec<Manifest>, KubernetesError> {
                     let described: Vec<String> = problems
                         .iter()
                         .map(|problem| {
-                            let at = problem.labels.first().map_or(line, |label| source.line_column(label.span.start).0);
+                            let at = problem
+                                .labels
+                                .first()
+                                .map_or(line, |label| source.line_column(label.span.start).0);
                             format!("line {at}: {}", problem.message)
                         })
                         .collect();
@@ -204,7 +207,9 @@ fn read_manifests(path: &Path) -> Result<Vec<Manifest>, KubernetesError> {
                 _ => {
                     return Err(KubernetesError::Parameter {
                         parameter: "path",
-                        detail: format!("{origin}: a manifest must be a map with apiVersion, kind and metadata"),
+                        detail: format!(
+                            "{origin}: a manifest must be a map with apiVersion, kind and metadata"
+                        ),
                     });
                 }
             }
@@ -220,7 +225,9 @@ struct Identity {
 }
 
 fn identity(manifest: &Manifest) -> Result<Identity, KubernetesError> {
-    let text = |pointer: &str| manifest.object.pointer(pointer).and_then(Json::as_str).filter(|text| !text.is_empty());
+    let text = |pointer: &str| {
+        manifest.object.pointer(pointer).and_then(Json::as_str).filter(|text| !text.is_empty())
+    };
     let missing = |field: &str| KubernetesError::Parameter {
         parameter: "path",
         detail: format!("{}: the object has no {field}", manifest.origin),
@@ -256,10 +263,14 @@ impl Resolver<'_> {
             None if self.defined_here.contains(&(gvk.group.clone(), gvk.kind.clone())) => {
                 // The CRD was just applied: its kind is served once the CRD is established.
                 let wait = Wait {
-                    what: format!("the API server to serve {} {} (defined by a CRD in this apply)", key.0, key.1),
+                    what: format!(
+                        "the API server to serve {} {} (defined by a CRD in this apply)",
+                        key.0, key.1
+                    ),
                     deadline: NEW_KIND_DEADLINE,
                     progress,
-                    hint: "Check the CustomResourceDefinition's conditions (kubectl get crd -o yaml)".to_owned(),
+                    hint: "Check the CustomResourceDefinition's conditions (kubectl get crd -o yaml)"
+                        .to_owned(),
                 };
                 let cluster = self.cluster;
                 kubernetes::wait_for(wait, move || async move {
@@ -274,8 +285,7 @@ impl Resolver<'_> {
                 return Err(KubernetesError::Failed(format!(
                     "{origin}: the cluster does not serve {} in {}; install its CustomResourceDefinition \
                      or fix apiVersion (kubectl api-resources lists what is served)",
-                    gvk.kind,
-                    key.0
+                    gvk.kind, key.0
                 )));
             }
         };
@@ -305,7 +315,8 @@ pub async fn run(
     context: &super::StepContext,
 ) -> Result<super::Outputs, super::StepError> {
     let manifests = read_manifests(Path::new(&parameters.path))?;
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let default_namespace = parameters.namespace.clone().unwrap_or_else(|| cluster.default_namespace.clone());
     let mut patch_parameters = PatchParams::apply(&parameters.field_manager);
     if parameters.force_conflicts {
@@ -318,7 +329,8 @@ pub async fn run(
     let mut applied = Vec::new();
     for (index, manifest) in manifests.iter().enumerate() {
         let identity = identity(manifest)?;
-        let (resource, capabilities) = resolver.resolve(&identity.gvk, &manifest.origin, &context.progress).await?;
+        let (resource, capabilities) =
+            resolver.resolve(&identity.gvk, &manifest.origin, &context.progress).await?;
         let mut object = manifest.object.clone();
         let namespace = match capabilities.scope {
             Scope::Namespaced => {
@@ -345,7 +357,12 @@ pub async fn run(
         };
         context.progress.bytes(u64::try_from(index).unwrap_or_default(), u64::try_from(manifests.len()).ok());
         context.progress.note(format!("applying {described}"));
-        let api = kubernetes::dynamic_api(&cluster, &resource, &capabilities, namespace.as_deref().unwrap_or_default());
+        let api = kubernetes::dynamic_api(
+            &cluster,
+            &resource,
+            &capabilities,
+            namespace.as_deref().unwrap_or_default(),
+        );
         api.patch(&identity.name, &patch_parameters, &Patch::Apply(&object)).await.map_err(|error| {
             let conflict = kubernetes::is_conflict(&error) && !parameters.force_conflicts;
             let mut failure = kubernetes::api_error("apply", &format!("{described} ({})", manifest.origin), error);
@@ -374,7 +391,8 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     let manifests = read_manifests(Path::new(&parameters.path))?;
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let version = cluster
         .client
         .apiserver_version()
@@ -386,12 +404,17 @@ async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesEr
     }
     for manifest in &manifests {
         let identity = identity(manifest)?;
-        let defined_here = resolver.defined_here.contains(&(identity.gvk.group.clone(), identity.gvk.kind.clone()));
+        let defined_here =
+            resolver.defined_here.contains(&(identity.gvk.group.clone(), identity.gvk.kind.clone()));
         if !defined_here {
             resolver.resolve(&identity.gvk, &manifest.origin, &super::ProgressSink::default()).await?;
         }
     }
-    Ok(format!("{} objects parse; the API server ({}) serves their kinds", manifests.len(), version.git_version))
+    Ok(format!(
+        "{} objects parse; the API server ({}) serves their kinds",
+        manifests.len(),
+        version.git_version
+    ))
 }
 
 #[cfg(test)]

@@ -113,7 +113,11 @@ fn job_name(parameters: &Parameters, context: &super::StepContext) -> String {
 
 /// Reads a CronJob from batch/v1 where the server has it (1.21 and later), else from
 /// batch/v1beta1 (1.20 and before).
-async fn read_cronjob(cluster: &Cluster, namespace: &str, name: &str) -> Result<DynamicObject, KubernetesError> {
+async fn read_cronjob(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+) -> Result<DynamicObject, KubernetesError> {
     let object = format!("cronjob/{name} in namespace {namespace}");
     let mut resource = None;
     for version in ["v1", "v1beta1"] {
@@ -141,7 +145,11 @@ async fn read_cronjob(cluster: &Cluster, namespace: &str, name: &str) -> Result<
 /// The Job `kubectl create job NAME --from=cronjob/CRONJOB` would create: the CronJob's
 /// `jobTemplate` with the `instantiate: manual` annotation and the CronJob as its
 /// controlling owner.
-fn job_from_cronjob(cronjob: &DynamicObject, name: &str, annotations: &Json) -> Result<Json, KubernetesError> {
+fn job_from_cronjob(
+    cronjob: &DynamicObject,
+    name: &str,
+    annotations: &Json,
+) -> Result<Json, KubernetesError> {
     let cronjob_name = cronjob.metadata.name.clone().unwrap_or_default();
     let template = cronjob.data.pointer("/spec/jobTemplate").cloned().unwrap_or_default();
     let Some(spec) = template.get("spec").cloned() else {
@@ -181,8 +189,10 @@ fn merge_object(into: &mut Json, from: &Json) {
 }
 
 fn parse_job(json: Json, what: &str) -> Result<Job, KubernetesError> {
-    serde_json::from_value(json)
-        .map_err(|error| KubernetesError::Parameter { parameter: "spec", detail: format!("{what} is not a valid Job: {error}") })
+    serde_json::from_value(json).map_err(|error| KubernetesError::Parameter {
+        parameter: "spec",
+        detail: format!("{what} is not a valid Job: {error}"),
+    })
 }
 
 /// Finds the Job this step made earlier in this run, or creates it.
@@ -195,7 +205,9 @@ async fn create_or_adopt(
     let namespace = parameters.namespace.as_str();
     let object = format!("job/{name} in namespace {namespace}");
     let api: Api<Job> = Api::namespaced(cluster.client.clone(), namespace);
-    if let Some(existing) = api.get_opt(name).await.map_err(|error| kubernetes::api_error("read", &object, error))? {
+    if let Some(existing) =
+        api.get_opt(name).await.map_err(|error| kubernetes::api_error("read", &object, error))?
+    {
         return adopt(&existing, &object, context);
     }
     let annotations = kubernetes::ownership_annotations(&context.run_id, &context.step_id);
@@ -219,7 +231,8 @@ async fn create_or_adopt(
         Ok(_) => Ok(()),
         // Another attempt of this step created it in between: adopt that one.
         Err(error) if kubernetes::is_conflict(&error) => {
-            let existing = api.get(name).await.map_err(|error| kubernetes::api_error("read", &object, error))?;
+            let existing =
+                api.get(name).await.map_err(|error| kubernetes::api_error("read", &object, error))?;
             adopt(&existing, &object, context)
         }
         Err(error) => Err(kubernetes::api_error("create", &object, error)),
@@ -251,10 +264,9 @@ async fn save_logs(
     let path = context.run_dir.join(format!("{}.logs", context.step_id));
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let selector = format!("job-name={name}");
-    let listed = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|error| kubernetes::api_error("list", &format!("the pods of job/{name} in {namespace}"), error))?;
+    let listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(|error| {
+        kubernetes::api_error("list", &format!("the pods of job/{name} in {namespace}"), error)
+    })?;
     let mut text = String::new();
     if listed.items.is_empty() {
         let _ = writeln!(text, "no pods with label {selector} in namespace {namespace}");
@@ -291,7 +303,8 @@ pub async fn run(
 ) -> Result<super::Outputs, super::StepError> {
     source(&parameters)?;
     let name = job_name(&parameters, context);
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     create_or_adopt(&cluster, &parameters, context, &name).await?;
     let wait = Wait {
@@ -333,9 +346,13 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     let source = source(parameters)?;
     if let Source::Inline(spec) = source {
-        parse_job(json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": {}, "spec": spec }), "`spec`")?;
+        parse_job(
+            json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": {}, "spec": spec }),
+            "`spec`",
+        )?;
     }
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     kubernetes::require_namespace(&cluster, namespace).await?;
     match source {
@@ -344,6 +361,8 @@ async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesEr
             let version = cronjob.types.map(|types| types.api_version).unwrap_or_default();
             Ok(format!("cronjob/{name} ({version}) exists in namespace {namespace}"))
         }
-        Source::Inline(_) => Ok(format!("namespace {namespace} exists and the inline spec is a valid Job spec")),
+        Source::Inline(_) => {
+            Ok(format!("namespace {namespace} exists and the inline spec is a valid Job spec"))
+        }
     }
 }

@@ -146,7 +146,11 @@ async fn workloads(
     };
     let parameters = ListParams::default().labels(selector);
     let listing = |kind: &str, error| {
-        kubernetes::api_error("list", &format!("{kind} matching `{selector}` in namespace {namespace}"), error)
+        kubernetes::api_error(
+            "list",
+            &format!("{kind} matching `{selector}` in namespace {namespace}"),
+            error,
+        )
     };
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
     let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), namespace);
@@ -215,7 +219,11 @@ fn desired_counts(
     Ok(wanted)
 }
 
-async fn read_replicas(cluster: &Cluster, namespace: &str, workload: &Workload) -> Result<u32, KubernetesError> {
+async fn read_replicas(
+    cluster: &Cluster,
+    namespace: &str,
+    workload: &Workload,
+) -> Result<u32, KubernetesError> {
     let object = format!("{} in namespace {namespace}", workload.key());
     let scale = match workload.kind {
         WorkloadKind::Deployment => {
@@ -284,7 +292,8 @@ async fn wait_until_ready(
     deadline: std::time::Duration,
     context: &super::StepContext,
 ) -> Result<(), KubernetesError> {
-    let names: Vec<String> = wanted.iter().map(|(workload, count)| format!("{} → {count}", workload.key())).collect();
+    let names: Vec<String> =
+        wanted.iter().map(|(workload, count)| format!("{} → {count}", workload.key())).collect();
     let wait = Wait {
         what: format!("{} in namespace {namespace} to be ready", names.join(", ")),
         deadline,
@@ -297,7 +306,8 @@ async fn wait_until_ready(
     kubernetes::wait_for(wait, move || async move {
         let mut waiting = Vec::new();
         for (workload, count) in wanted {
-            let status = kubernetes::workload_status(cluster, namespace, workload.kind, &workload.name).await?;
+            let status =
+                kubernetes::workload_status(cluster, namespace, workload.kind, &workload.name).await?;
             if let Some(state) = not_ready(&status, workload.kind, *count) {
                 waiting.push(format!("{}: {state}", workload.key()));
             }
@@ -314,10 +324,7 @@ fn memory_path(context: &super::StepContext) -> PathBuf {
 }
 
 fn remembered_counts(path: &Path) -> BTreeMap<String, u32> {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
 }
 
 /// Scales the selected workloads and waits until they are ready.
@@ -329,7 +336,8 @@ pub async fn run(
     context: &super::StepContext,
 ) -> Result<super::Outputs, super::StepError> {
     let selection = selection(&parameters)?;
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     let found = workloads(&cluster, namespace, &selection).await?;
     let wanted = desired_counts(&found, &parameters.replicas, &selection)?;
@@ -340,8 +348,8 @@ pub async fn run(
     let mut previous = remembered_counts(&memory);
     let mut changed = false;
     for (workload, _) in &wanted {
-        if !previous.contains_key(&workload.key()) {
-            previous.insert(workload.key(), read_replicas(&cluster, namespace, workload).await?);
+        if let std::collections::btree_map::Entry::Vacant(entry) = previous.entry(workload.key()) {
+            entry.insert(read_replicas(&cluster, namespace, workload).await?);
             changed = true;
         }
     }
@@ -408,7 +416,8 @@ pub async fn undo(
             .into());
         }
     };
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     for (workload, count) in &wanted {
         context.progress.note(format!("scaling {} in {namespace} back to {count}", workload.key()));
         set_replicas(&cluster, namespace, workload, *count).await?;
@@ -429,7 +438,8 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     let selection = selection(parameters)?;
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     let found = workloads(&cluster, namespace, &selection).await?;
     let wanted = desired_counts(&found, &parameters.replicas, &selection)?;

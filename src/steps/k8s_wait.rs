@@ -5,7 +5,9 @@ use kube::Api;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::kubernetes::{self, Cluster, KubernetesError, ObjectReference, Poll, Wait, WorkloadKind, WorkloadStatus};
+use super::kubernetes::{
+    self, Cluster, KubernetesError, ObjectReference, Poll, Wait, WorkloadKind, WorkloadStatus,
+};
 use super::{KindInfo, OutputInfo, Params};
 use crate::duration::HumanDuration;
 
@@ -92,7 +94,11 @@ fn goal(reference: &ObjectReference, condition: Option<&str>) -> Result<Goal, Ku
 
 /// Why a rollout is not complete, `Ok(None)` when it is, or an error when it cannot
 /// complete (the Deployment's progress deadline passed) — as `kubectl rollout status`.
-fn rollout_state(kind: WorkloadKind, status: &WorkloadStatus, object: &str) -> Result<Option<String>, KubernetesError> {
+fn rollout_state(
+    kind: WorkloadKind,
+    status: &WorkloadStatus,
+    object: &str,
+) -> Result<Option<String>, KubernetesError> {
     if let Some(stale) = status.stale() {
         return Ok(Some(stale));
     }
@@ -114,7 +120,10 @@ fn rollout_state(kind: WorkloadKind, status: &WorkloadStatus, object: &str) -> R
                 )));
             }
             if status.available < status.updated {
-                return Ok(Some(format!("{} of {} updated replicas available", status.available, status.updated)));
+                return Ok(Some(format!(
+                    "{} of {} updated replicas available",
+                    status.available, status.updated
+                )));
             }
             Ok(None)
         }
@@ -144,7 +153,8 @@ pub async fn run(
     let started = std::time::Instant::now();
     let reference = kubernetes::parse_reference(&parameters.target, "target")?;
     let goal = goal(&reference, parameters.condition.as_deref())?;
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     let object = format!("{} in namespace {namespace}", parameters.target);
     let deadline = parameters.deadline.get();
@@ -155,7 +165,12 @@ pub async fn run(
     let (cluster, reference, object) = (&cluster, &reference, &object);
     match goal {
         Goal::Rollout(kind) => {
-            let wait = Wait { what: format!("the rollout of {object}"), deadline, progress: &context.progress, hint };
+            let wait = Wait {
+                what: format!("the rollout of {object}"),
+                deadline,
+                progress: &context.progress,
+                hint,
+            };
             kubernetes::wait_for(wait, move || async move {
                 let status = kubernetes::workload_status(cluster, namespace, kind, &reference.name).await?;
                 Ok(match rollout_state(kind, &status, object)? {
@@ -166,7 +181,8 @@ pub async fn run(
             .await?;
         }
         Goal::JobComplete => {
-            let wait = Wait { what: format!("{object} to complete"), deadline, progress: &context.progress, hint };
+            let wait =
+                Wait { what: format!("{object} to complete"), deadline, progress: &context.progress, hint };
             wait_for_job(cluster, namespace, &reference.name, wait).await?;
         }
         Goal::Condition(condition) => {
@@ -229,7 +245,8 @@ pub(crate) async fn wait_for_job(
             status.succeeded.unwrap_or_default(),
             status.failed.unwrap_or_default()
         );
-        if let Some(failed) = kubernetes::find_condition(&json, "Failed").filter(|seen| seen.status == "True") {
+        if let Some(failed) = kubernetes::find_condition(&json, "Failed").filter(|seen| seen.status == "True")
+        {
             return Err(KubernetesError::Failed(format!(
                 "{object} failed ({}; {counts}); see its pods' logs (kubectl -n {namespace} logs job/{name})",
                 kubernetes::condition_text(&failed)
@@ -254,7 +271,8 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     let reference = kubernetes::parse_reference(&parameters.target, "target")?;
     goal(&reference, parameters.condition.as_deref())?;
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let (resource, capabilities) = kubernetes::resolve_kind(&cluster, &reference).await?;
     let api = kubernetes::dynamic_api(&cluster, &resource, &capabilities, &parameters.namespace);
     let object = format!("{} in namespace {}", parameters.target, parameters.namespace);

@@ -3,14 +3,13 @@
 //! deterministic object names for resume, API errors that say what to do, and bounded
 //! waits that poll with backoff and report what they wait for.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiCapabilities, Scope};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::{Api, Client, Config};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -74,9 +73,7 @@ pub(crate) enum KubernetesError {
         detail: String,
     },
     /// A wait reached its deadline.
-    #[error(
-        "{what}: not done after {waited} (deadline {deadline}); last seen: {last}. {hint}"
-    )]
+    #[error("{what}: not done after {waited} (deadline {deadline}); last seen: {last}. {hint}")]
     Deadline {
         /// What was waited for.
         what: String,
@@ -129,7 +126,10 @@ pub(crate) struct Cluster {
 ///
 /// # Errors
 /// No kubeconfig, an unknown context, or unusable credentials.
-pub(crate) async fn connect(kubeconfig: Option<&str>, context: Option<&str>) -> Result<Cluster, KubernetesError> {
+pub(crate) async fn connect(
+    kubeconfig: Option<&str>,
+    context: Option<&str>,
+) -> Result<Cluster, KubernetesError> {
     // kube's TLS uses rustls with ring; the binary installs the provider at start, and
     // this covers library callers (tests). A provider already installed is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -146,7 +146,9 @@ pub(crate) async fn connect(kubeconfig: Option<&str>, context: Option<&str>) -> 
     let loaded = match kubeconfig {
         Some(file) => {
             if !Path::new(file).is_file() {
-                return Err(KubernetesError::NoKubeconfig(format!("`kubeconfig` names {file}, which does not exist")));
+                return Err(KubernetesError::NoKubeconfig(format!(
+                    "`kubeconfig` names {file}, which does not exist"
+                )));
             }
             let parsed = Kubeconfig::read_from(file).map_err(|error| unusable(error.to_string()))?;
             Config::from_custom_kubeconfig(parsed, &options).await
@@ -165,8 +167,8 @@ pub(crate) async fn connect(kubeconfig: Option<&str>, context: Option<&str>) -> 
     config.reset_reader_on_write = true;
     let default_namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
-    let client =
-        Client::try_from(config).map_err(|error| unusable(format!("cannot build a client for {server}: {error}")))?;
+    let client = Client::try_from(config)
+        .map_err(|error| unusable(format!("cannot build a client for {server}: {error}")))?;
     Ok(Cluster { client, default_namespace })
 }
 
@@ -197,7 +199,8 @@ fn check_kubeconfig_exists() -> Result<(), KubernetesError> {
 pub(crate) fn api_error(action: &str, object: &str, error: kube::Error) -> KubernetesError {
     let (detail, transient) = match &error {
         kube::Error::Api(status) => {
-            let message = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
+            let message =
+                if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
             let hint = match status.code {
                 401 => "the API server rejected the kubeconfig's credentials; refresh them (log in again)",
                 403 => "the kubeconfig's user lacks RBAC permission for this; ask a cluster admin",
@@ -205,10 +208,15 @@ pub(crate) fn api_error(action: &str, object: &str, error: kube::Error) -> Kuber
                 409 => "the object changed meanwhile or is owned by another manager; run the step again",
                 422 => "the server rejected the object as invalid; fix the manifest or parameters",
                 429 => "the API server is overloaded; try again later",
-                500..=599 => "the API server failed to handle the request; try again later, or check its logs",
+                500..=599 => {
+                    "the API server failed to handle the request; try again later, or check its logs"
+                }
                 _ => "check the API server's logs",
             };
-            (format!("HTTP {} {}: {message}; {hint}", status.code, status.reason), status.code == 429 || status.code >= 500)
+            (
+                format!("HTTP {} {}: {message}; {hint}", status.code, status.reason),
+                status.code == 429 || status.code >= 500,
+            )
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) => (
             format!(
@@ -247,7 +255,10 @@ pub(crate) struct ObjectReference {
 ///
 /// # Errors
 /// The text has no `/`, or an empty kind or name.
-pub(crate) fn parse_reference(text: &str, parameter: &'static str) -> Result<ObjectReference, KubernetesError> {
+pub(crate) fn parse_reference(
+    text: &str,
+    parameter: &'static str,
+) -> Result<ObjectReference, KubernetesError> {
     let invalid = |why: &str| KubernetesError::Parameter {
         parameter,
         detail: format!("`{text}` {why}; write KIND/NAME, e.g. deployment/api or job/migrate"),
@@ -310,11 +321,13 @@ const SHORT_NAMES: &[(&str, &str)] = &[
     ("ing", "ingress"),
 ];
 
-/// Finds the API resource a reference's kind names, through discovery: by kind, plural or
-/// short name, in its group when one is written, preferring each group's preferred version.
+/// Finds the API resource a reference's kind names: by kind, plural, singular or short
+/// name, in its group when one is written, in each group's preferred version. The core
+/// group is searched first, then the others one by one; a group whose discovery fails
+/// (a broken aggregated API such as an unavailable metrics server) is skipped, not fatal.
 ///
 /// # Errors
-/// Discovery failed, or no served resource has that kind.
+/// The group list cannot be read, or no served resource has that kind.
 pub(crate) async fn resolve_kind(
     cluster: &Cluster,
     reference: &ObjectReference,
@@ -323,31 +336,83 @@ pub(crate) async fn resolve_kind(
         .iter()
         .find(|(short, _)| *short == reference.kind)
         .map_or(reference.kind.as_str(), |(_, kind)| kind);
-    let mut discovery = kube::Discovery::new(cluster.client.clone());
-    if let Some(group) = &reference.group {
-        discovery = discovery.filter(&[group.as_str()]);
-    }
-    let discovery = discovery
-        .run()
-        .await
-        .map_err(|error| api_error("discover", "the API resources", error))?;
-    for group in discovery.groups() {
-        for (resource, capabilities) in group.recommended_resources() {
-            let matches = resource.kind.eq_ignore_ascii_case(wanted)
-                || resource.plural.eq_ignore_ascii_case(wanted);
-            if matches {
-                return Ok((resource, capabilities));
-            }
+    let core_wanted = reference.group.as_deref().is_none_or(|group| group.is_empty() || group == "core");
+    if core_wanted {
+        let resources = cluster
+            .client
+            .list_core_api_resources("v1")
+            .await
+            .map_err(|error| api_error("discover", "the core API resources", error))?;
+        if let Some(found) = find_in(&resources, "", "v1", wanted) {
+            return Ok(found);
         }
     }
+    let groups = cluster
+        .client
+        .list_api_groups()
+        .await
+        .map_err(|error| api_error("discover", "the API groups", error))?;
+    let mut unreadable = Vec::new();
+    for group in groups.groups {
+        if reference.group.as_ref().is_some_and(|wanted_group| *wanted_group != group.name) {
+            continue;
+        }
+        let Some(version) = group.preferred_version.clone().or_else(|| group.versions.first().cloned())
+        else {
+            continue;
+        };
+        match cluster.client.list_api_group_resources(&version.group_version).await {
+            Ok(resources) => {
+                if let Some(found) = find_in(&resources, &group.name, &version.version, wanted) {
+                    return Ok(found);
+                }
+            }
+            Err(_) => unreadable.push(group.name),
+        }
+    }
+    let skipped = if unreadable.is_empty() {
+        String::new()
+    } else {
+        format!(" (these API groups could not be read: {})", unreadable.join(", "))
+    };
     Err(KubernetesError::Parameter {
         parameter: "target",
         detail: format!(
-            "the cluster serves no resource of kind `{}`{}; check the spelling (kubectl api-resources)",
+            "the cluster serves no resource of kind `{}`{}{skipped}; check the spelling \
+             (kubectl api-resources), or write KIND.GROUP/NAME",
             reference.kind,
             reference.group.as_ref().map(|group| format!(" in group {group}")).unwrap_or_default()
         ),
     })
+}
+
+/// The resource of a discovery list that `wanted` names, without subresources.
+fn find_in(
+    resources: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
+    group: &str,
+    version: &str,
+    wanted: &str,
+) -> Option<(ApiResource, ApiCapabilities)> {
+    let resource =
+        resources.resources.iter().filter(|resource| !resource.name.contains('/')).find(|resource| {
+            resource.kind.eq_ignore_ascii_case(wanted)
+                || resource.name == wanted
+                || resource.singular_name == wanted
+                || resource.short_names.iter().flatten().any(|short| short == wanted)
+        })?;
+    let api_resource = ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: resources.group_version.clone(),
+        kind: resource.kind.clone(),
+        plural: resource.name.clone(),
+    };
+    let capabilities = ApiCapabilities {
+        scope: if resource.namespaced { Scope::Namespaced } else { Scope::Cluster },
+        subresources: Vec::new(),
+        operations: resource.verbs.clone(),
+    };
+    Some((api_resource, capabilities))
 }
 
 /// An API for a resource found by discovery, in `namespace` when it is namespaced.
@@ -440,7 +505,9 @@ pub(crate) fn ownership_annotations(run_id: &str, step_id: &str) -> Json {
 }
 
 /// Which run made an object, from its annotations.
-pub(crate) fn created_by_run(annotations: Option<&std::collections::BTreeMap<String, String>>) -> Option<&str> {
+pub(crate) fn created_by_run(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> Option<&str> {
     annotations.and_then(|annotations| annotations.get(RUN_ANNOTATION)).map(String::as_str)
 }
 
@@ -567,7 +634,10 @@ pub(crate) struct Wait<'a> {
 ///
 /// # Errors
 /// The deadline passed, or `check` failed for good.
-pub(crate) async fn wait_for<T, Check, Checked>(wait: Wait<'_>, mut check: Check) -> Result<T, KubernetesError>
+pub(crate) async fn wait_for<T, Check, Checked>(
+    wait: Wait<'_>,
+    mut check: Check,
+) -> Result<T, KubernetesError>
 where
     // A closure returning a future (not an async closure): futures of async closures that
     // borrow their captures are not provably `Send`, and steps run on spawned tasks.
@@ -589,7 +659,10 @@ where
             Ok(Err(error)) => return Err(error),
             // What was seen before is still the best account of the state.
             Err(_) if last != NOTHING_SEEN => last.clone(),
-            Err(_) => format!("the API server did not answer within {}", crate::duration::format_duration(remaining.max(LAST_LOOK_TIME))),
+            Err(_) => format!(
+                "the API server did not answer within {}",
+                crate::duration::format_duration(remaining.max(LAST_LOOK_TIME))
+            ),
         };
         if seen != last {
             wait.progress.note(format!("waiting for {}: {seen}", wait.what));
@@ -614,11 +687,9 @@ fn round_to_tenths(duration: Duration) -> Duration {
     Duration::from_millis(duration.as_millis().div_ceil(100).try_into().unwrap_or(u64::MAX) * 100)
 }
 
-/// Seconds as a JSON number with millisecond precision.
+/// Seconds as a JSON number, rounded to milliseconds.
 pub(crate) fn seconds(duration: Duration) -> Json {
-    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-    #[allow(clippy::cast_precision_loss, reason = "durations of a step are far below 2^52 ms")]
-    let seconds = millis as f64 / 1000.0;
+    let seconds = (duration.as_secs_f64() * 1000.0).round() / 1000.0;
     serde_json::Number::from_f64(seconds).map_or(Json::Null, Json::Number)
 }
 
@@ -628,7 +699,8 @@ pub(crate) fn seconds(duration: Duration) -> Json {
 /// # Errors
 /// The file could not be written.
 pub(crate) fn write_run_file(path: &Path, contents: &[u8]) -> Result<(), KubernetesError> {
-    let error = |error: std::io::Error| KubernetesError::RunFile { path: path.to_owned(), detail: error.to_string() };
+    let error =
+        |error: std::io::Error| KubernetesError::RunFile { path: path.to_owned(), detail: error.to_string() };
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
@@ -652,24 +724,20 @@ pub(crate) struct Condition {
 /// Finds `status.conditions[type == kind]` in an object's JSON.
 pub(crate) fn find_condition(object: &Json, kind: &str) -> Option<Condition> {
     let conditions = object.pointer("/status/conditions")?.as_array()?;
-    let condition = conditions.iter().find(|condition| condition.get("type").and_then(Json::as_str) == Some(kind))?;
+    let condition =
+        conditions.iter().find(|condition| condition.get("type").and_then(Json::as_str) == Some(kind))?;
     let text = |key: &str| condition.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
     Some(Condition { status: text("status"), reason: text("reason"), message: text("message") })
 }
 
 /// `reason: message` of a condition, for error texts.
 pub(crate) fn condition_text(condition: &Condition) -> String {
-    let mut text = String::new();
-    if !condition.reason.is_empty() {
-        text.push_str(&condition.reason);
+    match (condition.reason.is_empty(), condition.message.is_empty()) {
+        (true, true) => "no reason given".to_owned(),
+        (false, true) => condition.reason.clone(),
+        (true, false) => condition.message.clone(),
+        (false, false) => format!("{}: {}", condition.reason, condition.message),
     }
-    if !condition.message.is_empty() {
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        let _ = write!(text, "{}", condition.message);
-    }
-    if text.is_empty() { "no reason given".to_owned() } else { text }
 }
 
 #[cfg(test)]
@@ -683,8 +751,14 @@ mod tests {
         assert_eq!(reference.group.as_deref(), Some("apps"));
         assert_eq!(reference.name, "api");
         assert_eq!(WorkloadKind::of(&reference), Some(WorkloadKind::Deployment));
-        assert_eq!(WorkloadKind::of(&parse_reference("sts/db", "target").expect("valid")), Some(WorkloadKind::StatefulSet));
-        assert_eq!(WorkloadKind::of(&parse_reference("deployment.example.com/x", "target").expect("valid")), None);
+        assert_eq!(
+            WorkloadKind::of(&parse_reference("sts/db", "target").expect("valid")),
+            Some(WorkloadKind::StatefulSet)
+        );
+        assert_eq!(
+            WorkloadKind::of(&parse_reference("deployment.example.com/x", "target").expect("valid")),
+            None
+        );
         for bad in ["api", "/api", "deployment/", "a/b/c"] {
             assert!(parse_reference(bad, "target").is_err(), "{bad} should not parse");
         }
@@ -701,7 +775,9 @@ mod tests {
         assert_eq!(first, second);
         assert_ne!(first, other_run);
         assert!(first.len() <= NAME_LIMIT, "{first}");
-        assert!(first.chars().all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'));
+        assert!(first.chars().all(|character| character.is_ascii_lowercase()
+            || character.is_ascii_digit()
+            || character == '-'));
         assert_eq!(deterministic_name("step", "run", "other-plan"), "step-run");
     }
 }

@@ -85,11 +85,11 @@ pub const INFO: KindInfo = KindInfo {
     notes: "`Completed` is success; `PartiallyFailed`, `Failed`, `FailedValidation` (its \
             `validationErrors` are in the error) and the `*PartiallyFailed` phases Velero passes through \
             while finalizing are failures; `New`, `InProgress`, `WaitingForPluginOperations` and \
-            `Finalizing` are waited through. Give exactly one of `backup` and `schedule`.\n\n\
-            The Restore is named `<step id>-<run id>` (shortened to 63 characters) unless `name` is \
-            given, and is annotated with the run id: a resumed run finds the Restore it created and \
-            waits for it instead of creating a second one.\n\n\
-            In a drill (`dr-plan run --drill`) without `namespace_mapping`, every included namespace \
+            `Finalizing` are waited through. Give exactly one of `backup` and `schedule`. \
+            The Restore is named `<step id>-<run timestamp and suffix>` (at most 63 characters) unless \
+            `name` is given, and is annotated with the run id: a resumed run finds the Restore it \
+            created and waits for it instead of creating a second one. \
+            In a drill (`dr-plan drill`) without `namespace_mapping`, every included namespace \
             `X` is restored into `X-drill`, so a drill never restores over live namespaces; a drill \
             therefore needs `included_namespaces` (or an explicit `namespace_mapping`).",
     example: "- id: restore-namespace\n  kind: velero.restore\n  with: { schedule: daily-backup, included_namespaces: [festivals-production] }\n",
@@ -152,16 +152,22 @@ fn resource(kind: &str, plural: &str) -> ApiResource {
 /// The namespace mapping to use: the given one, or in a drill (when none is given)
 /// every included namespace `X` restored into `X-drill`, so a drill never restores over
 /// the live namespaces.
-fn namespace_mapping(parameters: &Parameters, drill: bool) -> Result<BTreeMap<String, String>, KubernetesError> {
+fn namespace_mapping(
+    parameters: &Parameters,
+    drill: bool,
+) -> Result<BTreeMap<String, String>, KubernetesError> {
     if !drill || !parameters.namespace_mapping.is_empty() {
         return Ok(parameters.namespace_mapping.clone());
     }
-    if parameters.included_namespaces.is_empty() || parameters.included_namespaces.iter().any(|name| name == "*") {
+    if parameters.included_namespaces.is_empty()
+        || parameters.included_namespaces.iter().any(|name| name == "*")
+    {
         return Err(KubernetesError::Parameter {
             parameter: "included_namespaces",
-            detail: "a drill restores into isolated `<namespace>-drill` namespaces, so it needs the namespaces \
+            detail:
+                "a drill restores into isolated `<namespace>-drill` namespaces, so it needs the namespaces \
                      listed (or an explicit `namespace_mapping`)"
-                .to_owned(),
+                    .to_owned(),
         });
     }
     Ok(parameters.included_namespaces.iter().map(|name| (name.clone(), format!("{name}-drill"))).collect())
@@ -230,28 +236,34 @@ async fn create_or_adopt(
     object: &str,
     context: &super::StepContext,
 ) -> Result<(), KubernetesError> {
-    let adopt = |existing: &DynamicObject| match kubernetes::created_by_run(existing.metadata.annotations.as_ref()) {
-        Some(run) if run == context.run_id => {
-            context.progress.note(format!("{object} was created earlier by this run: waiting for it"));
-            Ok(())
-        }
-        Some(run) => Err(KubernetesError::Failed(format!(
-            "{object} already exists, created by run {run}; give this step another `name`"
-        ))),
-        None => Err(KubernetesError::Failed(format!(
-            "{object} already exists and was not created by dr-plan; give this step another `name`"
-        ))),
-    };
-    if let Some(existing) = api.get_opt(name).await.map_err(|error| kubernetes::api_error("read", object, error))? {
+    let adopt =
+        |existing: &DynamicObject| match kubernetes::created_by_run(existing.metadata.annotations.as_ref()) {
+            Some(run) if run == context.run_id => {
+                context.progress.note(format!("{object} was created earlier by this run: waiting for it"));
+                Ok(())
+            }
+            Some(run) => Err(KubernetesError::Failed(format!(
+                "{object} already exists, created by run {run}; give this step another `name`"
+            ))),
+            None => Err(KubernetesError::Failed(format!(
+                "{object} already exists and was not created by dr-plan; give this step another `name`"
+            ))),
+        };
+    if let Some(existing) =
+        api.get_opt(name).await.map_err(|error| kubernetes::api_error("read", object, error))?
+    {
         return adopt(&existing);
     }
-    let mut restore = DynamicObject::new(name, &resource("Restore", "restores")).data(json!({ "spec": spec }));
-    restore.metadata.annotations = serde_json::from_value(kubernetes::ownership_annotations(&context.run_id, &context.step_id)).ok();
+    let mut restore =
+        DynamicObject::new(name, &resource("Restore", "restores")).data(json!({ "spec": spec }));
+    restore.metadata.annotations =
+        serde_json::from_value(kubernetes::ownership_annotations(&context.run_id, &context.step_id)).ok();
     context.progress.note(format!("creating {object}"));
     match api.create(&PostParams::default(), &restore).await {
         Ok(_) => Ok(()),
         Err(error) if kubernetes::is_conflict(&error) => {
-            let existing = api.get(name).await.map_err(|error| kubernetes::api_error("read", object, error))?;
+            let existing =
+                api.get(name).await.map_err(|error| kubernetes::api_error("read", object, error))?;
             adopt(&existing)
         }
         Err(error) => Err(kubernetes::api_error("create", object, error)),
@@ -294,15 +306,19 @@ fn failure(status: &Status, object: &str, name: &str) -> KubernetesError {
     let look = format!("see `velero restore describe {name} --details` and `velero restore logs {name}`");
     let message = match status.phase.as_str() {
         "FailedValidation" => {
-            let errors =
-                if status.validation_errors.is_empty() { "none listed".to_owned() } else { status.validation_errors.join("; ") };
+            let errors = if status.validation_errors.is_empty() {
+                "none listed".to_owned()
+            } else {
+                status.validation_errors.join("; ")
+            };
             format!(
                 "{object} failed validation: {errors}; fix the step's parameters (backup or schedule name, \
                  namespaces) and run it again"
             )
         }
         "Failed" => {
-            let reason = if status.failure_reason.is_empty() { "no reason given" } else { &status.failure_reason };
+            let reason =
+                if status.failure_reason.is_empty() { "no reason given" } else { &status.failure_reason };
             format!("{object} failed ({reason}; {counts}); {look}")
         }
         phase => format!("{object} ended {phase} ({counts}): part of the restore did not happen; {look}"),
@@ -326,7 +342,8 @@ pub async fn run(
         .unwrap_or_else(|| kubernetes::deterministic_name(&context.step_id, &context.run_id, &context.plan));
     let namespace = parameters.namespace.as_str();
     let object = format!("Restore {namespace}/{name}");
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     require_velero(&cluster, "Restore").await?;
     let api: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), namespace, &resource("Restore", "restores"));
@@ -343,13 +360,15 @@ pub async fn run(
     };
     let (api, name_ref, object_ref) = (&api, &name, &object);
     let status = kubernetes::wait_for(wait, move || async move {
-        let restore = api.get(name_ref).await.map_err(|error| kubernetes::api_error("read", object_ref, error))?;
+        let restore =
+            api.get(name_ref).await.map_err(|error| kubernetes::api_error("read", object_ref, error))?;
         let status = read_status(&restore);
         match outcome(&status.phase) {
             Outcome::Succeeded => Ok(Poll::Ready(status)),
             Outcome::Failed => Err(failure(&status, object_ref, name_ref)),
             Outcome::Running => {
-                let phase = if status.phase.is_empty() { "no phase yet (is Velero running?)" } else { &status.phase };
+                let phase =
+                    if status.phase.is_empty() { "no phase yet (is Velero running?)" } else { &status.phase };
                 Ok(Poll::Waiting(match status.progress {
                     Some((done, total)) => format!("{phase}, {done}/{total} items restored"),
                     None => phase.to_owned(),
@@ -376,17 +395,21 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {
     restore_spec(parameters, false)?;
-    let cluster = kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
+    let cluster =
+        kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
     let namespace = parameters.namespace.as_str();
     kubernetes::require_namespace(&cluster, namespace).await?;
     require_velero(&cluster, "Restore").await?;
     let (kind, plural, name, command) = match (&parameters.backup, &parameters.schedule) {
         (Some(backup), _) => ("Backup", "backups", backup, "backup"),
         (None, Some(schedule)) => ("Schedule", "schedules", schedule, "schedule"),
-        (None, None) => return Err(KubernetesError::Failed("give exactly one of `backup` and `schedule`".to_owned())),
+        (None, None) => {
+            return Err(KubernetesError::Failed("give exactly one of `backup` and `schedule`".to_owned()));
+        }
     };
     require_velero(&cluster, kind).await?;
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), namespace, &resource(kind, plural));
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), namespace, &resource(kind, plural));
     let object = format!("{kind} {namespace}/{name}");
     match api.get_opt(name).await {
         Ok(Some(found)) => {

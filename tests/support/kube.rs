@@ -8,7 +8,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::process::{StartFailure, describe_output, log_tail, run_bounded, start_on_free_port, temporary_directory};
+use super::process::{
+    StartFailure, describe_output, log_tail, run_bounded, start_on_free_port, temporary_directory,
+};
 
 /// The script that builds and starts the server.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kube-apiserver.sh");

@@ -28,9 +28,9 @@ mod s3;
 
 // Each test binary compiles this module on its own and uses only some of these names.
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
-pub use http_server::{HttpServer, RecordedRequest, ScriptedResponse};
-#[allow(unused_imports, reason = "each test binary uses a different subset")]
 pub use self::kube::KubeApiServer;
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use http_server::{HttpServer, RecordedRequest, ScriptedResponse};
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
 pub use moto::Moto;
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
