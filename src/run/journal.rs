@@ -173,6 +173,15 @@ impl JournalWriter {
     /// I/O errors.
     pub fn open(path: &Path) -> std::io::Result<JournalWriter> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        // A process killed while writing leaves a torn last line. `read` ignores it, but
+        // the next record appended would be glued onto it, damaging the journal for good:
+        // cut it off first (it was never complete, so nothing acted on it).
+        let text = std::fs::read(path)?;
+        if text.last().is_some_and(|&last| last != b'\n') {
+            let complete = text.iter().rposition(|&byte| byte == b'\n').map_or(0, |position| position + 1);
+            file.set_len(complete as u64)?;
+            file.sync_data()?;
+        }
         Ok(JournalWriter { file })
     }
 
