@@ -594,6 +594,16 @@ fn a_stale_lock_blocks_until_it_is_broken_and_breaking_it_is_journaled() {
     assert!(holder.0.contains("ghost") && holder.0.contains(&dead_pid.to_string()), "{holder:?}");
     assert!(holder.1.contains('@'));
     assert!(!sandbox.state_dir().join("locks/quick.lock").exists());
+
+    // A lock file that names nobody (empty or damaged) is stale too, never held forever.
+    std::fs::write(sandbox.state_dir().join("locks/quick.lock"), "").unwrap();
+    let blocked = sandbox.dr_plan(&["run", &plan, "--yes"]);
+    assert_eq!(blocked.code, 3, "{blocked}");
+    assert!(blocked.stderr.contains("stale") && blocked.stderr.contains("empty or damaged"), "{blocked}");
+    let broken = sandbox.dr_plan(&["run", &plan, "--yes", "--break-stale-lock"]);
+    assert_eq!(broken.code, 0, "{broken}");
+    let locks: Vec<_> = std::fs::read_dir(sandbox.state_dir().join("locks")).unwrap().collect();
+    assert!(locks.is_empty(), "no lock and no leftover files: {locks:?}");
 }
 
 #[test]
