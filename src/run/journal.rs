@@ -255,6 +255,9 @@ pub enum StepState {
         /// Why.
         reason: String,
     },
+    /// Succeeded, then was compensated by its undo when the run failed: its effect is
+    /// gone, so a resume runs it again.
+    Undone,
 }
 
 /// A run as the journal tells it.
@@ -309,6 +312,9 @@ impl RunState {
                 }
                 Event::StepSkipped { step, reason } => {
                     state.steps.insert(step.clone(), StepState::Skipped { reason: reason.clone() });
+                }
+                Event::UndoFinished { step, error: None } => {
+                    state.steps.insert(step.clone(), StepState::Undone);
                 }
                 Event::RunFinished { status } => state.status = Some(*status),
                 Event::Resumed { .. } => state.status = None,

@@ -135,6 +135,7 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         context,
         states,
         attempts,
+        Vec::new(),
         writer,
         reporter.as_mut(),
         &run_id,
@@ -206,7 +207,8 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
                 }
                 StepState::Pending
             }
-            StepState::Failed { .. } => StepState::Pending,
+            // An undone step's effect was reversed: the steps after it need it again.
+            StepState::Failed { .. } | StepState::Undone => StepState::Pending,
             StepState::Skipped { reason } if reason.starts_with("needs ") => StepState::Pending,
             other @ (StepState::Pending | StepState::Succeeded { .. } | StepState::Skipped { .. }) => other,
         };
@@ -260,9 +262,21 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
             StepState::Pending
             | StepState::Interrupted { .. }
             | StepState::Failed { .. }
-            | StepState::Skipped { .. } => None,
+            | StepState::Skipped { .. }
+            | StepState::Undone => None,
         })
         .collect();
+    // Steps that succeeded before this resume are compensated too if it fails, newest first.
+    let mut completed: Vec<usize> = Vec::new();
+    for record in &state.records {
+        if let Event::StepSucceeded { step, .. } = &record.event
+            && let Some(index) = plan.steps.iter().position(|candidate| &candidate.id == step)
+        {
+            completed.retain(|&done| done != index);
+            completed.push(index);
+        }
+    }
+    completed.retain(|&index| matches!(states[index], StepState::Succeeded { .. }));
     let context = Context {
         mode: Mode::Run,
         vars,
@@ -277,6 +291,7 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
         context,
         states,
         attempts,
+        completed,
         writer,
         reporter.as_mut(),
         run_id,
@@ -296,6 +311,7 @@ fn execute(
     context: Context,
     states: Vec<StepState>,
     attempts: Vec<u32>,
+    completed: Vec<usize>,
     journal: JournalWriter,
     reporter: &mut dyn reporter::Reporter,
     run_id: &str,
@@ -327,7 +343,7 @@ fn execute(
         run_dir: run_dir.to_path_buf(),
         drill,
         deadline: options.deadline,
-        completed: Vec::new(),
+        completed,
     };
     let status = match runtime.block_on(dispatcher.run()) {
         Ok(status) => status,
