@@ -692,6 +692,46 @@ fn a_failed_run_undoes_compensable_steps_newest_first() {
     );
 }
 
+#[test]
+fn resume_after_an_undo_runs_the_undone_steps_again() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("undo.yaml");
+    let log = sandbox.var_path("log", "undo.log");
+    let marker = sandbox.var_path("marker", "marker");
+    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &marker]);
+    assert_eq!(finished.code, 1, "{finished}");
+    let run_id = sandbox.only_run();
+    let report = sandbox.dr_plan(&["report", &run_id, "--format", "json"]);
+    let report: Json = serde_json::from_str(&report.stdout).expect("report JSON");
+    let states: Vec<&str> =
+        report["steps"].as_array().unwrap().iter().map(|step| step["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["undone", "undone", "succeeded", "failed"], "the report says what was compensated");
+
+    // Their effects are gone: the preconditions of `breaks` must be rebuilt first.
+    std::fs::write(sandbox.path("marker"), "").unwrap();
+    let resumed = sandbox.dr_plan(&["resume", &run_id]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(
+        sandbox.lines("undo.log"),
+        ["do first", "do second", "do no-undo", "undo second", "undo first", "do first", "do second"]
+    );
+    let records = sandbox.records(&run_id);
+    assert_eq!(starts(&records, "no-undo"), 1, "a step that was not undone is not run again");
+}
+
+#[test]
+fn a_failure_after_a_resume_also_undoes_steps_finished_before_it() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("undo_after_resume.yaml");
+    let log = sandbox.var_path("log", "undo.log");
+    let blocked = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
+    assert_eq!(blocked.code, 3, "{blocked}");
+    let run_id = sandbox.only_run();
+    let failed = sandbox.dr_plan(&["resume", &run_id, "--approve", "gate"]);
+    assert_eq!(failed.code, 1, "{failed}");
+    assert_eq!(sandbox.lines("undo.log"), ["do first", "undo first"]);
+}
+
 /// Every file under `directory`, recursively.
 fn files_under(directory: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
