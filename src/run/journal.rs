@@ -313,13 +313,20 @@ impl RunState {
                 Event::StepSkipped { step, reason } => {
                     state.steps.insert(step.clone(), StepState::Skipped { reason: reason.clone() });
                 }
+                // The dispatcher puts a step that waits for an approval back to pending and
+                // takes back its attempt: it was never interrupted, and asking is no attempt.
+                Event::ApprovalNeeded { step } => {
+                    state.steps.insert(step.clone(), StepState::Pending);
+                    if let Some(attempts) = state.attempts.get_mut(step) {
+                        *attempts = attempts.saturating_sub(1);
+                    }
+                }
                 Event::UndoFinished { step, error: None } => {
                     state.steps.insert(step.clone(), StepState::Undone);
                 }
                 Event::RunFinished { status } => state.status = Some(*status),
                 Event::Resumed { .. } => state.status = None,
                 Event::RunStarted { .. }
-                | Event::ApprovalNeeded { .. }
                 | Event::ApprovalGranted { .. }
                 | Event::UndoStarted { .. }
                 | Event::UndoFinished { .. }
