@@ -648,6 +648,15 @@ fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted
     let report = sandbox.dr_plan(&["report", &run_id, "--format", "json"]);
     let report: Json = serde_json::from_str(&report.stdout).expect("report JSON");
     assert_eq!(report["approvals"], json!([{ "step": "gate", "by": by, "via": "--approve", "at": at }]));
+    assert_eq!(report["steps"][1]["attempts"], 1, "waiting for an approval is not an attempt");
+    let rerun: Vec<&Vec<String>> = events(&records)
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Resumed { rerun, .. } => Some(rerun),
+            _ => None,
+        })
+        .collect();
+    assert!(rerun.iter().all(|rerun| rerun.is_empty()), "a blocked approval was not interrupted: {rerun:?}");
     let markdown = sandbox.dr_plan(&["report", &run_id, "--format", "markdown"]);
     assert!(
         markdown.stdout.contains(&format!("`gate` approved by {by} via --approve at {at}")),
