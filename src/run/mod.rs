@@ -193,6 +193,37 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
     if let Some(code) = check_runnable(&plan, options) {
         return code;
     }
+    // The lock comes before any decision: while another process still runs this plan,
+    // its steps look interrupted in the journal but are not.
+    let (_lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+    // Read again: the run may have moved on between the first read and the lock.
+    let state = match journal::read(&journal_file).and_then(RunState::replay) {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit_code::INVALID;
+        }
+    };
+    if state.status == Some(RunStatus::Succeeded) {
+        println!("run {run_id} already succeeded; nothing to resume. `dr-plan report {run_id}` shows it.");
+        return exit_code::SUCCESS;
+    }
+    let mut writer = match JournalWriter::open(&journal_file) {
+        Ok(writer) => writer,
+        Err(error) => {
+            eprintln!("error: cannot open the journal: {error}");
+            return exit_code::FAILED;
+        }
+    };
+    let mut reporter = reporter::for_terminal(options.format);
+    // A broken lock is journaled even if resume then stops: breaking it is the audited act.
+    let mut events = Vec::new();
+    if let Some(holder) = broken {
+        events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
+    }
     let mut states = Vec::with_capacity(plan.steps.len());
     let mut rerun = Vec::new();
     let mut refused = Vec::new();
@@ -221,38 +252,22 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
              `dr-plan resume {run_id} --rerun-interrupted` to run them again",
             refused.join(", ")
         );
-        return exit_code::BLOCKED;
+        return match append_all(&mut writer, reporter.as_mut(), events) {
+            Ok(()) => exit_code::BLOCKED,
+            Err(code) => code,
+        };
     }
     let secrets = match resolve_secrets(&plan) {
         Ok(secrets) => secrets,
-        Err(problems) => return usage_errors(&problems),
-    };
-    let (_lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
-        Ok(lock) => lock,
-        Err(code) => return code,
+        Err(problems) => {
+            let _ = append_all(&mut writer, reporter.as_mut(), events);
+            return usage_errors(&problems);
+        }
     };
     let redactor = Arc::new(Redactor::new(secrets.values()));
-    let mut writer = match JournalWriter::open(&journal_file) {
-        Ok(writer) => writer,
-        Err(error) => {
-            eprintln!("error: cannot open the journal: {error}");
-            return exit_code::FAILED;
-        }
-    };
-    let mut reporter = reporter::for_terminal(options.format);
-    let mut events = Vec::new();
-    if let Some(holder) = broken {
-        events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
-    }
     events.push(Event::Resumed { operator: lock::operator(), rerun });
-    for event in events {
-        match writer.append(event) {
-            Ok(record) => reporter.record(&record),
-            Err(error) => {
-                eprintln!("error: cannot write the journal: {error}");
-                return exit_code::FAILED;
-            }
-        }
+    if let Err(code) = append_all(&mut writer, reporter.as_mut(), events) {
+        return code;
     }
     let outputs: BTreeMap<String, Json> = state
         .steps
@@ -406,6 +421,24 @@ fn execute(
             exit_code::INTERRUPTED
         }
     }
+}
+
+/// Journals `events` and shows them; a journal that cannot be written stops the command.
+fn append_all(
+    writer: &mut JournalWriter,
+    reporter: &mut dyn reporter::Reporter,
+    events: Vec<Event>,
+) -> Result<(), i32> {
+    for event in events {
+        match writer.append(event) {
+            Ok(record) => reporter.record(&record),
+            Err(error) => {
+                eprintln!("error: cannot write the journal: {error}");
+                return Err(exit_code::FAILED);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_runnable(plan: &Plan, options: &RunOptions) -> Option<i32> {
