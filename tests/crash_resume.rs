@@ -54,9 +54,13 @@ struct Round {
 
 impl Round {
     fn new() -> Round {
+        Round::with_plan("crash.yaml")
+    }
+
+    fn with_plan(fixture: &str) -> Round {
         let root = tempfile::tempdir().expect("a temporary directory");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run/crash.yaml");
-        std::fs::copy(fixture, root.path().join("crash.yaml")).expect("copy the plan");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run").join(fixture);
+        std::fs::copy(source, root.path().join(fixture)).expect("copy the plan");
         Round { root }
     }
 
@@ -339,4 +343,38 @@ fn a_torn_last_journal_line_is_cut_off_before_resume_appends() {
     let status = round.command(&["status", "--format", "json"], 4).status().unwrap();
     assert!(status.success());
     assert!(round.output(4).contains(&run_id), "status still lists the run: {}", round.output(4));
+}
+
+#[test]
+fn after_a_kill_resume_asks_to_break_the_lock_then_to_rerun_the_interrupted_step() {
+    let round = Round::with_plan("interrupt.yaml");
+    let log = format!("log={}", round.path("log").display());
+    let release = format!("release={}", round.path("release").display());
+    let arguments = ["run", "interrupt.yaml", "--yes", "--var", &log, "--var", &release];
+    let mut child = round.command(&arguments, 1).spawn().expect("dr-plan starts");
+    let started = Instant::now();
+    while !std::fs::read_to_string(round.path("log")).unwrap_or_default().contains("long started") {
+        assert!(started.elapsed() < Duration::from_secs(20), "`long` never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill_group(&mut child);
+    let run_id = round.started_run().expect("the run began");
+
+    let stale = round.command(&["resume", &run_id], 2).status().unwrap();
+    assert_eq!(stale.code(), Some(3), "{}", round.output(2));
+    assert!(round.output(2).contains("stale lock"), "{}", round.output(2));
+
+    // Breaking the lock is journaled even though resume then stops for the other decision.
+    let refused = round.command(&["resume", &run_id, "--break-stale-lock"], 3).status().unwrap();
+    assert_eq!(refused.code(), Some(3), "{}", round.output(3));
+    assert!(round.output(3).contains("--rerun-interrupted"), "{}", round.output(3));
+    let state = round.replay(&run_id);
+    assert!(state.records.iter().any(|record| matches!(record.event, Event::LockBroken { .. })));
+    assert!(matches!(state.steps.get("long"), Some(StepState::Interrupted { .. })), "{:?}", state.steps);
+
+    std::fs::write(round.path("release"), "").unwrap();
+    let resumed = round.command(&["resume", &run_id, "--rerun-interrupted"], 4).status().unwrap();
+    assert_eq!(resumed.code(), Some(0), "{}", round.output(4));
+    let log = std::fs::read_to_string(round.path("log")).unwrap();
+    assert_eq!(log, "quick\nlong started\nlong started\nlong end\n");
 }

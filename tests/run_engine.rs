@@ -503,6 +503,14 @@ fn an_interrupted_exec_step_is_rerun_only_with_rerun_interrupted() {
     wait_until("`long` to start", Duration::from_secs(20), || {
         sandbox.lines("interrupt.log").contains(&"long started".to_owned())
     });
+    // While it runs, a resume is turned away by the lock, not told the step was interrupted.
+    let live = sandbox.dr_plan(&["resume", &sandbox.only_run(), "--rerun-interrupted"]);
+    assert_eq!(live.code, 3, "{live}");
+    assert!(live.stderr.contains("already being run") && live.stderr.contains(&format!("(pid {})", child.id())));
+    let live = sandbox.dr_plan(&["resume", &sandbox.only_run()]);
+    assert_eq!(live.code, 3, "{live}");
+    assert!(live.stderr.contains("already being run"), "{live}");
+
     signal(&child, "TERM");
     let code = wait_exit(&mut child, Duration::from_secs(20));
     assert_eq!(code, 130, "interrupted: {}", sandbox.text("first.stderr"));
