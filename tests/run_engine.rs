@@ -348,6 +348,21 @@ fn a_step_past_its_timeout_fails_the_run_and_says_it_timed_out() {
 }
 
 #[test]
+fn the_run_deadline_stops_the_run_as_a_failure() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("lock.yaml");
+    let started = Instant::now();
+    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--deadline", "1s"]);
+    assert_eq!(finished.code, 1, "{finished}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the 20s step was not stopped");
+    assert!(finished.stderr.contains("the run deadline passed"), "{finished}");
+    let state = sandbox.state(&sandbox.only_run());
+    assert_eq!(state.status, Some(RunStatus::Failed));
+    let Some(StepState::Failed { error }) = state.steps.get("hold") else { panic!("{:?}", state.steps) };
+    assert_eq!(error, "the run deadline passed");
+}
+
+#[test]
 fn a_retried_step_is_attempted_again_with_doubling_backoff() {
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("retry.yaml");
@@ -506,7 +521,9 @@ fn an_interrupted_exec_step_is_rerun_only_with_rerun_interrupted() {
     // While it runs, a resume is turned away by the lock, not told the step was interrupted.
     let live = sandbox.dr_plan(&["resume", &sandbox.only_run(), "--rerun-interrupted"]);
     assert_eq!(live.code, 3, "{live}");
-    assert!(live.stderr.contains("already being run") && live.stderr.contains(&format!("(pid {})", child.id())));
+    assert!(
+        live.stderr.contains("already being run") && live.stderr.contains(&format!("(pid {})", child.id()))
+    );
     let live = sandbox.dr_plan(&["resume", &sandbox.only_run()]);
     assert_eq!(live.code, 3, "{live}");
     assert!(live.stderr.contains("already being run"), "{live}");
@@ -565,8 +582,9 @@ fn a_second_run_while_the_first_holds_the_lock_is_blocked_and_names_the_holder()
     assert!(second.stderr.contains("already being run"), "{second}");
     assert_eq!(sandbox.run_ids().len(), 1, "the refused run left no run behind");
 
-    signal(&first, "TERM");
-    assert_eq!(wait_exit(&mut first, Duration::from_secs(20)), 130);
+    // Ctrl-C: interrupted, resumable, and the lock is released.
+    signal(&first, "INT");
+    assert_eq!(wait_exit(&mut first, Duration::from_secs(20)), 130, "{}", sandbox.text("first.stderr"));
     assert!(!lock_file.exists(), "the lock was released");
 }
 
