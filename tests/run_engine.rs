@@ -264,7 +264,7 @@ fn no_more_steps_run_at_once_than_the_concurrency_allows() {
     let last_end =
         records.iter().rev().find(|record| matches!(record.event, Event::StepSucceeded { .. })).unwrap();
     let elapsed = seconds_between(first_start, last_end);
-    assert!((0.6..1.2).contains(&elapsed), "four 300ms waits two at a time took {elapsed}s");
+    assert!(elapsed >= 0.6, "four 300ms waits two at a time took only {elapsed}s");
 }
 
 #[test]
