@@ -728,6 +728,28 @@ fn a_failed_run_undoes_compensable_steps_newest_first() {
 }
 
 #[test]
+fn a_step_is_not_compensated_once_a_destructive_step_that_needs_it_started() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("undo_unsafe.yaml");
+    let log = sandbox.var_path("log", "undo.log");
+    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
+    assert_eq!(finished.code, 1, "{finished}");
+    assert_eq!(sandbox.lines("undo.log"), ["do stop-writers"], "the undo command must not run");
+    let records = sandbox.records(&sandbox.only_run());
+    let skipped: Vec<(String, String)> = events(&records)
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::UndoSkipped { step, reason } => Some((step.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped.len(), 1, "{finished}");
+    assert_eq!(skipped[0].0, "stop-writers");
+    assert!(skipped[0].1.contains("`restore`"), "{}", skipped[0].1);
+    assert!(finished.stderr.contains("stop-writers not compensated"), "{finished}");
+}
+
+#[test]
 fn resume_after_an_undo_runs_the_undone_steps_again() {
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("undo.yaml");

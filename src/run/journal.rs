@@ -112,6 +112,13 @@ pub enum Event {
         /// Step id.
         step: String,
     },
+    /// A step with `undo: true` was deliberately not compensated.
+    UndoSkipped {
+        /// Step id.
+        step: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Compensation finished.
     UndoFinished {
         /// Step id.
@@ -330,6 +337,7 @@ impl RunState {
                 | Event::ApprovalGranted { .. }
                 | Event::UndoStarted { .. }
                 | Event::UndoFinished { .. }
+                | Event::UndoSkipped { .. }
                 | Event::LockBroken { .. } => {}
             }
         }

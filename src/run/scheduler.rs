@@ -333,6 +333,17 @@ impl Dispatcher<'_> {
         for index in order {
             let step = &self.plan.steps[index];
             let StepState::Succeeded { outputs } = self.states[index].clone() else { continue };
+            // Compensating is only safe while nothing destructive built on this step: once
+            // e.g. a `pg_restore --clean` that needed "stop writers" has started, scaling the
+            // writers back up would point them at a half-restored database.
+            if let Some(later) = self.destructive_dependent_started(index) {
+                let reason = format!(
+                    "not compensated: destructive step `{later}`, which needs it, had started; \
+                     check the system and compensate by hand if it is safe"
+                );
+                self.record(Event::UndoSkipped { step: step.id.clone(), reason })?;
+                continue;
+            }
             self.record(Event::UndoStarted { step: step.id.clone() })?;
             let with = self.context.render_with(step).map(|(with, _)| with);
             let context = self.step_context(index);
@@ -355,6 +366,17 @@ impl Dispatcher<'_> {
             self.record(Event::UndoFinished { step: step.id.clone(), error })?;
         }
         Ok(())
+    }
+}
+
+impl Dispatcher<'_> {
+    /// A destructive step that needs `index` (directly or not) and has started.
+    fn destructive_dependent_started(&self, index: usize) -> Option<String> {
+        self.plan.steps.iter().enumerate().find_map(|(other, step)| {
+            let started = !matches!(self.states[other], StepState::Pending | StepState::Skipped { .. });
+            let depends = self.plan.ancestors(other).contains(&index);
+            (started && depends && step.kind.is_destructive(&step.with.to_json())).then(|| step.id.clone())
+        })
     }
 }
 

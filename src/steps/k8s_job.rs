@@ -77,7 +77,7 @@ pub fn describe(with: &Params<'_>) -> String {
     };
     format!(
         "create job {} in {} {source} and wait for it to complete (deadline {})",
-        with.text_or("name", "<step-id>-<run-id>"),
+        with.text_or("name", "(named after the step and the run)"),
         with.text("namespace"),
         with.text_or("deadline", "1h")
     )
