@@ -219,7 +219,7 @@ const TABLE: [u64; 256] = {
 impl Crc64 {
     fn update(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            let index = usize::from((self.value as u8) ^ byte);
+            let index = usize::from(self.value.to_le_bytes()[0] ^ byte);
             self.value = TABLE[index] ^ (self.value >> 8);
         }
     }

@@ -9,7 +9,7 @@ use aws_sdk_route53::Client;
 use aws_sdk_route53::config::retry::RetryConfig;
 use aws_sdk_route53::config::timeout::TimeoutConfig;
 use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::types::{Change, ChangeBatch, ChangeStatus, RrType};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
@@ -440,13 +440,31 @@ fn retry_reason<Failure: ProvideErrorMetadata>(error: &SdkError<Failure>) -> Opt
     }
 }
 
-/// `Code: message`, or the error chain when there is no service error.
+/// `Code: message`, or the chain of causes when there is no service error, with a hint
+/// when the credentials are what is missing.
 fn describe_error<Failure: ProvideErrorMetadata + std::error::Error + 'static>(
     error: &SdkError<Failure>,
 ) -> String {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => DisplayErrorContext(error).to_string(),
+    if let (Some(code), message) = (error.code(), error.message()) {
+        return message.map_or_else(|| code.to_owned(), |message| format!("{code}: {message}"));
+    }
+    let mut causes: Vec<String> = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = current {
+        let text = cause.to_string();
+        // Errors often repeat their source in their own message.
+        if !causes.iter().any(|known| known.contains(&text)) {
+            causes.push(text);
+        }
+        current = cause.source();
+    }
+    let chain = causes.join(": ");
+    if chain.contains("loading credentials") {
+        format!(
+            "{chain}; no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, \
+             or run where an IAM role applies"
+        )
+    } else {
+        chain
     }
 }
