@@ -485,36 +485,7 @@ fn the_binary_runs_the_change_and_undoes_it_when_a_later_step_fails() {
     let before = runtime.block_on(zone_records(&client, &zone));
     let standby = HttpServer::start([(200, "ok")]);
     let directory = tempfile::tempdir().expect("temporary directory");
-    let plan = directory.path().join("fail-over.yaml");
-    std::fs::write(
-        &plan,
-        r#"version: 1
-name: fail-over
-objectives: { rto: 15m }
-vars:
-  standby: http://127.0.0.1/healthz
-  endpoint: http://127.0.0.1
-steps:
-  - id: standby-healthy
-    kind: http.check
-    with: { url: "{{vars.standby}}", contains: ok, deadline: 30s }
-  - id: switch-dns
-    kind: route53.change
-    needs: [standby-healthy]
-    with:
-      zone: example.com.
-      endpoint: "{{vars.endpoint}}"
-      changes:
-        - { action: UPSERT, name: api.example.com., type: CNAME, ttl: 60, values: [api.eu-west-2.example.net.] }
-        - { action: DELETE, name: old.example.com., type: A }
-    undo: true
-  - id: smoke-test
-    kind: exec
-    needs: [switch-dns]
-    with: { command: [sh, -c, "echo the new region does not answer >&2; exit 1"] }
-"#,
-    )
-    .expect("write the plan");
+    let plan = fixture("fail-over.yaml");
     let vars = directory.path().join("vars.yaml");
     std::fs::write(&vars, format!("standby: {}/healthz\nendpoint: {}\n", standby.url(), moto.endpoint()))
         .expect("write the vars");
@@ -578,25 +549,7 @@ fn a_run_killed_while_waiting_for_insync_resumes_without_a_second_change() {
         usize::MAX,
     );
     let directory = tempfile::tempdir().expect("temporary directory");
-    let plan = directory.path().join("switch.yaml");
-    std::fs::write(
-        &plan,
-        r#"version: 1
-name: switch
-vars:
-  endpoint: http://127.0.0.1
-steps:
-  - id: switch-dns
-    kind: route53.change
-    with:
-      zone: example.com.
-      endpoint: "{{vars.endpoint}}"
-      deadline: 2m
-      changes:
-        - { action: UPSERT, name: api.example.com., type: CNAME, ttl: 60, values: [api.eu-west-2.example.com.] }
-"#,
-    )
-    .expect("write the plan");
+    let plan = fixture("switch.yaml");
     let vars = directory.path().join("vars.yaml");
     std::fs::write(&vars, format!("endpoint: {}\n", stub.endpoint())).expect("write the vars");
     let state = directory.path().join("state");
@@ -657,6 +610,10 @@ steps:
         succeeded["outputs"]["previous"][0]["record"]["values"],
         json!(["api.eu-west-1.example.com."])
     );
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/route53").join(name)
 }
 
 fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {

@@ -612,7 +612,20 @@ async fn wait_until_ready(
         }
         match server.connect().await {
             Ok(mut connection) => match connection.command(&[b"PING"]).await {
-                Ok(Reply::Status(pong)) if pong == "PONG" => return Ok(connection),
+                Ok(Reply::Status(pong)) if pong == "PONG" => {
+                    // A start command that failed while something else took the port
+                    // (a supervisor's restart) means the server answering is not ours.
+                    if let Ok(Some(status)) = child.try_wait()
+                        && !status.success()
+                    {
+                        return Err(format!(
+                            "the start command exited with {status} and another server answers at {server}; \
+                             {}",
+                            log_tail(log)
+                        ));
+                    }
+                    return Ok(connection);
+                }
                 Ok(Reply::Error(error)) if error.starts_with("LOADING") => {
                     context.progress.note(format!("Redis at {server} is loading the RDB"));
                     last = error;

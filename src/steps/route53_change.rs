@@ -415,7 +415,12 @@ async fn change(
     let mut rounds = 0;
     loop {
         if holds(&live, &wanted) {
-            if checkpoint.change_id.is_none() {
+            if rounds > 0 {
+                context.progress.note(
+                    "the zone holds every change now: the batch whose answer was lost was applied (its change \
+                     id is unknown, so there is no INSYNC to wait for)",
+                );
+            } else if checkpoint.change_id.is_none() {
                 context.progress.note("the zone already holds every change: nothing submitted");
             }
             break;

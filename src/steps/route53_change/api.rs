@@ -260,7 +260,9 @@ impl Session<'_> {
         let wanted_name = normalise_name(&key.name);
         let mut start_name = key.name.clone();
         let mut start_type = key.record_type.clone();
-        let mut start_identifier = key.set_identifier.clone();
+        // The first page starts at the name and type only: Route53 wants an identifier
+        // only as a page boundary it returned itself.
+        let mut start_identifier: Option<String> = None;
         for _ in 0..MAXIMUM_PAGES {
             let page = self
                 .call("ListResourceRecordSets", &format!("{key} in zone {}", zone.id), || {
