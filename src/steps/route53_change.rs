@@ -234,7 +234,10 @@ pub enum Route53Error {
         detail: String,
     },
     /// A change was sent but its answer was lost: it may or may not have been applied.
-    #[error("{operation} for {target}: no answer ({detail})")]
+    #[error(
+        "{operation} for {target}: no answer ({detail}); the change may or may not have been applied: resume \
+         the run, which reads the zone before submitting anything"
+    )]
     Unconfirmed {
         /// The API operation.
         operation: String,
