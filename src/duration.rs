@@ -17,6 +17,11 @@ impl HumanDuration {
         if text.is_empty() {
             return Err("empty duration".to_owned());
         }
+        if let Some(compact) = compact_form(text)
+            && compact != text
+        {
+            return Err(format!("`{text}` is not written the short way: write `{compact}`"));
+        }
         let mut total = Duration::ZERO;
         let mut rest = text;
         while !rest.is_empty() {
@@ -54,6 +59,33 @@ impl fmt::Display for HumanDuration {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(&format_duration(self.0))
     }
+}
+
+/// `1 hour 30 minutes` → `1h30m`: the short form of a duration written in words, if it is one.
+fn compact_form(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut words = text.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        let digits: String = word.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return None;
+        }
+        let unit_word = match &word[digits.len()..] {
+            "" => words.next()?,
+            rest => rest,
+        };
+        let unit = match unit_word.trim_end_matches(',').to_ascii_lowercase().as_str() {
+            "ms" | "millisecond" | "milliseconds" => "ms",
+            "s" | "sec" | "secs" | "second" | "seconds" => "s",
+            "m" | "min" | "mins" | "minute" | "minutes" => "m",
+            "h" | "hr" | "hrs" | "hour" | "hours" => "h",
+            "d" | "day" | "days" => "d",
+            _ => return None,
+        };
+        out.push_str(&digits);
+        out.push_str(unit);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// `1h30m`, `4m`, `90s` → `1m30s`, `250ms`: the shortest exact human form.
@@ -130,6 +162,11 @@ mod tests {
         assert!(HumanDuration::parse("30").is_err());
         assert!(HumanDuration::parse("5 minutes").is_err());
         assert!(HumanDuration::parse("m").is_err());
+        assert_eq!(
+            HumanDuration::parse("1 hour").unwrap_err(),
+            "`1 hour` is not written the short way: write `1h`"
+        );
+        assert!(HumanDuration::parse("30 minutes").unwrap_err().contains("`30m`"));
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_measured(Duration::from_millis(92_400)), "1m32.4s");

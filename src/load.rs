@@ -124,23 +124,49 @@ impl<'a> YamlLoader<'a> {
     }
 
     fn syntax_error(&mut self, error: &ScanError) {
-        let at = self.offset(error.marker().index());
-        let end = (at + 1).min(self.file.text().len());
-        self.problems.push(
+        let text = self.file.text();
+        let mut at = self.offset(error.marker().index()).min(text.len());
+        // At the end of the file, point at the last thing written rather than past it.
+        if text[at..].trim().is_empty() {
+            at = text.trim_end().len().saturating_sub(1);
+        }
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let end = (at + 1).min(text.len());
+        let span = Span::new(at, end);
+        let diagnostic = if let Some(opener) = unclosed_flow_bracket(&text[..at]) {
+            let bracket = &text[opener..=opener];
+            let closer = if bracket == "[" { "]" } else { "}" };
             Diagnostic::error(
                 "syntax",
                 self.file,
-                Span::new(at, end),
-                format!("invalid YAML: {}", error.info()),
+                Span::new(opener, opener + 1),
+                format!("invalid YAML: `{bracket}` is never closed"),
             )
-            .with_label("here")
-            .with_help("check the indentation and quoting around this line"),
-        );
+            .with_label("opened here")
+            .with_secondary(span, format!("the parser gave up here: {}", error.info()))
+            .with_help(format!(
+                "close it with `{closer}`, or write the list or map in block style, one item per line"
+            ))
+        } else if error.info().contains("anchor") {
+            Diagnostic::error("syntax", self.file, span, format!("invalid YAML: {}", error.info()))
+                .with_label("here")
+                .with_help("define the anchor (`&name`) before using it (`*name`)")
+        } else {
+            Diagnostic::error("syntax", self.file, span, format!("invalid YAML: {}", error.info()))
+                .with_label("here")
+                .with_help("check the indentation and quoting around this line")
+        };
+        self.problems.push(diagnostic);
     }
 
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, Stop> {
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
+                // Block scalars' spans run on to the next token: keep the label on the text.
+                let written = &self.file.text()[span.start..span.end];
+                let span = Span::new(span.start, span.start + written.trim_end().len());
                 let node = Node::new(scalar(&text, style), span);
                 self.remember(anchor, &node);
                 Ok(node)
@@ -243,6 +269,36 @@ impl<'a> YamlLoader<'a> {
     }
 }
 
+/// The offset of a `[` or `{` opened in flow style and not closed before the end of
+/// `text`, ignoring quoted strings and comments.
+fn unclosed_flow_bracket(text: &str) -> Option<usize> {
+    let mut stack = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    for (offset, character) in text.char_indices() {
+        if comment {
+            comment = character != '\n';
+        } else if let Some(open) = quote {
+            if character == open && previous != '\\' {
+                quote = None;
+            }
+        } else {
+            match character {
+                '"' | '\'' => quote = Some(character),
+                '#' if previous.is_whitespace() => comment = true,
+                '[' | '{' => stack.push(offset),
+                ']' | '}' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+        previous = character;
+    }
+    stack.pop()
+}
+
 /// Resolves a scalar the way YAML 1.2's core schema does; quoted text stays text.
 fn scalar(text: &str, style: ScalarStyle) -> Value {
     if !matches!(style, ScalarStyle::Plain) {
@@ -282,15 +338,24 @@ fn parse_integer(text: &str) -> Option<i64> {
 fn load_toml(file: &Arc<SourceFile>) -> Result<Node, Vec<Diagnostic>> {
     let (table, errors) = toml::de::DeTable::parse_recoverable(file.text());
     if !errors.is_empty() {
+        // Recovery after the first syntax error mostly repeats it: report the first only.
         return Err(errors
             .iter()
+            .take(1)
             .map(|error| {
                 let range = error.span().unwrap_or(0..0);
                 let span = Span::new(range.start, range.end.max(range.start + 1).min(file.text().len()));
-                let message = error.message().trim_end().replace('\n', " ");
+                let written = file.text().get(span.start..span.end).unwrap_or_default();
+                let (message, help) = if matches!(written, "}" | "," | "]" | "\n" | "")
+                    && error.message().contains("string, expected")
+                {
+                    ("a key has no value".to_owned(), "write a value after `=`, e.g. `duration = \"30s\"`")
+                } else {
+                    (error.message().trim_end().replace('\n', " "), "see https://toml.io for the syntax")
+                };
                 Diagnostic::error("syntax", file, span, format!("invalid TOML: {message}"))
                     .with_label("here")
-                    .with_help("see https://toml.io for the syntax")
+                    .with_help(help)
             })
             .collect());
     }

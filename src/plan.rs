@@ -79,9 +79,8 @@ impl Plan {
         let mut checker = Checker { file: &file, spec: &spec, problems: &mut problems };
         let order = checker.graph();
         checker.parameters();
-        if let Some(order) = &order {
-            checker.templates(order);
-        }
+        // Templates are checked even when the graph is broken: every problem at once.
+        checker.templates();
         problems.sort_by_key(Diagnostic::sort_key);
         if problems.iter().any(|problem| problem.severity == Severity::Error) {
             return Err(problems);
@@ -290,20 +289,38 @@ impl Checker<'_> {
             | StepKind::Sleep => &[],
         };
         for (first, second) in pairs {
-            let present = [first, second]
-                .iter()
-                .filter(|name| with.get(name).is_some_and(|node| node.value != Value::Null))
-                .count();
-            if present != 1 {
-                let message = if present == 0 {
-                    format!("step `{}` needs `{first}` or `{second}`", step.id.value)
-                } else {
-                    format!("step `{}` gives both `{first}` and `{second}`", step.id.value)
-                };
-                self.push(
-                    Diagnostic::error("missing-parameter", self.file, with.span, message)
-                        .with_help(format!("give exactly one of `{first}` and `{second}` ({})", kind.name())),
-                );
+            let key_span = |name: &str| {
+                with.as_map()
+                    .and_then(|entries| entries.iter().find(|entry| entry.key == name))
+                    .map(|entry| entry.key_span)
+            };
+            let given = |name: &str| with.get(name).is_some_and(|node| node.value != Value::Null);
+            match (given(first), given(second)) {
+                (true, false) | (false, true) => {}
+                (false, false) => self.push(
+                    Diagnostic::error(
+                        "missing-parameter",
+                        self.file,
+                        with.span,
+                        format!("step `{}` needs `{first}` or `{second}`", step.id.value),
+                    )
+                    .with_label(format!("neither `{first}` nor `{second}` here"))
+                    .with_help(format!("give exactly one of `{first}` and `{second}` ({})", kind.name())),
+                ),
+                (true, true) => self.push(
+                    Diagnostic::error(
+                        "conflicting-parameters",
+                        self.file,
+                        key_span(first).unwrap_or(with.span),
+                        format!("step `{}` gives both `{first}` and `{second}`", step.id.value),
+                    )
+                    .with_label(format!("`{first}` here"))
+                    .with_secondary(key_span(second).unwrap_or(with.span), format!("and `{second}` here"))
+                    .with_help(format!(
+                        "keep one of them: a {} step takes `{first}` or `{second}`",
+                        kind.name()
+                    )),
+                ),
             }
         }
         if kind == StepKind::Exec
@@ -317,19 +334,30 @@ impl Checker<'_> {
         }
     }
 
-    fn templates(&mut self, order: &[usize]) {
+    fn templates(&mut self) {
         let steps = &self.spec.steps;
-        let mut ancestors: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); steps.len()];
-        for &index in order {
-            let mut set = BTreeSet::new();
-            for need in &steps[index].needs {
-                if let Some(target) = steps.iter().position(|step| step.id.value == need.value) {
-                    set.insert(target);
-                    set.extend(ancestors[target].iter().copied());
+        // Direct needs that name a step; unknown ones were reported by `graph`.
+        let direct: Vec<Vec<usize>> = steps
+            .iter()
+            .map(|step| {
+                step.needs
+                    .iter()
+                    .filter_map(|need| steps.iter().position(|other| other.id.value == need.value))
+                    .collect()
+            })
+            .collect();
+        let ancestors: Vec<BTreeSet<usize>> = (0..steps.len())
+            .map(|index| {
+                let mut found = BTreeSet::new();
+                let mut stack = direct[index].clone();
+                while let Some(next) = stack.pop() {
+                    if found.insert(next) {
+                        stack.extend(direct[next].iter().copied());
+                    }
                 }
-            }
-            ancestors[index] = set;
-        }
+                found
+            })
+            .collect();
         for (index, step) in steps.iter().enumerate() {
             if let Some(with) = &step.with {
                 let mut strings = Vec::new();
@@ -369,9 +397,19 @@ impl Checker<'_> {
             return;
         }
         let base = content_offset(self.file, span, text);
+        let written = self.file.slice(span);
+        // Where the file holds the string verbatim, offsets map directly; otherwise
+        // (escapes, folding) find the expression's own text in what is written.
         let locate = |range: &std::ops::Range<usize>| match base {
             Some(base) => Span::new(base + range.start, base + range.end),
-            None => span,
+            None => match text
+                .get(range.clone())
+                .filter(|part| !part.is_empty())
+                .and_then(|part| written.find(part).map(|at| (at, part.len())))
+            {
+                Some((at, length)) => Span::new(span.start + at, span.start + at + length),
+                None => span,
+            },
         };
         let template = match Template::parse(text) {
             Ok(template) => template,
@@ -392,9 +430,16 @@ impl Checker<'_> {
         };
         for reference in template.references() {
             if let Some((message, help)) = self.reference_problem(&reference.path, index, ancestors) {
+                let label = if message.contains("does not need it") {
+                    "read before it is known"
+                } else if message.contains("reads its own output") {
+                    "its own output"
+                } else {
+                    "unknown reference"
+                };
                 self.push(
                     Diagnostic::error("reference", self.file, locate(&reference.range), message)
-                        .with_label("unknown reference")
+                        .with_label(label)
                         .with_help(help),
                 );
             }
@@ -432,7 +477,17 @@ impl Checker<'_> {
             "vars" => check_name("vars", spec.vars.names().collect()),
             "inputs" => check_name("inputs", spec.inputs.names().collect()),
             "secrets" => check_name("secrets", spec.secrets.names().collect()),
-            "run" => check_name("run", RUN_FIELDS.to_vec()),
+            "run" => match name {
+                Some(field) if !RUN_FIELDS.contains(&field) => Some((
+                    format!("unknown run field `{field}` in `{written}`"),
+                    suggestion(field, RUN_FIELDS.iter().copied()),
+                )),
+                Some(_) => None,
+                None => Some((
+                    format!("`{written}` needs a field"),
+                    format!("run fields: {}", RUN_FIELDS.join(", ")),
+                )),
+            },
             "steps" => self.output_problem(path, index, ancestors),
             other => Some((
                 format!("unknown template root `{other}` in `{written}`"),
@@ -566,7 +621,10 @@ fn content_offset(file: &SourceFile, span: Span, text: &str) -> Option<usize> {
     if written == text {
         return Some(span.start);
     }
-    written.find(text).map(|offset| span.start + offset)
+    let quoted = written.len() >= 2
+        && ((written.starts_with('"') && written.ends_with('"'))
+            || (written.starts_with('\'') && written.ends_with('\'')));
+    (quoted && &written[1..written.len() - 1] == text).then_some(span.start + 1)
 }
 
 fn assemble(spec: &PlanSpec, order: &[usize]) -> Vec<Step> {

@@ -76,24 +76,17 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
             }
         }
         Value::Integer(integer) => {
-            if let Some(minimum) = schema.get("minimum").and_then(Json::as_i64)
+            let unsigned =
+                schema.get("format").and_then(Json::as_str).is_some_and(|format| format.starts_with("uint"));
+            let minimum = schema.get("minimum").and_then(Json::as_i64).or(unsigned.then_some(0));
+            if let Some(minimum) = minimum
                 && *integer < minimum
             {
                 problems.push(Problem {
                     code: "parameter-value",
                     span: node.span,
                     message: format!("`{path}` must be at least {minimum}, found {integer}"),
-                    help: None,
-                });
-            }
-            if schema.get("format").and_then(Json::as_str).is_some_and(|format| format.starts_with("uint"))
-                && *integer < 0
-            {
-                problems.push(Problem {
-                    code: "parameter-value",
-                    span: node.span,
-                    message: format!("`{path}` cannot be negative"),
-                    help: None,
+                    help: Some(format!("write a whole number of {minimum} or more")),
                 });
             }
         }
@@ -145,9 +138,15 @@ fn check_map(
             },
         }
     }
+    let known: Vec<&str> = properties.map(|map| map.keys().map(String::as_str).collect()).unwrap_or_default();
     for required in schema.get("required").and_then(Json::as_array).into_iter().flatten() {
         let Some(name) = required.as_str() else { continue };
-        if !entries.iter().any(|entry| entry.key == name) {
+        // A misspelt required key is reported once, as unknown with "did you mean".
+        let misspelt = entries.iter().any(|entry| {
+            !known.contains(&entry.key.as_str())
+                && did_you_mean(&entry.key, known.iter().copied()) == Some(name)
+        });
+        if !misspelt && !entries.iter().any(|entry| entry.key == name) {
             let description = properties
                 .and_then(|properties| properties.get(name))
                 .and_then(|property| property.get("description"))
@@ -208,7 +207,7 @@ fn check_alternatives(node: &Node, alternatives: &[Json], path: &str, problems: 
         code: "parameter-type",
         span: node.span,
         message: format!("`{path}` must be {}, found {}", describe_types(&expected), node.shape()),
-        help: None,
+        help: type_help(&expected, node),
     });
 }
 
@@ -256,12 +255,22 @@ fn describe_types(types: &[&str]) -> String {
 }
 
 fn type_help(types: &[&str], node: &Node) -> Option<String> {
-    match (&node.value, types.first().copied()) {
-        (Value::String(_), Some("array")) => Some("write a list: `[a, b]`".to_owned()),
+    let expected = types.iter().copied().find(|name| *name != "null");
+    match (&node.value, expected) {
         (Value::String(text), Some("boolean")) if ["yes", "no", "on", "off"].contains(&text.as_str()) => {
             Some("write `true` or `false` (YAML 1.2 reads yes/no/on/off as text)".to_owned())
         }
-        (Value::String(_), Some("integer")) => Some("write the number without quotes".to_owned()),
+        (Value::String(text), Some("integer")) if text.trim().parse::<i64>().is_ok() => {
+            Some("write the number without quotes".to_owned())
+        }
+        (_, Some("integer")) => {
+            Some("write a whole number, or a template such as \"{{steps.ID.outputs.NAME}}\"".to_owned())
+        }
+        (_, Some("number")) => Some("write a number".to_owned()),
+        (_, Some("boolean")) => Some("write `true` or `false`".to_owned()),
+        (_, Some("array")) => Some("write a list: `[a, b]`".to_owned()),
+        (_, Some("object")) => Some("write a map of `name: value` entries".to_owned()),
+        (_, Some("string")) => Some("write text (quote it if it looks like something else)".to_owned()),
         _ => None,
     }
 }
@@ -382,11 +391,8 @@ mod tests {
     fn reports_every_problem_of_a_step_at_once() {
         let found = codes(StepKind::K8sScale, "namespce: x\nreplicas: many\ndeadline: 5 minutes\n");
         let names: Vec<&str> = found.iter().map(|(code, _)| *code).collect();
-        assert_eq!(
-            names,
-            ["unknown-parameter", "parameter-type", "duration", "missing-parameter"],
-            "{found:?}"
-        );
+        // `namespce` is reported once, as unknown with a suggestion, not also as a missing `namespace`.
+        assert_eq!(names, ["unknown-parameter", "parameter-type", "duration"], "{found:?}");
     }
 
     #[test]

@@ -243,7 +243,8 @@ const STEP_FIELDS: &[&str] = &[
 /// one (it may still carry problems, all reported in the vector).
 #[must_use]
 pub fn decode(file: &Arc<SourceFile>, root: &Node) -> (Option<PlanSpec>, Vec<Diagnostic>) {
-    let mut decoder = Decoder { file, problems: Vec::new() };
+    let toml = file.syntax() == Some(crate::source::Syntax::Toml);
+    let mut decoder = Decoder { file, problems: Vec::new(), toml };
     let spec = decoder.plan(root);
     (spec, decoder.problems)
 }
@@ -251,6 +252,8 @@ pub fn decode(file: &Arc<SourceFile>, root: &Node) -> (Option<PlanSpec>, Vec<Dia
 struct Decoder<'a> {
     file: &'a Arc<SourceFile>,
     problems: Vec<Diagnostic>,
+    /// Help lines show examples in the file's own syntax.
+    toml: bool,
 }
 
 impl Decoder<'_> {
@@ -284,10 +287,12 @@ impl Decoder<'_> {
     }
 
     fn required<'n>(&mut self, entries: &'n [Entry], name: &str, what: &str, at: Span) -> Option<&'n Node> {
+        let toml_syntax = self.toml;
         let found = field(entries, name);
         if found.is_none() {
             let diagnostic = self.error("missing-field", at, format!("{what} has no `{name}`"));
-            *diagnostic = diagnostic.clone().with_help(format!("add `{name}:`"));
+            let example = if toml_syntax { format!("add `{name} = ...`") } else { format!("add `{name}:`") };
+            *diagnostic = diagnostic.clone().with_help(example);
         }
         found
     }
@@ -323,7 +328,13 @@ impl Decoder<'_> {
                     node.span,
                     format!("{what} must be a whole number ≥ 0, found {}", node.shape()),
                 );
-                *diagnostic = diagnostic.clone().with_label("expected a number");
+                let help = match &node.value {
+                    Value::String(text) if text.trim().parse::<u32>().is_ok() => {
+                        "write the number without quotes"
+                    }
+                    _ => "write a whole number such as 1",
+                };
+                *diagnostic = diagnostic.clone().with_label("expected a number").with_help(help);
                 None
             }
         }
@@ -335,7 +346,10 @@ impl Decoder<'_> {
         }
         let diagnostic =
             self.error("type", node.span, format!("{what} must be true or false, found {}", node.shape()));
-        *diagnostic = diagnostic.clone().with_label("expected true or false");
+        *diagnostic = diagnostic
+            .clone()
+            .with_label("expected true or false")
+            .with_help("write `true` or `false` without quotes (YAML 1.2 reads yes/no as text)");
         None
     }
 
@@ -364,10 +378,16 @@ impl Decoder<'_> {
     }
 
     fn plan(&mut self, root: &Node) -> Option<PlanSpec> {
-        if matches!(root.value, Value::Null) {
+        let toml_syntax = self.toml;
+        let empty_map = root.as_map().is_some_and(<[Entry]>::is_empty);
+        if matches!(root.value, Value::Null) || empty_map {
             let diagnostic = self.error("empty", root.span, "the plan file is empty");
-            *diagnostic =
-                diagnostic.clone().with_help("a plan needs at least `version: 1`, `name:` and `steps:`");
+            let help = if toml_syntax {
+                "a plan needs at least `version = 1`, `name = \"...\"` and `[[steps]]`"
+            } else {
+                "a plan needs at least `version: 1`, `name:` and `steps:`"
+            };
+            *diagnostic = diagnostic.clone().with_help(help);
             return None;
         }
         let entries = self.fields(root, "the plan", PLAN_FIELDS)?;
@@ -380,7 +400,7 @@ impl Decoder<'_> {
         {
             let diagnostic =
                 self.error("version", version.span, format!("unsupported plan version {}", version.value));
-            *diagnostic = diagnostic.clone().with_help("this dr-plan reads `version: 1`");
+            *diagnostic = diagnostic.clone().with_help("this dr-plan reads plans of version 1");
         }
         let name =
             self.required(entries, "name", "the plan", top).and_then(|node| self.string(node, "`name`"));
@@ -473,6 +493,7 @@ impl Decoder<'_> {
     }
 
     fn secret(&mut self, name: &str, node: &Node) -> Option<SecretSpec> {
+        let toml_syntax = self.toml;
         let what = format!("secret `{name}`");
         let entries = self.fields(node, &what, SECRET_FIELDS)?;
         let env = self.optional(entries, "env", |this, node| this.string(node, "`env`"));
@@ -482,18 +503,27 @@ impl Decoder<'_> {
                 self.error("secret-source", node.span, format!("{what} needs exactly one source"));
             *diagnostic = diagnostic
                 .clone()
-                .with_help("write `{ env: VARIABLE }` or `{ file: /path/to/file }`; never the secret itself");
+                .with_label(if env.is_some() { "`env` and `file` both given" } else { "no `env` or `file`" })
+                .with_help(if toml_syntax {
+                    "write `{ env = \"VARIABLE\" }` or `{ file = \"/path/to/file\" }`; never the secret itself"
+                } else {
+                    "write `{ env: VARIABLE }` or `{ file: /path/to/file }`; never the secret itself"
+                });
             return None;
         }
         Some(SecretSpec { env, file, span: node.span })
     }
 
     fn steps(&mut self, node: &Node) -> Vec<StepSpec> {
+        let toml_syntax = self.toml;
         let Value::List(items) = &node.value else {
             let diagnostic =
                 self.error("type", node.span, format!("`steps` must be a list, found {}", node.shape()));
-            *diagnostic =
-                diagnostic.clone().with_help("write each step as a list item starting with `- id:`");
+            *diagnostic = diagnostic.clone().with_help(if toml_syntax {
+                "write each step as a `[[steps]]` table"
+            } else {
+                "write each step as a list item starting with `- id:`"
+            });
             return Vec::new();
         };
         if items.is_empty() {
@@ -504,6 +534,7 @@ impl Decoder<'_> {
     }
 
     fn step(&mut self, node: &Node) -> Option<StepSpec> {
+        let toml_syntax = self.toml;
         let entries = self.fields(node, "a step", STEP_FIELDS)?;
         let at = Span::new(node.span.start, node.span.start);
         let id = self.required(entries, "id", "this step", at).and_then(|node| self.string(node, "`id`"))?;
@@ -512,12 +543,18 @@ impl Decoder<'_> {
                 character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
             })
         {
-            let suggested: String = id
-                .value
-                .to_ascii_lowercase()
-                .chars()
-                .map(|character| if character.is_ascii_alphanumeric() { character } else { '-' })
-                .collect();
+            // `StopWriters`, `stop_writers` → `stop-writers`.
+            let mut suggested = String::new();
+            for (index, character) in id.value.chars().enumerate() {
+                if character.is_ascii_uppercase() && index > 0 && !suggested.ends_with('-') {
+                    suggested.push('-');
+                }
+                suggested.push(if character.is_ascii_alphanumeric() {
+                    character.to_ascii_lowercase()
+                } else {
+                    '-'
+                });
+            }
             let diagnostic = self.error("step-id", id.span, format!("step id `{}` is not valid", id.value));
             *diagnostic = diagnostic
                 .clone()
@@ -547,9 +584,11 @@ impl Decoder<'_> {
             }
             Some(single @ Node { value: Value::String(_), .. }) => {
                 let diagnostic = self.error("type", single.span, "`needs` must be a list of step ids");
-                *diagnostic = diagnostic
-                    .clone()
-                    .with_help(format!("write `needs: [{}]`", single.as_str().unwrap_or("")));
+                *diagnostic = diagnostic.clone().with_help(if toml_syntax {
+                    format!("write `needs = [\"{}\"]`", single.as_str().unwrap_or(""))
+                } else {
+                    format!("write `needs: [{}]`", single.as_str().unwrap_or(""))
+                });
                 Vec::new()
             }
             Some(other) => {
@@ -558,7 +597,11 @@ impl Decoder<'_> {
                     other.span,
                     format!("`needs` must be a list of step ids, found {}", other.shape()),
                 );
-                *diagnostic = diagnostic.clone().with_help("write `needs: [step-a, step-b]`");
+                *diagnostic = diagnostic.clone().with_help(if toml_syntax {
+                    "write `needs = [\"step-a\", \"step-b\"]`"
+                } else {
+                    "write `needs: [step-a, step-b]`"
+                });
                 Vec::new()
             }
         };

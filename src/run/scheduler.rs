@@ -175,7 +175,10 @@ impl Dispatcher<'_> {
             let blocker = step.needs.iter().find_map(|&need| match &self.states[need] {
                 StepState::Failed { .. } => Some(format!("`{}` failed", self.plan.steps[need].id)),
                 StepState::Skipped { .. } => Some(format!("`{}` was skipped", self.plan.steps[need].id)),
-                StepState::Pending | StepState::Interrupted { .. } | StepState::Succeeded { .. } => None,
+                StepState::Pending
+                | StepState::Interrupted { .. }
+                | StepState::Succeeded { .. }
+                | StepState::Undone => None,
             });
             if let Some(blocker) = blocker {
                 self.skip(index, format!("needs {blocker}"))?;
@@ -346,6 +349,9 @@ impl Dispatcher<'_> {
                 Err(error) => Err(error.0),
             };
             let error = result.err().map(|error| self.redactor.redact(&error));
+            if error.is_none() {
+                self.states[index] = StepState::Undone;
+            }
             self.record(Event::UndoFinished { step: step.id.clone(), error })?;
         }
         Ok(())

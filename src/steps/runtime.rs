@@ -134,13 +134,13 @@ impl StepKind {
             | StepKind::HttpCheck
             | StepKind::Notify
             | StepKind::RedisRestore
-            | StepKind::Route53Change => true,
-            StepKind::K8sScale
+            | StepKind::Route53Change
+            | StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
+            | StepKind::VeleroRestore => true,
+            StepKind::S3Fetch
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
@@ -161,12 +161,12 @@ impl StepKind {
             StepKind::Notify => super::notify::run(parameters(with)?, context).await,
             StepKind::RedisRestore => super::redis_restore::run(parameters(with)?, context).await,
             StepKind::Route53Change => super::route53_change::run(parameters(with)?, context).await,
-            StepKind::K8sScale
-            | StepKind::K8sWait
-            | StepKind::K8sJob
-            | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
+            StepKind::K8sScale => super::k8s_scale::run(parameters(with)?, context).await,
+            StepKind::K8sWait => super::k8s_wait::run(parameters(with)?, context).await,
+            StepKind::K8sJob => super::k8s_job::run(parameters(with)?, context).await,
+            StepKind::K8sApply => super::k8s_apply::run(parameters(with)?, context).await,
+            StepKind::VeleroRestore => super::velero_restore::run(parameters(with)?, context).await,
+            StepKind::S3Fetch
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
@@ -201,12 +201,27 @@ impl StepKind {
                 Ok(parameters) => super::route53_change::preflight(&parameters).await,
                 Err(error) => Preflight::Failed(error.to_string()),
             },
-            StepKind::K8sScale
-            | StepKind::K8sWait
-            | StepKind::K8sJob
-            | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
+            StepKind::K8sScale => match parameters::<super::k8s_scale::Parameters>(with) {
+                Ok(parameters) => super::k8s_scale::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sWait => match parameters::<super::k8s_wait::Parameters>(with) {
+                Ok(parameters) => super::k8s_wait::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sJob => match parameters::<super::k8s_job::Parameters>(with) {
+                Ok(parameters) => super::k8s_job::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sApply => match parameters::<super::k8s_apply::Parameters>(with) {
+                Ok(parameters) => super::k8s_apply::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::VeleroRestore => match parameters::<super::velero_restore::Parameters>(with) {
+                Ok(parameters) => super::velero_restore::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::S3Fetch
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
@@ -224,11 +239,11 @@ impl StepKind {
         match self {
             StepKind::Exec => super::exec::undo(parameters(with)?, outputs, context).await,
             StepKind::Route53Change => super::route53_change::undo(parameters(with)?, outputs, context).await,
+            StepKind::K8sScale => super::k8s_scale::undo(parameters(with)?, outputs, context).await,
             StepKind::Sleep
             | StepKind::Approval
             | StepKind::HttpCheck
             | StepKind::Notify
-            | StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
