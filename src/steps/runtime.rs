@@ -132,8 +132,10 @@ impl StepKind {
             | StepKind::Sleep
             | StepKind::Approval
             | StepKind::HttpCheck
-            | StepKind::Notify => true,
-            StepKind::K8sScale
+            | StepKind::Notify
+            | StepKind::RedisRestore
+            | StepKind::Route53Change
+            | StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
@@ -142,9 +144,7 @@ impl StepKind {
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
-            | StepKind::PgQuery
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => false,
+            | StepKind::PgQuery => false,
         }
     }
 
@@ -159,6 +159,8 @@ impl StepKind {
             StepKind::Approval => super::approval::run(parameters(with)?, context).await,
             StepKind::HttpCheck => super::http_check::run(parameters(with)?).await,
             StepKind::Notify => super::notify::run(parameters(with)?, context).await,
+            StepKind::RedisRestore => super::redis_restore::run(parameters(with)?, context).await,
+            StepKind::Route53Change => super::route53_change::run(parameters(with)?, context).await,
             StepKind::K8sScale => super::k8s_scale::run(parameters(with)?, context).await,
             StepKind::K8sWait => super::k8s_wait::run(parameters(with)?, context).await,
             StepKind::K8sJob => super::k8s_job::run(parameters(with)?, context).await,
@@ -168,9 +170,7 @@ impl StepKind {
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
-            | StepKind::PgQuery
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => Err(StepError::Failed(format!(
+            | StepKind::PgQuery => Err(StepError::Failed(format!(
                 "{} steps cannot run in this build of dr-plan yet (they validate and dry-run)",
                 self.name()
             ))),
@@ -193,6 +193,14 @@ impl StepKind {
                 }
             }
             StepKind::Sleep | StepKind::Approval => Preflight::Passed("nothing to check".to_owned()),
+            StepKind::RedisRestore => match parameters::<super::redis_restore::Parameters>(with) {
+                Ok(parameters) => super::redis_restore::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::Route53Change => match parameters::<super::route53_change::Parameters>(with) {
+                Ok(parameters) => super::route53_change::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
             StepKind::K8sScale => match parameters::<super::k8s_scale::Parameters>(with) {
                 Ok(parameters) => super::k8s_scale::preflight(&parameters).await,
                 Err(error) => Preflight::Failed(error.to_string()),
@@ -217,9 +225,7 @@ impl StepKind {
             | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
-            | StepKind::PgQuery
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => {
+            | StepKind::PgQuery => {
                 Preflight::NotChecked(format!("{} steps have no live check in this build yet", self.name()))
             }
         }
@@ -232,6 +238,7 @@ impl StepKind {
     pub async fn undo(self, with: Json, outputs: &Outputs, context: &StepContext) -> Result<(), StepError> {
         match self {
             StepKind::Exec => super::exec::undo(parameters(with)?, outputs, context).await,
+            StepKind::Route53Change => super::route53_change::undo(parameters(with)?, outputs, context).await,
             StepKind::K8sScale => super::k8s_scale::undo(parameters(with)?, outputs, context).await,
             StepKind::Sleep
             | StepKind::Approval
@@ -246,8 +253,7 @@ impl StepKind {
             | StepKind::PgDump
             | StepKind::PgRestore
             | StepKind::PgQuery
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => match self.info().undo {
+            | StepKind::RedisRestore => match self.info().undo {
                 None => Ok(()),
                 Some(_) => Err(StepError::Failed(format!(
                     "undo of {} steps is not available in this build",

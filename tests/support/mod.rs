@@ -24,6 +24,7 @@ mod moto;
 mod postgres;
 mod process;
 mod redis;
+mod route53_stub;
 mod s3;
 
 // Each test binary compiles this module on its own and uses only some of these names.
@@ -37,5 +38,7 @@ pub use moto::Moto;
 pub use postgres::Postgres;
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
 pub use redis::Redis;
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use route53_stub::{Route53Stub, StubRecord};
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
 pub use s3::S3;
