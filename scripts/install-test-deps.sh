@@ -122,3 +122,26 @@ pathlib.Path(sys.argv[1]).write_text(json.dumps(schema, indent=1))
 PY
     say "wrote $sarif_schema"
 fi
+
+# --- Kubernetes: kube-apiserver 1.20 + etcd, built once from Debian's packages ------------
+# scripts/kube-apiserver.sh keeps them in $KUBE_TESTKIT_CACHE (default
+# $HOME/.cache/kube-testkit), outside the clone, so CI can cache that directory.
+kube_script="$repository_root/scripts/kube-apiserver.sh"
+kube_bin_dir="$(bash "$kube_script" path)"
+if [ -x "$kube_bin_dir/kube-apiserver" ] && [ -x "$kube_bin_dir/etcd" ]; then
+    say "kube-apiserver and etcd present: $kube_bin_dir"
+else
+    # The build fetches sources with a private apt state and compiles with Debian's Go;
+    # it needs these host tools (curl and openssl are installed above, `up` uses them).
+    missing_build_tools=()
+    for package in make patch xz-utils tar; do
+        package_installed "$package" || missing_build_tools+=("$package")
+    done
+    if [ "${#missing_build_tools[@]}" -gt 0 ]; then
+        apt_install "${missing_build_tools[@]}"
+    fi
+    say "building kube-apiserver 1.20.2 from Debian's kubernetes source package into $kube_bin_dir (5-13 minutes, once)"
+    started_at=$SECONDS
+    bash "$kube_script" build
+    say "kube-apiserver built in $((SECONDS - started_at)) s"
+fi

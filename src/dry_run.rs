@@ -46,6 +46,12 @@ pub struct StepPreview {
     pub parameters: Json,
     /// Whether it is on the critical path.
     pub critical: bool,
+    /// The plan's `description:` of the step.
+    pub description: Option<String>,
+    /// Whether a failure lets the run go on.
+    pub continue_on_failure: bool,
+    /// Whether it will not run (a `when` false now, or a need skipped).
+    pub skipped: bool,
 }
 
 /// The whole preview.
@@ -124,6 +130,10 @@ impl DryRun {
             .map(|(index, (step, (when, parameters, _)))| {
                 let spec = plan.spec_of(step);
                 let mut action = step.kind.describe(&parameters);
+                // Which cluster a Kubernetes step acts on matters as much as what it does.
+                if let Some(context) = parameters.get("context").and_then(Json::as_str) {
+                    action.push_str(&format!(" (kube context {context})"));
+                }
                 if skipped[index] && when != Some(false) {
                     action = format!("skipped (a step it needs is skipped): {action}");
                 } else if when == Some(false) {
@@ -138,11 +148,18 @@ impl DryRun {
                     destructive: step.kind.is_destructive(&parameters),
                     undo: step.undo,
                     when: spec.when.as_ref().map(|text| (text.value.clone(), when)),
-                    expected: (expected_from != EstimateSource::Unknown).then_some(expected),
+                    expected: matches!(
+                        expected_from,
+                        EstimateSource::Estimate | EstimateSource::DrillHistory(_)
+                    )
+                    .then_some(expected),
                     expected_from,
                     timeout: step.timeout,
                     attempts: step.attempts,
                     critical: prediction.critical_path.contains(&index),
+                    description: step.description.clone(),
+                    continue_on_failure: step.on_failure == crate::spec::OnFailure::Continue,
+                    skipped: skipped[index],
                     action,
                     parameters,
                 }
@@ -264,7 +281,7 @@ impl DryRun {
     }
 
     fn destructive_count(&self) -> usize {
-        self.steps.iter().filter(|step| step.destructive).count()
+        self.steps.iter().filter(|step| step.destructive && !step.skipped).count()
     }
 
     /// Plain text for a terminal.
@@ -305,7 +322,13 @@ impl DryRun {
                     tags.push("critical path".to_owned());
                 }
                 let _ = writeln!(out, "  {} [{}]", step.id, tags.join(", "));
-                let _ = writeln!(out, "      {}", step.action);
+                if let Some(description) = &step.description {
+                    let _ = writeln!(out, "      {description}");
+                }
+                let _ = writeln!(out, "      → {}", step.action);
+                if step.continue_on_failure {
+                    let _ = writeln!(out, "      a failure does not stop the run (on_failure: continue)");
+                }
                 if let Some((condition, value)) = &step.when {
                     let verdict = match value {
                         Some(true) => "true now",
@@ -377,6 +400,16 @@ impl DryRun {
                     step.kind,
                     escape_markdown(&step.action)
                 );
+                if let Some(description) = &step.description {
+                    let _ = writeln!(out, "  - _{}_", escape_markdown(description));
+                }
+                if !step.needs.is_empty() {
+                    let needs: Vec<String> = step.needs.iter().map(|need| format!("`{need}`")).collect();
+                    let _ = writeln!(out, "  - after {}", needs.join(", "));
+                }
+                if step.continue_on_failure {
+                    let _ = writeln!(out, "  - a failure does not stop the run (`on_failure: continue`)");
+                }
                 if let Some((condition, value)) = &step.when {
                     let verdict = match value {
                         Some(true) => "true now",
@@ -424,6 +457,9 @@ impl DryRun {
                     "stage": step.stage,
                     "needs": step.needs,
                     "action": step.action,
+                    "description": step.description,
+                    "on_failure": if step.continue_on_failure { "continue" } else { "abort" },
+                    "skipped": step.skipped,
                     "destructive": step.destructive,
                     "undo": step.undo,
                     "when": step.when.as_ref().map(|(condition, value)| json!({"condition": condition, "value": value})),
@@ -468,6 +504,18 @@ fn dry_run_fields(plan: &Plan, drill: bool) -> Map<String, Json> {
     run
 }
 
+/// Escapes text for a markdown table or list, leaving `code spans` as written (markdown
+/// does not decode entities inside them).
 fn escape_markdown(text: &str) -> String {
-    text.replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|")
+    text.split('`')
+        .enumerate()
+        .map(|(index, part)| {
+            if index % 2 == 1 {
+                part.to_owned()
+            } else {
+                part.replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }

@@ -202,7 +202,10 @@ impl Checker<'_> {
                                 format!("unknown step `{}` in `needs`", need.value),
                             )
                             .with_label("no step has this id")
-                            .with_help(suggestion(&need.value, ids.iter().copied())),
+                            .with_help(suggestion(
+                                &need.value,
+                                ids.iter().copied().filter(|id| *id != step.id.value),
+                            )),
                         );
                     }
                 }

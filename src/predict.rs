@@ -16,6 +16,8 @@ pub enum EstimateSource {
     Estimate,
     /// Neither: counted as zero.
     Unknown,
+    /// The step will not run (a `when` that is false now): zero.
+    Skipped,
 }
 
 /// The prediction for a plan.
@@ -39,7 +41,7 @@ impl Prediction {
             .enumerate()
             .map(|(index, step)| {
                 if skipped.get(index).copied().unwrap_or(false) {
-                    return (Duration::ZERO, EstimateSource::Unknown);
+                    return (Duration::ZERO, EstimateSource::Skipped);
                 }
                 if let Some((measured, drills)) = history.median(&step.id) {
                     return (measured, EstimateSource::DrillHistory(drills));

@@ -59,7 +59,7 @@ impl Context {
             }
             "steps" => match self.outputs.get(name) {
                 Some(outputs) => {
-                    path[3..].iter().try_fold(outputs, |value, segment| value.get(segment)).cloned()
+                    path[3..].iter().try_fold(outputs, |value, segment| child(value, segment)).cloned()
                 }
                 None if self.mode == Mode::DryRun => {
                     return Lookup::Unknown { placeholder: format!("<{name}.{}>", path[3..].join(".")) };
@@ -71,7 +71,7 @@ impl Context {
         let Some(mut value) = found else { return Lookup::Missing };
         if !matches!(path[0].as_str(), "steps") {
             for segment in &path[2..] {
-                match value.get(segment) {
+                match child(&value, segment) {
                     Some(inner) => value = inner.clone(),
                     None => return Lookup::Missing,
                 }
@@ -159,6 +159,16 @@ impl Context {
                 step.id,
                 crate::steps::display(&rendered.value)
             ))),
+        }
+    }
+}
+
+/// `value.segment`: a key of a map, or a 0-based position in a list (`results.0`).
+fn child<'a>(value: &'a Json, segment: &str) -> Option<&'a Json> {
+    match value {
+        Json::Array(items) => segment.parse::<usize>().ok().and_then(|position| items.get(position)),
+        Json::Object(_) | Json::Null | Json::Bool(_) | Json::Number(_) | Json::String(_) => {
+            value.get(segment)
         }
     }
 }

@@ -112,6 +112,13 @@ pub enum Event {
         /// Step id.
         step: String,
     },
+    /// A step with `undo: true` was deliberately not compensated.
+    UndoSkipped {
+        /// Step id.
+        step: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Compensation finished.
     UndoFinished {
         /// Step id.
@@ -173,6 +180,15 @@ impl JournalWriter {
     /// I/O errors.
     pub fn open(path: &Path) -> std::io::Result<JournalWriter> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        // A process killed while writing leaves a torn last line. `read` ignores it, but
+        // the next record appended would be glued onto it, damaging the journal for good:
+        // cut it off first (it was never complete, so nothing acted on it).
+        let text = std::fs::read(path)?;
+        if text.last().is_some_and(|&last| last != b'\n') {
+            let complete = text.iter().rposition(|&byte| byte == b'\n').map_or(0, |position| position + 1);
+            file.set_len(complete as u64)?;
+            file.sync_data()?;
+        }
         Ok(JournalWriter { file })
     }
 
@@ -246,6 +262,9 @@ pub enum StepState {
         /// Why.
         reason: String,
     },
+    /// Succeeded, then was compensated by its undo when the run failed: its effect is
+    /// gone, so a resume runs it again.
+    Undone,
 }
 
 /// A run as the journal tells it.
@@ -301,13 +320,24 @@ impl RunState {
                 Event::StepSkipped { step, reason } => {
                     state.steps.insert(step.clone(), StepState::Skipped { reason: reason.clone() });
                 }
+                // The dispatcher puts a step that waits for an approval back to pending and
+                // takes back its attempt: it was never interrupted, and asking is no attempt.
+                Event::ApprovalNeeded { step } => {
+                    state.steps.insert(step.clone(), StepState::Pending);
+                    if let Some(attempts) = state.attempts.get_mut(step) {
+                        *attempts = attempts.saturating_sub(1);
+                    }
+                }
+                Event::UndoFinished { step, error: None } => {
+                    state.steps.insert(step.clone(), StepState::Undone);
+                }
                 Event::RunFinished { status } => state.status = Some(*status),
                 Event::Resumed { .. } => state.status = None,
                 Event::RunStarted { .. }
-                | Event::ApprovalNeeded { .. }
                 | Event::ApprovalGranted { .. }
                 | Event::UndoStarted { .. }
                 | Event::UndoFinished { .. }
+                | Event::UndoSkipped { .. }
                 | Event::LockBroken { .. } => {}
             }
         }

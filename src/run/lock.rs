@@ -66,30 +66,27 @@ impl Lock {
             .map_err(|error| LockError::Io(format!("{}: {error}", directory.display())))?;
         let path = directory.join(format!("{plan}.lock"));
         let mut broken = None;
+        let holder = Holder {
+            user: user_name(),
+            host: host_name(),
+            pid: std::process::id(),
+            since: super::journal::now(),
+            run_id: run_id.to_owned(),
+        };
+        let text = serde_json::to_string(&holder).map_err(|error| LockError::Io(error.to_string()))?;
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    let holder = Holder {
-                        user: user_name(),
-                        host: host_name(),
-                        pid: std::process::id(),
-                        since: super::journal::now(),
-                        run_id: run_id.to_owned(),
-                    };
-                    let text =
-                        serde_json::to_string(&holder).map_err(|error| LockError::Io(error.to_string()))?;
-                    file.write_all(text.as_bytes())
-                        .and_then(|()| file.sync_all())
-                        .map_err(|error| LockError::Io(error.to_string()))?;
-                    return Ok((Lock { path }, broken));
-                }
+            match create_filled(&path, &text) {
+                Ok(()) => return Ok((Lock { path }, broken)),
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let holder: Holder = serde_json::from_str(&text).unwrap_or(Holder {
+                    // A lock that does not parse names no process that could still hold it
+                    // (storage damage, or an older dr-plan killed while writing it): it is
+                    // stale, and may be broken like any other stale lock.
+                    let holder: Holder = serde_json::from_str(&text).unwrap_or_else(|_| Holder {
                         user: "unknown".into(),
-                        host: "unknown".into(),
+                        host: host_name(),
                         pid: 0,
-                        since: "unknown".into(),
+                        since: "unknown (the lock file is empty or damaged)".into(),
                         run_id: "unknown".into(),
                     });
                     if holder.host == host_name() && process_alive(holder.pid) {
@@ -110,6 +107,18 @@ impl Lock {
         }
         Err(LockError::Io(format!("{}: could not take the lock", path.display())))
     }
+}
+
+/// Creates `path` holding `text`, or fails with `AlreadyExists`. The text is written
+/// to a private file first and then linked into place, so the lock never exists empty
+/// or half-written, even when the process is killed while taking it.
+fn create_filled(path: &Path, text: &str) -> std::io::Result<()> {
+    let private = path.with_extension(format!("lock.{}.tmp", std::process::id()));
+    let result = std::fs::File::create(&private)
+        .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::hard_link(&private, path));
+    let _ = std::fs::remove_file(&private);
+    result
 }
 
 impl Drop for Lock {

@@ -88,6 +88,11 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         return exit_code::FAILED;
     }
     let redactor = Arc::new(Redactor::new(secrets.values()));
+    let (mut writer, mut reporter) =
+        match open_journal(&journal::journal_path(&options.state_dir, &run_id), options.format) {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        };
     let started = Event::RunStarted {
         format: journal::FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -103,11 +108,15 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
     if let Some(holder) = broken {
         events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
     }
-    let (writer, mut reporter) =
-        match open_journal(&journal::journal_path(&options.state_dir, &run_id), events, options.format) {
-            Ok(opened) => opened,
-            Err(code) => return code,
-        };
+    for event in events {
+        match writer.append(event) {
+            Ok(record) => reporter.record(&record),
+            Err(error) => {
+                eprintln!("error: cannot write the journal: {error}");
+                return exit_code::FAILED;
+            }
+        }
+    }
     let context = Context {
         mode: Mode::Run,
         vars,
@@ -123,6 +132,7 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         context,
         states,
         attempts,
+        Vec::new(),
         writer,
         reporter.as_mut(),
         &run_id,
@@ -180,6 +190,33 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
     if let Some(code) = check_runnable(&plan, options) {
         return code;
     }
+    // The lock comes before any decision: while another process still runs this plan,
+    // its steps look interrupted in the journal but are not.
+    let (_lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+    // Read again: the run may have moved on between the first read and the lock.
+    let state = match journal::read(&journal_file).and_then(RunState::replay) {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit_code::INVALID;
+        }
+    };
+    if state.status == Some(RunStatus::Succeeded) {
+        println!("run {run_id} already succeeded; nothing to resume. `dr-plan report {run_id}` shows it.");
+        return exit_code::SUCCESS;
+    }
+    let (mut writer, mut reporter) = match open_journal(&journal_file, options.format) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    // A broken lock is journaled even if resume then stops: breaking it is the audited act.
+    let mut events = Vec::new();
+    if let Some(holder) = broken {
+        events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
+    }
     let mut states = Vec::with_capacity(plan.steps.len());
     let mut rerun = Vec::new();
     let mut refused = Vec::new();
@@ -194,7 +231,8 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
                 }
                 StepState::Pending
             }
-            StepState::Failed { .. } => StepState::Pending,
+            // An undone step's effect was reversed: the steps after it need it again.
+            StepState::Failed { .. } | StepState::Undone => StepState::Pending,
             StepState::Skipped { reason } if reason.starts_with("needs ") => StepState::Pending,
             other @ (StepState::Pending | StepState::Succeeded { .. } | StepState::Skipped { .. }) => other,
         };
@@ -207,26 +245,23 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
              `dr-plan resume {run_id} --rerun-interrupted` to run them again",
             refused.join(", ")
         );
-        return exit_code::BLOCKED;
+        return match append_all(&mut writer, reporter.as_mut(), events) {
+            Ok(()) => exit_code::BLOCKED,
+            Err(code) => code,
+        };
     }
     let secrets = match resolve_secrets(&plan) {
         Ok(secrets) => secrets,
-        Err(problems) => return usage_errors(&problems),
-    };
-    let (_lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
-        Ok(lock) => lock,
-        Err(code) => return code,
+        Err(problems) => {
+            let _ = append_all(&mut writer, reporter.as_mut(), events);
+            return usage_errors(&problems);
+        }
     };
     let redactor = Arc::new(Redactor::new(secrets.values()));
-    let mut events = Vec::new();
-    if let Some(holder) = broken {
-        events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
-    }
     events.push(Event::Resumed { operator: lock::operator(), rerun });
-    let (writer, mut reporter) = match open_journal(&journal_file, events, options.format) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+    if let Err(code) = append_all(&mut writer, reporter.as_mut(), events) {
+        return code;
+    }
     let outputs: BTreeMap<String, Json> = state
         .steps
         .iter()
@@ -235,9 +270,21 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
             StepState::Pending
             | StepState::Interrupted { .. }
             | StepState::Failed { .. }
-            | StepState::Skipped { .. } => None,
+            | StepState::Skipped { .. }
+            | StepState::Undone => None,
         })
         .collect();
+    // Steps that succeeded before this resume are compensated too if it fails, newest first.
+    let mut completed: Vec<usize> = Vec::new();
+    for record in &state.records {
+        if let Event::StepSucceeded { step, .. } = &record.event
+            && let Some(index) = plan.steps.iter().position(|candidate| &candidate.id == step)
+        {
+            completed.retain(|&done| done != index);
+            completed.push(index);
+        }
+    }
+    completed.retain(|&index| matches!(states[index], StepState::Succeeded { .. }));
     let context = Context {
         mode: Mode::Run,
         vars,
@@ -252,6 +299,7 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
         context,
         states,
         attempts,
+        completed,
         writer,
         reporter.as_mut(),
         run_id,
@@ -271,6 +319,7 @@ fn execute(
     context: Context,
     states: Vec<StepState>,
     attempts: Vec<u32>,
+    completed: Vec<usize>,
     journal: JournalWriter,
     reporter: &mut dyn reporter::Reporter,
     run_id: &str,
@@ -302,7 +351,7 @@ fn execute(
         run_dir: run_dir.to_path_buf(),
         drill,
         deadline: options.deadline,
-        completed: Vec::new(),
+        completed,
         progress: tokio::sync::mpsc::unbounded_channel(),
     };
     let status = match runtime.block_on(dispatcher.run()) {
@@ -368,25 +417,36 @@ fn execute(
     }
 }
 
-/// Opens the journal for appending and writes the first events of this process.
+/// Opens a run's journal for appending, with the reporter for this terminal.
 fn open_journal(
     path: &Path,
-    events: Vec<Event>,
     format: ProgressFormat,
 ) -> Result<(JournalWriter, Box<dyn reporter::Reporter>), i32> {
-    let mut writer = JournalWriter::open(path).map_err(|error| {
-        eprintln!("error: cannot open the journal {}: {error}", path.display());
-        exit_code::FAILED
-    })?;
-    let mut reporter = reporter::for_terminal(format);
-    for event in events {
-        let record = writer.append(event).map_err(|error| {
-            eprintln!("error: cannot write the journal: {error}");
-            exit_code::FAILED
-        })?;
-        reporter.record(&record);
+    match JournalWriter::open(path) {
+        Ok(writer) => Ok((writer, reporter::for_terminal(format))),
+        Err(error) => {
+            eprintln!("error: cannot open the journal {}: {error}", path.display());
+            Err(exit_code::FAILED)
+        }
     }
-    Ok((writer, reporter))
+}
+
+/// Journals `events` and shows them; a journal that cannot be written stops the command.
+fn append_all(
+    writer: &mut JournalWriter,
+    reporter: &mut dyn reporter::Reporter,
+    events: Vec<Event>,
+) -> Result<(), i32> {
+    for event in events {
+        match writer.append(event) {
+            Ok(record) => reporter.record(&record),
+            Err(error) => {
+                eprintln!("error: cannot write the journal: {error}");
+                return Err(exit_code::FAILED);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_runnable(plan: &Plan, options: &RunOptions) -> Option<i32> {

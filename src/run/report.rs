@@ -19,7 +19,7 @@ pub struct StepLine {
     pub id: String,
     /// Kind.
     pub kind: String,
-    /// succeeded / failed / skipped / pending / interrupted.
+    /// succeeded / failed / skipped / pending / interrupted / undone.
     pub state: String,
     /// First start.
     pub started: Option<String>,
@@ -95,6 +95,7 @@ impl Report {
                     StepState::Succeeded { outputs } => ("succeeded", None, outputs),
                     StepState::Failed { error } => ("failed", Some(error), serde_json::Map::new()),
                     StepState::Skipped { reason } => ("skipped", Some(reason), serde_json::Map::new()),
+                    StepState::Undone => ("undone", None, serde_json::Map::new()),
                 };
                 StepLine {
                     id: step.id.clone(),

@@ -188,6 +188,7 @@ pub fn describe(event: &Event) -> String {
         Event::ApprovalNeeded { step } => format!("⏸ {step} needs an approval"),
         Event::ApprovalGranted { step, by, via } => format!("✔ {step} approved by {by} ({via})"),
         Event::UndoStarted { step } => format!("↩ undoing {step}"),
+        Event::UndoSkipped { step, reason } => format!("↩ {step} {reason}"),
         Event::UndoFinished { step, error: None } => format!("↩ {step} undone"),
         Event::UndoFinished { step, error: Some(error) } => format!("↩ undo of {step} FAILED: {error}"),
         Event::LockBroken { operator, holder } => format!("stale lock of {holder} broken by {operator}"),

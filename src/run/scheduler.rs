@@ -175,7 +175,10 @@ impl Dispatcher<'_> {
             let blocker = step.needs.iter().find_map(|&need| match &self.states[need] {
                 StepState::Failed { .. } => Some(format!("`{}` failed", self.plan.steps[need].id)),
                 StepState::Skipped { .. } => Some(format!("`{}` was skipped", self.plan.steps[need].id)),
-                StepState::Pending | StepState::Interrupted { .. } | StepState::Succeeded { .. } => None,
+                StepState::Pending
+                | StepState::Interrupted { .. }
+                | StepState::Succeeded { .. }
+                | StepState::Undone => None,
             });
             if let Some(blocker) = blocker {
                 self.skip(index, format!("needs {blocker}"))?;
@@ -330,6 +333,17 @@ impl Dispatcher<'_> {
         for index in order {
             let step = &self.plan.steps[index];
             let StepState::Succeeded { outputs } = self.states[index].clone() else { continue };
+            // Compensating is only safe while nothing destructive built on this step: once
+            // e.g. a `pg_restore --clean` that needed "stop writers" has started, scaling the
+            // writers back up would point them at a half-restored database.
+            if let Some(later) = self.destructive_dependent_started(index) {
+                let reason = format!(
+                    "not compensated: destructive step `{later}`, which needs it, had started; \
+                     check the system and compensate by hand if it is safe"
+                );
+                self.record(Event::UndoSkipped { step: step.id.clone(), reason })?;
+                continue;
+            }
             self.record(Event::UndoStarted { step: step.id.clone() })?;
             let with = self.context.render_with(step).map(|(with, _)| with);
             let context = self.step_context(index);
@@ -346,9 +360,23 @@ impl Dispatcher<'_> {
                 Err(error) => Err(error.0),
             };
             let error = result.err().map(|error| self.redactor.redact(&error));
+            if error.is_none() {
+                self.states[index] = StepState::Undone;
+            }
             self.record(Event::UndoFinished { step: step.id.clone(), error })?;
         }
         Ok(())
+    }
+}
+
+impl Dispatcher<'_> {
+    /// A destructive step that needs `index` (directly or not) and has started.
+    fn destructive_dependent_started(&self, index: usize) -> Option<String> {
+        self.plan.steps.iter().enumerate().find_map(|(other, step)| {
+            let started = !matches!(self.states[other], StepState::Pending | StepState::Skipped { .. });
+            let depends = self.plan.ancestors(other).contains(&index);
+            (started && depends && step.kind.is_destructive(&step.with.to_json())).then(|| step.id.clone())
+        })
     }
 }
 

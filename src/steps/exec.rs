@@ -53,11 +53,22 @@ pub const INFO: KindInfo = KindInfo {
 /// The dry-run sentence.
 #[must_use]
 pub fn describe(with: &Params<'_>) -> String {
-    let mut sentence = format!("run `{}`", with.text("command"));
+    let command: Vec<String> =
+        with.list("command").into_iter().map(|argument| shell_quote(&super::display(argument))).collect();
+    let mut sentence = format!("run `{}`", command.join(" "));
     if with.has("cwd") {
         sentence.push_str(&format!(" in {}", with.text("cwd")));
     }
     sentence
+}
+
+/// An argument as a shell would need it written, so the reader sees where each one ends.
+fn shell_quote(argument: &str) -> String {
+    let plain = !argument.is_empty()
+        && argument
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "-_./:=@%+,<>{}".contains(character));
+    if plain { argument.to_owned() } else { format!("'{}'", argument.replace('\'', "'\\''")) }
 }
 
 /// Checks that the program can be found.

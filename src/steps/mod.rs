@@ -23,6 +23,7 @@ pub mod s3_put;
 pub mod sleep;
 pub mod velero_restore;
 
+mod kubernetes;
 mod postgres;
 mod runtime;
 mod shared;

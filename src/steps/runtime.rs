@@ -132,17 +132,18 @@ impl StepKind {
             | StepKind::Sleep
             | StepKind::Approval
             | StepKind::HttpCheck
-            | StepKind::Notify => true,
-            StepKind::PgDump | StepKind::PgRestore | StepKind::PgQuery => true,
-            StepKind::K8sScale
+            | StepKind::Notify
+            | StepKind::RedisRestore
+            | StepKind::Route53Change
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
-            | StepKind::S3Put
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => false,
+            | StepKind::VeleroRestore => true,
+            StepKind::S3Fetch | StepKind::S3Put => false,
         }
     }
 
@@ -160,15 +161,14 @@ impl StepKind {
             StepKind::PgDump => super::pg_dump::run(parameters(with)?, context).await,
             StepKind::PgRestore => super::pg_restore::run(parameters(with)?, context).await,
             StepKind::PgQuery => super::pg_query::run(parameters(with)?, context).await,
-            StepKind::K8sScale
-            | StepKind::K8sWait
-            | StepKind::K8sJob
-            | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
-            | StepKind::S3Put
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => Err(StepError::Failed(format!(
+            StepKind::RedisRestore => super::redis_restore::run(parameters(with)?, context).await,
+            StepKind::Route53Change => super::route53_change::run(parameters(with)?, context).await,
+            StepKind::K8sScale => super::k8s_scale::run(parameters(with)?, context).await,
+            StepKind::K8sWait => super::k8s_wait::run(parameters(with)?, context).await,
+            StepKind::K8sJob => super::k8s_job::run(parameters(with)?, context).await,
+            StepKind::K8sApply => super::k8s_apply::run(parameters(with)?, context).await,
+            StepKind::VeleroRestore => super::velero_restore::run(parameters(with)?, context).await,
+            StepKind::S3Fetch | StepKind::S3Put => Err(StepError::Failed(format!(
                 "{} steps cannot run in this build of dr-plan yet (they validate and dry-run)",
                 self.name()
             ))),
@@ -203,15 +203,35 @@ impl StepKind {
                 Ok(parameters) => super::pg_query::preflight(&parameters).await,
                 Err(error) => Preflight::Failed(error.to_string()),
             },
-            StepKind::K8sScale
-            | StepKind::K8sWait
-            | StepKind::K8sJob
-            | StepKind::K8sApply
-            | StepKind::VeleroRestore
-            | StepKind::S3Fetch
-            | StepKind::S3Put
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => {
+            StepKind::RedisRestore => match parameters::<super::redis_restore::Parameters>(with) {
+                Ok(parameters) => super::redis_restore::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::Route53Change => match parameters::<super::route53_change::Parameters>(with) {
+                Ok(parameters) => super::route53_change::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sScale => match parameters::<super::k8s_scale::Parameters>(with) {
+                Ok(parameters) => super::k8s_scale::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sWait => match parameters::<super::k8s_wait::Parameters>(with) {
+                Ok(parameters) => super::k8s_wait::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sJob => match parameters::<super::k8s_job::Parameters>(with) {
+                Ok(parameters) => super::k8s_job::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::K8sApply => match parameters::<super::k8s_apply::Parameters>(with) {
+                Ok(parameters) => super::k8s_apply::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::VeleroRestore => match parameters::<super::velero_restore::Parameters>(with) {
+                Ok(parameters) => super::velero_restore::preflight(&parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::S3Fetch | StepKind::S3Put => {
                 Preflight::NotChecked(format!("{} steps have no live check in this build yet", self.name()))
             }
         }
@@ -224,11 +244,12 @@ impl StepKind {
     pub async fn undo(self, with: Json, outputs: &Outputs, context: &StepContext) -> Result<(), StepError> {
         match self {
             StepKind::Exec => super::exec::undo(parameters(with)?, outputs, context).await,
+            StepKind::Route53Change => super::route53_change::undo(parameters(with)?, outputs, context).await,
+            StepKind::K8sScale => super::k8s_scale::undo(parameters(with)?, outputs, context).await,
             StepKind::Sleep
             | StepKind::Approval
             | StepKind::HttpCheck
             | StepKind::Notify
-            | StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
@@ -238,8 +259,7 @@ impl StepKind {
             | StepKind::PgDump
             | StepKind::PgRestore
             | StepKind::PgQuery
-            | StepKind::RedisRestore
-            | StepKind::Route53Change => match self.info().undo {
+            | StepKind::RedisRestore => match self.info().undo {
                 None => Ok(()),
                 Some(_) => Err(StepError::Failed(format!(
                     "undo of {} steps is not available in this build",

@@ -9,7 +9,8 @@
 //!
 //! and starts what it needs:
 //! [`Postgres`], [`S3`] (s3s-fs, which checks SigV4), [`Redis`], [`Moto`] (moto's
-//! server, for Route53) and [`HttpServer`] (a scripted HTTP/1.1 server that records
+//! server, for Route53), [`KubeApiServer`] (kube-apiserver 1.20 with etcd, no
+//! controllers) and [`HttpServer`] (a scripted HTTP/1.1 server that records
 //! requests). Every server listens on 127.0.0.1 on a free port, every wait has a
 //! deadline and panics with what to install or where to look, and each server is
 //! stopped and its temporary directory removed when the value is dropped.
@@ -18,13 +19,17 @@
 //! before `cargo test`.
 
 mod http_server;
+mod kube;
 mod moto;
 mod postgres;
 mod process;
 mod redis;
+mod route53_stub;
 mod s3;
 
 // Each test binary compiles this module on its own and uses only some of these names.
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use self::kube::KubeApiServer;
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
 pub use http_server::{HttpServer, RecordedRequest, ScriptedResponse};
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
@@ -33,5 +38,7 @@ pub use moto::Moto;
 pub use postgres::Postgres;
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
 pub use redis::Redis;
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use route53_stub::{Route53Stub, StubRecord};
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
 pub use s3::S3;
