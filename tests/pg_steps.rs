@@ -651,14 +651,15 @@ async fn pg_query_runs_statements_then_asserts_and_names_every_failure() {
     assert_eq!(postgres.psql("tododb", "select count(*) from pg_class where relname = 'half'"), "0");
 }
 
+/// `dry-run --preflight`'s check of a step.
+async fn check(kind: &str, with: Json) -> Preflight {
+    StepKind::from_name(kind).expect("a known kind").preflight(with).await
+}
+
 #[tokio::test]
 async fn preflight_checks_the_server_and_the_database() {
     let postgres = Postgres::start();
     seed(&postgres, "tododb");
-    let check = |kind: &str, with: Json| {
-        let kind = StepKind::from_name(kind).unwrap();
-        kind.preflight(with)
-    };
     let url = postgres.url("tododb");
     match check("pg.query", json!({ "database": "tododb", "connection": url })).await {
         Preflight::Passed(detail) => assert!(detail.contains("answers (PostgreSQL 15"), "{detail}"),
