@@ -21,7 +21,8 @@ package_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
-wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl)
+# procps: kill(1), with which the pg steps stop pg_restore -j and its forked workers.
+wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps)
 missing_packages=()
 for package in "${wanted_packages[@]}"; do
     package_installed "$package" || missing_packages+=("$package")

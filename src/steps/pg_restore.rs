@@ -13,7 +13,8 @@ pub struct Parameters {
     pub dump: String,
     /// The target database.
     pub database: String,
-    /// `auto` reads the file's header (`PGDMP` = custom, a directory = directory, else plain SQL).
+    /// `auto` reads the file's header (`PGDMP` = custom, a directory = directory, a tar
+    /// archive = tar, read by pg_restore; else plain SQL).
     #[serde(default)]
     pub format: RestoreFormat,
     /// Drop objects before recreating them (`pg_restore --clean --if-exists`).
