@@ -165,17 +165,22 @@ fn a_safety_backup_must_dump_the_restored_database_and_run_first() {
 }
 
 #[test]
-fn with_create_any_dump_of_the_same_server_is_a_safety_backup() {
-    let plan = |dump: &str| {
+fn create_alone_overwrites_nothing_but_clean_with_create_needs_a_dump_of_that_database() {
+    let plan = |flags: &str, dump: &str| {
         format!(
-            "{HEAD}steps:\n{dump}  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest }} }}\n  - {{ id: restore, kind: pg.restore, needs: [fetch{}], with: {{ dump: \"{{{{steps.fetch.outputs.path}}}}\", database: postgres, create: true }} }}\n{CHECK}",
+            "{HEAD}steps:\n{dump}  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest }} }}\n  - {{ id: restore, kind: pg.restore, needs: [fetch{}], with: {{ dump: \"{{{{steps.fetch.outputs.path}}}}\", database: scratch, {flags} }} }}\n{CHECK}",
             if dump.is_empty() { "" } else { ", safety" }
         )
     };
-    assert!(lint_text(&plan("  - { id: safety, kind: pg.dump, with: { database: tododb } }\n")).is_empty());
-    let missing = lint_text(&plan(""));
+    // pg.restore creates the database it is given (never the one named inside the dump).
+    assert!(lint_text(&plan("create: true", "")).is_empty());
+    let missing = lint_text(&plan("create: true, clean: true", ""));
     assert_eq!(codes(&missing), ["DRP002"]);
-    assert!(missing[0].message.contains("the database named in the dump"), "{}", missing[0].message);
+    assert!(missing[0].message.contains("database `scratch`"), "{}", missing[0].message);
+    let other_database = "  - { id: safety, kind: pg.dump, with: { database: tododb } }\n";
+    assert_eq!(codes(&lint_text(&plan("create: true, clean: true", other_database))), ["DRP002"]);
+    let same_database = "  - { id: safety, kind: pg.dump, with: { database: scratch } }\n";
+    assert!(lint_text(&plan("create: true, clean: true", same_database)).is_empty());
 }
 
 #[test]

@@ -123,44 +123,31 @@ fn restored_file_parameter(kind: StepKind) -> Option<&'static str> {
     }
 }
 
-/// DRP002: `pg.restore` with `clean` or `create` and no `pg.dump` of its database upstream.
+/// DRP002: `pg.restore` with `clean` and no `pg.dump` of its database upstream.
 fn restore_without_safety_backup(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     for index in 0..facts.plan.steps.len() {
         if facts.kind(index) != StepKind::PgRestore {
             continue;
         }
-        let flag = ["clean", "create"].into_iter().find_map(|name| {
-            facts
-                .parameter(index, name)
-                .filter(|node| facts.resolves_true(Some(node)))
-                .map(|node| (name, node))
-        });
-        let Some((flag, flag_node)) = flag else { continue };
-        // With `create`, pg_restore connects to `database` only to create the database
-        // named inside the dump: which database is overwritten is unknown here.
-        let creates = facts.resolves_true(facts.parameter(index, "create"));
+        // `clean` drops what the target database holds (with `create`, the database
+        // itself). `create` alone makes a new database and overwrites nothing.
+        let Some(flag_node) = facts.parameter(index, "clean").filter(|node| facts.resolves_true(Some(node)))
+        else {
+            continue;
+        };
+        let flag = "clean";
         let ancestors = facts.plan.ancestors(index);
         let dumps_of_target: Vec<usize> = (0..facts.plan.steps.len())
-            .filter(|&other| {
-                facts.kind(other) == StepKind::PgDump && same_target(facts, index, other, !creates)
-            })
+            .filter(|&other| facts.kind(other) == StepKind::PgDump && same_target(facts, index, other, true))
             .collect();
         if dumps_of_target.iter().any(|dump| ancestors.contains(dump)) {
             continue;
         }
         let id = facts.id(index);
-        let target = if creates {
-            "the database named in the dump".to_owned()
-        } else {
-            let database =
-                facts.parameter(index, "database").map_or_else(|| "?".to_owned(), |node| facts.display(node));
-            format!("database `{database}`")
-        };
-        let label = if flag == "clean" {
-            "drops the existing objects first"
-        } else {
-            "restores into the database named in the dump"
-        };
+        let database =
+            facts.parameter(index, "database").map_or_else(|| "?".to_owned(), |node| facts.display(node));
+        let target = format!("database `{database}`");
+        let label = "drops the existing objects first";
         let help = match dumps_of_target.first() {
             Some(&dump) => format!(
                 "`{}` dumps {target} but does not run before `{id}`: add it to the `needs` of `{id}` (directly or \
