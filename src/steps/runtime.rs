@@ -31,6 +31,16 @@ pub struct StepContext {
     pub redactor: Arc<Redactor>,
     /// Where a step reports progress (bytes moved, what it waits for).
     pub progress: ProgressSink,
+    /// The plan's recovery point objective (`objectives.rpo`): a backup older than
+    /// this must not be restored, in a drill too.
+    pub rpo: Option<std::time::Duration>,
+}
+
+/// What a read-only preflight check may use besides the step's parameters.
+#[derive(Clone, Debug, Default)]
+pub struct PreflightContext {
+    /// The plan's recovery point objective (`objectives.rpo`).
+    pub rpo: Option<std::time::Duration>,
 }
 
 /// A progress update of a running step (not journaled: too frequent, and not needed to resume).
@@ -132,14 +142,14 @@ impl StepKind {
             | StepKind::Sleep
             | StepKind::Approval
             | StepKind::HttpCheck
-            | StepKind::Notify => true,
+            | StepKind::Notify
+            | StepKind::S3Fetch
+            | StepKind::S3Put => true,
             StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
             | StepKind::VeleroRestore
-            | StepKind::S3Fetch
-            | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
             | StepKind::PgQuery
@@ -159,13 +169,13 @@ impl StepKind {
             StepKind::Approval => super::approval::run(parameters(with)?, context).await,
             StepKind::HttpCheck => super::http_check::run(parameters(with)?).await,
             StepKind::Notify => super::notify::run(parameters(with)?, context).await,
+            StepKind::S3Fetch => super::s3_fetch::run(parameters(with)?, context).await,
+            StepKind::S3Put => super::s3_put::run(parameters(with)?, context).await,
             StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
             | StepKind::VeleroRestore
-            | StepKind::S3Fetch
-            | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
             | StepKind::PgQuery
@@ -178,7 +188,7 @@ impl StepKind {
     }
 
     /// Runs the kind's read-only check against the live system (`dry-run --preflight`).
-    pub async fn preflight(self, with: Json) -> Preflight {
+    pub async fn preflight(self, with: Json, context: &PreflightContext) -> Preflight {
         match self {
             StepKind::Exec => match parameters::<super::exec::Parameters>(with) {
                 Ok(parameters) => super::exec::preflight(&parameters),
@@ -193,13 +203,19 @@ impl StepKind {
                 }
             }
             StepKind::Sleep | StepKind::Approval => Preflight::Passed("nothing to check".to_owned()),
+            StepKind::S3Fetch => match parameters(with) {
+                Ok(parameters) => super::s3_fetch::preflight(parameters, context).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::S3Put => match parameters(with) {
+                Ok(parameters) => super::s3_put::preflight(parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
             StepKind::K8sScale
             | StepKind::K8sWait
             | StepKind::K8sJob
             | StepKind::K8sApply
             | StepKind::VeleroRestore
-            | StepKind::S3Fetch
-            | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
             | StepKind::PgQuery
