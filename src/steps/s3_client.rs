@@ -10,13 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
@@ -71,17 +70,20 @@ pub(crate) const SMALL_OBJECT_LIMIT: usize = 1 << 20;
 /// servers expect). Every request has connect and read timeouts, and transient
 /// failures are retried with exponential backoff.
 pub(crate) async fn connect(endpoint: Option<&str>, region: Option<&str>) -> Client {
-    let region_chain = RegionProviderChain::first_try(region.map(|name| Region::new(name.to_owned())))
-        .or_default_provider()
-        .or_else(Region::from_static(FALLBACK_REGION));
-    let shared = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
-        .region(region_chain)
         .timeout_config(timeouts())
-        .retry_config(retries())
-        .load()
-        .await;
+        .retry_config(retries());
+    // Without a region of our own, the loader asks its default chain, which it builds
+    // with the HTTP client above (IMDS needs one).
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    let shared = loader.load().await;
     let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+    if shared.region().is_none() {
+        builder = builder.region(Region::from_static(FALLBACK_REGION));
+    }
     if let Some(endpoint) = endpoint.map(str::to_owned).or_else(endpoint_from_environment) {
         builder = builder.endpoint_url(endpoint).force_path_style(true);
     }
@@ -337,7 +339,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let location = location.to_owned();
-    let chain = DisplayErrorContext(error).to_string();
+    let chain = error_chain(error);
     match error {
         SdkError::ServiceError(context) => classify_answer(
             Answer {
@@ -371,11 +373,31 @@ where
     }
 }
 
+/// An error and its sources as one line, each cause once (SDK errors often repeat
+/// their source in their own message).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn is_missing_credentials(chain: &str) -> bool {
     let chain = chain.to_ascii_lowercase();
-    chain.contains("no providers in chain provided credentials")
-        || chain.contains("credentials provider was not enabled")
-        || chain.contains("no credentials")
+    [
+        "loading credentials",
+        "no providers in chain provided credentials",
+        "credentials provider was not enabled",
+    ]
+    .iter()
+    .any(|symptom| chain.contains(symptom))
 }
 
 /// An HTTP answer from S3: status and, when the body had one, its error code and message.
@@ -531,10 +553,7 @@ pub(crate) async fn read_small_object(
                 }
             }
             Some(Err(error)) => {
-                return Err(S3Error::Unreachable {
-                    location,
-                    detail: DisplayErrorContext(&error).to_string(),
-                });
+                return Err(S3Error::Unreachable { location, detail: error_chain(&error) });
             }
         }
     }
@@ -742,7 +761,7 @@ async fn read_range(
                     match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
                         Err(_) => break format!("no data for {}s", STALL_TIMEOUT.as_secs()),
                         Ok(None) => break "the response ended early".to_owned(),
-                        Ok(Some(Err(error))) => break DisplayErrorContext(&error).to_string(),
+                        Ok(Some(Err(error))) => break error_chain(&error),
                         Ok(Some(Ok(bytes))) => {
                             let length = bytes.len() as u64;
                             if offset + length > end {

@@ -44,7 +44,8 @@ pub struct Parameters {
     pub checksum: ChecksumSource,
     /// Decrypt an `openssl enc -aes-256-cbc -pbkdf2` object.
     pub decrypt: Option<Encryption>,
-    /// Decompress: `auto` detects gzip or zstd by magic bytes.
+    /// Decompress: `auto` follows the key's suffix (`.gz`, `.zst`, after any `.enc`)
+    /// and otherwise detects gzip or zstd by magic bytes.
     #[serde(default)]
     pub decompress: Compression,
     /// A custom S3 endpoint (path-style addressing), e.g. MinIO. Default: the AWS
@@ -373,8 +374,11 @@ async fn fetch(
     let expected = expected_checksum(client, &object, parameters.checksum).await?;
     let destination = destination(&parameters, &object.key, &context.run_dir).await?;
     context.progress.note(format!("downloading {}", object.uri()));
-    let options =
-        RestoreOptions { expected_sha256: None, decrypt, decompress: decompression(parameters.decompress) };
+    let options = RestoreOptions {
+        expected_sha256: None,
+        decrypt,
+        decompress: decompression(parameters.decompress, &object.key),
+    };
     let summary =
         transfer(client, &object, parallel, options, expected, destination.clone(), context).await?;
 
@@ -396,12 +400,29 @@ fn check_parallel(parallel: u32) -> Result<u32, FetchError> {
     }
 }
 
-fn decompression(compression: Compression) -> Decompression {
+/// The decompression to apply. `auto` follows the key's suffix when it names a
+/// format (`x.sql.gz.enc` must be gzip once decrypted), and only otherwise the magic
+/// bytes: a wrong key yields random bytes, whose padding passes by chance once in
+/// 256 tries, and which magic-byte detection would pass through as uncompressed.
+fn decompression(compression: Compression, key: &str) -> Decompression {
     match compression {
-        Compression::Auto => Decompression::Auto,
+        Compression::Auto => compression_named_by(key).unwrap_or(Decompression::Auto),
         Compression::Gzip => Decompression::Gzip,
         Compression::Zstd => Decompression::Zstd,
         Compression::None => Decompression::None,
+    }
+}
+
+/// The compression a key's suffix names, after any `.enc`.
+fn compression_named_by(key: &str) -> Option<Decompression> {
+    let name = base_name(key);
+    let name = name.strip_suffix(".enc").unwrap_or(name);
+    if name.ends_with(".gz") || name.ends_with(".gzip") {
+        Some(Decompression::Gzip)
+    } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+        Some(Decompression::Zstd)
+    } else {
+        None
     }
 }
 
@@ -848,6 +869,17 @@ mod tests {
         assert_eq!(local_name("dump.tar.zst", false, true), "dump.tar");
         assert_eq!(local_name("a/b/", true, true), "object");
         assert_eq!(local_name(".enc", true, true), "object");
+    }
+
+    #[test]
+    fn auto_follows_the_suffix_the_key_names() {
+        assert_eq!(decompression(Compression::Auto, "db/x.sql.gz.enc"), Decompression::Gzip);
+        assert_eq!(decompression(Compression::Auto, "db/x.sql.gzip"), Decompression::Gzip);
+        assert_eq!(decompression(Compression::Auto, "db/x.tar.zst.enc"), Decompression::Zstd);
+        assert_eq!(decompression(Compression::Auto, "db/x.dump.enc"), Decompression::Auto);
+        assert_eq!(decompression(Compression::Auto, "db.gz/x.dump"), Decompression::Auto);
+        assert_eq!(decompression(Compression::None, "db/x.sql.gz.enc"), Decompression::None);
+        assert_eq!(decompression(Compression::Zstd, "db/x.sql.gz"), Decompression::Zstd);
     }
 
     #[test]
