@@ -813,8 +813,7 @@ fn relay(
         std::thread::spawn(move || {
             let mut buffer = vec![0; 64 * 1024];
             let mut forwarded = 0;
-            loop {
-                let Ok(read) = server_reader.read(&mut buffer) else { break };
+            while let Ok(read) = server_reader.read(&mut buffer) {
                 if read == 0 || client_writer.write_all(&buffer[..read]).is_err() {
                     break;
                 }
@@ -830,8 +829,7 @@ fn relay(
     let mut pending = Vec::new();
     let mut first = true;
     let mut buffer = vec![0; 64 * 1024];
-    loop {
-        let Ok(read) = client_reader.read(&mut buffer) else { break };
+    while let Ok(read) = client_reader.read(&mut buffer) {
         if read == 0 {
             break;
         }
