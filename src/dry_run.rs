@@ -13,7 +13,7 @@ use crate::history::History;
 use crate::plan::Plan;
 use crate::predict::{EstimateSource, Prediction};
 use crate::render::{Context, Mode};
-use crate::steps::Preflight;
+use crate::steps::{Preflight, PreflightContext};
 
 /// The preview of one step.
 #[derive(Clone, Debug, Serialize)]
@@ -190,6 +190,8 @@ impl DryRun {
                 return;
             }
         };
+        let preflight_context =
+            PreflightContext { rpo: plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.0) };
         let mut results = Vec::with_capacity(self.steps.len());
         for (index, preview) in self.steps.iter().enumerate() {
             let result = if self.unknown[index] {
@@ -197,7 +199,7 @@ impl DryRun {
             } else if preview.action.starts_with("skipped") {
                 Preflight::NotChecked("skipped".to_owned())
             } else {
-                let check = plan.steps[index].kind.preflight(preview.parameters.clone());
+                let check = plan.steps[index].kind.preflight(preview.parameters.clone(), &preflight_context);
                 runtime
                     .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(30), check).await })
                     .unwrap_or_else(|_| Preflight::Failed("no answer within 30s".to_owned()))

@@ -44,12 +44,12 @@ fn missing_prerequisite(plans: &[&str]) -> Option<String> {
         .map(|plan| format!("plans/{plan} is not in this tree"))
 }
 
-/// Returns from the test, saying why on stderr, when [`missing_prerequisite`] finds one.
+/// Fails the test when [`missing_prerequisite`] finds one.
 macro_rules! require {
     ($($plan:expr),*) => {
+        // Never a silent pass: a missing prerequisite is a broken tree.
         if let Some(reason) = missing_prerequisite(&[$($plan),*]) {
-            eprintln!("SKIPPED: {reason}");
-            return;
+            panic!("cannot run: {reason}");
         }
     };
 }

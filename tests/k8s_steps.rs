@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dr_plan::secret::Redactor;
-use dr_plan::steps::{ApprovalMode, Outputs, Preflight, ProgressSink, StepContext, StepError, StepKind};
+use dr_plan::steps::{
+    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind,
+};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -66,6 +68,7 @@ impl Fixture {
             approval: ApprovalMode::PreApproved,
             redactor: Arc::new(Redactor::new([])),
             progress: ProgressSink::default(),
+            rpo: None,
         }
     }
 
@@ -447,33 +450,46 @@ async fn preflights_read_the_live_objects() {
     install_velero_crds(&fixture).await;
 
     let scale = StepKind::K8sScale
-        .preflight(fixture.with(json!({ "target": "deployment/web", "replicas": 0 })))
+        .preflight(
+            fixture.with(json!({ "target": "deployment/web", "replicas": 0 })),
+            &PreflightContext::default(),
+        )
         .await;
     assert!(
         matches!(&scale, Preflight::Passed(detail) if detail.contains("deployment/web (2 replicas)")),
         "{scale:?}"
     );
     let missing = StepKind::K8sScale
-        .preflight(fixture.with(json!({ "target": "deployment/gone", "replicas": 0 })))
+        .preflight(
+            fixture.with(json!({ "target": "deployment/gone", "replicas": 0 })),
+            &PreflightContext::default(),
+        )
         .await;
     assert!(
         matches!(&missing, Preflight::Failed(detail) if detail.contains("deployment/gone")),
         "{missing:?}"
     );
 
-    let job = StepKind::K8sJob.preflight(fixture.with(json!({ "from_cronjob": "database-backup" }))).await;
+    let job = StepKind::K8sJob
+        .preflight(fixture.with(json!({ "from_cronjob": "database-backup" })), &PreflightContext::default())
+        .await;
     assert!(matches!(&job, Preflight::Passed(detail) if detail.contains("batch/v1beta1")), "{job:?}");
-    let no_cronjob = StepKind::K8sJob.preflight(fixture.with(json!({ "from_cronjob": "nightly" }))).await;
+    let no_cronjob = StepKind::K8sJob
+        .preflight(fixture.with(json!({ "from_cronjob": "nightly" })), &PreflightContext::default())
+        .await;
     assert!(
         matches!(&no_cronjob, Preflight::Failed(detail) if detail.contains("cronjob/nightly")),
         "{no_cronjob:?}"
     );
 
-    let wait = StepKind::K8sWait.preflight(fixture.with(json!({ "target": "statefulset/db" }))).await;
+    let wait = StepKind::K8sWait
+        .preflight(fixture.with(json!({ "target": "statefulset/db" })), &PreflightContext::default())
+        .await;
     assert!(matches!(&wait, Preflight::Passed(_)), "{wait:?}");
 
-    let apply =
-        StepKind::K8sApply.preflight(fixture.with(json!({ "path": format!("{FIXTURES}/apply") }))).await;
+    let apply = StepKind::K8sApply
+        .preflight(fixture.with(json!({ "path": format!("{FIXTURES}/apply") })), &PreflightContext::default())
+        .await;
     assert!(matches!(&apply, Preflight::Passed(detail) if detail.contains("4 objects")), "{apply:?}");
 
     let backups: Api<DynamicObject> = Api::namespaced_with(
@@ -484,12 +500,16 @@ async fn preflights_read_the_live_objects() {
     let backup =
         DynamicObject::new("nightly", &velero_resource("Backup", "backups")).data(json!({ "spec": {} }));
     backups.create(&PostParams::default(), &backup).await.expect("create Backup");
-    let restore = StepKind::VeleroRestore.preflight(fixture.with(json!({ "backup": "nightly" }))).await;
+    let restore = StepKind::VeleroRestore
+        .preflight(fixture.with(json!({ "backup": "nightly" })), &PreflightContext::default())
+        .await;
     assert!(
         matches!(&restore, Preflight::Passed(detail) if detail.contains("Backup preflight/nightly")),
         "{restore:?}"
     );
-    let no_backup = StepKind::VeleroRestore.preflight(fixture.with(json!({ "backup": "weekly" }))).await;
+    let no_backup = StepKind::VeleroRestore
+        .preflight(fixture.with(json!({ "backup": "weekly" })), &PreflightContext::default())
+        .await;
     assert!(matches!(&no_backup, Preflight::Failed(detail) if detail.contains("weekly")), "{no_backup:?}");
 }
 

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_plan::secret::{Redactor, SecretValue};
-use dr_plan::steps::{ApprovalMode, Outputs, Preflight, ProgressSink, StepContext, StepError, StepKind};
+use dr_plan::steps::{
+    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind,
+};
 use serde_json::{Value as Json, json};
 use support::Postgres;
 
@@ -86,6 +88,7 @@ impl Sandbox {
             approval: ApprovalMode::Unavailable,
             redactor: Arc::clone(&self.redactor),
             progress: ProgressSink::default(),
+            rpo: None,
         }
     }
 
@@ -653,7 +656,7 @@ async fn pg_query_runs_statements_then_asserts_and_names_every_failure() {
 
 /// `dry-run --preflight`'s check of a step.
 async fn check(kind: &str, with: Json) -> Preflight {
-    StepKind::from_name(kind).expect("a known kind").preflight(with).await
+    StepKind::from_name(kind).expect("a known kind").preflight(with, &PreflightContext::default()).await
 }
 
 #[tokio::test]

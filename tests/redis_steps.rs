@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_plan::steps::{Outputs, Preflight, ProgressSink, StepContext, StepError, StepKind};
+use dr_plan::steps::{Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind};
 use serde_json::{Value as Json, json};
 use support::Redis;
 
@@ -150,6 +150,7 @@ fn context(run_dir: &Path) -> StepContext {
         approval: dr_plan::steps::ApprovalMode::Unavailable,
         redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
         progress: ProgressSink::default(),
+        rpo: None,
     }
 }
 
@@ -177,7 +178,8 @@ async fn the_rdb_replaces_the_data_and_the_old_dump_is_kept() {
     target.cli(&["SAVE"]);
     let old_dump = std::fs::read(target.dir().join("dump.rdb")).expect("the old dump");
 
-    let preflight = StepKind::RedisRestore.preflight(with(&target, &backup, Some(4))).await;
+    let preflight =
+        StepKind::RedisRestore.preflight(with(&target, &backup, Some(4)), &PreflightContext::default()).await;
     assert!(matches!(&preflight, Preflight::Passed(text) if text.contains("answers PING")), "{preflight:?}");
     let outputs = run(with(&target, &backup, Some(4)), work.path()).await.expect("the restore succeeds");
 
@@ -249,7 +251,7 @@ async fn a_configuration_that_would_lose_the_restore_is_refused_before_the_shutd
     elsewhere["dir"] = json!(work.path().display().to_string());
     let message = run(elsewhere.clone(), work.path()).await.expect_err("refused").to_string();
     assert!(message.contains(&format!("it keeps its data in {}", target.dir().display())), "{message}");
-    let preflight = StepKind::RedisRestore.preflight(elsewhere).await;
+    let preflight = StepKind::RedisRestore.preflight(elsewhere, &PreflightContext::default()).await;
     assert!(matches!(&preflight, Preflight::Failed(text) if text.contains("set `dir` to")), "{preflight:?}");
 
     target.cli(&["CONFIG", "SET", "appendonly", "yes"]);

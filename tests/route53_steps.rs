@@ -36,6 +36,7 @@ impl Harness {
             approval: dr_plan::steps::ApprovalMode::Unavailable,
             redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
             progress: ProgressSink::new(sender, "switch-dns"),
+            rpo: None,
         };
         Self { context, notes }
     }

@@ -86,6 +86,7 @@ impl Dispatcher<'_> {
             approval,
             redactor: Arc::clone(&self.redactor),
             progress: ProgressSink::new(self.progress.0.clone(), &step.id),
+            rpo: self.plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.0),
         }
     }
 

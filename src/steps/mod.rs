@@ -26,9 +26,11 @@ pub mod velero_restore;
 mod kubernetes;
 mod postgres;
 mod runtime;
+mod s3_client;
 mod shared;
 pub use runtime::{
-    ApprovalMode, Outputs, Preflight, Progress, ProgressSink, StepContext, StepError, parameters,
+    ApprovalMode, Outputs, Preflight, PreflightContext, Progress, ProgressSink, StepContext, StepError,
+    parameters,
 };
 pub use shared::{Compression, Encryption, EncryptionFormat};
 

@@ -31,6 +31,16 @@ pub struct StepContext {
     pub redactor: Arc<Redactor>,
     /// Where a step reports progress (bytes moved, what it waits for).
     pub progress: ProgressSink,
+    /// The plan's recovery point objective (`objectives.rpo`): a backup older than
+    /// this must not be restored, in a drill too.
+    pub rpo: Option<std::time::Duration>,
+}
+
+/// What a read-only preflight check may use besides the step's parameters.
+#[derive(Clone, Debug, Default)]
+pub struct PreflightContext {
+    /// The plan's recovery point objective (`objectives.rpo`).
+    pub rpo: Option<std::time::Duration>,
 }
 
 /// A progress update of a running step (not journaled: too frequent, and not needed to resume).
@@ -135,6 +145,8 @@ impl StepKind {
             | StepKind::Notify
             | StepKind::RedisRestore
             | StepKind::Route53Change
+            | StepKind::S3Fetch
+            | StepKind::S3Put
             | StepKind::PgDump
             | StepKind::PgRestore
             | StepKind::PgQuery
@@ -143,7 +155,6 @@ impl StepKind {
             | StepKind::K8sJob
             | StepKind::K8sApply
             | StepKind::VeleroRestore => true,
-            StepKind::S3Fetch | StepKind::S3Put => false,
         }
     }
 
@@ -168,15 +179,13 @@ impl StepKind {
             StepKind::K8sJob => super::k8s_job::run(parameters(with)?, context).await,
             StepKind::K8sApply => super::k8s_apply::run(parameters(with)?, context).await,
             StepKind::VeleroRestore => super::velero_restore::run(parameters(with)?, context).await,
-            StepKind::S3Fetch | StepKind::S3Put => Err(StepError::Failed(format!(
-                "{} steps cannot run in this build of dr-plan yet (they validate and dry-run)",
-                self.name()
-            ))),
+            StepKind::S3Fetch => super::s3_fetch::run(parameters(with)?, context).await,
+            StepKind::S3Put => super::s3_put::run(parameters(with)?, context).await,
         }
     }
 
     /// Runs the kind's read-only check against the live system (`dry-run --preflight`).
-    pub async fn preflight(self, with: Json) -> Preflight {
+    pub async fn preflight(self, with: Json, context: &PreflightContext) -> Preflight {
         match self {
             StepKind::Exec => match parameters::<super::exec::Parameters>(with) {
                 Ok(parameters) => super::exec::preflight(&parameters),
@@ -231,9 +240,14 @@ impl StepKind {
                 Ok(parameters) => super::velero_restore::preflight(&parameters).await,
                 Err(error) => Preflight::Failed(error.to_string()),
             },
-            StepKind::S3Fetch | StepKind::S3Put => {
-                Preflight::NotChecked(format!("{} steps have no live check in this build yet", self.name()))
-            }
+            StepKind::S3Fetch => match parameters(with) {
+                Ok(parameters) => super::s3_fetch::preflight(parameters, context).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
+            StepKind::S3Put => match parameters(with) {
+                Ok(parameters) => super::s3_put::preflight(parameters).await,
+                Err(error) => Preflight::Failed(error.to_string()),
+            },
         }
     }
 
