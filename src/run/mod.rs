@@ -450,20 +450,6 @@ fn append_all(
 }
 
 fn check_runnable(plan: &Plan, options: &RunOptions) -> Option<i32> {
-    let unsupported: Vec<String> = plan
-        .steps
-        .iter()
-        .filter(|step| !step.kind.is_executable())
-        .map(|step| format!("`{}` ({})", step.id, step.kind.name()))
-        .collect();
-    if !unsupported.is_empty() {
-        eprintln!(
-            "error: this build of dr-plan cannot execute step(s) {}; it validates and dry-runs them. \
-             Nothing was started.\n  help: `dr-plan steps` lists which kinds run; use `dr-plan dry-run` to review the plan",
-            unsupported.join(", ")
-        );
-        return Some(exit_code::INVALID);
-    }
     for id in &options.approve {
         match plan.step(id) {
             Some(step) if step.kind == crate::steps::StepKind::Approval => {}

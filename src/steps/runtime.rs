@@ -134,30 +134,6 @@ pub fn parameters<T: serde::de::DeserializeOwned>(with: Json) -> Result<T, StepE
 }
 
 impl StepKind {
-    /// Whether this build can execute the kind (the others validate and dry-run).
-    #[must_use]
-    pub fn is_executable(self) -> bool {
-        match self {
-            StepKind::Exec
-            | StepKind::Sleep
-            | StepKind::Approval
-            | StepKind::HttpCheck
-            | StepKind::Notify
-            | StepKind::RedisRestore
-            | StepKind::Route53Change
-            | StepKind::S3Fetch
-            | StepKind::S3Put
-            | StepKind::PgDump
-            | StepKind::PgRestore
-            | StepKind::PgQuery
-            | StepKind::K8sScale
-            | StepKind::K8sWait
-            | StepKind::K8sJob
-            | StepKind::K8sApply
-            | StepKind::VeleroRestore => true,
-        }
-    }
-
     /// Runs one attempt of a step.
     ///
     /// # Errors
