@@ -110,8 +110,8 @@ pub enum Command {
         /// A run id.
         run_id: Option<String>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
-        format: ReportFormat,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+        format: StatusFormat,
         /// Where runs are kept.
         #[arg(long, default_value = ".dr-plan")]
         state_dir: PathBuf,
@@ -180,6 +180,15 @@ impl RunArgs {
 
 fn parse_duration(text: &str) -> Result<crate::duration::HumanDuration, String> {
     crate::duration::HumanDuration::parse(text)
+}
+
+/// Status formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// One line per run (a run's report in markdown when RUN_ID is given).
+    Human,
+    /// JSON.
+    Json,
 }
 
 /// Report formats.

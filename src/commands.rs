@@ -2,20 +2,24 @@
 
 use std::path::Path;
 
-use crate::cli::ReportFormat;
+use crate::cli::{ReportFormat, StatusFormat};
 use crate::exit_code;
 use crate::run::journal::{self, Event, RunState};
 use crate::run::report::{Report, list_runs};
 
 /// `dr-plan status [RUN_ID]`.
 #[must_use]
-pub fn status(run_id: Option<&str>, format: ReportFormat, state_dir: &Path) -> i32 {
+pub fn status(run_id: Option<&str>, format: StatusFormat, state_dir: &Path) -> i32 {
     if let Some(run_id) = run_id {
-        return report(run_id, format, None, state_dir);
+        let as_report = match format {
+            StatusFormat::Human => ReportFormat::Markdown,
+            StatusFormat::Json => ReportFormat::Json,
+        };
+        return report(run_id, as_report, None, state_dir);
     }
     let runs = list_runs(state_dir);
     match format {
-        ReportFormat::Json => {
+        StatusFormat::Json => {
             let list: Vec<serde_json::Value> = runs
                 .iter()
                 .map(|(id, state)| {
@@ -30,7 +34,7 @@ pub fn status(run_id: Option<&str>, format: ReportFormat, state_dir: &Path) -> i
                 .collect();
             println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
         }
-        ReportFormat::Markdown => {
+        StatusFormat::Human => {
             if runs.is_empty() {
                 println!("no runs under {}", state_dir.display());
             }
