@@ -171,6 +171,8 @@ impl RunStatus {
 #[derive(Debug)]
 pub struct JournalWriter {
     file: File,
+    /// Whether events were written since the last fsync.
+    unsynced: bool,
 }
 
 impl JournalWriter {
@@ -189,7 +191,7 @@ impl JournalWriter {
             file.set_len(complete as u64)?;
             file.sync_data()?;
         }
-        Ok(JournalWriter { file })
+        Ok(JournalWriter { file, unsynced: false })
     }
 
     /// Writes one event and waits until it is on disk.
@@ -197,12 +199,37 @@ impl JournalWriter {
     /// # Errors
     /// I/O errors; the run must stop, since it could not be resumed faithfully.
     pub fn append(&mut self, event: Event) -> std::io::Result<Record> {
+        let record = self.append_unsynced(event)?;
+        self.sync()?;
+        Ok(record)
+    }
+
+    /// Writes one event without waiting for the disk; the next [`JournalWriter::sync`]
+    /// (or synced append) makes it durable. The dispatcher uses it only for a step's
+    /// success, which is followed at once by the synced start of the steps it releases,
+    /// so one fsync covers both and nothing acts on an event before it is durable.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn append_unsynced(&mut self, event: Event) -> std::io::Result<Record> {
         let record = Record { at: now(), event };
         let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
-        self.file.sync_data()?;
+        self.unsynced = true;
         Ok(record)
+    }
+
+    /// Waits until every event written so far is on disk.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 }
 

@@ -68,6 +68,21 @@ impl Dispatcher<'_> {
         Ok(record)
     }
 
+    /// Journals a step's success; it becomes durable with the next synced event (the start
+    /// of a step it releases) or before the dispatcher waits again, whichever comes first.
+    fn record_success(&mut self, event: Event) -> Result<Record, String> {
+        let record = self
+            .journal
+            .append_unsynced(event)
+            .map_err(|error| format!("cannot write the journal: {error}"))?;
+        self.reporter.record(&record);
+        Ok(record)
+    }
+
+    fn sync_journal(&mut self) -> Result<(), String> {
+        self.journal.sync().map_err(|error| format!("cannot write the journal: {error}"))
+    }
+
     fn step_context(&self, index: usize) -> StepContext {
         let step = &self.plan.steps[index];
         let approval = if self.approved.contains(&step.id) {
@@ -108,6 +123,8 @@ impl Dispatcher<'_> {
             if !stopping {
                 self.launch_ready(&mut running)?;
             }
+            // Nothing waits with an event not on disk (a success with nothing to release).
+            self.sync_journal()?;
             if running.is_empty() {
                 break;
             }
@@ -291,7 +308,7 @@ impl Dispatcher<'_> {
                 self.context.outputs.insert(id.clone(), Json::Object(outputs.clone()));
                 self.states[index] = StepState::Succeeded { outputs };
                 self.completed.push(index);
-                self.record(Event::StepSucceeded { step: id, attempt, outputs: redacted, seconds })?;
+                self.record_success(Event::StepSucceeded { step: id, attempt, outputs: redacted, seconds })?;
                 Ok(Outcome::Continue)
             }
             Err(StepError::NeedsApproval) => {
