@@ -9,7 +9,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dr_plan::secret::Redactor;
@@ -20,9 +19,10 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value as Json, json};
 use support::KubeApiServer;
+use support::cluster::{ClusterPlayer, settle_workloads, velero_resource};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/k8s");
 
@@ -121,10 +121,6 @@ impl Fixture {
     }
 }
 
-fn velero_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("velero.io", "v1", kind), plural)
-}
-
 /// The message of a step error, failing the test on success.
 fn failure(result: Result<Outputs, StepError>, what: &str) -> String {
     match result {
@@ -197,48 +193,6 @@ impl WorkloadController {
 impl Drop for WorkloadController {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// One pass of the Deployment and StatefulSet controllers: status catches up with spec.
-async fn settle_workloads(client: &kube::Client, namespace: &str) {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    if let Ok(list) = deployments.list(&ListParams::default()).await {
-        for deployment in list.items {
-            let generation = deployment.metadata.generation.unwrap_or_default();
-            let replicas = deployment.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1);
-            let status = deployment.status.clone().unwrap_or_default();
-            let settled = status.observed_generation == Some(generation)
-                && status.ready_replicas.unwrap_or_default() == replicas
-                && status.replicas.unwrap_or_default() == replicas;
-            if !settled {
-                let name = deployment.metadata.name.clone().unwrap_or_default();
-                let patch = json!({ "status": {
-                    "observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas,
-                    "availableReplicas": replicas, "updatedReplicas": replicas,
-                }});
-                let _ = deployments.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            }
-        }
-    }
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    if let Ok(list) = sets.list(&ListParams::default()).await {
-        for set in list.items {
-            let generation = set.metadata.generation.unwrap_or_default();
-            let replicas = set.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1);
-            let status = set.status.clone().unwrap_or_default();
-            let settled = status.observed_generation == Some(generation)
-                && status.ready_replicas.unwrap_or_default() == replicas
-                && status.replicas == replicas;
-            if !settled {
-                let name = set.metadata.name.clone().unwrap_or_default();
-                let patch = json!({ "status": {
-                    "observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas,
-                    "currentReplicas": replicas, "updatedReplicas": replicas,
-                }});
-                let _ = sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            }
-        }
     }
 }
 
@@ -924,71 +878,6 @@ async fn velero_restore_is_adopted_on_resume_and_drills_restore_into_isolated_na
 
 // ---------------------------------------------------------------------------------------
 // End to end: the real binary
-
-/// Plays the Deployment controller and Velero on a thread of its own (the binary blocks
-/// the test), until dropped.
-struct ClusterPlayer {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ClusterPlayer {
-    fn start(
-        server: &'static KubeApiServer,
-        namespace: &str,
-        velero_namespace: &str,
-        final_phase: Json,
-    ) -> ClusterPlayer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let (namespace, velero_namespace) = (namespace.to_owned(), velero_namespace.to_owned());
-        let thread = std::thread::spawn(move || {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                let client = server.client().await;
-                let restores: Api<DynamicObject> = Api::namespaced_with(
-                    client.clone(),
-                    &velero_namespace,
-                    &velero_resource("Restore", "restores"),
-                );
-                while !stopping.load(Ordering::Relaxed) {
-                    settle_workloads(&client, &namespace).await;
-                    if let Ok(list) = restores.list(&ListParams::default()).await {
-                        for restore in list.items {
-                            let phase = restore
-                                .data
-                                .pointer("/status/phase")
-                                .and_then(Json::as_str)
-                                .unwrap_or_default();
-                            let name = restore.metadata.name.clone().unwrap_or_default();
-                            let next = match phase {
-                                "" => json!({ "phase": "InProgress" }),
-                                "InProgress" => final_phase.clone(),
-                                _ => continue,
-                            };
-                            let patch = json!({ "status": next });
-                            let _ = restores
-                                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                                .await;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-        });
-        ClusterPlayer { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for ClusterPlayer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 const E2E_PLAN: &str = r#"version: 1
 name: k8s-failover

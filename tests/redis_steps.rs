@@ -125,18 +125,11 @@ fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     ready()
 }
 
-/// An RDB made by a real server: three keys in database 0, one in database 1.
+/// An RDB made by a real server ([`Redis::sample_rdb`]): three keys in database 0, one
+/// in database 1.
 fn make_backup(into: &Path) -> PathBuf {
-    let source = Redis::start();
-    for (key, value) in [("user:1", "ada"), ("user:2", "grace"), ("session:9", "active")] {
-        assert_eq!(source.cli(&["SET", key, value]), "OK");
-    }
-    assert_eq!(source.cli(&["-n", "1", "SET", "queue:jobs", "3"]), "OK");
-    assert_eq!(source.cli(&["SAVE"]), "OK");
-    let directory = source.cli(&["CONFIG", "GET", "dir"]);
-    let directory = directory.lines().nth(1).expect("CONFIG GET dir answers the directory");
     let backup = into.join("redis-20240115-100000.rdb");
-    std::fs::copy(Path::new(directory).join("dump.rdb"), &backup).expect("copy the RDB");
+    std::fs::write(&backup, Redis::sample_rdb()).expect("write the RDB");
     backup
 }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::journal::{Event, Record};
-use crate::steps::Progress;
+use crate::steps::{Progress, ProgressUnit};
 
 /// Consumes journal records as they are written.
 pub trait Reporter {
@@ -56,7 +56,7 @@ impl Reporter for JsonLines {
     fn progress(&mut self, update: &Progress) {
         println!(
             "{}",
-            serde_json::json!({ "at": super::journal::now(), "event": "progress", "step": update.step, "done": update.done, "total": update.total, "note": update.note })
+            serde_json::json!({ "at": super::journal::now(), "event": "progress", "step": update.step, "done": update.done, "total": update.total, "unit": update.unit, "note": update.note })
         );
     }
 }
@@ -95,16 +95,25 @@ fn progress_text(update: &Progress) -> String {
     if let Some(note) = &update.note {
         return note.clone();
     }
-    let done = indicatif::HumanBytes(update.done);
-    match update.total {
-        Some(total) if total > 0 => {
-            format!(
-                "{done} of {} ({:.0}%)",
-                indicatif::HumanBytes(total),
-                update.done as f64 * 100.0 / total as f64
-            )
+    let (done, unit) = (update.done, update.unit);
+    match update.total.filter(|total| *total > 0) {
+        Some(total) => {
+            let percent = done as f64 * 100.0 / total as f64;
+            match unit {
+                ProgressUnit::Bytes => {
+                    format!(
+                        "{} of {} ({percent:.0}%)",
+                        indicatif::HumanBytes(done),
+                        indicatif::HumanBytes(total)
+                    )
+                }
+                ProgressUnit::Objects => format!("{done} of {total} objects ({percent:.0}%)"),
+            }
         }
-        Some(_) | None => format!("{done}"),
+        None => match unit {
+            ProgressUnit::Bytes => indicatif::HumanBytes(done).to_string(),
+            ProgressUnit::Objects => format!("{done} objects"),
+        },
     }
 }
 
@@ -150,11 +159,14 @@ impl Reporter for Bars {
         if let Some(total) = update.total.filter(|total| *total > 0) {
             if bar.length() != Some(total) {
                 bar.set_length(total);
+                let template = match update.unit {
+                    ProgressUnit::Bytes => {
+                        "{spinner} {prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+                    }
+                    ProgressUnit::Objects => "{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} objects",
+                };
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
             }
             bar.set_position(update.done);
@@ -193,5 +205,22 @@ pub fn describe(event: &Event) -> String {
         Event::UndoFinished { step, error: Some(error) } => format!("↩ undo of {step} FAILED: {error}"),
         Event::LockBroken { operator, holder } => format!("stale lock of {holder} broken by {operator}"),
         Event::RunFinished { status } => format!("run {}", status.word()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(done: u64, total: Option<u64>, unit: ProgressUnit) -> Progress {
+        Progress { step: "step".to_owned(), done, total, unit, note: None }
+    }
+
+    #[test]
+    fn progress_says_what_it_counts() {
+        assert_eq!(progress_text(&update(512, Some(2048), ProgressUnit::Bytes)), "512 B of 2.00 KiB (25%)");
+        assert_eq!(progress_text(&update(3 << 20, None, ProgressUnit::Bytes)), "3.00 MiB");
+        assert_eq!(progress_text(&update(2, Some(5), ProgressUnit::Objects)), "2 of 5 objects (40%)");
+        assert_eq!(progress_text(&update(2, None, ProgressUnit::Objects)), "2 objects");
     }
 }

@@ -355,7 +355,9 @@ pub async fn run(
             Some(namespace) => format!("{}/{namespace}/{}", identity.gvk.kind, identity.name),
             None => format!("{}/{}", identity.gvk.kind, identity.name),
         };
-        context.progress.bytes(u64::try_from(index).unwrap_or_default(), u64::try_from(manifests.len()).ok());
+        context
+            .progress
+            .objects(u64::try_from(index).unwrap_or_default(), u64::try_from(manifests.len()).ok());
         context.progress.note(format!("applying {described}"));
         let api = kubernetes::dynamic_api(
             &cluster,

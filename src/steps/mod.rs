@@ -29,8 +29,8 @@ mod runtime;
 mod s3_client;
 mod shared;
 pub use runtime::{
-    ApprovalMode, Outputs, Preflight, PreflightContext, Progress, ProgressSink, StepContext, StepError,
-    parameters,
+    ApprovalMode, Outputs, Preflight, PreflightContext, Progress, ProgressSink, ProgressUnit, StepContext,
+    StepError, parameters,
 };
 pub use shared::{Compression, Encryption, EncryptionFormat};
 

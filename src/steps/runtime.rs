@@ -48,12 +48,24 @@ pub struct PreflightContext {
 pub struct Progress {
     /// The step.
     pub step: String,
-    /// Bytes (or units) done.
+    /// Units done.
     pub done: u64,
-    /// Bytes (or units) in all, when known.
+    /// Units in all, when known.
     pub total: Option<u64>,
+    /// What `done` and `total` count.
+    pub unit: ProgressUnit,
     /// What the step is doing now ("waiting for INSYNC").
     pub note: Option<String>,
+}
+
+/// What a step's progress counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressUnit {
+    /// Bytes moved (downloads, uploads, restores).
+    Bytes,
+    /// Objects handled (manifests applied).
+    Objects,
 }
 
 /// Sends progress to the run's reporter; a closed or absent reporter is ignored.
@@ -70,14 +82,25 @@ impl ProgressSink {
         ProgressSink { sender: Some(sender), step: step.to_owned() }
     }
 
-    /// Reports `done` of `total` units.
+    /// Reports `done` of `total` bytes.
     pub fn bytes(&self, done: u64, total: Option<u64>) {
-        self.send(Progress { step: self.step.clone(), done, total, note: None });
+        self.send(Progress { step: self.step.clone(), done, total, unit: ProgressUnit::Bytes, note: None });
+    }
+
+    /// Reports `done` of `total` objects.
+    pub fn objects(&self, done: u64, total: Option<u64>) {
+        self.send(Progress { step: self.step.clone(), done, total, unit: ProgressUnit::Objects, note: None });
     }
 
     /// Reports what the step is doing.
     pub fn note(&self, note: impl Into<String>) {
-        self.send(Progress { step: self.step.clone(), done: 0, total: None, note: Some(note.into()) });
+        self.send(Progress {
+            step: self.step.clone(),
+            done: 0,
+            total: None,
+            unit: ProgressUnit::Bytes,
+            note: Some(note.into()),
+        });
     }
 
     fn send(&self, progress: Progress) {

@@ -42,6 +42,20 @@ impl Redis {
         Self { port, client, _process: process, _directory: directory }
     }
 
+    /// An RDB made by a real redis-server (`SAVE`): `user:1` = ada, `user:2` = grace and
+    /// `session:9` = active in database 0, `queue:jobs` = 3 in database 1.
+    pub fn sample_rdb() -> Vec<u8> {
+        let source = Self::start();
+        for (key, value) in [("user:1", "ada"), ("user:2", "grace"), ("session:9", "active")] {
+            assert_eq!(source.cli(&["SET", key, value]), "OK");
+        }
+        assert_eq!(source.cli(&["-n", "1", "SET", "queue:jobs", "3"]), "OK");
+        assert_eq!(source.cli(&["SAVE"]), "OK");
+        let directory = source.cli(&["CONFIG", "GET", "dir"]);
+        let directory = directory.lines().nth(1).expect("CONFIG GET dir answers the directory");
+        std::fs::read(std::path::Path::new(directory).join("dump.rdb")).expect("the saved RDB")
+    }
+
     /// The TCP port redis-server listens on.
     pub fn port(&self) -> u16 {
         self.port
