@@ -169,7 +169,8 @@ pub enum OnFailure {
     /// Stop the run (default): no new step starts.
     #[default]
     Abort,
-    /// Record the failure and go on; steps that need this one are skipped.
+    /// Record the failure and go on; steps that need this one are skipped, nothing is
+    /// undone, and the run ends "completed with failures" (exit 1).
     Continue,
 }
 

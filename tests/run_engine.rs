@@ -321,16 +321,30 @@ fn a_failure_starts_nothing_new_lets_running_steps_finish_and_exits_1() {
 }
 
 #[test]
-fn on_failure_continue_keeps_the_run_going_and_skips_only_the_dependents() {
+fn on_failure_continue_keeps_the_run_going_skips_only_the_dependents_and_is_not_a_success() {
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("continue.yaml");
-    let log = sandbox.var_path("log", "continue.log");
-    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
-    assert_eq!(finished.code, 0, "{finished}");
-    let state = sandbox.state(&sandbox.only_run());
+    let (log, fixed) = (sandbox.var_path("log", "continue.log"), sandbox.var_path("fixed", "fixed"));
+    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &fixed]);
+    assert_eq!(finished.code, 1, "a step failed, so the run did not succeed: {finished}");
+    let run_id = sandbox.only_run();
+    let state = sandbox.state(&run_id);
+    assert_eq!(state.status, Some(RunStatus::CompletedWithFailures));
     assert!(matches!(state.steps.get("flaky"), Some(StepState::Failed { .. })), "{:?}", state.steps);
     assert!(skip_reason(&state, "needs-flaky").contains("`flaky` failed"));
     assert_eq!(sandbox.lines("continue.log"), ["other", "after-other"]);
+    assert!(finished.stderr.contains("completed with failures: 2/4 steps succeeded"), "{finished}");
+    assert!(
+        finished.stderr.contains("`flaky` failed (on_failure: continue; nothing was undone)"),
+        "{finished}"
+    );
+
+    // Once the cause is fixed, resume runs the failed step and what it held back.
+    std::fs::write(sandbox.path("fixed"), "").expect("fix the cause");
+    let resumed = sandbox.dr_plan(&["resume", &run_id, "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(sandbox.state(&run_id).status, Some(RunStatus::Succeeded));
+    assert_eq!(sandbox.lines("continue.log"), ["other", "after-other", "needs-flaky"]);
 }
 
 #[test]

@@ -152,6 +152,10 @@ pub enum RunStatus {
     Blocked,
     /// The operator interrupted it.
     Interrupted,
+    /// Every step ran, but steps with `on_failure: continue` failed (and what needed
+    /// them was skipped): not a success, and nothing was compensated. Resume runs the
+    /// failed steps again.
+    CompletedWithFailures,
 }
 
 impl RunStatus {
@@ -163,6 +167,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Blocked => "blocked",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::CompletedWithFailures => "completed with failures",
         }
     }
 }

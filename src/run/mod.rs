@@ -414,6 +414,21 @@ fn execute(
             eprintln!("interrupted. next: `dr-plan resume {run_id} --state-dir {dir}`");
             exit_code::INTERRUPTED
         }
+        RunStatus::CompletedWithFailures => {
+            let failed: Vec<String> = report
+                .as_ref()
+                .map(report::Report::failed_steps)
+                .unwrap_or_default()
+                .iter()
+                .map(|step| format!("`{step}`"))
+                .collect();
+            eprintln!(
+                "next: {} failed (on_failure: continue; nothing was undone): check it, then `dr-plan resume {run_id} \
+                 --state-dir {dir}` runs the failed steps again",
+                failed.join(", ")
+            );
+            exit_code::FAILED
+        }
     }
 }
 

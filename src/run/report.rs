@@ -152,6 +152,12 @@ impl Report {
             .collect()
     }
 
+    /// Steps that failed.
+    #[must_use]
+    pub fn failed_steps(&self) -> Vec<String> {
+        self.steps.iter().filter(|step| step.state == "failed").map(|step| step.id.clone()).collect()
+    }
+
     /// Seconds per succeeded step, for the drill history.
     #[must_use]
     pub fn step_seconds(&self) -> BTreeMap<String, f64> {

@@ -174,6 +174,8 @@ impl Dispatcher<'_> {
             RunStatus::Failed
         } else if blocked {
             RunStatus::Blocked
+        } else if self.states.iter().any(|state| matches!(state, StepState::Failed { .. })) {
+            RunStatus::CompletedWithFailures
         } else {
             RunStatus::Succeeded
         };
@@ -338,7 +340,14 @@ impl Dispatcher<'_> {
                 self.states[index] = StepState::Failed { error: message };
                 match step.on_failure {
                     OnFailure::Abort => Ok(Outcome::Abort),
-                    OnFailure::Continue => Ok(Outcome::Continue),
+                    OnFailure::Continue => {
+                        self.reporter.message(&format!(
+                            "step `{}` failed; the run goes on (on_failure: continue) and will end \
+                             \"completed with failures\"",
+                            step.id
+                        ));
+                        Ok(Outcome::Continue)
+                    }
                 }
             }
         }
