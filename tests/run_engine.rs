@@ -348,13 +348,25 @@ fn on_failure_continue_keeps_the_run_going_skips_only_the_dependents_and_is_not_
 }
 
 #[test]
-fn a_step_past_its_timeout_fails_the_run_and_says_it_timed_out() {
+fn a_step_past_its_timeout_fails_the_run_says_it_timed_out_and_stops_what_it_started() {
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("timeout.yaml");
     let started = Instant::now();
-    let finished = sandbox.dr_plan(&["run", &plan, "--yes"]);
+    let pid_file = sandbox.var_path("pid_file", "sleep.pid");
+    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &pid_file]);
     assert_eq!(finished.code, 1, "{finished}");
     assert!(started.elapsed() < Duration::from_secs(10), "the 30s command was not stopped");
+    // The shell's background `sleep` went with it (its process group was killed).
+    let sleep = sandbox.text("sleep.pid").trim().to_owned();
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{sleep}/stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!running(), "the background sleep (pid {sleep}) outlived the step");
     assert!(finished.stderr.contains("timed out after 1s"), "{finished}");
     let state = sandbox.state(&sandbox.only_run());
     let Some(StepState::Failed { error }) = state.steps.get("hangs") else { panic!("{:?}", state.steps) };

@@ -25,6 +25,7 @@ pub mod velero_restore;
 
 mod kubernetes;
 mod postgres;
+mod process_group;
 mod runtime;
 mod s3_client;
 mod shared;

@@ -610,43 +610,9 @@ fn base_command(program: PathBuf, connection: &Connection, database: &str) -> to
     command
 }
 
-/// Starts `command` (built by [`base_command`], so in its own process group) and
-/// returns it with the guard that kills its whole group if it is dropped unfinished.
-pub(super) fn spawn(
-    command: &mut tokio::process::Command,
-) -> std::io::Result<(tokio::process::Child, ProcessGroup)> {
-    let child = command.spawn()?;
-    let group = ProcessGroup { leader: child.id() };
-    Ok((child, group))
-}
-
-/// A child's process group, killed with SIGKILL when this is dropped before
-/// [`finished`](Self::finished): `kill_on_drop` stops only the program itself, and
-/// `pg_restore -j N` forks N workers that would go on restoring after a timeout.
-#[derive(Debug)]
-pub(super) struct ProcessGroup {
-    leader: Option<u32>,
-}
-
-impl ProcessGroup {
-    /// The program ended by itself: there is nothing to kill.
-    pub(super) fn finished(mut self) {
-        self.leader = None;
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        let Some(leader) = self.leader.take() else { return };
-        // Signals need `unsafe` through libc, which this crate forbids; kill(1) does it.
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{leader}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
+/// Starts `command` (built by [`base_command`], so in its own process group) with the
+/// guard that kills its whole group if it is dropped unfinished.
+pub(super) use super::process_group::spawn;
 
 /// The command line as text, for logs and errors (argv never holds a password).
 pub(super) fn describe_command(command: &tokio::process::Command) -> String {
