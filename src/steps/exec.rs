@@ -46,10 +46,10 @@ pub const INFO: KindInfo = KindInfo {
     ],
     preflight: "the program exists (on PATH or as a path)",
     notes: "Standard error is kept in the run directory. A command that may change data should \
-            say `destructive: true` so that dry-runs mark it and lint checks what feeds it. The program \
-            runs in a process group of its own: at the step's `timeout`, or when the run is interrupted, \
-            the whole group is killed (a shell's pipeline and background jobs too); what it leaves running \
-            after exiting by itself is left alone.",
+            say `destructive: true` so that dry-runs mark it and lint checks what feeds it. At the step's \
+            `timeout`, or when the run is interrupted, the program and everything it started (a shell's \
+            pipeline and background jobs, found by the `DR_PLAN_PROCESS_TOKEN` variable they inherit) are \
+            killed; what it leaves running after exiting by itself is left alone.",
     example: "- id: rollback\n  kind: exec\n  with:\n    command: [helm, rollback, todo-chatbot, \"{{inputs.release}}\"]\n",
 };
 
@@ -171,9 +171,8 @@ async fn spawn(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         // A cancelled or timed-out step must not leave its program running, nor what it
-        // started (`sh -c "a | b"`): the whole group is killed when the step is dropped.
-        .kill_on_drop(true)
-        .process_group(0);
+        // started (`sh -c "a | b"`): `spawn`'s guard kills the whole tree.
+        .kill_on_drop(true);
     if let Some(directory) = &parameters.cwd {
         process.current_dir(directory);
     }
@@ -182,11 +181,11 @@ async fn spawn(
             "cannot start `{program}`: {error}; check it is installed and on PATH"
         ))
     };
-    let (child, group) = super::process_group::spawn(&mut process).map_err(cannot_start)?;
+    let (child, tree) = super::process_tree::spawn(&mut process).map_err(cannot_start)?;
     let output = child.wait_with_output().await.map_err(|error| {
         super::StepError::Failed(format!("cannot read the output of `{program}`: {error}"))
     })?;
-    group.finished();
+    tree.finished();
     let log = context.run_dir.join(format!("{}{suffix}.stderr.log", context.step_id));
     let _ = std::fs::write(log, context.redactor.redact(&String::from_utf8_lossy(&output.stderr)));
     Ok(output)

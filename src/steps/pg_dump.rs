@@ -280,7 +280,7 @@ async fn dump_stream(
     let shown = describe_command(&command);
     let where_ = runner.connection.describe(&parameters.database);
     context.progress.note(format!("pg_dump of {where_}"));
-    let (mut child, group) =
+    let (mut child, tree) =
         super::postgres::spawn(&mut command).map_err(|error| runner.cannot_start(&shown, &error))?;
     let stdout = child
         .stdout
@@ -310,7 +310,7 @@ async fn dump_stream(
     }
     let status = child.wait().await;
     if status.is_ok() {
-        group.finished();
+        tree.finished();
     }
     runner.log(&shown, status.as_ref().ok().copied(), &stderr);
     let status =

@@ -403,7 +403,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Finished, StepError> {
         command.stdin(if matches!(input, Input::None) { Stdio::null() } else { Stdio::piped() });
         let shown = describe_command(&command);
-        let (mut child, group) = spawn(&mut command).map_err(|error| self.cannot_start(&shown, &error))?;
+        let (mut child, tree) = spawn(&mut command).map_err(|error| self.cannot_start(&shown, &error))?;
         let feed = feed(child.stdin.take(), input);
         let stdout = read_all(child.stdout.take(), usize::MAX);
         let stderr = read_lines(child.stderr.take(), STDERR_LIMIT, on_stderr_line);
@@ -412,7 +412,7 @@ impl<'a> Runner<'a> {
             .wait()
             .await
             .map_err(|error| StepError::Failed(self.redact(&format!("lost track of `{shown}`: {error}"))))?;
-        group.finished();
+        tree.finished();
         self.log(&shown, Some(status), &stderr);
         fed?;
         Ok(Finished { status, stdout, stderr })
@@ -597,10 +597,9 @@ fn base_command(program: PathBuf, connection: &Connection, database: &str) -> to
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // A cancelled or timed-out step must not leave its program running; its own
-        // process group lets `ProcessGroup` stop the workers `pg_restore -j` forks too.
-        .kill_on_drop(true)
-        .process_group(0);
+        // A cancelled or timed-out step must not leave its program running; `spawn`'s
+        // guard stops the workers `pg_restore -j` forks too.
+        .kill_on_drop(true);
     if let Some(password) = connection.password() {
         command.env("PGPASSWORD", password);
     }
@@ -610,9 +609,9 @@ fn base_command(program: PathBuf, connection: &Connection, database: &str) -> to
     command
 }
 
-/// Starts `command` (built by [`base_command`], so in its own process group) with the
-/// guard that kills its whole group if it is dropped unfinished.
-pub(super) use super::process_group::spawn;
+/// Starts `command` (built by [`base_command`]) with the guard that kills its whole
+/// process tree if it is dropped unfinished.
+pub(super) use super::process_tree::spawn;
 
 /// The command line as text, for logs and errors (argv never holds a password).
 pub(super) fn describe_command(command: &tokio::process::Command) -> String {
@@ -840,12 +839,8 @@ mod tests {
         // A shell that forks a worker and waits for it, like pg_restore -j, set up as
         // base_command sets up the PostgreSQL programs.
         let mut command = tokio::process::Command::new("sh");
-        command
-            .args(["-c", "sleep 30 & echo $!; wait"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        let (mut child, group) = spawn(&mut command).unwrap();
+        command.args(["-c", "sleep 30 & echo $!; wait"]).stdout(Stdio::piped()).kill_on_drop(true);
+        let (mut child, tree) = spawn(&mut command).unwrap();
         let mut line = String::new();
         tokio::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
         let worker: u32 = line.trim().parse().unwrap();
@@ -854,11 +849,13 @@ mod tests {
                 .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'))
         };
         assert!(alive(worker));
+        // The shell goes first, as when a cancelled future drops it before the guard:
+        // its worker, handed to init, is still found.
         drop(child);
-        drop(group);
+        drop(tree);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while alive(worker) {
-            assert!(std::time::Instant::now() < deadline, "the forked worker {worker} outlived its group");
+            assert!(std::time::Instant::now() < deadline, "the forked worker {worker} outlived its tree");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -1,0 +1,90 @@
+//! Children whose whole process tree is stopped with them: a cancelled or timed-out
+//! step must not leave behind what its program started (`pg_restore -j N` forks N
+//! workers, `sh -c "a | b"` runs a pipeline, a script may start background jobs).
+//! `kill_on_drop` stops only the program itself.
+//!
+//! Each child gets an environment variable with a token of its own, which its
+//! descendants inherit; when the guard is dropped before the program finished, every
+//! process whose environment holds the token is killed, whether its parent is still
+//! alive or it was already handed to init. The children stay in dr-plan's process
+//! group, so a terminal hang-up or a kill of the group reaches them too.
+
+use std::process::Stdio;
+
+/// The variable that marks a step's processes.
+pub const TOKEN_VARIABLE: &str = "DR_PLAN_PROCESS_TOKEN";
+
+/// Starts `command` marked with a fresh token and returns it with the guard that kills
+/// every process carrying that token if the guard is dropped unfinished.
+///
+/// # Errors
+/// The program could not be started.
+pub(super) fn spawn(
+    command: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, ProcessTree)> {
+    let token = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+    command.env(TOKEN_VARIABLE, &token);
+    let child = command.spawn()?;
+    let tree = ProcessTree { token: Some(token), leader: child.id() };
+    Ok((child, tree))
+}
+
+/// A child's process tree, killed with SIGKILL when this is dropped before
+/// [`finished`](Self::finished).
+#[derive(Debug)]
+pub(super) struct ProcessTree {
+    token: Option<String>,
+    leader: Option<u32>,
+}
+
+impl ProcessTree {
+    /// The program ended by itself: what it left running is left alone.
+    pub(super) fn finished(mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for ProcessTree {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else { return };
+        let marker = format!("{TOKEN_VARIABLE}={token}");
+        // Stop first, so that nothing forks between the listing and the kill; then
+        // kill what carries the token, found again.
+        let mut stopped = marked_processes(&marker);
+        stopped.extend(self.leader);
+        signal("-STOP", &stopped);
+        let mut doomed = marked_processes(&marker);
+        doomed.extend(stopped);
+        signal("-KILL", &doomed);
+    }
+}
+
+/// Processes whose environment holds `marker` (`NAME=VALUE`), from `/proc`.
+fn marked_processes(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environment| {
+                environment.split(|byte| *byte == 0).any(|entry| entry == marker.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// Sends `signal` to `pids` with kill(1): signals need `unsafe` through libc, which
+/// this crate forbids.
+fn signal(signal: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(signal)
+        .arg("--")
+        .args(pids.iter().map(u32::to_string))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
