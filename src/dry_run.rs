@@ -98,6 +98,7 @@ impl DryRun {
             secrets: std::collections::BTreeMap::new(),
             run: dry_run_fields(plan, drill),
             outputs: std::collections::BTreeMap::new(),
+            withheld: std::collections::BTreeMap::new(),
         };
         let mut problems = Vec::new();
         let mut skipped = vec![false; plan.steps.len()];

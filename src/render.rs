@@ -36,6 +36,9 @@ pub struct Context {
     pub run: Map<String, Json>,
     /// `steps.<id>.outputs` of finished steps.
     pub outputs: BTreeMap<String, Json>,
+    /// Step id → outputs a resumed run does not have: they held a secret value, which
+    /// the journal keeps redacted.
+    pub withheld: BTreeMap<String, Vec<String>>,
 }
 
 /// A template that could not be rendered at run time.
@@ -90,6 +93,17 @@ impl Context {
                 let template = Template::parse(text).map_err(|error| RenderError(error.message))?;
                 let rendered = template.render(&|path| self.lookup(path));
                 if let Some(path) = rendered.missing.first() {
+                    if let [root, step, _, output, ..] = path.as_slice()
+                        && root == "steps"
+                        && self.withheld.get(step).is_some_and(|names| names.contains(output))
+                    {
+                        return Err(RenderError(format!(
+                            "`{}` held a secret value, which the journal keeps redacted, so this resumed run \
+                             does not have it; read the secret itself (`{{{{secrets.NAME}}}}`) in this step, or \
+                             start a new run",
+                            path.join(".")
+                        )));
+                    }
                     return Err(RenderError(format!(
                         "`{}` has no value (the step that produces it was skipped or did not produce it)",
                         path.join(".")

@@ -356,7 +356,7 @@ fn a_step_past_its_timeout_fails_the_run_says_it_timed_out_and_stops_what_it_sta
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &pid_file]);
     assert_eq!(finished.code, 1, "{finished}");
     assert!(started.elapsed() < Duration::from_secs(10), "the 30s command was not stopped");
-    // The shell's background `sleep` went with it (its process group was killed).
+    // The shell's background `sleep` went with it.
     let sleep = sandbox.text("sleep.pid").trim().to_owned();
     let running = || {
         std::fs::read_to_string(format!("/proc/{sleep}/stat"))
@@ -1079,4 +1079,46 @@ fn notify_posts_slack_and_json_bodies_and_fails_only_when_required() {
         run_notify(&format!("http://127.0.0.1:{closed_port}/hooks/{secret_part}"), secret_part);
     assert_eq!(finished.code, 1, "{finished}");
     assert!(finished.stderr.contains("notification not delivered"), "{finished}");
+}
+
+/// `dr-plan ARGUMENTS` in `sandbox` with `DR_PLAN_TEST_TOKEN` set.
+fn with_token(sandbox: &Sandbox, token: &str, arguments: &[&str]) -> Finished {
+    let mut command = sandbox.command(arguments);
+    command.env("DR_PLAN_TEST_TOKEN", token);
+    finish(command)
+}
+
+#[test]
+fn an_output_that_held_a_secret_is_used_in_the_run_but_never_fed_redacted_to_a_resumed_one() {
+    let token = "tkn-W1thh3ld-0042";
+
+    // In one run the later step gets the real value; the journal only `***`.
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("withheld.yaml");
+    let copy = sandbox.var_path("copy", "copy");
+    let finished =
+        with_token(&sandbox, token, &["run", &plan, "--yes", "--approve", "go-ahead", "--var", &copy]);
+    assert_eq!(finished.code, 0, "{finished}");
+    assert_eq!(sandbox.text("copy"), token);
+    let journal = std::fs::read_to_string(sandbox.journal_path(&sandbox.only_run())).unwrap();
+    assert!(!journal.contains(token), "{journal}");
+    assert!(journal.contains(r#""withheld":["stdout"]"#), "{journal}");
+
+    // Blocked at the approval, then resumed: the value is not in the journal, so the
+    // step that reads it fails saying so instead of receiving `***`.
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("withheld.yaml");
+    let copy = sandbox.var_path("copy", "copy");
+    let blocked = with_token(&sandbox, token, &["run", &plan, "--yes", "--var", &copy]);
+    assert_eq!(blocked.code, 3, "{blocked}");
+    let run_id = sandbox.only_run();
+    let resumed = with_token(&sandbox, token, &["resume", &run_id, "--yes", "--approve", "go-ahead"]);
+    assert_eq!(resumed.code, 1, "{resumed}");
+    assert!(
+        resumed
+            .stderr
+            .contains("`steps.issue.outputs.stdout` held a secret value, which the journal keeps redacted"),
+        "{resumed}"
+    );
+    assert!(!sandbox.path("copy").exists(), "`use` never ran with `***`");
 }

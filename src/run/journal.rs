@@ -70,6 +70,10 @@ pub enum Event {
         attempt: u32,
         /// Outputs (secrets redacted).
         outputs: Map<String, Json>,
+        /// Outputs that held a secret value: the journal keeps them redacted, so a
+        /// resumed run cannot feed them to later steps.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        withheld: Vec<String>,
         /// Seconds the attempt took.
         seconds: f64,
     },
@@ -312,6 +316,8 @@ pub struct RunState {
     pub attempts: BTreeMap<String, u32>,
     /// Last status written, if the run stopped cleanly.
     pub status: Option<RunStatus>,
+    /// Step id → outputs the journal keeps redacted (they held a secret value).
+    pub withheld: BTreeMap<String, Vec<String>>,
     /// Every record.
     pub records: Vec<Record>,
 }
@@ -332,6 +338,7 @@ impl RunState {
             steps: BTreeMap::new(),
             attempts: BTreeMap::new(),
             status: None,
+            withheld: BTreeMap::new(),
             records: Vec::new(),
         };
         for record in &records {
@@ -341,8 +348,9 @@ impl RunState {
                     state.attempts.insert(step.clone(), *attempt);
                     state.status = None;
                 }
-                Event::StepSucceeded { step, outputs, .. } => {
+                Event::StepSucceeded { step, outputs, withheld, .. } => {
                     state.steps.insert(step.clone(), StepState::Succeeded { outputs: outputs.clone() });
+                    state.withheld.insert(step.clone(), withheld.clone());
                 }
                 Event::StepFailed { step, error, will_retry, .. } => {
                     if !will_retry {

@@ -124,6 +124,7 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         secrets,
         run: run_fields(&plan, &run_id, drill, &journal::now(), &run_dir),
         outputs: BTreeMap::new(),
+        withheld: BTreeMap::new(),
     };
     let states = vec![StepState::Pending; plan.steps.len()];
     let attempts = vec![0; plan.steps.len()];
@@ -262,11 +263,23 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
     if let Err(code) = append_all(&mut writer, reporter.as_mut(), events) {
         return code;
     }
+    // Outputs that held a secret are in the journal redacted: they are left out, so a
+    // step reading one fails saying why instead of receiving `***`.
+    let withheld: BTreeMap<String, Vec<String>> = state
+        .withheld
+        .iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(id, names)| (id.clone(), names.clone()))
+        .collect();
     let outputs: BTreeMap<String, Json> = state
         .steps
         .iter()
         .filter_map(|(id, step)| match step {
-            StepState::Succeeded { outputs } => Some((id.clone(), Json::Object(outputs.clone()))),
+            StepState::Succeeded { outputs } => {
+                let mut outputs = outputs.clone();
+                outputs.retain(|name, _| !withheld.get(id).is_some_and(|names| names.contains(name)));
+                Some((id.clone(), Json::Object(outputs)))
+            }
             StepState::Pending
             | StepState::Interrupted { .. }
             | StepState::Failed { .. }
@@ -292,6 +305,7 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
         secrets,
         run: run_fields(&plan, run_id, drill, &state.started_at, &run_dir),
         outputs,
+        withheld,
     };
     let attempts = plan.steps.iter().map(|step| state.attempts.get(&step.id).copied().unwrap_or(0)).collect();
     execute(

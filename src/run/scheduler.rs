@@ -307,10 +307,21 @@ impl Dispatcher<'_> {
                     Json::Object(map) => map,
                     _ => Outputs::new(),
                 };
+                let withheld: Vec<String> = outputs
+                    .iter()
+                    .filter(|(name, value)| redacted.get(*name) != Some(value))
+                    .map(|(name, _)| name.clone())
+                    .collect();
                 self.context.outputs.insert(id.clone(), Json::Object(outputs.clone()));
                 self.states[index] = StepState::Succeeded { outputs };
                 self.completed.push(index);
-                self.record_success(Event::StepSucceeded { step: id, attempt, outputs: redacted, seconds })?;
+                self.record_success(Event::StepSucceeded {
+                    step: id,
+                    attempt,
+                    outputs: redacted,
+                    withheld,
+                    seconds,
+                })?;
                 Ok(Outcome::Continue)
             }
             Err(StepError::NeedsApproval) => {
