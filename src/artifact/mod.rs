@@ -34,6 +34,7 @@ pub use checksum::{
     ChecksumEntry, Sha256Digest, checksum_for_object, checksum_sidecar_line, parse_checksum_sidecar,
     sha256_of_reader,
 };
+pub(crate) use chunk_channel::CHUNK_SIZE;
 pub use chunk_channel::ChunkPool;
 pub use chunk_source::{ChunkSource, HashingSource, ReadChunks};
 pub use compression::{Compression, CompressionFormat, Decompression, detect_compression};
