@@ -19,7 +19,10 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use dr_plan::secret::{Redactor, SecretValue};
-use dr_plan::steps::{ApprovalMode, Outputs, ProgressSink, StepContext, parameters, s3_fetch, s3_put};
+use dr_plan::steps::{
+    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, parameters, s3_fetch,
+    s3_put,
+};
 use serde_json::{Value as Json, json};
 use support::S3;
 
@@ -535,6 +538,52 @@ async fn a_missing_sidecar_fails_before_the_object_is_downloaded() {
 }
 
 #[tokio::test]
+async fn preflight_checks_the_object_its_age_and_its_sidecar_without_downloading() {
+    let workshop = Workshop::new();
+    let (s3, _, _) = server_with_backup(&workshop, &sql_dump(100, 13));
+    let client = client(&s3);
+    let within = |hours: u64| PreflightContext { rpo: Some(Duration::from_secs(hours * 3600)) };
+    let check = async |key: &str, context: &PreflightContext| {
+        s3_fetch::preflight_with_client(
+            fetch_parameters(key, &json!({ "prefix": "database/" })),
+            context,
+            &client,
+        )
+        .await
+    };
+
+    let Preflight::Passed(detail) = check(KEY, &within(6)).await else { panic!("a fresh backup passes") };
+    assert!(detail.contains("within the RPO of 6h") && detail.contains(".sha256 present"), "{detail}");
+    let Preflight::Passed(detail) = check("latest", &PreflightContext::default()).await else {
+        panic!("latest passes")
+    };
+    assert!(detail.starts_with(&format!("s3://{BUCKET}/{KEY} exists")), "{detail}");
+
+    s3.set_last_modified(BUCKET, KEY, SystemTime::now() - Duration::from_secs(7 * 3600));
+    let Preflight::Failed(detail) = check(KEY, &within(6)).await else { panic!("a stale backup fails") };
+    assert!(detail.contains("older than the plan's RPO of 6h"), "{detail}");
+
+    std::fs::remove_file(s3.root().join(BUCKET).join(format!("{KEY}.sha256"))).expect("remove sidecar");
+    let Preflight::Failed(detail) = check(KEY, &within(8)).await else { panic!("no sidecar fails") };
+    assert!(detail.contains(".sha256 does not exist"), "{detail}");
+    let Preflight::Failed(detail) = check("database/absent.sql.gz.enc", &within(8)).await else {
+        panic!("an absent object fails")
+    };
+    assert!(detail.contains("absent.sql.gz.enc does not exist"), "{detail}");
+
+    let put = |bucket: &str| {
+        parameters(json!({ "bucket": bucket, "key": "k", "path": workshop.path("encryption.key") }))
+            .expect("parameters")
+    };
+    assert!(matches!(s3_put::preflight_with_client(put(BUCKET), &client).await, Preflight::Passed(_)));
+    let Preflight::Failed(detail) = s3_put::preflight_with_client(put("no-such-bucket"), &client).await
+    else {
+        panic!("a missing bucket fails")
+    };
+    assert!(detail.contains("bucket `no-such-bucket` does not exist"), "{detail}");
+}
+
+#[tokio::test]
 async fn a_wrong_secret_key_is_refused_with_a_clear_message() {
     let workshop = Workshop::new();
     let (s3, _, _) = server_with_backup(&workshop, &sql_dump(100, 6));
@@ -585,8 +634,9 @@ async fn large_objects_come_as_parallel_ranges_and_interrupted_ranges_resume() {
             (start.parse().expect("start"), end.parse().expect("end"))
         })
         .collect();
-    let part = 6 << 20;
-    assert!(ranges.len() >= 14 + 3, "{} ranges: {ranges:?}", ranges.len());
+    // s3.fetch shares 16 MiB among the ranges in flight: 4 MiB parts at `parallel: 4`.
+    let part = 4 << 20;
+    assert!(ranges.len() >= 20 + 3, "{} ranges: {ranges:?}", ranges.len());
     let resumed: Vec<&(u64, u64)> = ranges.iter().filter(|(start, _)| start % part != 0).collect();
     assert!(resumed.len() >= 3, "no range resumed mid-part: {ranges:?}");
     for (start, end) in &resumed {

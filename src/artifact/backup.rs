@@ -43,7 +43,7 @@ pub struct BackupSummary {
 
 /// Compresses, encrypts and hashes `input` into `output` in one pass. Reading,
 /// compression and encryption each run on their own thread, connected by bounded
-/// channels of 1 MiB chunks; hashing and writing happen on the caller's thread.
+/// channels of 512 KiB chunks; hashing and writing happen on the caller's thread.
 /// `progress` is called from the reading thread after every chunk.
 ///
 /// # Errors
@@ -97,7 +97,7 @@ pub fn backup_stream<R: Read + Send, W: Write>(
         };
 
         let mut hasher = Sha256::new();
-        let written = write_chunks(stored_receiver, output, counters, |chunk| {
+        let written = write_chunks(stored_receiver, output, counters, None, |chunk| {
             hasher.update(chunk);
         });
         let bytes_in = join_stage(reader)?;

@@ -6,7 +6,9 @@
 //! `.sha256` sidecar in `sha256sum` format and a `.meta` JSON document.
 //!
 //! - [`restore_stream`] / [`restore_to_file`]: stored bytes → SHA-256 check → decrypt →
-//!   decompress → output, in one pass with the stages overlapped on threads.
+//!   decompress → output, in one pass with the stages overlapped on threads;
+//!   [`restore_chunks`] does the same over a [`ChunkSource`] (a download's buffers),
+//!   recycling its buffers through a [`ChunkPool`].
 //! - [`backup_stream`] / [`backup_to_file`]: plain bytes → compress → encrypt → output,
 //!   with the SHA-256 of the stored bytes computed on the way.
 //! - [`OpensslDecryptor`] / [`OpensslEncryptor`]: `openssl enc -aes-256-cbc -pbkdf2`
@@ -18,6 +20,7 @@
 mod backup;
 mod checksum;
 mod chunk_channel;
+mod chunk_source;
 mod compression;
 mod error;
 mod metadata;
@@ -31,6 +34,9 @@ pub use checksum::{
     ChecksumEntry, Sha256Digest, checksum_for_object, checksum_sidecar_line, parse_checksum_sidecar,
     sha256_of_reader,
 };
+pub(crate) use chunk_channel::CHUNK_SIZE;
+pub use chunk_channel::ChunkPool;
+pub use chunk_source::{ChunkSource, HashingSource, ReadChunks};
 pub use compression::{Compression, CompressionFormat, Decompression, detect_compression};
 pub use error::ArtifactError;
 pub use metadata::{BackupMetadata, ENCRYPTION_ALGORITHM_AES_256_CBC};
@@ -40,4 +46,4 @@ pub use openssl_encryption::{
 };
 pub use partial_file::PartialFile;
 pub use pipeline::Progress;
-pub use restore::{RestoreOptions, RestoreSummary, restore_stream, restore_to_file};
+pub use restore::{RestoreOptions, RestoreSummary, restore_chunks, restore_stream, restore_to_file};

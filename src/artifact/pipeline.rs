@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::thread::ScopedJoinHandle;
 
+use super::chunk_channel::ChunkPool;
 use super::error::ArtifactError;
 
 /// Where a pipeline is; reported after every chunk read from the input.
@@ -42,6 +43,7 @@ impl PipelineCounters {
 
 /// The last stage, on the caller's thread: writes every chunk to `output` (after
 /// showing it to `inspect`), then flushes. Returns the number of bytes written.
+/// Written chunks go back to `pool`, when the stages before take theirs from one.
 ///
 /// On failure it marks the output as failed and returns; dropping `receiver` then
 /// stops the stages before it.
@@ -49,6 +51,7 @@ pub(crate) fn write_chunks<W: Write>(
     receiver: Receiver<Vec<u8>>,
     mut output: W,
     counters: &PipelineCounters,
+    pool: Option<&ChunkPool>,
     mut inspect: impl FnMut(&[u8]),
 ) -> Result<u64, ArtifactError> {
     let mut written = 0_u64;
@@ -58,6 +61,9 @@ pub(crate) fn write_chunks<W: Write>(
             output.write_all(&chunk)?;
             written += chunk.len() as u64;
             counters.bytes_written.store(written, Ordering::Relaxed);
+            if let Some(pool) = pool {
+                pool.give(chunk);
+            }
         }
         output.flush()
     })();

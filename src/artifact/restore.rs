@@ -3,13 +3,12 @@
 
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SendError, SyncSender};
 use std::thread;
 
-use sha2::{Digest, Sha256};
-
 use super::checksum::Sha256Digest;
-use super::chunk_channel::{CHUNK_SIZE, ChunkReader, chunk_channel, read_chunk};
+use super::chunk_channel::{ChunkPool, ChunkReader, chunk_channel, read_chunk};
+use super::chunk_source::{ChunkSource, HashingSource, ReadChunks};
 use super::compression::{CompressionFormat, Decompression, MAGIC_LENGTH, detect_compression};
 use super::error::{ArtifactError, describe_prefix};
 use super::openssl_encryption::{EncryptionKey, OpensslDecryptor};
@@ -42,7 +41,7 @@ pub struct RestoreSummary {
 
 /// Restores `input` into `output` in one pass: hashes the stored bytes, decrypts,
 /// decompresses, writes. Reading and hashing, decryption and decompression each run
-/// on their own thread, connected by bounded channels of 1 MiB chunks, so memory
+/// on their own thread, connected by bounded channels of 512 KiB chunks, so memory
 /// stays at a few MiB per stage whatever the size; writing happens on the caller's
 /// thread. `progress` is called from the reading thread after every chunk.
 ///
@@ -65,6 +64,26 @@ pub fn restore_stream<R: Read + Send, W: Write>(
     output: W,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<RestoreSummary, ArtifactError> {
+    restore_chunks(&mut HashingSource::new(ReadChunks(input)), &ChunkPool::new(), options, output, progress)
+}
+
+/// [`restore_stream`] over stored bytes that already come in chunks, such as a
+/// download's: they enter the pipeline as they are, without a copy. Every buffer the
+/// pipeline has used up goes back to `pool`, where `source` should take its new ones.
+///
+/// The pipeline only borrows `source`: after a failure (when no checksum was expected
+/// the reading stops early), the caller can read the rest from it and take its
+/// [`HashingSource::sha256`], the digest of the whole input.
+///
+/// # Errors
+/// Those of [`restore_stream`]; [`ArtifactError::ReadInput`] when `source` fails.
+pub fn restore_chunks<S: ChunkSource + Send, W: Write>(
+    source: &mut HashingSource<S>,
+    pool: &ChunkPool,
+    options: &RestoreOptions,
+    output: W,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<RestoreSummary, ArtifactError> {
     let counters = &PipelineCounters::default();
     let decrypting = options.decrypt.is_some();
     thread::scope(|scope| {
@@ -73,7 +92,7 @@ pub fn restore_stream<R: Read + Send, W: Write>(
         let reader = thread::Builder::new()
             .name("artifact-read".to_owned())
             .spawn_scoped(scope, move || {
-                read_and_hash(input, &stored_sender, read_all_for_checksum, counters, progress)
+                read_and_hash(source, pool, &stored_sender, read_all_for_checksum, counters, progress)
             })
             .map_err(|source| ArtifactError::StartThread { source })?;
 
@@ -82,7 +101,7 @@ pub fn restore_stream<R: Read + Send, W: Write>(
                 let (sender, receiver) = chunk_channel();
                 let handle = thread::Builder::new()
                     .name("artifact-decrypt".to_owned())
-                    .spawn_scoped(scope, move || decrypt_stage(stored_receiver, &sender, key))
+                    .spawn_scoped(scope, move || decrypt_stage(stored_receiver, &sender, key, pool))
                     .map_err(|source| ArtifactError::StartThread { source })?;
                 (receiver, Some(handle))
             }
@@ -95,13 +114,15 @@ pub fn restore_stream<R: Read + Send, W: Write>(
                 let (sender, receiver) = chunk_channel();
                 let handle = thread::Builder::new()
                     .name("artifact-decompress".to_owned())
-                    .spawn_scoped(scope, move || decompress_stage(plain_receiver, &sender, mode, decrypting))
+                    .spawn_scoped(scope, move || {
+                        decompress_stage(plain_receiver, &sender, mode, decrypting, pool)
+                    })
                     .map_err(|source| ArtifactError::StartThread { source })?;
                 (receiver, Some(handle))
             }
         };
 
-        let written = write_chunks(final_receiver, output, counters, |_| {});
+        let written = write_chunks(final_receiver, output, counters, Some(pool), |_| {});
         let read = join_stage(reader)?;
         let decrypted = decryptor.map(join_stage).transpose();
         let decompressed = decompressor.map(join_stage).transpose();
@@ -147,48 +168,40 @@ struct ReadOutcome {
     complete: bool,
 }
 
-/// First stage: reads the input in whole chunks, hashes them, passes them on.
-fn read_and_hash<R: Read>(
-    mut input: R,
+/// First stage: takes the stored chunks from the source, which hashes them, and passes
+/// them on.
+fn read_and_hash<S: ChunkSource>(
+    source: &mut HashingSource<S>,
+    pool: &ChunkPool,
     sender: &SyncSender<Vec<u8>>,
     read_all_for_checksum: bool,
     counters: &PipelineCounters,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<ReadOutcome, ArtifactError> {
-    let mut hasher = Sha256::new();
-    let mut total = 0_u64;
     let mut passing_on = true;
-    let mut chunk = Vec::with_capacity(CHUNK_SIZE);
     loop {
-        let read = read_chunk(&mut input, &mut chunk)
-            .map_err(|source| ArtifactError::ReadInput { bytes: total, source })?;
-        if read == 0 {
+        let chunk = source
+            .next_chunk(pool)
+            .map_err(|error| ArtifactError::ReadInput { bytes: source.bytes(), source: error })?;
+        let Some(chunk) = chunk else {
             break;
+        };
+        counters.record_read(source.bytes(), progress);
+        if !passing_on {
+            pool.give(chunk);
+            continue;
         }
-        hasher.update(&chunk);
-        total += read as u64;
-        counters.record_read(total, progress);
-        if passing_on {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_SIZE));
-            if sender.send(full).is_err() {
-                // A later stage stopped. If it stopped on the data and a checksum is
-                // expected, read on: a mismatch explains the failure better.
-                passing_on = false;
-                if !read_all_for_checksum || counters.output_failed() {
-                    return Ok(ReadOutcome {
-                        sha256: Sha256Digest::from_bytes(hasher.finalize().into()),
-                        bytes: total,
-                        complete: false,
-                    });
-                }
+        if let Err(SendError(chunk)) = sender.send(chunk) {
+            pool.give(chunk);
+            // A later stage stopped. If it stopped on the data and a checksum is
+            // expected, read on: a mismatch explains the failure better.
+            passing_on = false;
+            if !read_all_for_checksum || counters.output_failed() {
+                return Ok(ReadOutcome { sha256: source.sha256(), bytes: source.bytes(), complete: false });
             }
         }
     }
-    Ok(ReadOutcome {
-        sha256: Sha256Digest::from_bytes(hasher.finalize().into()),
-        bytes: total,
-        complete: true,
-    })
+    Ok(ReadOutcome { sha256: source.sha256(), bytes: source.bytes(), complete: true })
 }
 
 /// Second stage: openssl-compatible decryption, chunk by chunk.
@@ -196,12 +209,16 @@ fn decrypt_stage(
     receiver: Receiver<Vec<u8>>,
     sender: &SyncSender<Vec<u8>>,
     key: &EncryptionKey,
+    pool: &ChunkPool,
 ) -> Result<(), ArtifactError> {
     let mut decryptor = OpensslDecryptor::new(key);
     for chunk in &receiver {
-        let mut plain = Vec::with_capacity(chunk.len() + 32);
+        let mut plain = pool.take();
         decryptor.update(&chunk, &mut plain)?;
-        if !plain.is_empty() && sender.send(plain).is_err() {
+        pool.give(chunk);
+        if plain.is_empty() {
+            pool.give(plain);
+        } else if sender.send(plain).is_err() {
             // The next stage stopped and reports why.
             return Ok(());
         }
@@ -221,8 +238,9 @@ fn decompress_stage(
     sender: &SyncSender<Vec<u8>>,
     mode: Decompression,
     decrypting: bool,
+    pool: &ChunkPool,
 ) -> Result<CompressionFormat, ArtifactError> {
-    let mut reader = ChunkReader::new(receiver);
+    let mut reader = ChunkReader::new(receiver, pool.clone());
     let prefix = reader.peek(MAGIC_LENGTH);
     let format = match mode {
         Decompression::None => CompressionFormat::None,
@@ -244,7 +262,7 @@ fn decompress_stage(
         }
         CompressionFormat::Gzip => {
             let mut decoder = flate2::bufread::MultiGzDecoder::new(reader);
-            match pump(&mut decoder, sender, &mut produced) {
+            match pump(&mut decoder, sender, &mut produced, pool) {
                 Pumped::Finished => decoder.into_inner(),
                 Pumped::DownstreamStopped => return Ok(format),
                 Pumped::Failed(source) => return Err(decode_error(produced, source)),
@@ -253,7 +271,7 @@ fn decompress_stage(
         CompressionFormat::Zstd => {
             let mut decoder =
                 zstd::stream::read::Decoder::with_buffer(reader).map_err(|source| decode_error(0, source))?;
-            match pump(&mut decoder, sender, &mut produced) {
+            match pump(&mut decoder, sender, &mut produced, pool) {
                 Pumped::Finished => decoder.into_inner(),
                 Pumped::DownstreamStopped => return Ok(format),
                 Pumped::Failed(source) => return Err(decode_error(produced, source)),
@@ -297,11 +315,19 @@ enum Pumped {
 }
 
 /// Reads `decoder` to its end in whole chunks and sends them on.
-fn pump<D: Read>(decoder: &mut D, sender: &SyncSender<Vec<u8>>, produced: &mut u64) -> Pumped {
+fn pump<D: Read>(
+    decoder: &mut D,
+    sender: &SyncSender<Vec<u8>>,
+    produced: &mut u64,
+    pool: &ChunkPool,
+) -> Pumped {
     loop {
-        let mut chunk = Vec::with_capacity(CHUNK_SIZE);
+        let mut chunk = pool.take();
         match read_chunk(decoder, &mut chunk) {
-            Ok(0) => return Pumped::Finished,
+            Ok(0) => {
+                pool.give(chunk);
+                return Pumped::Finished;
+            }
             Ok(read) => {
                 *produced += read as u64;
                 if sender.send(chunk).is_err() {
@@ -319,6 +345,7 @@ mod tests {
 
     use super::*;
     use crate::artifact::backup::{BackupOptions, backup_stream};
+    use crate::artifact::chunk_channel::{CHANNEL_CAPACITY, CHUNK_SIZE};
     use crate::artifact::compression::Compression;
     use crate::artifact::openssl_encryption::{OpensslEncryptor, Password};
 
@@ -475,9 +502,9 @@ mod tests {
 
     #[test]
     fn tells_a_wrong_key_apart_from_other_failures() {
-        // Several chunks, so that decompression sees the wrong bytes before decryption
-        // reaches the padding.
-        let data = noise(3 * CHUNK_SIZE);
+        // More chunks than the channel between decryption and decompression holds, so
+        // that decompression sees the wrong bytes before decryption reaches the padding.
+        let data = noise((CHANNEL_CAPACITY + 4) * CHUNK_SIZE);
         let stored = fixed_salt_artifact(&data, &key("right"));
         let mut options = RestoreOptions {
             expected_sha256: None,

@@ -25,7 +25,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::artifact::Sha256Digest;
+use crate::artifact::{CHUNK_SIZE, ChunkPool, Sha256Digest};
 
 /// How long a TCP (and TLS) connection may take to open.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,11 +46,15 @@ const FALLBACK_REGION: &str = "us-east-1";
 pub(crate) const PARALLEL_THRESHOLD: u64 = 64 << 20;
 /// The most ranges in flight, whatever `parallel` says.
 pub(crate) const MAXIMUM_PARALLEL: u32 = 16;
-/// Memory for ranges downloaded ahead of the one being consumed; the part size is
+/// Memory for the ranges in flight, the one being delivered included; the part size is
 /// this divided by the ranges in flight, so memory does not grow with `parallel`.
-const RANGE_MEMORY_BUDGET: u64 = 24 << 20;
-/// The blocks handed to the restore pipeline (its own chunk size).
-const BLOCK_SIZE: usize = 1 << 20;
+/// 16 MiB keeps a restore with its pipeline under 64 MiB resident, and still gives
+/// 4 MiB ranges at the default `parallel: 4`, large enough that S3's time to first
+/// byte is a small part of each request.
+const RANGE_MEMORY_BUDGET: u64 = 16 << 20;
+/// The blocks handed to the restore pipeline: its own chunk size, so that they enter
+/// it as they are and its pool recycles them.
+const BLOCK_SIZE: usize = CHUNK_SIZE;
 /// Blocks waiting between the download and the restore pipeline.
 pub(crate) const DELIVERY_CAPACITY: usize = 4;
 
@@ -627,13 +631,14 @@ pub(crate) async fn download(
     object: &ObjectVersion,
     parallel: u32,
     sender: mpsc::Sender<Delivery>,
+    pool: &ChunkPool,
 ) {
     let parallel = parallel.clamp(1, MAXIMUM_PARALLEL);
     let result = if object.size > PARALLEL_THRESHOLD && parallel > 1 {
-        download_in_parts(client, object, parallel, &sender).await
+        download_in_parts(client, object, parallel, &sender, pool).await
     } else {
         let mut sink = BlockSink::Channel(&sender);
-        read_range(client, object, 0, object.size, &mut sink).await
+        read_range(client, object, 0, object.size, &mut sink, pool).await
     };
     let last = match result {
         Ok(()) => Delivery::Complete,
@@ -661,6 +666,7 @@ async fn download_in_parts(
     object: &ObjectVersion,
     parallel: u32,
     sender: &mpsc::Sender<Delivery>,
+    pool: &ChunkPool,
 ) -> Result<(), DownloadFailure> {
     let part_size = part_size(parallel);
     let parts: Vec<(u64, u64)> = (0..object.size.div_ceil(part_size))
@@ -676,10 +682,12 @@ async fn download_in_parts(
         while next_to_start < parts.len() && next_to_start < next_to_deliver + window {
             let (start, end) = parts[next_to_start];
             let (client, object, index) = (client.clone(), Arc::clone(&shared_object), next_to_start);
+            let pool = pool.clone();
             running.spawn(async move {
                 let mut blocks = Vec::new();
                 let result =
-                    read_range(&client, &object, start, end, &mut BlockSink::Buffer(&mut blocks)).await;
+                    read_range(&client, &object, start, end, &mut BlockSink::Buffer(&mut blocks), &pool)
+                        .await;
                 (index, result.map(|()| blocks))
             });
             next_to_start += 1;
@@ -713,7 +721,8 @@ async fn download_in_parts(
     Ok(())
 }
 
-/// Reads bytes `start..end` of the object into `sink` in blocks of [`BLOCK_SIZE`].
+/// Reads bytes `start..end` of the object into `sink` in blocks of [`BLOCK_SIZE`],
+/// taken from `pool` (where the restore pipeline returns them once used).
 /// When a response is cut off or stalls, it asks again for `Range: bytes=OFFSET-LAST`
 /// from the first byte it lacks, with exponential backoff, giving up after
 /// [`RESUME_ATTEMPTS`] interruptions in a row that brought nothing new.
@@ -723,14 +732,17 @@ async fn read_range(
     start: u64,
     end: u64,
     sink: &mut BlockSink<'_>,
+    pool: &ChunkPool,
 ) -> Result<(), DownloadFailure> {
     let location = object.uri();
     let mut offset = start;
-    let mut block = Vec::with_capacity(BLOCK_SIZE);
+    let mut block = pool.take();
     let mut fruitless = 0_u32;
     loop {
         if offset >= end {
-            if !block.is_empty() {
+            if block.is_empty() {
+                pool.give(block);
+            } else {
                 sink.deliver(block).await?;
             }
             return Ok(());
@@ -779,7 +791,7 @@ async fn read_range(
                                 block.extend_from_slice(now);
                                 rest = later;
                                 if block.len() == BLOCK_SIZE {
-                                    let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK_SIZE));
+                                    let full = std::mem::replace(&mut block, pool.take());
                                     sink.deliver(full).await?;
                                 }
                             }
@@ -1052,10 +1064,10 @@ mod tests {
 
     #[test]
     fn parts_share_a_fixed_memory_budget() {
-        assert_eq!(part_size(1), 24 << 20);
-        assert_eq!(part_size(4), 6 << 20);
+        assert_eq!(part_size(1), 16 << 20);
+        assert_eq!(part_size(4), 4 << 20);
         assert_eq!(part_size(16), 1 << 20);
-        assert_eq!(part_size(0), 24 << 20);
+        assert_eq!(part_size(0), 16 << 20);
         for parallel in 1..=MAXIMUM_PARALLEL {
             assert!(part_size(parallel) * u64::from(parallel) <= RANGE_MEMORY_BUDGET);
         }

@@ -1,6 +1,6 @@
 //! `s3.fetch`: download, verify, decrypt and decompress a backup in one streaming pass.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::s3_client::{self, Delivery, ObjectVersion, S3Error};
@@ -18,9 +17,9 @@ use super::{
     StepError,
 };
 use crate::artifact::{
-    ArtifactError, BackupMetadata, CompressionFormat, Decompression, EncryptionKey, PartialFile, Password,
-    RestoreOptions, RestoreSummary, Sha256Digest, checksum_for_object, parse_checksum_sidecar,
-    restore_stream,
+    ArtifactError, BackupMetadata, ChunkPool, ChunkSource, CompressionFormat, Decompression, EncryptionKey,
+    HashingSource, PartialFile, Password, RestoreOptions, RestoreSummary, Sha256Digest, checksum_for_object,
+    parse_checksum_sidecar, restore_chunks,
 };
 use crate::duration::format_duration;
 
@@ -603,7 +602,8 @@ async fn destination(parameters: &Parameters, key: &str, run_dir: &Path) -> Resu
 
 /// Downloads the object and restores it into `destination` at the same time: the
 /// download runs here, the restore pipeline on a blocking thread, joined by a bounded
-/// channel of 1 MiB blocks.
+/// channel of 512 KiB blocks. The blocks enter the pipeline as they are, and come back
+/// through one pool once written, so the whole transfer reuses the same few MiB.
 async fn transfer(
     client: &Client,
     object: &ObjectVersion,
@@ -614,15 +614,16 @@ async fn transfer(
     context: &StepContext,
 ) -> Result<RestoreSummary, FetchError> {
     let (sender, receiver) = mpsc::channel(s3_client::DELIVERY_CAPACITY);
+    let pool = ChunkPool::new();
     let progress = context.progress.clone();
     let size = object.size;
-    let job = RestoreJob { location: object.uri(), size, options, expected, destination };
+    let job = RestoreJob { location: object.uri(), size, options, expected, destination, pool: pool.clone() };
     let restore = tokio::task::spawn_blocking(move || {
         job.run(DownloadReader::new(receiver), &|update: crate::artifact::Progress| {
             progress.bytes(update.bytes_read, Some(size));
         })
     });
-    let ((), restored) = tokio::join!(s3_client::download(client, object, parallel, sender), restore);
+    let ((), restored) = tokio::join!(s3_client::download(client, object, parallel, sender, &pool), restore);
     restored.map_err(|error| FetchError::Task { location: object.uri(), detail: error.to_string() })?
 }
 
@@ -636,6 +637,8 @@ struct RestoreJob {
     options: RestoreOptions,
     expected: Option<ExpectedChecksum>,
     destination: PathBuf,
+    /// Where the download takes its blocks and the pipeline returns them.
+    pool: ChunkPool,
 }
 
 impl RestoreJob {
@@ -647,7 +650,7 @@ impl RestoreJob {
     /// is damaged (mismatch) or the key or format is wrong (match).
     fn run(
         self,
-        mut source: DownloadReader,
+        download: DownloadReader,
         progress: &(dyn Fn(crate::artifact::Progress) + Sync),
     ) -> Result<RestoreSummary, FetchError> {
         let write_error = |source| FetchError::Write {
@@ -656,11 +659,12 @@ impl RestoreJob {
             source: Box::new(source),
         };
         let mut partial = PartialFile::create(&self.destination).map_err(write_error)?;
-        let restored = restore_stream(&mut source, &self.options, &mut partial, progress);
+        let mut source = HashingSource::new(download);
+        let restored = restore_chunks(&mut source, &self.pool, &self.options, &mut partial, progress);
         let decoding = match restored {
             Ok(summary) => Ok(summary),
             Err(ArtifactError::ReadInput { bytes, source: read_error }) => {
-                return Err(source.take_failure().map_or_else(
+                return Err(source.source_mut().take_failure().map_or_else(
                     || {
                         FetchError::S3(S3Error::Other {
                             action: "download",
@@ -699,17 +703,23 @@ impl RestoreJob {
             Ok(summary) => Err(self.mismatch_after_clean_decode(expected, &summary)),
             Err(decode_error) => {
                 // Read and hash the rest, so that the checksum can speak.
-                if let Err(read_error) = io::copy(&mut source, &mut io::sink()) {
-                    return Err(source.take_failure().map_or_else(
-                        || {
-                            FetchError::S3(S3Error::Other {
-                                action: "download",
-                                location: self.location.clone(),
-                                detail: read_error.to_string(),
-                            })
-                        },
-                        FetchError::S3,
-                    ));
+                loop {
+                    match source.next_chunk(&self.pool) {
+                        Ok(Some(chunk)) => self.pool.give(chunk),
+                        Ok(None) => break,
+                        Err(read_error) => {
+                            return Err(source.source_mut().take_failure().map_or_else(
+                                || {
+                                    FetchError::S3(S3Error::Other {
+                                        action: "download",
+                                        location: self.location.clone(),
+                                        detail: read_error.to_string(),
+                                    })
+                                },
+                                FetchError::S3,
+                            ));
+                        }
+                    }
                 }
                 let actual = source.sha256();
                 Err(self.judge_undecodable(expected, actual, decode_error))
@@ -774,15 +784,12 @@ impl RestoreJob {
     }
 }
 
-/// The restore pipeline's input: the blocks the download delivers, in order, hashed
-/// as they arrive. It ends only on [`Delivery::Complete`]; a failed download, or a
+/// The restore pipeline's input: the blocks the download delivers, in order, handed
+/// on as they are. It ends only on [`Delivery::Complete`]; a failed download, or a
 /// download that went away (the step was cancelled), is a read error, so that
 /// nothing short can pass for the whole object.
 struct DownloadReader {
     receiver: mpsc::Receiver<Delivery>,
-    current: Vec<u8>,
-    position: usize,
-    hasher: Sha256,
     state: ReaderState,
     failure: Option<S3Error>,
 }
@@ -797,36 +804,21 @@ enum ReaderState {
 
 impl DownloadReader {
     fn new(receiver: mpsc::Receiver<Delivery>) -> Self {
-        Self {
-            receiver,
-            current: Vec::new(),
-            position: 0,
-            hasher: Sha256::new(),
-            state: ReaderState::Open,
-            failure: None,
-        }
+        Self { receiver, state: ReaderState::Open, failure: None }
     }
 
     /// Why the download failed, once.
     fn take_failure(&mut self) -> Option<S3Error> {
         self.failure.take()
     }
-
-    /// SHA-256 of every byte received.
-    fn sha256(&self) -> Sha256Digest {
-        Sha256Digest::from_bytes(self.hasher.clone().finalize().into())
-    }
 }
 
-impl Read for DownloadReader {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        if buffer.is_empty() {
-            return Ok(0);
-        }
-        while self.position == self.current.len() {
+impl ChunkSource for DownloadReader {
+    fn next_chunk(&mut self, _pool: &ChunkPool) -> io::Result<Option<Vec<u8>>> {
+        loop {
             match self.state {
                 ReaderState::Open => {}
-                ReaderState::Complete => return Ok(0),
+                ReaderState::Complete => return Ok(None),
                 ReaderState::Failed => return Err(io::Error::other("the download failed")),
                 ReaderState::Abandoned => {
                     return Err(io::Error::new(
@@ -836,11 +828,7 @@ impl Read for DownloadReader {
                 }
             }
             match self.receiver.blocking_recv() {
-                Some(Delivery::Data(block)) => {
-                    self.hasher.update(&block);
-                    self.current = block;
-                    self.position = 0;
-                }
+                Some(Delivery::Data(block)) => return Ok(Some(block)),
                 Some(Delivery::Complete) => self.state = ReaderState::Complete,
                 Some(Delivery::Failed(error)) => {
                     self.failure = Some(error);
@@ -849,11 +837,6 @@ impl Read for DownloadReader {
                 None => self.state = ReaderState::Abandoned,
             }
         }
-        let available = &self.current[self.position..];
-        let length = available.len().min(buffer.len());
-        buffer[..length].copy_from_slice(&available[..length]);
-        self.position += length;
-        Ok(length)
     }
 }
 
@@ -911,20 +894,25 @@ mod tests {
 
     #[test]
     fn reader_ends_only_on_complete() {
+        let pool = ChunkPool::new();
         let (sender, receiver) = mpsc::channel(4);
         sender.try_send(Delivery::Data(b"hello ".to_vec())).unwrap();
         sender.try_send(Delivery::Data(b"world".to_vec())).unwrap();
         sender.try_send(Delivery::Complete).unwrap();
-        let mut reader = DownloadReader::new(receiver);
-        let mut text = String::new();
-        reader.read_to_string(&mut text).unwrap();
-        assert_eq!(text, "hello world");
+        let mut reader = HashingSource::new(DownloadReader::new(receiver));
+        let mut text = Vec::new();
+        while let Some(chunk) = reader.next_chunk(&pool).unwrap() {
+            text.extend_from_slice(&chunk);
+        }
+        assert_eq!(text, b"hello world");
         assert_eq!(reader.sha256(), Sha256Digest::of(b"hello world"));
 
         let (sender, receiver) = mpsc::channel(4);
         sender.try_send(Delivery::Data(b"half".to_vec())).unwrap();
         drop(sender);
-        let error = DownloadReader::new(receiver).read_to_end(&mut Vec::new()).unwrap_err();
+        let mut reader = DownloadReader::new(receiver);
+        assert_eq!(reader.next_chunk(&pool).unwrap().unwrap(), b"half");
+        let error = reader.next_chunk(&pool).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 }
