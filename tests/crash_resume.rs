@@ -345,18 +345,24 @@ fn a_torn_last_journal_line_is_cut_off_before_resume_appends() {
     assert!(round.output(4).contains(&run_id), "status still lists the run: {}", round.output(4));
 }
 
-#[test]
-fn after_a_kill_resume_asks_to_break_the_lock_then_to_rerun_the_interrupted_step() {
-    let round = Round::with_plan("interrupt.yaml");
+/// Starts `interrupt.yaml` and returns once its step `long` runs.
+fn start_until_long_runs(round: &Round) -> Child {
     let log = format!("log={}", round.path("log").display());
     let release = format!("release={}", round.path("release").display());
     let arguments = ["run", "interrupt.yaml", "--yes", "--var", &log, "--var", &release];
-    let mut child = round.command(&arguments, 1).spawn().expect("dr-plan starts");
+    let child = round.command(&arguments, 1).spawn().expect("dr-plan starts");
     let started = Instant::now();
     while !std::fs::read_to_string(round.path("log")).unwrap_or_default().contains("long started") {
         assert!(started.elapsed() < Duration::from_secs(20), "`long` never started");
         std::thread::sleep(Duration::from_millis(5));
     }
+    child
+}
+
+#[test]
+fn after_a_kill_resume_asks_to_break_the_lock_then_to_rerun_the_interrupted_step() {
+    let round = Round::with_plan("interrupt.yaml");
+    let mut child = start_until_long_runs(&round);
     kill_group(&mut child);
     let run_id = round.started_run().expect("the run began");
 
@@ -377,4 +383,38 @@ fn after_a_kill_resume_asks_to_break_the_lock_then_to_rerun_the_interrupted_step
     assert_eq!(resumed.code(), Some(0), "{}", round.output(4));
     let log = std::fs::read_to_string(round.path("log")).unwrap();
     assert_eq!(log, "quick\nlong started\nlong started\nlong end\n");
+}
+
+#[test]
+fn resume_waits_while_a_step_of_the_killed_run_is_still_running() {
+    let round = Round::with_plan("interrupt.yaml");
+    let mut child = start_until_long_runs(&round);
+    // SIGKILL of dr-plan alone: `long`'s shell, in the same group, goes on.
+    child.kill().expect("kill -9 dr-plan");
+    let _ = child.wait();
+    let run_id = round.started_run().expect("the run began");
+
+    let resume = ["resume", &run_id, "--break-stale-lock", "--rerun-interrupted"];
+    let refused = round.command(&resume, 2).status().unwrap();
+    assert_eq!(refused.code(), Some(3), "{}", round.output(2));
+    let output = round.output(2);
+    assert!(output.contains("still running") && output.contains("(sh)"), "{output}");
+    assert!(
+        !round.replay(&run_id).records.iter().any(|record| matches!(record.event, Event::LockBroken { .. }))
+    );
+
+    // Once the orphan has finished, resume takes over.
+    std::fs::write(round.path("release"), "").unwrap();
+    let started = Instant::now();
+    loop {
+        let resumed = round.command(&resume, 3).status().unwrap();
+        if resumed.code() == Some(0) {
+            break;
+        }
+        assert!(round.output(3).contains("still running"), "{}", round.output(3));
+        assert!(started.elapsed() < Duration::from_secs(20), "the orphan never ended: {}", round.output(3));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(round.path("log")).unwrap();
+    assert_eq!(log, "quick\nlong started\nlong end\nlong started\nlong end\n");
 }

@@ -39,6 +39,9 @@ pub enum LockError {
     Held(Holder),
     /// The holder's process is gone.
     Stale(Holder),
+    /// The holder's process is gone, but programs its steps started still run (pid,
+    /// command name): breaking the lock now could run a step twice at once.
+    LeftRunning(Box<Holder>, Vec<(u32, String)>),
     /// The lock file could not be read or written.
     Io(String),
 }
@@ -95,6 +98,10 @@ impl Lock {
                     if holder.host != host_name() {
                         // Another machine's process cannot be checked from here: treat as held.
                         return Err(LockError::Held(holder));
+                    }
+                    let left_running = crate::steps::process_tree::left_running_by(holder.pid);
+                    if holder.pid != 0 && !left_running.is_empty() {
+                        return Err(LockError::LeftRunning(Box::new(holder), left_running));
                     }
                     if !break_stale {
                         return Err(LockError::Stale(holder));

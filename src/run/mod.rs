@@ -530,6 +530,19 @@ fn take_lock(
             );
             Err(exit_code::BLOCKED)
         }
+        Err(LockError::LeftRunning(holder, processes)) => {
+            let listed: Vec<String> = processes.iter().map(|(pid, name)| format!("{pid} ({name})")).collect();
+            let pids: Vec<String> = processes.iter().map(|(pid, _)| pid.to_string()).collect();
+            eprintln!(
+                "error: plan {} is locked by {holder}; that process is gone, but programs its steps started are \
+                 still running: {}.\n  help: wait for them to end, or stop them (`kill {}`), then resume; \
+                 breaking the lock now could run a step twice at the same time",
+                plan.name(),
+                listed.join(", "),
+                pids.join(" ")
+            );
+            Err(exit_code::BLOCKED)
+        }
         Err(LockError::Io(error)) => {
             eprintln!("error: cannot take the lock: {error}");
             Err(exit_code::FAILED)

@@ -25,7 +25,7 @@ pub mod velero_restore;
 
 mod kubernetes;
 mod postgres;
-mod process_tree;
+pub mod process_tree;
 mod runtime;
 mod s3_client;
 mod shared;

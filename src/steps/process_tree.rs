@@ -61,14 +61,35 @@ impl Drop for ProcessTree {
 
 /// Processes whose environment holds `marker` (`NAME=VALUE`), from `/proc`.
 fn marked_processes(marker: &str) -> Vec<u32> {
+    processes_where(|entry| entry == marker.as_bytes())
+}
+
+/// Processes with an environment entry that `entry_matches`, from `/proc` (none where
+/// there is no `/proc`).
+fn processes_where(entry_matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environment| {
-                environment.split(|byte| *byte == 0).any(|entry| entry == marker.as_bytes())
-            })
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environment| environment.split(|byte| *byte == 0).any(&entry_matches))
+        })
+        .collect()
+}
+
+/// Processes still running that steps of the dr-plan process `pid` started (their
+/// token begins with that pid), with their command names. After a dr-plan was killed
+/// alone (SIGKILL of its pid, not of its group), its steps' programs may go on.
+#[must_use]
+pub fn left_running_by(pid: u32) -> Vec<(u32, String)> {
+    let prefix = format!("{TOKEN_VARIABLE}={pid}-");
+    processes_where(|entry| entry.starts_with(prefix.as_bytes()))
+        .into_iter()
+        .filter(|process| crate::run::lock::process_alive(*process))
+        .map(|process| {
+            let name = std::fs::read_to_string(format!("/proc/{process}/comm")).unwrap_or_default();
+            (process, name.trim().to_owned())
         })
         .collect()
 }
