@@ -385,10 +385,7 @@ pub async fn run(
 /// Checks that the manifests parse, the cluster answers, and every kind is served (or
 /// defined by a CRD among the manifests).
 pub async fn preflight(parameters: &Parameters) -> super::Preflight {
-    match preflight_check(parameters).await {
-        Ok(detail) => super::Preflight::Passed(detail),
-        Err(error) => super::Preflight::Failed(error.to_string()),
-    }
+    preflight_check(parameters).await.into()
 }
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {

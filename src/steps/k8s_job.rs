@@ -337,10 +337,7 @@ pub async fn run(
 
 /// Checks the kubeconfig, the namespace, and the CronJob or the inline spec.
 pub async fn preflight(parameters: &Parameters) -> super::Preflight {
-    match preflight_check(parameters).await {
-        Ok(detail) => super::Preflight::Passed(detail),
-        Err(error) => super::Preflight::Failed(error.to_string()),
-    }
+    preflight_check(parameters).await.into()
 }
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {

@@ -430,10 +430,7 @@ pub async fn undo(
 
 /// Checks that the kubeconfig works and the workloads exist and are readable.
 pub async fn preflight(parameters: &Parameters) -> super::Preflight {
-    match preflight_check(parameters).await {
-        Ok(detail) => super::Preflight::Passed(detail),
-        Err(error) => super::Preflight::Failed(error.to_string()),
-    }
+    preflight_check(parameters).await.into()
 }
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {

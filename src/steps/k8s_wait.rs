@@ -163,14 +163,10 @@ pub async fn run(
         parameters.target
     );
     let (cluster, reference, object) = (&cluster, &reference, &object);
+    let wait = |what: String| Wait { what, deadline, progress: &context.progress, hint };
     match goal {
         Goal::Rollout(kind) => {
-            let wait = Wait {
-                what: format!("the rollout of {object}"),
-                deadline,
-                progress: &context.progress,
-                hint,
-            };
+            let wait = wait(format!("the rollout of {object}"));
             kubernetes::wait_for(wait, move || async move {
                 let status = kubernetes::workload_status(cluster, namespace, kind, &reference.name).await?;
                 Ok(match rollout_state(kind, &status, object)? {
@@ -181,20 +177,14 @@ pub async fn run(
             .await?;
         }
         Goal::JobComplete => {
-            let wait =
-                Wait { what: format!("{object} to complete"), deadline, progress: &context.progress, hint };
+            let wait = wait(format!("{object} to complete"));
             wait_for_job(cluster, namespace, &reference.name, wait).await?;
         }
         Goal::Condition(condition) => {
             let (resource, capabilities) = kubernetes::resolve_kind(cluster, reference).await?;
             let api = &kubernetes::dynamic_api(cluster, &resource, &capabilities, namespace);
             let condition = &condition;
-            let wait = Wait {
-                what: format!("condition {condition} of {object} to be True"),
-                deadline,
-                progress: &context.progress,
-                hint,
-            };
+            let wait = wait(format!("condition {condition} of {object} to be True"));
             kubernetes::wait_for(wait, move || async move {
                 let found = api
                     .get_opt(&reference.name)
@@ -262,10 +252,7 @@ pub(crate) async fn wait_for_job(
 
 /// Checks that the kubeconfig works and the object exists.
 pub async fn preflight(parameters: &Parameters) -> super::Preflight {
-    match preflight_check(parameters).await {
-        Ok(detail) => super::Preflight::Passed(detail),
-        Err(error) => super::Preflight::Failed(error.to_string()),
-    }
+    preflight_check(parameters).await.into()
 }
 
 async fn preflight_check(parameters: &Parameters) -> Result<String, KubernetesError> {

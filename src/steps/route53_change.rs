@@ -349,10 +349,7 @@ pub async fn preflight(parameters: &Parameters) -> Preflight {
 
 /// [`preflight`] with a client of the caller's.
 pub async fn preflight_with(client: &aws_sdk_route53::Client, parameters: &Parameters) -> Preflight {
-    match check(client, parameters).await {
-        Ok(summary) => Preflight::Passed(summary),
-        Err(error) => Preflight::Failed(error.to_string()),
-    }
+    check(client, parameters).await.into()
 }
 
 fn failed(error: &Route53Error, context: &StepContext) -> StepError {

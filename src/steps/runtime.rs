@@ -122,6 +122,16 @@ pub enum Preflight {
     NotChecked(String),
 }
 
+/// A check that either describes what it found or says what is wrong.
+impl<Error: std::fmt::Display> From<Result<String, Error>> for Preflight {
+    fn from(checked: Result<String, Error>) -> Preflight {
+        match checked {
+            Ok(detail) => Preflight::Passed(detail),
+            Err(error) => Preflight::Failed(error.to_string()),
+        }
+    }
+}
+
 /// How an `approval` step can be granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApprovalMode {
@@ -185,11 +195,13 @@ impl StepKind {
 
     /// Runs the kind's read-only check against the live system (`dry-run --preflight`).
     pub async fn preflight(self, with: Json, context: &PreflightContext) -> Preflight {
-        match self {
-            StepKind::Exec => match parameters::<super::exec::Parameters>(with) {
-                Ok(parameters) => super::exec::preflight(&parameters),
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
+        self.preflight_with(with, context).await.unwrap_or_else(|error| Preflight::Failed(error.to_string()))
+    }
+
+    /// [`StepKind::preflight`], with parameters that do not decode as an error.
+    async fn preflight_with(self, with: Json, context: &PreflightContext) -> Result<Preflight, StepError> {
+        Ok(match self {
+            StepKind::Exec => super::exec::preflight(&parameters(with)?),
             StepKind::HttpCheck | StepKind::Notify => {
                 let key = if self == StepKind::Notify { "webhook" } else { "url" };
                 match with.get(key).and_then(Json::as_str).map(reqwest::Url::parse) {
@@ -199,55 +211,19 @@ impl StepKind {
                 }
             }
             StepKind::Sleep | StepKind::Approval => Preflight::Passed("nothing to check".to_owned()),
-            StepKind::PgDump => match parameters::<super::pg_dump::Parameters>(with) {
-                Ok(parameters) => super::pg_dump::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::PgRestore => match parameters::<super::pg_restore::Parameters>(with) {
-                Ok(parameters) => super::pg_restore::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::PgQuery => match parameters::<super::pg_query::Parameters>(with) {
-                Ok(parameters) => super::pg_query::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::RedisRestore => match parameters::<super::redis_restore::Parameters>(with) {
-                Ok(parameters) => super::redis_restore::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::Route53Change => match parameters::<super::route53_change::Parameters>(with) {
-                Ok(parameters) => super::route53_change::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::K8sScale => match parameters::<super::k8s_scale::Parameters>(with) {
-                Ok(parameters) => super::k8s_scale::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::K8sWait => match parameters::<super::k8s_wait::Parameters>(with) {
-                Ok(parameters) => super::k8s_wait::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::K8sJob => match parameters::<super::k8s_job::Parameters>(with) {
-                Ok(parameters) => super::k8s_job::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::K8sApply => match parameters::<super::k8s_apply::Parameters>(with) {
-                Ok(parameters) => super::k8s_apply::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::VeleroRestore => match parameters::<super::velero_restore::Parameters>(with) {
-                Ok(parameters) => super::velero_restore::preflight(&parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::S3Fetch => match parameters(with) {
-                Ok(parameters) => super::s3_fetch::preflight(parameters, context).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-            StepKind::S3Put => match parameters(with) {
-                Ok(parameters) => super::s3_put::preflight(parameters).await,
-                Err(error) => Preflight::Failed(error.to_string()),
-            },
-        }
+            StepKind::PgDump => super::pg_dump::preflight(&parameters(with)?).await,
+            StepKind::PgRestore => super::pg_restore::preflight(&parameters(with)?).await,
+            StepKind::PgQuery => super::pg_query::preflight(&parameters(with)?).await,
+            StepKind::RedisRestore => super::redis_restore::preflight(&parameters(with)?).await,
+            StepKind::Route53Change => super::route53_change::preflight(&parameters(with)?).await,
+            StepKind::K8sScale => super::k8s_scale::preflight(&parameters(with)?).await,
+            StepKind::K8sWait => super::k8s_wait::preflight(&parameters(with)?).await,
+            StepKind::K8sJob => super::k8s_job::preflight(&parameters(with)?).await,
+            StepKind::K8sApply => super::k8s_apply::preflight(&parameters(with)?).await,
+            StepKind::VeleroRestore => super::velero_restore::preflight(&parameters(with)?).await,
+            StepKind::S3Fetch => super::s3_fetch::preflight(parameters(with)?, context).await,
+            StepKind::S3Put => super::s3_put::preflight(parameters(with)?).await,
+        })
     }
 
     /// Compensates a step that succeeded (`undo: true`), given its parameters and outputs.
