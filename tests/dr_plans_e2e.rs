@@ -39,7 +39,7 @@ use kube::api::{DynamicObject, ListParams};
 use serde_json::{Value as Json, json};
 use support::cluster::{ClusterPlayer, velero_resource};
 use support::festivals::{fingerprint, put_with_sidecar, runbook_backup, seed};
-use support::process::wait_bounded;
+use support::process::{free_port, wait_bounded, wait_until};
 use support::{HttpServer, KubeApiServer, Moto, Postgres, RecordingProxy, S3};
 
 /// The passphrase of the test's backup key file.
@@ -447,10 +447,7 @@ impl RedisInDirectory {
     fn start(sandbox: &Sandbox) -> RedisInDirectory {
         let directory = sandbox.path("redis-data");
         std::fs::create_dir(&directory).unwrap();
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            listener.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let script = sandbox.path("start-redis.sh");
         let dir = directory.display();
         std::fs::write(
@@ -464,7 +461,10 @@ impl RedisInDirectory {
         let redis = RedisInDirectory { port, directory, script };
         let status = Command::new("sh").arg(&redis.script).status().expect("redis-server starts");
         assert!(status.success(), "redis-server did not start");
-        assert!(redis.wait_for_ping(), "redis-server on {port} did not answer PING");
+        assert!(
+            wait_until(Duration::from_secs(20), || redis.cli(&["PING"]) == "PONG"),
+            "redis-server on {port} did not answer PING"
+        );
         redis.cli(&["SET", "stale:key", "from the empty cluster"]);
         redis
     }
@@ -480,17 +480,6 @@ impl RedisInDirectory {
             .output()
             .expect("redis-cli runs");
         String::from_utf8_lossy(&output.stdout).trim_end().to_owned()
-    }
-
-    fn wait_for_ping(&self) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(20) {
-            if self.cli(&["PING"]) == "PONG" {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
     }
 }
 

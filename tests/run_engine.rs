@@ -64,6 +64,18 @@ impl Sandbox {
         format!("{name}={}", self.path(file).display())
     }
 
+    /// Runs FIXTURE with `--var log=LOG` and `--var marker=…` naming a file that does
+    /// not exist yet, so the step that needs it fails (exit 1, checked); returns the
+    /// plan's name and the run's output. Creating the marker lets a resume go on.
+    fn run_until_marker(&self, fixture: &str, log: &str) -> (String, Finished) {
+        let plan = self.plan(fixture);
+        let log = self.var_path("log", log);
+        let marker = self.var_path("marker", "marker");
+        let finished = self.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &marker]);
+        assert_eq!(finished.code, 1, "{finished}");
+        (plan, finished)
+    }
+
     fn command(&self, arguments: &[&str]) -> Command {
         let mut command = Command::new(BINARY);
         command
@@ -482,11 +494,7 @@ fn the_journal_is_versioned_json_lines_with_the_plan_hash_and_redacted_inputs() 
 #[test]
 fn resume_never_reruns_a_finished_step_and_feeds_its_recorded_outputs_on() {
     let sandbox = Sandbox::new();
-    let plan = sandbox.plan("resume.yaml");
-    let log = sandbox.var_path("log", "resume.log");
-    let marker = sandbox.var_path("marker", "marker");
-    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &marker]);
-    assert_eq!(finished.code, 1, "{finished}");
+    sandbox.run_until_marker("resume.yaml", "resume.log");
     assert_eq!(sandbox.lines("resume.log"), ["produce"]);
     let run_id = sandbox.only_run();
 
@@ -509,11 +517,7 @@ fn resume_never_reruns_a_finished_step_and_feeds_its_recorded_outputs_on() {
 #[test]
 fn resume_refuses_a_changed_plan_and_names_the_changed_line() {
     let sandbox = Sandbox::new();
-    let plan = sandbox.plan("resume.yaml");
-    let log = sandbox.var_path("log", "resume.log");
-    let marker = sandbox.var_path("marker", "marker");
-    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &marker]);
-    assert_eq!(finished.code, 1, "{finished}");
+    let (plan, _) = sandbox.run_until_marker("resume.yaml", "resume.log");
     let run_id = sandbox.only_run();
 
     let original = sandbox.text(&plan);
@@ -778,11 +782,7 @@ fn a_step_is_not_compensated_once_a_destructive_step_that_needs_it_started() {
 #[test]
 fn resume_after_an_undo_runs_the_undone_steps_again() {
     let sandbox = Sandbox::new();
-    let plan = sandbox.plan("undo.yaml");
-    let log = sandbox.var_path("log", "undo.log");
-    let marker = sandbox.var_path("marker", "marker");
-    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &marker]);
-    assert_eq!(finished.code, 1, "{finished}");
+    sandbox.run_until_marker("undo.yaml", "undo.log");
     let run_id = sandbox.only_run();
     let report = sandbox.dr_plan(&["report", &run_id, "--format", "json"]);
     let report: Json = serde_json::from_str(&report.stdout).expect("report JSON");

@@ -39,6 +39,12 @@ struct Hold {
     path_suffix: String,
 }
 
+impl Hold {
+    fn applies_to(&self, request: &Request) -> bool {
+        self.method == request.method && request.path.ends_with(&self.path_suffix)
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     forwarded: Vec<ForwardedRequest>,
@@ -159,10 +165,7 @@ fn serve(client: TcpStream, upstream_port: u16, state: &Mutex<State>, stopping: 
             path: request.path.clone(),
             status: status_of(&response),
         });
-        let held = state
-            .hold
-            .as_ref()
-            .is_some_and(|hold| hold.method == request.method && request.path.ends_with(&hold.path_suffix));
+        let held = state.hold.as_ref().is_some_and(|hold| hold.applies_to(&request));
         state.holding += usize::from(held);
         held
     };
@@ -170,9 +173,7 @@ fn serve(client: TcpStream, upstream_port: u16, state: &Mutex<State>, stopping: 
         let started = Instant::now();
         let still_held = || {
             let state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            state.hold.as_ref().is_some_and(|hold| {
-                hold.method == request.method && request.path.ends_with(&hold.path_suffix)
-            })
+            state.hold.as_ref().is_some_and(|hold| hold.applies_to(&request))
         };
         while still_held() && !stopping.load(Ordering::Relaxed) && started.elapsed() < PATIENCE {
             thread::sleep(Duration::from_millis(10));
