@@ -65,30 +65,7 @@ trap cleanup EXIT
 cd "$work"
 
 say "generating a ${size_mib} MiB plain SQL dump"
-# pg_dump's plain format: COPY blocks of tab-separated rows with varied values.
-awk -v limit=$((size_mib * 1048576)) 'BEGIN {
-    srand(20251116)
-    split("alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy rupert sybil trent victor walter", names, " ")
-    split("pending paid shipped delivered refunded cancelled", statuses, " ")
-    split("example.org mail.example.com dharma.dev corp.example.net", domains, " ")
-    print "--\n-- PostgreSQL database dump\n--\n\nSET client_encoding = '\''UTF8'\'';\n"
-    written = 0; table = 0; id = 0
-    while (written < limit) {
-        table++
-        print "COPY public.orders_" table " (id, customer_id, customer, email, amount, status, created_at) FROM stdin;"
-        for (row = 0; row < 200000 && written < limit; row++) {
-            id++
-            name = names[int(rand() * 19) + 1]
-            line = id "\t" int(rand() * 5000000) "\t" name " " names[int(rand() * 19) + 1] "\t" name "." int(rand() * 100000) "@" domains[int(rand() * 4) + 1] \
-                "\t" sprintf("%.2f", rand() * 2000) "\t" statuses[int(rand() * 6) + 1] \
-                "\t" sprintf("2025-%02d-%02d %02d:%02d:%02d+00", int(rand() * 12) + 1, int(rand() * 28) + 1, int(rand() * 24), int(rand() * 60), int(rand() * 60))
-            print line
-            written += length(line) + 1
-        }
-        print "\\.\n"
-    }
-    print "--\n-- PostgreSQL database dump complete\n--"
-}' > dump.sql
+"$repository/benches/sql_dump.sh" "$size_mib" > dump.sql
 plain_bytes=$(stat -c %s dump.sql)
 plain_sha256=$(sha256sum dump.sql | cut -d' ' -f1)
 
