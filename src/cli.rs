@@ -55,7 +55,7 @@ pub enum Command {
         #[arg(long)]
         preflight: bool,
         /// Where runs and drill history are kept.
-        #[arg(long, default_value = ".dr-plan")]
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::run::decisions::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// Print the plan's dependency graph.
@@ -95,6 +95,9 @@ pub enum Command {
         run: RunArgs,
     },
     /// Take up a stopped run where it stopped; finished steps never run again.
+    ///
+    /// When the run needs decisions (a stale lock, steps that were interrupted, an
+    /// approval), resume lists them all and prints one command that makes them.
     Resume {
         /// The run id (`dr-plan status` lists them).
         run_id: String,
@@ -102,6 +105,23 @@ pub enum Command {
         /// kind is not idempotent.
         #[arg(long)]
         rerun_interrupted: bool,
+        /// Run this step again although it started or finished (e.g. to produce again
+        /// an output the journal keeps redacted). Repeatable.
+        #[arg(long, value_name = "STEP")]
+        rerun: Vec<String>,
+        /// Declare an interrupted step finished: you checked by hand that it did its
+        /// work. Its outputs are empty; steps reading them are refused. Needs `--reason`.
+        #[arg(long, value_name = "STEP")]
+        mark_done: Vec<String>,
+        /// Why you know the `--mark-done` steps finished (journaled, in the report).
+        #[arg(long, value_name = "TEXT", requires = "mark_done")]
+        reason: Option<String>,
+        /// Correct an input or var that no finished step used yet: `--var backup=KEY`.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// A YAML or TOML map of inputs and vars to correct.
+        #[arg(long, value_name = "FILE")]
+        vars_file: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -113,7 +133,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
         format: StatusFormat,
         /// Where runs are kept.
-        #[arg(long, default_value = ".dr-plan")]
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::run::decisions::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// A run's report: steps, measured RTO and RPO against the objectives, approvals.
@@ -127,7 +147,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
         /// Where runs are kept.
-        #[arg(long, default_value = ".dr-plan")]
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::run::decisions::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
 }
@@ -141,14 +161,17 @@ pub struct RunArgs {
     /// Grant this approval step in advance (repeatable).
     #[arg(long, value_name = "STEP")]
     pub approve: Vec<String>,
-    /// Steps running at once at most.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    /// Your name, recorded with every approval you give (besides user@host).
+    #[arg(long, value_name = "NAME", env = "DR_PLAN_APPROVER")]
+    pub approver: Option<String>,
+    /// Steps running at once at most (1 or more).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
     /// `human` (progress bars on a terminal, plain lines otherwise) or `json` events.
     #[arg(long, value_enum, default_value_t = crate::run::reporter::ProgressFormat::Human)]
     pub format: crate::run::reporter::ProgressFormat,
     /// Where runs, locks and drill history are kept.
-    #[arg(long, default_value = ".dr-plan")]
+    #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::run::decisions::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// Break a lock whose process is gone (recorded in the journal).
     #[arg(long)]
@@ -169,7 +192,8 @@ impl RunArgs {
             state_dir: self.state_dir.clone(),
             yes: self.yes,
             approve: self.approve.clone(),
-            concurrency: self.concurrency,
+            approver: self.approver.clone().filter(|name| !name.trim().is_empty()),
+            concurrency: usize::from(self.concurrency),
             format: self.format,
             break_stale_lock: self.break_stale_lock,
             deadline: self.deadline.map(crate::duration::HumanDuration::get),
@@ -272,7 +296,7 @@ pub fn use_color(stream_is_terminal: bool) -> bool {
 pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
     let color = use_color(std::io::stderr().is_terminal());
     for diagnostic in diagnostics {
-        eprint!("{}", diagnostic.render(color));
+        crate::errout!("{}", diagnostic.render(color));
     }
 }
 
@@ -292,11 +316,11 @@ pub fn validate(plans: &[PathBuf]) -> i32 {
     let mut failed = false;
     for path in plans {
         match crate::plan::load_plan(path) {
-            Ok(plan) => println!("ok: {} ({} steps)", path.display(), plan.steps.len()),
+            Ok(plan) => crate::outln!("ok: {} ({} steps)", path.display(), plan.steps.len()),
             Err(problems) => {
                 failed = true;
                 print_diagnostics(&problems);
-                eprintln!("{}: {}", path.display(), summary(&problems));
+                crate::errln!("{}: {}", path.display(), summary(&problems));
             }
         }
     }

@@ -4,18 +4,16 @@ use std::path::Path;
 
 use crate::cli::{ReportFormat, StatusFormat};
 use crate::exit_code;
+use crate::plan::Plan;
 use crate::run::journal::{self, Event, RunState};
+use crate::run::lock::{self, LockError};
 use crate::run::report::{Report, list_runs};
 
 /// `dr-plan status [RUN_ID]`.
 #[must_use]
 pub fn status(run_id: Option<&str>, format: StatusFormat, state_dir: &Path) -> i32 {
     if let Some(run_id) = run_id {
-        let as_report = match format {
-            StatusFormat::Human => ReportFormat::Markdown,
-            StatusFormat::Json => ReportFormat::Json,
-        };
-        return report(run_id, as_report, None, state_dir);
+        return run_status(run_id, format, state_dir);
     }
     let runs = list_runs(state_dir);
     match format {
@@ -32,14 +30,17 @@ pub fn status(run_id: Option<&str>, format: StatusFormat, state_dir: &Path) -> i
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
         }
         StatusFormat::Human => {
             if runs.is_empty() {
-                println!("no runs under {}", state_dir.display());
+                crate::outln!(
+                    "no runs under {} (give the state directory of the run with --state-dir or DR_PLAN_STATE_DIR)",
+                    state_dir.display()
+                );
             }
             for (id, state) in &runs {
-                println!(
+                crate::outln!(
                     "{id}  {}  started {}  {}  ({} steps succeeded)",
                     plan_name(state),
                     state.started_at,
@@ -66,41 +67,88 @@ fn succeeded(state: &RunState) -> usize {
 /// `dr-plan report RUN_ID`.
 #[must_use]
 pub fn report(run_id: &str, format: ReportFormat, metrics_file: Option<&Path>, state_dir: &Path) -> i32 {
-    let state = match journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay) {
-        Ok(state) => state,
-        Err(error) => {
-            eprintln!(
-                "error: run `{run_id}`: {error}; `dr-plan status --state-dir {}` lists the runs",
-                state_dir.display()
-            );
-            return exit_code::INVALID;
-        }
-    };
-    let snapshot = journal::run_dir(state_dir, run_id).join("plan.snapshot");
-    let Event::RunStarted { plan_path, .. } = &state.started else { return exit_code::INVALID };
-    // The report reads the plan as it was when the run started.
-    let text = std::fs::read_to_string(&snapshot)
-        .or_else(|_| std::fs::read_to_string(plan_path))
-        .unwrap_or_default();
-    let plan = match crate::plan::plan_from_source(&crate::source::SourceFile::new(plan_path.clone(), text)) {
-        Ok(plan) => plan,
-        Err(problems) => {
-            crate::cli::print_diagnostics(&problems);
-            return exit_code::INVALID;
-        }
-    };
+    let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
     let report = Report::new(&plan, &state);
     match format {
-        ReportFormat::Markdown => print!("{}", report.markdown()),
+        ReportFormat::Markdown => crate::out!("{}", report.markdown()),
         ReportFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default())
+            crate::outln!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default())
         }
     }
     if let Some(path) = metrics_file
         && let Err(error) = std::fs::write(path, report.prometheus())
     {
-        eprintln!("error: cannot write {}: {error}", path.display());
+        crate::errln!("error: cannot write {}: {error}", path.display());
         return exit_code::FAILED;
     }
     exit_code::SUCCESS
+}
+
+/// `dr-plan status RUN_ID`: the report, then what to type next when the run did not
+/// succeed.
+fn run_status(run_id: &str, format: StatusFormat, state_dir: &Path) -> i32 {
+    let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
+    let report = Report::new(&plan, &state);
+    let next = (state.status != Some(crate::run::journal::RunStatus::Succeeded))
+        .then(|| next_for_status(&plan, &state, state_dir));
+    match format {
+        StatusFormat::Human => {
+            crate::out!("{}", report.markdown());
+            if let Some((notes, command)) = next {
+                crate::outln!();
+                for note in notes {
+                    crate::outln!("- {note}");
+                }
+                crate::outln!("next: `{command}`");
+            }
+        }
+        StatusFormat::Json => {
+            let mut json = report.json();
+            if let (Some(object), Some((notes, command))) = (json.as_object_mut(), next) {
+                object.insert("next".into(), serde_json::json!({ "command": command, "decisions": notes }));
+            }
+            crate::outln!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        }
+    }
+    exit_code::SUCCESS
+}
+
+/// What to type next for a run that did not succeed; a run whose process still holds
+/// the lock is running, and only watching it makes sense.
+fn next_for_status(plan: &Plan, state: &RunState, state_dir: &Path) -> (Vec<String>, String) {
+    let run_id = state.run_id();
+    if let Some(LockError::Held(holder)) = lock::obstacle(state_dir, plan.name())
+        && holder.run_id == run_id
+    {
+        let watch = crate::run::decisions::command(&["status".to_owned(), run_id.to_owned()], state_dir);
+        return (vec![format!("the run is in progress: {holder}")], watch);
+    }
+    crate::run::next_step(plan, state, &crate::run::RunOptions::reading(state_dir))
+}
+
+/// A run's plan (as it was when the run started) and its replayed journal.
+fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
+    let state = match journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay) {
+        Ok(state) => state,
+        Err(error) => {
+            crate::errln!(
+                "error: run `{run_id}`: {error}; `{}` lists the runs",
+                crate::run::decisions::command(&["status".to_owned()], state_dir)
+            );
+            return None;
+        }
+    };
+    let snapshot = journal::run_dir(state_dir, run_id).join("plan.snapshot");
+    let Event::RunStarted { plan_path, .. } = &state.started else { return None };
+    // The report reads the plan as it was when the run started.
+    let text = std::fs::read_to_string(&snapshot)
+        .or_else(|_| std::fs::read_to_string(plan_path))
+        .unwrap_or_default();
+    match crate::plan::plan_from_source(&crate::source::SourceFile::new(plan_path.clone(), text)) {
+        Ok(plan) => Some((plan, state)),
+        Err(problems) => {
+            crate::cli::print_diagnostics(&problems);
+            None
+        }
+    }
 }

@@ -110,6 +110,16 @@ pub fn format_duration(duration: Duration) -> String {
     out
 }
 
+/// Seconds as a duration; negative, NaN and absurdly large values (a damaged journal or
+/// drill history) saturate instead of panicking.
+#[must_use]
+pub fn seconds(value: f64) -> Duration {
+    if value.is_nan() || value <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX)
+}
+
 /// A measured duration for reports: `1m32.4s`, `12.3s`, `0.8s`.
 #[must_use]
 pub fn format_measured(duration: Duration) -> String {

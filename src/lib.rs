@@ -18,6 +18,7 @@ pub mod lint;
 pub mod lint_command;
 pub mod load;
 pub mod node;
+pub mod output;
 pub mod plan;
 pub mod predict;
 pub mod render;

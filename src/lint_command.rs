@@ -13,7 +13,7 @@ pub fn run(paths: &[PathBuf], output: LintFormat, deny_warnings: bool) -> i32 {
     let files = match plan_files(paths) {
         Ok(files) => files,
         Err(problem) => {
-            eprintln!("error: {problem}");
+            crate::errln!("error: {problem}");
             return exit_code::INVALID;
         }
     };
@@ -25,9 +25,9 @@ pub fn run(paths: &[PathBuf], output: LintFormat, deny_warnings: bool) -> i32 {
         LintFormat::Sarif => format::sarif(&results),
         LintFormat::Github => format::github(&results),
     };
-    print!("{text}");
+    crate::out!("{text}");
     if !text.ends_with('\n') {
-        println!();
+        crate::outln!();
     }
     if Summary::of(&results).fails(deny_warnings) { exit_code::INVALID } else { exit_code::SUCCESS }
 }

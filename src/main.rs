@@ -18,7 +18,7 @@ fn main() {
         }
         Command::Graph { plan, format } => match dr_plan::plan::load_plan(&plan) {
             Ok(plan) => {
-                print!(
+                dr_plan::out!(
                     "{}",
                     match format {
                         GraphFormat::Mermaid => dr_plan::graph::mermaid(&plan),
@@ -35,8 +35,23 @@ fn main() {
         Command::Steps { kind, format } => steps(kind.as_deref(), format),
         Command::Run { plan, values, run } => start(&plan, &values, &run, false),
         Command::Drill { plan, values, run } => start(&plan, &values, &run, true),
-        Command::Resume { run_id, rerun_interrupted, run } => {
-            dr_plan::run::resume(&run_id, rerun_interrupted, &run.options())
+        Command::Resume { run_id, rerun_interrupted, rerun, mark_done, reason, vars, vars_file, run } => {
+            match dr_plan::render::Overrides::parse(&vars, vars_file.as_deref()) {
+                Ok(overrides) => {
+                    let arguments = dr_plan::run::ResumeArguments {
+                        rerun_interrupted,
+                        rerun,
+                        mark_done,
+                        reason,
+                        overrides,
+                    };
+                    dr_plan::run::resume(&run_id, &arguments, &run.options())
+                }
+                Err(problem) => {
+                    dr_plan::errln!("error: {problem}");
+                    exit_code::INVALID
+                }
+            }
         }
         Command::Status { run_id, format, state_dir } => {
             dr_plan::commands::status(run_id.as_deref(), format, &state_dir)
@@ -45,7 +60,10 @@ fn main() {
             dr_plan::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&dr_plan::schema::plan_schema()).unwrap_or_default());
+            dr_plan::outln!(
+                "{}",
+                serde_json::to_string_pretty(&dr_plan::schema::plan_schema()).unwrap_or_default()
+            );
             exit_code::SUCCESS
         }
     };
@@ -56,7 +74,7 @@ fn start(path: &std::path::Path, values: &cli::ValueArgs, run: &cli::RunArgs, dr
     match dr_plan::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
         Ok(overrides) => dr_plan::run::start(path, &overrides, drill, &run.options()),
         Err(problem) => {
-            eprintln!("error: {problem}");
+            dr_plan::errln!("error: {problem}");
             exit_code::INVALID
         }
     }
@@ -80,7 +98,7 @@ fn dry_run(
     let overrides = match dr_plan::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
         Ok(overrides) => overrides,
         Err(problem) => {
-            eprintln!("error: {problem}");
+            dr_plan::errln!("error: {problem}");
             return exit_code::INVALID;
         }
     };
@@ -88,7 +106,7 @@ fn dry_run(
         Ok(values) => values,
         Err(problems) => {
             for problem in problems {
-                eprintln!("error: {problem}");
+                dr_plan::errln!("error: {problem}");
             }
             return exit_code::INVALID;
         }
@@ -99,14 +117,14 @@ fn dry_run(
         preview.run_preflight(&plan);
     }
     match format {
-        DryRunFormat::Human => print!("{}", preview.human()),
-        DryRunFormat::Markdown => print!("{}", preview.markdown(&dr_plan::graph::mermaid(&plan))),
+        DryRunFormat::Human => dr_plan::out!("{}", preview.human()),
+        DryRunFormat::Markdown => dr_plan::out!("{}", preview.markdown(&dr_plan::graph::mermaid(&plan))),
         DryRunFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&preview.json()).unwrap_or_default())
+            dr_plan::outln!("{}", serde_json::to_string_pretty(&preview.json()).unwrap_or_default())
         }
     }
     if preview.preflight_failed() {
-        eprintln!("preflight: a live check failed (see above); fix it before running the plan");
+        dr_plan::errln!("preflight: a live check failed (see above); fix it before running the plan");
         return exit_code::FAILED;
     }
     exit_code::SUCCESS
@@ -119,7 +137,7 @@ fn steps(kind: Option<&str>, format: StepsFormat) -> i32 {
             Some(kind) => vec![kind],
             None => {
                 let names = dr_plan::steps::StepKind::ALL.iter().map(|kind| kind.name());
-                eprintln!(
+                dr_plan::errln!(
                     "error: unknown step kind `{name}`; {}",
                     dr_plan::diagnostic::suggestion(name, names)
                 );
@@ -130,13 +148,13 @@ fn steps(kind: Option<&str>, format: StepsFormat) -> i32 {
     let _ = std::io::stdout().is_terminal();
     match (format, kind) {
         (StepsFormat::Json, _) => {
-            println!("{}", serde_json::to_string_pretty(&catalog::json(&kinds)).unwrap_or_default())
+            dr_plan::outln!("{}", serde_json::to_string_pretty(&catalog::json(&kinds)).unwrap_or_default())
         }
-        (StepsFormat::Human, None) => print!("{}", catalog::overview()),
-        (StepsFormat::Human, Some(_)) => print!("{}", catalog::human(kinds[0])),
+        (StepsFormat::Human, None) => dr_plan::out!("{}", catalog::overview()),
+        (StepsFormat::Human, Some(_)) => dr_plan::out!("{}", catalog::human(kinds[0])),
         (StepsFormat::Markdown, _) => {
             let pages: Vec<String> = kinds.iter().map(|kind| catalog::markdown(*kind)).collect();
-            print!("{}", pages.join("\n"));
+            dr_plan::out!("{}", pages.join("\n"));
         }
     }
     exit_code::SUCCESS

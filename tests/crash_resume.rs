@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use dr_plan::run::journal::{self, Event, RunState, RunStatus, StepState};
 
+#[allow(dead_code, reason = "each test binary uses a different subset of support")]
+mod support;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
 const STEPS: usize = 12;
 /// Kill points across the test (each round adds its kills until this is reached).
@@ -360,27 +363,36 @@ fn start_until_long_runs(round: &Round) -> Child {
 }
 
 #[test]
-fn after_a_kill_resume_asks_to_break_the_lock_then_to_rerun_the_interrupted_step() {
+fn after_a_kill_resume_lists_every_decision_and_prints_one_command_that_finishes_the_run() {
     let round = Round::with_plan("interrupt.yaml");
     let mut child = start_until_long_runs(&round);
     kill_group(&mut child);
     let run_id = round.started_run().expect("the run began");
 
-    let stale = round.command(&["resume", &run_id], 2).status().unwrap();
-    assert_eq!(stale.code(), Some(3), "{}", round.output(2));
-    assert!(round.output(2).contains("stale lock"), "{}", round.output(2));
-
-    // Breaking the lock is journaled even though resume then stops for the other decision.
-    let refused = round.command(&["resume", &run_id, "--break-stale-lock"], 3).status().unwrap();
-    assert_eq!(refused.code(), Some(3), "{}", round.output(3));
-    assert!(round.output(3).contains("--rerun-interrupted"), "{}", round.output(3));
+    let refused = round.command(&["resume", &run_id], 2).status().unwrap();
+    assert_eq!(refused.code(), Some(3), "{}", round.output(2));
+    let output = round.output(2);
+    assert!(
+        output.contains("stale") && output.contains("`long` was running"),
+        "both decisions at once: {output}"
+    );
+    let command = support::hints::printed_command(&output).expect("a next: command");
+    let state_dir = round.state_dir().display().to_string();
+    assert_eq!(
+        command,
+        format!("dr-plan resume {run_id} --break-stale-lock --rerun-interrupted --state-dir {state_dir}"),
+        "{output}"
+    );
+    // Deciding is the operator's: the refusal wrote nothing.
     let state = round.replay(&run_id);
-    assert!(state.records.iter().any(|record| matches!(record.event, Event::LockBroken { .. })));
+    assert!(!state.records.iter().any(|record| matches!(record.event, Event::LockBroken { .. })));
     assert!(matches!(state.steps.get("long"), Some(StepState::Interrupted { .. })), "{:?}", state.steps);
 
     std::fs::write(round.path("release"), "").unwrap();
-    let resumed = round.command(&["resume", &run_id, "--rerun-interrupted"], 4).status().unwrap();
-    assert_eq!(resumed.code(), Some(0), "{}", round.output(4));
+    let resumed = support::hints::run_printed(&command, round.root.path(), &[]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let state = round.replay(&run_id);
+    assert!(state.records.iter().any(|record| matches!(record.event, Event::LockBroken { .. })));
     let log = std::fs::read_to_string(round.path("log")).unwrap();
     assert_eq!(log, "quick\nlong started\nlong started\nlong end\n");
 }

@@ -235,6 +235,7 @@ async fn apply(server: &KubeApiServer, path: &Path, run_directory: &Path) {
         run_dir: run_directory.to_path_buf(),
         drill: false,
         approval: ApprovalMode::PreApproved,
+        operator: "tester@test-host".to_owned(),
         redactor: Arc::new(Redactor::new([])),
         progress: ProgressSink::default(),
         rpo: None,

@@ -66,6 +66,7 @@ impl Fixture {
             run_dir: self.run_directory.path().to_path_buf(),
             drill: false,
             approval: ApprovalMode::PreApproved,
+            operator: "tester@test-host".to_owned(),
             redactor: Arc::new(Redactor::new([])),
             progress: ProgressSink::default(),
             rpo: None,
@@ -361,7 +362,9 @@ async fn scale_gives_up_at_the_deadline_saying_what_it_saw() {
         failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale without a controller");
     let mut notes = Vec::new();
     while let Ok(update) = progress.try_recv() {
-        notes.extend(update.note);
+        if let dr_plan::steps::StepUpdate::Progress(update) = update {
+            notes.extend(update.note);
+        }
     }
     assert!(
         notes

@@ -86,6 +86,7 @@ impl Sandbox {
             run_dir: self.run_dir(),
             drill: false,
             approval: ApprovalMode::Unavailable,
+            operator: "tester@test-host".to_owned(),
             redactor: Arc::clone(&self.redactor),
             progress: ProgressSink::default(),
             rpo: None,

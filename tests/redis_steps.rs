@@ -141,6 +141,7 @@ fn context(run_dir: &Path) -> StepContext {
         run_dir: run_dir.to_path_buf(),
         drill: false,
         approval: dr_plan::steps::ApprovalMode::Unavailable,
+        operator: "tester@test-host".to_owned(),
         redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
         progress: ProgressSink::default(),
         rpo: None,

@@ -21,7 +21,7 @@ use support::{HttpServer, Moto, Route53Stub, StubRecord};
 
 struct Harness {
     context: StepContext,
-    notes: tokio::sync::mpsc::UnboundedReceiver<dr_plan::steps::Progress>,
+    notes: tokio::sync::mpsc::UnboundedReceiver<dr_plan::steps::StepUpdate>,
 }
 
 impl Harness {
@@ -34,6 +34,7 @@ impl Harness {
             run_dir: run_dir.to_path_buf(),
             drill: false,
             approval: dr_plan::steps::ApprovalMode::Unavailable,
+            operator: "tester@test-host".to_owned(),
             redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
             progress: ProgressSink::new(sender, "switch-dns"),
             rpo: None,
@@ -43,8 +44,10 @@ impl Harness {
 
     fn notes(&mut self) -> Vec<String> {
         let mut notes = Vec::new();
-        while let Ok(progress) = self.notes.try_recv() {
-            notes.extend(progress.note);
+        while let Ok(update) = self.notes.try_recv() {
+            if let dr_plan::steps::StepUpdate::Progress(progress) = update {
+                notes.extend(progress.note);
+            }
         }
         notes
     }

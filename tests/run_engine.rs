@@ -675,7 +675,7 @@ fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted
     assert!(
         events(&records)
             .iter()
-            .any(|event| matches!(event, Event::ApprovalNeeded { step } if step == "gate"))
+            .any(|event| matches!(event, Event::ApprovalNeeded { step, question } if step == "gate" && !question.is_empty()))
     );
     assert_eq!(starts(&records, "switch"), 0);
     let status = sandbox.dr_plan(&["status", "--format", "json"]);
@@ -693,7 +693,7 @@ fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted
     let (by, via, at) = records
         .iter()
         .find_map(|record| match &record.event {
-            Event::ApprovalGranted { step, by, via } if step == "gate" => {
+            Event::ApprovalGranted { step, by, via, .. } if step == "gate" => {
                 Some((by.clone(), via.clone(), record.at.clone()))
             }
             _ => None,
@@ -703,7 +703,16 @@ fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted
     assert_eq!(via, "--approve");
     let report = sandbox.dr_plan(&["report", &run_id, "--format", "json"]);
     let report: Json = serde_json::from_str(&report.stdout).expect("report JSON");
-    assert_eq!(report["approvals"], json!([{ "step": "gate", "by": by, "via": "--approve", "at": at }]));
+    let approval = &report["approvals"][0];
+    assert_eq!(
+        (&approval["step"], &approval["by"], &approval["via"], &approval["at"]),
+        (&json!("gate"), &json!(by), &json!("--approve"), &json!(at))
+    );
+    assert!(approval["question"].as_str().is_some_and(|question| !question.is_empty()), "{approval}");
+    assert!(
+        approval["waited_seconds"].as_f64().is_some_and(|waited| waited > 0.0),
+        "the wait since blocking: {approval}"
+    );
     assert_eq!(report["steps"][1]["attempts"], 1, "waiting for an approval is not an attempt");
     let rerun: Vec<&Vec<String>> = events(&records)
         .into_iter()
@@ -715,7 +724,8 @@ fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted
     assert!(rerun.iter().all(|rerun| rerun.is_empty()), "a blocked approval was not interrupted: {rerun:?}");
     let markdown = sandbox.dr_plan(&["report", &run_id, "--format", "markdown"]);
     assert!(
-        markdown.stdout.contains(&format!("`gate` approved by {by} via --approve at {at}")),
+        markdown.stdout.contains(&format!("approved by {by} via --approve at {at}"))
+            && markdown.stdout.contains("Switch traffic to the standby?"),
         "{markdown}"
     );
 
@@ -1104,21 +1114,26 @@ fn an_output_that_held_a_secret_is_used_in_the_run_but_never_fed_redacted_to_a_r
     assert!(!journal.contains(token), "{journal}");
     assert!(journal.contains(r#""withheld":["stdout"]"#), "{journal}");
 
-    // Blocked at the approval, then resumed: the value is not in the journal, so the
-    // step that reads it fails saying so instead of receiving `***`.
+    // Blocked at the approval, then resumed: the value is not in the journal, and
+    // `issue` is not idempotent, so resume refuses once, before anything runs, with the
+    // choice; `use` never receives `***`.
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("withheld.yaml");
     let copy = sandbox.var_path("copy", "copy");
     let blocked = with_token(&sandbox, token, &["run", &plan, "--yes", "--var", &copy]);
     assert_eq!(blocked.code, 3, "{blocked}");
     let run_id = sandbox.only_run();
-    let resumed = with_token(&sandbox, token, &["resume", &run_id, "--yes", "--approve", "go-ahead"]);
-    assert_eq!(resumed.code, 1, "{resumed}");
-    assert!(
-        resumed
-            .stderr
-            .contains("`steps.issue.outputs.stdout` held a secret value, which the journal keeps redacted"),
-        "{resumed}"
-    );
+    let refused = with_token(&sandbox, token, &["resume", &run_id, "--yes", "--approve", "go-ahead"]);
+    assert_eq!(refused.code, 3, "{refused}");
+    assert!(refused.stderr.contains("`use` reads an output of `issue` that held a secret"), "{refused}");
+    assert!(refused.stderr.contains("--mark-done use"), "{refused}");
+    assert!(!refused.stderr.contains("on_failure"), "not an on_failure: continue case: {refused}");
     assert!(!sandbox.path("copy").exists(), "`use` never ran with `***`");
+    // The printed command, pasted as it is, runs `issue` again and finishes the run.
+    let command = support::hints::printed_command(&refused.stderr).expect("a next: command");
+    assert!(command.contains("--rerun issue") && command.contains("--approve go-ahead"), "{command}");
+    let finished =
+        support::hints::run_printed(&command, sandbox.root.path(), &[("DR_PLAN_TEST_TOKEN", token)]);
+    assert_eq!(finished.status.code(), Some(0), "{}", String::from_utf8_lossy(&finished.stderr));
+    assert_eq!(sandbox.text("copy"), token);
 }

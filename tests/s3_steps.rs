@@ -167,6 +167,7 @@ fn context(run_dir: &Path, rpo: Option<Duration>) -> StepContext {
         run_dir: run_dir.to_path_buf(),
         drill: false,
         approval: ApprovalMode::Unavailable,
+        operator: "tester@test-host".to_owned(),
         redactor: Arc::new(Redactor::new([&SecretValue::new(PASSWORD)])),
         progress: ProgressSink::default(),
         rpo,

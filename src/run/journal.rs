@@ -101,15 +101,57 @@ pub enum Event {
     ApprovalNeeded {
         /// Step id.
         step: String,
+        /// The question (`with.prompt`, rendered, secrets redacted).
+        #[serde(default)]
+        question: String,
+    },
+    /// An approval question was put to the operator at the terminal.
+    ApprovalAsked {
+        /// Step id.
+        step: String,
+        /// The question (`with.prompt`, rendered, secrets redacted).
+        question: String,
     },
     /// An approval was granted.
     ApprovalGranted {
         /// Step id.
         step: String,
-        /// Who.
+        /// Who: `user@host` of the process that recorded it.
         by: String,
         /// How: `terminal` or `--approve`.
         via: String,
+        /// The name given with `--approver` or `DR_PLAN_APPROVER`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approver: Option<String>,
+        /// The question that was approved.
+        #[serde(default)]
+        question: String,
+        /// Seconds between the question (asked, or first needed) and the approval.
+        #[serde(default)]
+        waited_seconds: f64,
+    },
+    /// A running step warned the operator (e.g. a notification that was not delivered).
+    StepWarning {
+        /// Step id.
+        step: String,
+        /// What happened (secrets redacted).
+        message: String,
+    },
+    /// The operator declared an interrupted step finished, having checked by hand.
+    StepMarkedDone {
+        /// Step id.
+        step: String,
+        /// Who: `user@host`, after the `--approver` name when one was given.
+        operator: String,
+        /// Why the operator knows it finished.
+        reason: String,
+    },
+    /// `resume --var`: inputs or vars corrected before any finished step used them.
+    ValuesOverridden {
+        /// Who.
+        operator: String,
+        /// Name → new value (secrets redacted).
+        values: Map<String, Json>,
     },
     /// Compensation of a step began.
     UndoStarted {
@@ -163,6 +205,22 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every label of the `dr_plan_run_status` metric.
+    pub const LABELS: [&'static str; 6] =
+        ["succeeded", "failed", "blocked", "interrupted", "completed_with_failures", "not_finished"];
+
+    /// The label in metrics (`not_finished` is a run whose process died).
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Blocked => "blocked",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::CompletedWithFailures => "completed_with_failures",
+        }
+    }
+
     /// The word for humans.
     #[must_use]
     pub fn word(self) -> &'static str {
@@ -318,6 +376,12 @@ pub struct RunState {
     pub status: Option<RunStatus>,
     /// Step id → outputs the journal keeps redacted (they held a secret value).
     pub withheld: BTreeMap<String, Vec<String>>,
+    /// Step id → the reason given when the operator marked it done by hand.
+    pub marked_done: BTreeMap<String, String>,
+    /// Inputs and vars corrected by `resume --var`, in order (later wins).
+    pub overridden: Vec<(String, Json)>,
+    /// Approval step → when an approval was first needed and not yet granted.
+    pub approval_needed_at: BTreeMap<String, String>,
     /// Every record.
     pub records: Vec<Record>,
 }
@@ -339,6 +403,9 @@ impl RunState {
             attempts: BTreeMap::new(),
             status: None,
             withheld: BTreeMap::new(),
+            marked_done: BTreeMap::new(),
+            overridden: Vec::new(),
+            approval_needed_at: BTreeMap::new(),
             records: Vec::new(),
         };
         for record in &records {
@@ -351,6 +418,7 @@ impl RunState {
                 Event::StepSucceeded { step, outputs, withheld, .. } => {
                     state.steps.insert(step.clone(), StepState::Succeeded { outputs: outputs.clone() });
                     state.withheld.insert(step.clone(), withheld.clone());
+                    state.marked_done.remove(step);
                 }
                 Event::StepFailed { step, error, will_retry, .. } => {
                     if !will_retry {
@@ -362,7 +430,8 @@ impl RunState {
                 }
                 // The dispatcher puts a step that waits for an approval back to pending and
                 // takes back its attempt: it was never interrupted, and asking is no attempt.
-                Event::ApprovalNeeded { step } => {
+                Event::ApprovalNeeded { step, .. } => {
+                    state.approval_needed_at.entry(step.clone()).or_insert_with(|| record.at.clone());
                     state.steps.insert(step.clone(), StepState::Pending);
                     if let Some(attempts) = state.attempts.get_mut(step) {
                         *attempts = attempts.saturating_sub(1);
@@ -371,10 +440,22 @@ impl RunState {
                 Event::UndoFinished { step, error: None } => {
                     state.steps.insert(step.clone(), StepState::Undone);
                 }
+                Event::ApprovalGranted { step, .. } => {
+                    state.approval_needed_at.remove(step);
+                }
+                // Done by hand: it has no outputs, and later steps that read some are refused.
+                Event::StepMarkedDone { step, reason, .. } => {
+                    state.steps.insert(step.clone(), StepState::Succeeded { outputs: Map::new() });
+                    state.marked_done.insert(step.clone(), reason.clone());
+                }
+                Event::ValuesOverridden { values, .. } => {
+                    state.overridden.extend(values.iter().map(|(name, value)| (name.clone(), value.clone())));
+                }
                 Event::RunFinished { status } => state.status = Some(*status),
                 Event::Resumed { .. } => state.status = None,
                 Event::RunStarted { .. }
-                | Event::ApprovalGranted { .. }
+                | Event::ApprovalAsked { .. }
+                | Event::StepWarning { .. }
                 | Event::UndoStarted { .. }
                 | Event::UndoFinished { .. }
                 | Event::UndoSkipped { .. }

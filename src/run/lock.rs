@@ -80,40 +80,64 @@ impl Lock {
         for _ in 0..2 {
             match create_filled(&path, &text) {
                 Ok(()) => return Ok((Lock { path }, broken)),
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    // A lock that does not parse names no process that could still hold it
-                    // (storage damage, or an older dr-plan killed while writing it): it is
-                    // stale, and may be broken like any other stale lock.
-                    let holder: Holder = serde_json::from_str(&text).unwrap_or_else(|_| Holder {
-                        user: "unknown".into(),
-                        host: host_name(),
-                        pid: 0,
-                        since: "unknown (the lock file is empty or damaged)".into(),
-                        run_id: "unknown".into(),
-                    });
-                    if holder.host == host_name() && process_alive(holder.pid) {
-                        return Err(LockError::Held(holder));
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => match examine(&path) {
+                    LockError::Stale(holder) if break_stale => {
+                        std::fs::remove_file(&path).map_err(|error| LockError::Io(error.to_string()))?;
+                        broken = Some(holder);
                     }
-                    if holder.host != host_name() {
-                        // Another machine's process cannot be checked from here: treat as held.
-                        return Err(LockError::Held(holder));
-                    }
-                    let left_running = crate::steps::process_tree::left_running_by(holder.pid);
-                    if holder.pid != 0 && !left_running.is_empty() {
-                        return Err(LockError::LeftRunning(Box::new(holder), left_running));
-                    }
-                    if !break_stale {
-                        return Err(LockError::Stale(holder));
-                    }
-                    std::fs::remove_file(&path).map_err(|error| LockError::Io(error.to_string()))?;
-                    broken = Some(holder);
-                }
+                    obstacle => return Err(obstacle),
+                },
                 Err(error) => return Err(LockError::Io(format!("{}: {error}", path.display()))),
             }
         }
         Err(LockError::Io(format!("{}: could not take the lock", path.display())))
     }
+
+    /// The lock file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What stands in the way of taking the lock of `plan`, without taking it (`None`: free).
+#[must_use]
+pub fn obstacle(state_dir: &Path, plan: &str) -> Option<LockError> {
+    let path = state_dir.join("locks").join(format!("{plan}.lock"));
+    path.exists().then(|| examine(&path))
+}
+
+/// Why an existing lock file stops a new holder.
+fn examine(path: &Path) -> LockError {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // A lock that does not parse names no process that could still hold it (storage
+    // damage, or an older dr-plan killed while writing it): it is stale, and may be
+    // broken like any other stale lock.
+    let holder: Holder = serde_json::from_str(&text).unwrap_or_else(|_| Holder {
+        user: "unknown".into(),
+        host: host_name(),
+        pid: 0,
+        since: "unknown (the lock file is empty or damaged)".into(),
+        run_id: "unknown".into(),
+    });
+    // Another machine's process cannot be checked from here: treat it as holding.
+    if holder.host != host_name() || process_alive(holder.pid) {
+        return LockError::Held(holder);
+    }
+    // Programs killed with their dr-plan (a group kill, or the orphan watchdog's sweep)
+    // take a moment to exit: give them up to a second before calling them left running.
+    let mut left_running = crate::steps::process_tree::left_running_by(holder.pid);
+    for _ in 0..10 {
+        if holder.pid == 0 || left_running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left_running = crate::steps::process_tree::left_running_by(holder.pid);
+    }
+    if holder.pid != 0 && !left_running.is_empty() {
+        return LockError::LeftRunning(Box::new(holder), left_running);
+    }
+    LockError::Stale(holder)
 }
 
 /// Creates `path` holding `text`, or fails with `AlreadyExists`. The text is written

@@ -1,6 +1,8 @@
 //! Runs: `run`, `drill`, `resume`. Each checks the plan, takes the lock, journals every
 //! event, and ends with an exit code and the next command to type.
 
+pub mod console;
+pub mod decisions;
 pub mod journal;
 pub mod lock;
 pub mod report;
@@ -17,6 +19,8 @@ use crate::exit_code;
 use crate::plan::Plan;
 use crate::render::{Context, Mode, Overrides};
 use crate::secret::{Redactor, SecretValue};
+use console::{Answer, Console};
+use decisions::{ResumeRequest, resume_command};
 use journal::{Event, JournalWriter, RunState, RunStatus, StepState};
 use lock::{Lock, LockError};
 use reporter::ProgressFormat;
@@ -30,6 +34,8 @@ pub struct RunOptions {
     pub yes: bool,
     /// `--approve STEP`
     pub approve: Vec<String>,
+    /// `--approver NAME` (or `DR_PLAN_APPROVER`): who approves, besides `user@host`.
+    pub approver: Option<String>,
     /// `--concurrency`
     pub concurrency: usize,
     /// `--format`
@@ -40,6 +46,90 @@ pub struct RunOptions {
     pub deadline: Option<std::time::Duration>,
     /// `--metrics-file`
     pub metrics_file: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Options of a command that only reads runs (`status`, `report`).
+    #[must_use]
+    pub fn reading(state_dir: &Path) -> RunOptions {
+        RunOptions {
+            state_dir: state_dir.to_path_buf(),
+            yes: false,
+            approve: Vec::new(),
+            approver: None,
+            concurrency: 1,
+            format: ProgressFormat::Human,
+            break_stale_lock: false,
+            deadline: None,
+            metrics_file: None,
+        }
+    }
+
+    /// `user@host`, after the `--approver` name when one was given.
+    #[must_use]
+    pub fn operator(&self) -> String {
+        match &self.approver {
+            Some(name) => format!("{name} ({})", lock::operator()),
+            None => lock::operator(),
+        }
+    }
+}
+
+/// What `resume` was asked beyond the run options.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeArguments {
+    /// `--rerun-interrupted`
+    pub rerun_interrupted: bool,
+    /// `--rerun STEP`
+    pub rerun: Vec<String>,
+    /// `--mark-done STEP`
+    pub mark_done: Vec<String>,
+    /// `--reason TEXT` for `--mark-done`.
+    pub reason: Option<String>,
+    /// `--var` / `--vars-file`
+    pub overrides: Overrides,
+}
+
+/// The async runtime and the operator's console of one command. Dropping it does not
+/// wait for a prompt's reader: Ctrl-C at a question ends the command at once.
+struct Session {
+    runtime: Option<tokio::runtime::Runtime>,
+    console: Console,
+}
+
+impl Session {
+    fn start() -> Result<Session, i32> {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                crate::errln!("error: cannot start the async runtime: {error}");
+                return Err(exit_code::FAILED);
+            }
+        };
+        match runtime.block_on(async { Console::start() }) {
+            Ok(console) => Ok(Session { runtime: Some(runtime), console }),
+            Err(error) => {
+                crate::errln!("error: cannot watch Ctrl-C: {error}");
+                Err(exit_code::FAILED)
+            }
+        }
+    }
+
+    /// After a second Ctrl-C the process removes this lock and prints `hint`.
+    fn last_words(&self, lock: Option<&Lock>, hint: Option<String>) {
+        if let Ok(mut words) = self.console.last_words.lock() {
+            words.lock = lock.map(|lock| lock.path().to_path_buf());
+            words.hint = hint;
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Starts a new run (or drill) of the plan at `path`.
@@ -63,36 +153,57 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         Ok(secrets) => secrets,
         Err(problems) => return usage_errors(&problems),
     };
+    let mut session = match Session::start() {
+        Ok(session) => session,
+        Err(code) => return code,
+    };
     let run_id = format!(
         "{}-{}-{:04x}",
         plan.name(),
         chrono::Utc::now().format("%Y%m%d-%H%M%S"),
         rand::random::<u16>()
     );
+    // The lock comes first, so nobody starts the plan while this operator reads the
+    // question; nothing is written under runs/ until the operator said yes.
+    let (lock, broken) = match take_lock(&options.state_dir, &plan, &run_id, options.break_stale_lock) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+    session.last_words(Some(&lock), None);
+    if !options.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let answer = session
+            .runtime
+            .as_ref()
+            .map(|runtime| runtime.block_on(confirm(&mut session.console, &plan, drill)));
+        match answer {
+            Some(Answer::Yes) => {}
+            Some(Answer::Interrupted) => {
+                crate::errln!("\ninterrupted: nothing was started.");
+                return exit_code::INTERRUPTED;
+            }
+            Some(Answer::No | Answer::NoTerminal) | None => {
+                crate::errln!("not started.");
+                return exit_code::FAILED;
+            }
+        }
+    }
     let run_dir = journal::run_dir(&options.state_dir, &run_id);
     if let Err(error) = std::fs::create_dir_all(&run_dir) {
-        eprintln!("error: cannot create {}: {error}", run_dir.display());
-        return exit_code::INVALID;
-    }
-    let (_lock, broken) = match take_lock(&options.state_dir, &plan, &run_id, options.break_stale_lock) {
-        Ok(lock) => lock,
-        Err(code) => {
-            let _ = std::fs::remove_dir_all(&run_dir);
-            return code;
-        }
-    };
-    let _ = std::fs::write(run_dir.join("plan.snapshot"), plan.file.text());
-    if !confirm(&plan, drill, options) {
-        eprintln!("not started.");
-        let _ = std::fs::remove_dir_all(&run_dir);
+        crate::errln!("error: cannot create {}: {error}", run_dir.display());
         return exit_code::FAILED;
     }
+    let _ = std::fs::write(run_dir.join("plan.snapshot"), plan.file.text());
     let redactor = Arc::new(Redactor::new(secrets.values()));
     let (mut writer, mut reporter) =
         match open_journal(&journal::journal_path(&options.state_dir, &run_id), options.format) {
             Ok(opened) => opened,
             Err(code) => return code,
         };
+    if options.state_dir.is_relative() {
+        let absolute = std::path::absolute(&options.state_dir).unwrap_or_else(|_| options.state_dir.clone());
+        reporter
+            .message(&format!("state directory: {} (--state-dir, DR_PLAN_STATE_DIR)", absolute.display()));
+    }
     let started = Event::RunStarted {
         format: journal::FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -108,14 +219,8 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
     if let Some(holder) = broken {
         events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
     }
-    for event in events {
-        match writer.append(event) {
-            Ok(record) => reporter.record(&record),
-            Err(error) => {
-                eprintln!("error: cannot write the journal: {error}");
-                return exit_code::FAILED;
-            }
-        }
+    if let Err(code) = append_all(&mut writer, reporter.as_mut(), events) {
+        return code;
     }
     let context = Context {
         mode: Mode::Run,
@@ -126,49 +231,47 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         outputs: BTreeMap::new(),
         withheld: BTreeMap::new(),
     };
-    let states = vec![StepState::Pending; plan.steps.len()];
-    let attempts = vec![0; plan.steps.len()];
-    execute(
-        &plan,
+    let execution = Execution {
+        plan: &plan,
         context,
-        states,
-        attempts,
-        Vec::new(),
-        writer,
-        reporter.as_mut(),
-        &run_id,
-        &run_dir,
+        states: vec![StepState::Pending; plan.steps.len()],
+        attempts: vec![0; plan.steps.len()],
+        completed: Vec::new(),
+        journal: writer,
+        reporter,
+        run_id: &run_id,
+        run_dir: &run_dir,
         drill,
-        &redactor,
-        options,
-    )
+        redactor: &redactor,
+        approval_needed_at: BTreeMap::new(),
+    };
+    execute(execution, options, &mut session, lock)
 }
 
 /// Takes up an interrupted, failed or blocked run where it stopped.
 #[must_use]
-pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i32 {
+pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -> i32 {
     let journal_file = journal::journal_path(&options.state_dir, run_id);
     if !journal_file.exists() {
-        eprintln!(
-            "error: no run `{run_id}` under {}; `dr-plan status --state-dir {}` lists the runs",
+        crate::errln!(
+            "error: no run `{run_id}` under {}; `{}` lists the runs",
             options.state_dir.display(),
-            options.state_dir.display()
+            decisions::command(&["status".to_owned()], &options.state_dir)
         );
         return exit_code::INVALID;
     }
     let state = match journal::read(&journal_file).and_then(RunState::replay) {
         Ok(state) => state,
         Err(error) => {
-            eprintln!("error: {error}");
+            crate::errln!("error: {error}");
             return exit_code::INVALID;
         }
     };
-    let Event::RunStarted { plan_path, plan_hash, drill, inputs, vars, .. } = state.started.clone() else {
+    let Event::RunStarted { plan_path, plan_hash, .. } = state.started.clone() else {
         return exit_code::INVALID;
     };
     if state.status == Some(RunStatus::Succeeded) {
-        println!("run {run_id} already succeeded; nothing to resume. `dr-plan report {run_id}` shows it.");
-        return exit_code::SUCCESS;
+        return already_succeeded(run_id, options);
     }
     let plan = match crate::plan::load_plan(Path::new(&plan_path)) {
         Ok(plan) => plan,
@@ -179,90 +282,119 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
     };
     let run_dir = journal::run_dir(&options.state_dir, run_id);
     if plan.content_hash != plan_hash {
-        let before = std::fs::read_to_string(run_dir.join("plan.snapshot")).unwrap_or_default();
-        eprintln!(
+        crate::errln!(
             "error: {plan_path} changed since run {run_id} started ({}); resume refuses to mix two plans.\n  \
-             help: restore the file as it was (a copy is in {}), or start a new run with `dr-plan run {plan_path}`",
-            first_difference(&before, plan.file.text()),
-            run_dir.join("plan.snapshot").display()
+             help: restore the file as it was (a copy is in {}), or start a new run with `{}`",
+            first_difference(
+                &std::fs::read_to_string(run_dir.join("plan.snapshot")).unwrap_or_default(),
+                plan.file.text()
+            ),
+            run_dir.join("plan.snapshot").display(),
+            decisions::command(&["run".to_owned(), plan_path.clone()], &options.state_dir)
         );
         return exit_code::INVALID;
     }
-    if let Some(code) = check_runnable(&plan, options) {
+    if let Some(code) = check_runnable(&plan, options).or_else(|| check_resume_arguments(&plan, arguments)) {
         return code;
     }
-    // The lock comes before any decision: while another process still runs this plan,
-    // its steps look interrupted in the journal but are not.
-    let (_lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
+    let request = ResumeRequest {
+        rerun_interrupted: arguments.rerun_interrupted,
+        rerun: arguments.rerun.clone(),
+        mark_done: arguments.mark_done.clone(),
+        overridden: arguments.overrides.values.iter().map(|(name, _)| name.clone()).collect(),
+    };
+    // Every decision at once, before anything is written: the lock, interrupted steps,
+    // secret outputs, approvals; then one command that makes them all.
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    match lock::obstacle(&options.state_dir, plan.name()) {
+        Some(LockError::Stale(_)) | None => {}
+        Some(obstacle) => return print_lock_error(&plan, obstacle, &options.state_dir),
+    }
+    let outlook = resume_outlook(&plan, &state, &request, options, interactive);
+    if !outlook.refusals.is_empty() {
+        for refusal in &outlook.refusals {
+            crate::errln!("error: {refusal}");
+        }
+        return exit_code::INVALID;
+    }
+    if !outlook.decisions.is_empty() {
+        crate::errln!("error: run {run_id} cannot resume before you decide:");
+        for decision in &outlook.decisions {
+            crate::errln!("  - {decision}");
+        }
+        let mut flags = resumed_flags(arguments, options);
+        flags.extend(outlook.flags.iter().cloned());
+        crate::errln!("next: `{}`", resume_command(run_id, &flags, &options.state_dir));
+        return exit_code::BLOCKED;
+    }
+    let mut session = match Session::start() {
+        Ok(session) => session,
+        Err(code) => return code,
+    };
+    let (lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
         Ok(lock) => lock,
         Err(code) => return code,
     };
+    session.last_words(Some(&lock), None);
     // Read again: the run may have moved on between the first read and the lock.
     let state = match journal::read(&journal_file).and_then(RunState::replay) {
         Ok(state) => state,
         Err(error) => {
-            eprintln!("error: {error}");
+            crate::errln!("error: {error}");
             return exit_code::INVALID;
         }
     };
     if state.status == Some(RunStatus::Succeeded) {
-        println!("run {run_id} already succeeded; nothing to resume. `dr-plan report {run_id}` shows it.");
-        return exit_code::SUCCESS;
+        return already_succeeded(run_id, options);
     }
+    let resume = decisions::plan_resume(&plan, &state, &request);
+    if !resume.decisions.is_empty() || !resume.refusals.is_empty() {
+        crate::errln!("error: run {run_id} changed while resume was taking the lock; run the command again");
+        return exit_code::BLOCKED;
+    }
+    let Event::RunStarted { drill, inputs, vars, .. } = state.started.clone() else {
+        return exit_code::INVALID;
+    };
+    let secrets = match resolve_secrets(&plan) {
+        Ok(secrets) => secrets,
+        Err(problems) => return usage_errors(&problems),
+    };
+    // Corrections of earlier resumes, then this one's: resolved like `run` does, so an
+    // unknown name or a wrong type is refused the same way.
+    let mut corrections = Overrides { values: state.overridden.clone() };
+    corrections.values.extend(arguments.overrides.values.iter().cloned());
+    let (inputs, vars) = match apply_corrections(&plan, inputs, vars, &corrections) {
+        Ok(values) => values,
+        Err(problems) => return usage_errors(&problems),
+    };
+    let redactor = Arc::new(Redactor::new(secrets.values()));
     let (mut writer, mut reporter) = match open_journal(&journal_file, options.format) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    // A broken lock is journaled even if resume then stops: breaking it is the audited act.
     let mut events = Vec::new();
     if let Some(holder) = broken {
         events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
     }
-    let mut states = Vec::with_capacity(plan.steps.len());
-    let mut rerun = Vec::new();
-    let mut refused = Vec::new();
-    for step in &plan.steps {
-        let recorded = state.steps.get(&step.id).cloned().unwrap_or(StepState::Pending);
-        let resumed = match recorded {
-            StepState::Interrupted { .. } => {
-                if step.kind.info().idempotent || rerun_interrupted {
-                    rerun.push(step.id.clone());
-                } else {
-                    refused.push(step.id.clone());
-                }
-                StepState::Pending
-            }
-            // An undone step's effect was reversed: the steps after it need it again.
-            StepState::Failed { .. } | StepState::Undone => StepState::Pending,
-            StepState::Skipped { reason } if reason.starts_with("needs ") => StepState::Pending,
-            other @ (StepState::Pending | StepState::Succeeded { .. } | StepState::Skipped { .. }) => other,
-        };
-        states.push(resumed);
+    for step in &arguments.mark_done {
+        events.push(Event::StepMarkedDone {
+            step: step.clone(),
+            operator: options.operator(),
+            reason: redactor.redact(arguments.reason.as_deref().unwrap_or_default()),
+        });
     }
-    if !refused.is_empty() {
-        eprintln!(
-            "error: step(s) {} were running when run {run_id} stopped and may have half-finished; their kinds are not \
-             idempotent, so resume will not run them again on its own.\n  help: check what they did, then \
-             `dr-plan resume {run_id} --rerun-interrupted` to run them again",
-            refused.join(", ")
-        );
-        return match append_all(&mut writer, reporter.as_mut(), events) {
-            Ok(()) => exit_code::BLOCKED,
-            Err(code) => code,
-        };
+    if !arguments.overrides.values.is_empty() {
+        let values: Map<String, Json> = arguments.overrides.values.iter().cloned().collect();
+        events.push(Event::ValuesOverridden {
+            operator: options.operator(),
+            values: redact_map(&redactor, &values),
+        });
     }
-    let secrets = match resolve_secrets(&plan) {
-        Ok(secrets) => secrets,
-        Err(problems) => {
-            let _ = append_all(&mut writer, reporter.as_mut(), events);
-            return usage_errors(&problems);
-        }
-    };
-    let redactor = Arc::new(Redactor::new(secrets.values()));
-    events.push(Event::Resumed { operator: lock::operator(), rerun });
+    events.push(Event::Resumed { operator: lock::operator(), rerun: resume.rerun.clone() });
     if let Err(code) = append_all(&mut writer, reporter.as_mut(), events) {
         return code;
     }
+    let states = resume.states;
     // Outputs that held a secret are in the journal redacted: they are left out, so a
     // step reading one fails saying why instead of receiving `***`.
     let withheld: BTreeMap<String, Vec<String>> = state
@@ -271,14 +403,15 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
         .filter(|(_, names)| !names.is_empty())
         .map(|(id, names)| (id.clone(), names.clone()))
         .collect();
-    let outputs: BTreeMap<String, Json> = state
+    let outputs: BTreeMap<String, Json> = plan
         .steps
         .iter()
-        .filter_map(|(id, step)| match step {
+        .zip(&states)
+        .filter_map(|(step, resumed)| match resumed {
             StepState::Succeeded { outputs } => {
                 let mut outputs = outputs.clone();
-                outputs.retain(|name, _| !withheld.get(id).is_some_and(|names| names.contains(name)));
-                Some((id.clone(), Json::Object(outputs)))
+                outputs.retain(|name, _| !withheld.get(&step.id).is_some_and(|names| names.contains(name)));
+                Some((step.id.clone(), Json::Object(outputs)))
             }
             StepState::Pending
             | StepState::Interrupted { .. }
@@ -291,7 +424,7 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
     let mut completed: Vec<usize> = Vec::new();
     for record in &state.records {
         if let Event::StepSucceeded { step, .. } = &record.event
-            && let Some(index) = plan.steps.iter().position(|candidate| &candidate.id == step)
+            && let Some(index) = plan.index_of(step)
         {
             completed.retain(|&done| done != index);
             completed.push(index);
@@ -308,55 +441,238 @@ pub fn resume(run_id: &str, rerun_interrupted: bool, options: &RunOptions) -> i3
         withheld,
     };
     let attempts = plan.steps.iter().map(|step| state.attempts.get(&step.id).copied().unwrap_or(0)).collect();
-    execute(
-        &plan,
+    let execution = Execution {
+        plan: &plan,
         context,
         states,
         attempts,
         completed,
-        writer,
-        reporter.as_mut(),
+        journal: writer,
+        reporter,
         run_id,
-        &run_dir,
+        run_dir: &run_dir,
         drill,
-        &redactor,
-        options,
-    )
+        redactor: &redactor,
+        approval_needed_at: state.approval_needed_at.clone(),
+    };
+    execute(execution, options, &mut session, lock)
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the one place start and resume meet; a struct would only rename them"
-)]
-fn execute(
+fn already_succeeded(run_id: &str, options: &RunOptions) -> i32 {
+    crate::outln!(
+        "run {run_id} already succeeded; nothing to resume. `{}` shows it.",
+        decisions::command(&["report".to_owned(), run_id.to_owned()], &options.state_dir)
+    );
+    exit_code::SUCCESS
+}
+
+/// `--mark-done` needs `--reason`, and every step named must exist.
+fn check_resume_arguments(plan: &Plan, arguments: &ResumeArguments) -> Option<i32> {
+    let ids = || plan.steps.iter().map(|step| step.id.as_str());
+    for (flag, id) in arguments
+        .mark_done
+        .iter()
+        .map(|id| ("--mark-done", id))
+        .chain(arguments.rerun.iter().map(|id| ("--rerun", id)))
+    {
+        if plan.step(id).is_none() {
+            crate::errln!("error: `{flag} {id}`: no such step; {}", crate::diagnostic::suggestion(id, ids()));
+            return Some(exit_code::INVALID);
+        }
+    }
+    let reason = arguments.reason.as_deref().map(str::trim).unwrap_or_default();
+    if !arguments.mark_done.is_empty() && reason.is_empty() {
+        crate::errln!(
+            "error: `--mark-done` needs `--reason TEXT`: say how you checked that the step finished (it goes \
+             into the journal and the report)"
+        );
+        return Some(exit_code::INVALID);
+    }
+    None
+}
+
+/// The flags of this resume command that a printed retry must repeat.
+fn resumed_flags(arguments: &ResumeArguments, options: &RunOptions) -> Vec<String> {
+    let mut flags = Vec::new();
+    for id in &arguments.mark_done {
+        flags.extend(["--mark-done".to_owned(), id.clone()]);
+    }
+    if let Some(reason) = &arguments.reason {
+        flags.extend(["--reason".to_owned(), reason.clone()]);
+    }
+    for id in &arguments.rerun {
+        flags.extend(["--rerun".to_owned(), id.clone()]);
+    }
+    if arguments.rerun_interrupted {
+        flags.push("--rerun-interrupted".to_owned());
+    }
+    for (name, value) in &arguments.overrides.values {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        flags.extend(["--var".to_owned(), format!("{name}={text}")]);
+    }
+    if options.break_stale_lock {
+        flags.push("--break-stale-lock".to_owned());
+    }
+    for id in &options.approve {
+        flags.extend(["--approve".to_owned(), id.clone()]);
+    }
+    if options.yes {
+        flags.push("--yes".to_owned());
+    }
+    flags
+}
+
+/// What a resume of `state` needs, as a person reads it: the decisions (each a
+/// sentence), the flags that make them, and requests that cannot be honoured.
+#[derive(Debug, Default)]
+pub struct Outlook {
+    /// One sentence per decision.
+    pub decisions: Vec<String>,
+    /// The flags that make them, in order.
+    pub flags: Vec<String>,
+    /// Requests that cannot be honoured.
+    pub refusals: Vec<String>,
+}
+
+/// Works out every decision a resume of `state` needs. Approvals are added when other
+/// decisions are needed and no one can answer at a terminal, so the one printed
+/// command is complete.
+#[must_use]
+pub fn resume_outlook(
     plan: &Plan,
+    state: &RunState,
+    request: &ResumeRequest,
+    options: &RunOptions,
+    interactive: bool,
+) -> Outlook {
+    let mut outlook = Outlook::default();
+    if let Some(LockError::Stale(holder)) = lock::obstacle(&options.state_dir, plan.name())
+        && !options.break_stale_lock
+    {
+        outlook.decisions.push(format!(
+            "the lock is stale: it names {holder}, and that process is gone. `--break-stale-lock` breaks it \
+             (recorded in the journal)"
+        ));
+        outlook.flags.push("--break-stale-lock".to_owned());
+    }
+    let resume = decisions::plan_resume(plan, state, request);
+    outlook.refusals = resume.refusals;
+    for decision in resume.decisions {
+        outlook.decisions.push(decision.why);
+        outlook.flags.extend(decision.flags);
+    }
+    if !outlook.decisions.is_empty() && !interactive {
+        for (index, step) in plan.steps.iter().enumerate() {
+            let waiting = step.kind == crate::steps::StepKind::Approval
+                && resume.states[index] == StepState::Pending
+                && !options.approve.contains(&step.id);
+            if waiting {
+                outlook.decisions.push(format!(
+                    "approval `{}` will ask{}; without a terminal it needs `--approve {}`",
+                    step.id,
+                    question_of(state, &step.id)
+                        .map(|question| format!(": \"{question}\""))
+                        .unwrap_or_default(),
+                    step.id
+                ));
+                outlook.flags.extend(["--approve".to_owned(), step.id.clone()]);
+            }
+        }
+    }
+    outlook
+}
+
+/// The question of an approval step, as the journal last recorded it.
+#[must_use]
+pub fn question_of(state: &RunState, step: &str) -> Option<String> {
+    state.records.iter().rev().find_map(|record| match &record.event {
+        Event::ApprovalNeeded { step: asked, question }
+        | Event::ApprovalAsked { step: asked, question }
+        | Event::ApprovalGranted { step: asked, question, .. }
+            if asked == step && !question.is_empty() =>
+        {
+            Some(question.clone())
+        }
+        _ => None,
+    })
+}
+
+/// The `next:` line for a run that did not succeed: the complete resume command, with
+/// every flag it will need, and the sentences that explain those flags.
+#[must_use]
+pub fn next_step(plan: &Plan, state: &RunState, options: &RunOptions) -> (Vec<String>, String) {
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let mut outlook = resume_outlook(plan, state, &ResumeRequest::default(), options, interactive);
+    let mut flags = std::mem::take(&mut outlook.flags);
+    if state.status == Some(RunStatus::Blocked) {
+        for step in state.approval_needed_at.keys() {
+            if !flags.contains(step) {
+                flags.extend(["--approve".to_owned(), step.clone()]);
+            }
+        }
+    }
+    (outlook.decisions, resume_command(state.run_id(), &flags, &options.state_dir))
+}
+
+fn apply_corrections(
+    plan: &Plan,
+    inputs: Map<String, Json>,
+    vars: Map<String, Json>,
+    corrections: &Overrides,
+) -> Result<crate::render::ResolvedValues, Vec<String>> {
+    if corrections.values.is_empty() {
+        return Ok((inputs, vars));
+    }
+    // The values of the start are overrides too: resolved together, later wins.
+    let mut all = Overrides::default();
+    all.values.extend(inputs);
+    all.values.extend(vars.into_iter().filter(|(name, _)| plan.spec.vars.get(name).is_some()));
+    all.values.extend(corrections.values.iter().cloned());
+    crate::render::resolve_values(plan, &all)
+}
+
+/// A run's steps and everything the dispatcher starts from.
+struct Execution<'a> {
+    plan: &'a Plan,
     context: Context,
     states: Vec<StepState>,
     attempts: Vec<u32>,
     completed: Vec<usize>,
     journal: JournalWriter,
-    reporter: &mut dyn reporter::Reporter,
-    run_id: &str,
-    run_dir: &Path,
+    reporter: Box<dyn reporter::Reporter>,
+    run_id: &'a str,
+    run_dir: &'a Path,
     drill: bool,
-    redactor: &Arc<Redactor>,
-    options: &RunOptions,
-) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return exit_code::FAILED;
-        }
-    };
+    redactor: &'a Arc<Redactor>,
+    approval_needed_at: BTreeMap<String, String>,
+}
+
+fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session, lock: Lock) -> i32 {
+    let Execution {
+        plan,
+        context,
+        states,
+        attempts,
+        completed,
+        journal,
+        mut reporter,
+        run_id,
+        run_dir,
+        drill,
+        redactor,
+        approval_needed_at,
+    } = execution;
+    let state_dir = &options.state_dir;
+    session.last_words(Some(&lock), Some(format!("next: `{}`", resume_command(run_id, &[], state_dir))));
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let Some(runtime) = session.runtime.take() else { return exit_code::FAILED };
     let mut dispatcher = scheduler::Dispatcher {
         plan,
         context,
         states,
         attempts,
         journal,
-        reporter,
+        reporter: reporter.as_mut(),
         concurrency: options.concurrency.max(1),
         approved: options.approve.iter().cloned().collect::<BTreeSet<_>>(),
         interactive,
@@ -367,20 +683,31 @@ fn execute(
         deadline: options.deadline,
         completed,
         progress: tokio::sync::mpsc::unbounded_channel(),
+        console: &mut session.console,
+        questions: tokio::sync::mpsc::unbounded_channel(),
+        asking: std::collections::VecDeque::new(),
+        answered: BTreeMap::new(),
+        approval_needed_at,
+        operator: options.operator(),
+        approver: options.approver.clone(),
+        aborting: false,
     };
-    let status = match runtime.block_on(dispatcher.run()) {
+    let result = runtime.block_on(dispatcher.run());
+    drop(dispatcher);
+    session.runtime = Some(runtime);
+    let status = match result {
         Ok(status) => status,
         Err(error) => {
-            eprintln!("error: {error}; the run stopped. `dr-plan resume {run_id}` takes it up again.");
+            crate::errln!(
+                "error: {error}; the run stopped. `{}` takes it up again.",
+                resume_command(run_id, &[], state_dir)
+            );
             return exit_code::FAILED;
         }
     };
-    drop(dispatcher);
-    let state_dir = &options.state_dir;
-    let report = journal::read(&journal::journal_path(state_dir, run_id))
-        .and_then(RunState::replay)
-        .map(|state| report::Report::new(plan, &state));
-    if let Ok(report) = &report {
+    let state = journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay);
+    let report = state.as_ref().ok().map(|state| report::Report::new(plan, state));
+    if let Some(report) = &report {
         if drill && status == RunStatus::Succeeded {
             let record = crate::history::DrillRecord {
                 run_id: run_id.to_owned(),
@@ -388,62 +715,69 @@ fn execute(
                 steps: report.step_seconds(),
             };
             if let Err(error) = crate::history::History::append(state_dir, plan.name(), &record) {
-                eprintln!("warning: cannot record the drill's durations: {error}");
+                crate::errln!("warning: cannot record the drill's durations: {error}");
             }
         }
         if let Some(path) = &options.metrics_file
             && let Err(error) = std::fs::write(path, report.prometheus())
         {
-            eprintln!("warning: cannot write {}: {error}", path.display());
+            crate::errln!("warning: cannot write {}: {error}", path.display());
         }
-        eprintln!("{}", report.summary_line());
+        crate::errln!("{}", report.summary_line());
     }
-    let dir = state_dir.display();
-    match status {
+    // The lock is released before the hint is computed, so the hint needs no
+    // `--break-stale-lock`.
+    let code = match status {
         RunStatus::Succeeded => {
-            eprintln!("next: `dr-plan report {run_id} --state-dir {dir}` for the report");
-            exit_code::SUCCESS
-        }
-        RunStatus::Failed => {
-            eprintln!(
-                "next: fix the cause, then `dr-plan resume {run_id} --state-dir {dir}` (finished steps are not run again)"
+            crate::errln!(
+                "next: `{}` for the report",
+                decisions::command(&["report".to_owned(), run_id.to_owned()], state_dir)
             );
-            exit_code::FAILED
+            return exit_code::SUCCESS;
         }
+        RunStatus::Failed => exit_code::FAILED,
+        RunStatus::Blocked => exit_code::BLOCKED,
+        RunStatus::Interrupted => exit_code::INTERRUPTED,
+        RunStatus::CompletedWithFailures => exit_code::FAILED,
+    };
+    drop(lock);
+    let Ok(state) = state else { return code };
+    let (notes, command) = next_step(plan, &state, options);
+    match status {
         RunStatus::Blocked => {
-            let waiting: Vec<String> = report
-                .as_ref()
-                .map(|report| report.waiting_approvals())
-                .unwrap_or_default()
-                .iter()
-                .map(|step| format!("--approve {step}"))
-                .collect();
-            eprintln!(
-                "next: an approval is needed: `dr-plan resume {run_id} --state-dir {dir} {}` (or resume at a terminal)",
-                waiting.join(" ")
-            );
-            exit_code::BLOCKED
+            for (step, question) in waiting_questions(&state) {
+                crate::errln!("⏸ approval `{step}` asks: {question}");
+            }
+            crate::errln!("an approval is needed: answer it at a terminal, or grant it with `--approve`.");
         }
-        RunStatus::Interrupted => {
-            eprintln!("interrupted. next: `dr-plan resume {run_id} --state-dir {dir}`");
-            exit_code::INTERRUPTED
-        }
+        RunStatus::Interrupted => crate::errln!("interrupted; the run can be resumed."),
         RunStatus::CompletedWithFailures => {
-            let failed: Vec<String> = report
-                .as_ref()
-                .map(report::Report::failed_steps)
-                .unwrap_or_default()
-                .iter()
-                .map(|step| format!("`{step}`"))
-                .collect();
-            eprintln!(
-                "next: {} failed (on_failure: continue; nothing was undone): check it, then `dr-plan resume {run_id} \
-                 --state-dir {dir}` runs the failed steps again",
-                failed.join(", ")
+            let failed: Vec<String> = report.as_ref().map(report::Report::failed_steps).unwrap_or_default();
+            crate::errln!(
+                "{} failed (on_failure: continue; nothing was undone): check {}, then resume: the failed steps \
+                 run again",
+                decisions::quoted_list(&failed),
+                if failed.len() == 1 { "it" } else { "them" }
             );
-            exit_code::FAILED
         }
+        RunStatus::Failed => crate::errln!("fix the cause, then resume: finished steps are not run again."),
+        RunStatus::Succeeded => {}
     }
+    for note in notes {
+        crate::errln!("  - {note}");
+    }
+    crate::errln!("next: `{command}`");
+    code
+}
+
+/// Approval steps waiting for a decision, with their questions.
+#[must_use]
+pub fn waiting_questions(state: &RunState) -> Vec<(String, String)> {
+    state
+        .approval_needed_at
+        .keys()
+        .map(|step| (step.clone(), question_of(state, step).unwrap_or_default()))
+        .collect()
 }
 
 /// Opens a run's journal for appending, with the reporter for this terminal.
@@ -454,7 +788,7 @@ fn open_journal(
     match JournalWriter::open(path) {
         Ok(writer) => Ok((writer, reporter::for_terminal(format))),
         Err(error) => {
-            eprintln!("error: cannot open the journal {}: {error}", path.display());
+            crate::errln!("error: cannot open the journal {}: {error}", path.display());
             Err(exit_code::FAILED)
         }
     }
@@ -470,7 +804,7 @@ fn append_all(
         match writer.append(event) {
             Ok(record) => reporter.record(&record),
             Err(error) => {
-                eprintln!("error: cannot write the journal: {error}");
+                crate::errln!("error: cannot write the journal: {error}");
                 return Err(exit_code::FAILED);
             }
         }
@@ -483,7 +817,7 @@ fn check_runnable(plan: &Plan, options: &RunOptions) -> Option<i32> {
         match plan.step(id) {
             Some(step) if step.kind == crate::steps::StepKind::Approval => {}
             Some(step) => {
-                eprintln!(
+                crate::errln!(
                     "error: `--approve {id}`: step `{id}` is a {} step, not an approval",
                     step.kind.name()
                 );
@@ -495,7 +829,7 @@ fn check_runnable(plan: &Plan, options: &RunOptions) -> Option<i32> {
                     .iter()
                     .filter(|step| step.kind == crate::steps::StepKind::Approval)
                     .map(|step| step.id.as_str());
-                eprintln!(
+                crate::errln!(
                     "error: `--approve {id}`: no such step; {}",
                     crate::diagnostic::suggestion(id, ids)
                 );
@@ -512,40 +846,49 @@ fn take_lock(
     run_id: &str,
     break_stale: bool,
 ) -> Result<(Lock, Option<lock::Holder>), i32> {
-    match Lock::acquire(state_dir, plan.name(), run_id, break_stale) {
-        Ok(lock) => Ok(lock),
-        Err(LockError::Held(holder)) => {
-            eprintln!(
+    Lock::acquire(state_dir, plan.name(), run_id, break_stale)
+        .map_err(|obstacle| print_lock_error(plan, obstacle, state_dir))
+}
+
+/// Says why the lock cannot be taken and what to do; returns the exit code.
+fn print_lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> i32 {
+    match obstacle {
+        LockError::Held(holder) => {
+            crate::errln!(
                 "error: plan {} is already being run by {holder}.\n  help: wait for it, or coordinate with them; \
-                 one run per plan and state directory",
-                plan.name()
+                 one run per plan and state directory. `{}` shows where it is",
+                plan.name(),
+                decisions::command(&["status".to_owned(), holder.run_id.clone()], state_dir)
             );
-            Err(exit_code::BLOCKED)
+            exit_code::BLOCKED
         }
-        Err(LockError::Stale(holder)) => {
-            eprintln!(
-                "error: plan {} is locked by {holder}, but that process is gone (stale lock).\n  help: if you are \
-                 sure nobody runs it, add `--break-stale-lock` (recorded in the journal)",
-                plan.name()
+        LockError::Stale(holder) => {
+            crate::errln!(
+                "error: plan {} is locked by {holder}, but that process is gone (stale lock).\n  help: take that \
+                 run up where it stopped: `{}`; or, if it must not go on, start anew with `--break-stale-lock` \
+                 (recorded in the journal)",
+                plan.name(),
+                resume_command(&holder.run_id, &["--break-stale-lock".to_owned()], state_dir)
             );
-            Err(exit_code::BLOCKED)
+            exit_code::BLOCKED
         }
-        Err(LockError::LeftRunning(holder, processes)) => {
+        LockError::LeftRunning(holder, processes) => {
             let listed: Vec<String> = processes.iter().map(|(pid, name)| format!("{pid} ({name})")).collect();
             let pids: Vec<String> = processes.iter().map(|(pid, _)| pid.to_string()).collect();
-            eprintln!(
+            crate::errln!(
                 "error: plan {} is locked by {holder}; that process is gone, but programs its steps started are \
-                 still running: {}.\n  help: wait for them to end, or stop them (`kill {}`), then resume; \
+                 still running: {}.\n  help: wait for them to end, or stop them (`kill {}`), then `{}`; \
                  breaking the lock now could run a step twice at the same time",
                 plan.name(),
                 listed.join(", "),
-                pids.join(" ")
+                pids.join(" "),
+                decisions::command(&["status".to_owned(), holder.run_id.clone()], state_dir)
             );
-            Err(exit_code::BLOCKED)
+            exit_code::BLOCKED
         }
-        Err(LockError::Io(error)) => {
-            eprintln!("error: cannot take the lock: {error}");
-            Err(exit_code::FAILED)
+        LockError::Io(error) => {
+            crate::errln!("error: cannot take the lock: {error}");
+            exit_code::FAILED
         }
     }
 }
@@ -566,24 +909,23 @@ fn resolve_secrets(plan: &Plan) -> Result<BTreeMap<String, SecretValue>, Vec<Str
 
 fn usage_errors(problems: &[String]) -> i32 {
     for problem in problems {
-        eprintln!("error: {problem}");
+        crate::errln!("error: {problem}");
     }
     exit_code::INVALID
 }
 
-fn confirm(plan: &Plan, drill: bool, options: &RunOptions) -> bool {
-    if options.yes || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return true;
-    }
+/// The start question: `yes` starts, `no` does not, anything else asks again.
+async fn confirm(console: &mut Console, plan: &Plan, drill: bool) -> Answer {
     let destructive = plan.steps.iter().filter(|step| step.kind.is_destructive(&step.with.to_json())).count();
-    eprint!(
-        "Run plan {}{} ({} steps, {destructive} destructive)? `dr-plan dry-run` shows them. Type `yes` to start: ",
+    let question = format!(
+        "Run plan {}{} ({}, {destructive} destructive)? `dr-plan dry-run {}` shows them.\nType `yes` to start \
+         or `no` to cancel, then Enter: ",
         plan.name(),
         if drill { " as a drill" } else { "" },
-        plan.steps.len()
+        decisions::count(plan.steps.len(), "step"),
+        decisions::shell_quote(plan.file.name())
     );
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+    console.ask_yes_no(&question, ("start", "cancel")).await
 }
 
 fn redact_map(redactor: &Redactor, map: &Map<String, Json>) -> Map<String, Json> {

@@ -47,7 +47,40 @@ pub struct Report {
     rto: Option<std::time::Duration>,
     rpo: Option<std::time::Duration>,
     steps: Vec<StepLine>,
-    approvals: Vec<(String, String, String, String)>,
+    approvals: Vec<Approval>,
+    warnings: Vec<(String, String)>,
+    marked_done: Vec<(String, String, String)>,
+    waiting: Vec<(String, String)>,
+}
+
+/// An approval as the report shows it.
+#[derive(Clone, Debug)]
+pub struct Approval {
+    /// The approval step.
+    pub step: String,
+    /// The question.
+    pub question: String,
+    /// `user@host`.
+    pub by: String,
+    /// `--approver` name.
+    pub approver: Option<String>,
+    /// `terminal` or `--approve`.
+    pub via: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Seconds waited.
+    pub waited_seconds: f64,
+}
+
+impl Approval {
+    fn who(&self) -> String {
+        self.approver.as_ref().map_or_else(|| self.by.clone(), |name| format!("{name} ({})", self.by))
+    }
+}
+
+/// Text from the journal inside a markdown line: no table breaks, no raw HTML.
+fn markdown_text(text: &str) -> String {
+    text.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;").replace('\n', " ")
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -66,6 +99,8 @@ impl Report {
         let mut last_end: BTreeMap<&str, &str> = BTreeMap::new();
         let mut seconds: BTreeMap<&str, f64> = BTreeMap::new();
         let mut approvals = Vec::new();
+        let mut warnings = Vec::new();
+        let mut marked_done = Vec::new();
         let mut ended_at = None;
         for record in &state.records {
             match &record.event {
@@ -77,11 +112,33 @@ impl Report {
                     last_end.insert(step, &record.at);
                     seconds.insert(step, *taken);
                 }
-                Event::ApprovalGranted { step, by, via } => {
-                    approvals.push((step.clone(), by.clone(), via.clone(), record.at.clone()));
+                Event::ApprovalGranted { step, by, via, approver, question, waited_seconds } => {
+                    approvals.push(Approval {
+                        step: step.clone(),
+                        question: question.clone(),
+                        by: by.clone(),
+                        approver: approver.clone(),
+                        via: via.clone(),
+                        at: record.at.clone(),
+                        waited_seconds: *waited_seconds,
+                    });
+                }
+                Event::StepWarning { step, message } => warnings.push((step.clone(), message.clone())),
+                Event::StepMarkedDone { step, operator, reason } => {
+                    last_end.insert(step, &record.at);
+                    marked_done.push((step.clone(), operator.clone(), reason.clone()));
                 }
                 Event::RunFinished { .. } => ended_at = Some(record.at.clone()),
-                _ => {}
+                Event::RunStarted { .. }
+                | Event::Resumed { .. }
+                | Event::StepSkipped { .. }
+                | Event::ApprovalNeeded { .. }
+                | Event::ApprovalAsked { .. }
+                | Event::UndoStarted { .. }
+                | Event::UndoSkipped { .. }
+                | Event::UndoFinished { .. }
+                | Event::LockBroken { .. }
+                | Event::ValuesOverridden { .. } => {}
             }
         }
         let steps = plan
@@ -92,6 +149,11 @@ impl Report {
                 let (state_word, note, outputs) = match recorded {
                     StepState::Pending => ("pending", None, serde_json::Map::new()),
                     StepState::Interrupted { .. } => ("interrupted", None, serde_json::Map::new()),
+                    StepState::Succeeded { .. } if state.marked_done.contains_key(&step.id) => (
+                        "done by hand",
+                        state.marked_done.get(&step.id).map(|reason| format!("marked done: {reason}")),
+                        serde_json::Map::new(),
+                    ),
                     StepState::Succeeded { outputs } => ("succeeded", None, outputs),
                     StepState::Failed { error } => ("failed", Some(error), serde_json::Map::new()),
                     StepState::Skipped { reason } => ("skipped", Some(reason), serde_json::Map::new()),
@@ -121,7 +183,16 @@ impl Report {
             rpo: plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.get()),
             steps,
             approvals,
+            warnings,
+            marked_done,
+            waiting: super::waiting_questions(state),
         }
+    }
+
+    /// Whether the run recovered: only a run that succeeded did.
+    #[must_use]
+    pub fn recovered(&self) -> bool {
+        self.status == Some(RunStatus::Succeeded)
     }
 
     /// Measured RTO: from the start of the run to its last stop.
@@ -139,17 +210,7 @@ impl Report {
             .iter()
             .filter_map(|step| step.outputs.get("age").and_then(Json::as_f64))
             .reduce(f64::max)
-            .map(std::time::Duration::from_secs_f64)
-    }
-
-    /// Approval steps not granted yet.
-    #[must_use]
-    pub fn waiting_approvals(&self) -> Vec<String> {
-        self.steps
-            .iter()
-            .filter(|step| step.kind == "approval" && step.state != "succeeded")
-            .map(|step| step.id.clone())
-            .collect()
+            .map(crate::duration::seconds)
     }
 
     /// Steps that failed.
@@ -172,6 +233,24 @@ impl Report {
         self.status.map_or("not finished (running, or the process died: resume it)", RunStatus::word)
     }
 
+    /// The RTO: "met" or "MISSED" only for a run that recovered; any other run did not
+    /// recover, whatever time it took.
+    fn rto_verdict(&self) -> String {
+        if self.recovered() {
+            return Report::verdict(self.measured_rto(), self.rto);
+        }
+        let objective =
+            self.rto.map(|rto| format!(" (objective {})", format_duration(rto))).unwrap_or_default();
+        match self.measured_rto() {
+            Some(elapsed) => format!(
+                "not recovered — {} elapsed, run {}{objective}",
+                format_measured(elapsed),
+                self.status_word()
+            ),
+            None => format!("not recovered — run {}{objective}", self.status_word()),
+        }
+    }
+
     fn verdict(measured: Option<std::time::Duration>, objective: Option<std::time::Duration>) -> String {
         match (measured, objective) {
             (Some(measured), Some(objective)) if measured <= objective => {
@@ -191,11 +270,11 @@ impl Report {
     pub fn summary_line(&self) -> String {
         let done = self.steps.iter().filter(|step| step.state == "succeeded").count();
         format!(
-            "run {} {}: {done}/{} steps succeeded; RTO {}",
+            "run {} {}: {done}/{} succeeded; RTO {}",
             self.run_id,
             self.status_word(),
-            self.steps.len(),
-            Report::verdict(self.measured_rto(), self.rto)
+            super::decisions::count(self.steps.len(), "step"),
+            self.rto_verdict()
         )
     }
 
@@ -209,7 +288,7 @@ impl Report {
         let _ = writeln!(out, "| Status | **{}** |", self.status_word());
         let _ = writeln!(out, "| Started | {} |", self.started_at);
         let _ = writeln!(out, "| Ended | {} |", self.ended_at.as_deref().unwrap_or("—"));
-        let _ = writeln!(out, "| Measured RTO | {} |", Report::verdict(self.measured_rto(), self.rto));
+        let _ = writeln!(out, "| Measured RTO | {} |", self.rto_verdict());
         let _ = writeln!(out, "| Measured RPO | {} |", Report::verdict(self.measured_rpo(), self.rpo));
         let _ = writeln!(out, "| Drill | {} |\n", if self.drill { "yes" } else { "no" });
         let _ = writeln!(
@@ -227,16 +306,44 @@ impl Report {
                 step.ended.as_deref().unwrap_or("—"),
                 step.seconds.map_or_else(
                     || "—".to_owned(),
-                    |seconds| format_measured(std::time::Duration::from_secs_f64(seconds))
+                    |seconds| format_measured(crate::duration::seconds(seconds))
                 ),
                 step.attempts,
                 step.note.as_deref().unwrap_or("").replace('|', "\\|").replace('\n', " ")
             );
         }
-        if !self.approvals.is_empty() {
+        if !self.approvals.is_empty() || !self.waiting.is_empty() {
             let _ = writeln!(out, "\n### Approvals\n");
-            for (step, by, via, at) in &self.approvals {
-                let _ = writeln!(out, "- `{step}` approved by {by} via {via} at {at}");
+            for approval in &self.approvals {
+                let _ = writeln!(
+                    out,
+                    "- `{}` — \"{}\" — approved by {} via {} at {} after waiting {}",
+                    approval.step,
+                    markdown_text(&approval.question),
+                    approval.who(),
+                    approval.via,
+                    approval.at,
+                    format_measured(crate::duration::seconds(approval.waited_seconds))
+                );
+            }
+            for (step, question) in &self.waiting {
+                let _ = writeln!(
+                    out,
+                    "- `{step}` — \"{}\" — **waiting for a decision**",
+                    markdown_text(question)
+                );
+            }
+        }
+        if !self.marked_done.is_empty() {
+            let _ = writeln!(out, "\n### Steps marked done by hand\n");
+            for (step, operator, reason) in &self.marked_done {
+                let _ = writeln!(out, "- `{step}` by {operator}: {}", markdown_text(reason));
+            }
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out, "\n### Warnings\n");
+            for (step, message) in &self.warnings {
+                let _ = writeln!(out, "- ⚠ `{step}`: {}", markdown_text(message));
             }
         }
         out
@@ -259,7 +366,14 @@ impl Report {
                 "id": step.id, "kind": step.kind, "state": step.state, "started_at": step.started, "ended_at": step.ended,
                 "seconds": step.seconds, "attempts": step.attempts, "outputs": step.outputs, "note": step.note,
             })).collect::<Vec<_>>(),
-            "approvals": self.approvals.iter().map(|(step, by, via, at)| json!({"step": step, "by": by, "via": via, "at": at})).collect::<Vec<_>>(),
+            "recovered": self.recovered(),
+            "approvals": self.approvals.iter().map(|approval| json!({
+                "step": approval.step, "question": approval.question, "by": approval.by, "approver": approval.approver,
+                "via": approval.via, "at": approval.at, "waited_seconds": approval.waited_seconds,
+            })).collect::<Vec<_>>(),
+            "waiting_approvals": self.waiting.iter().map(|(step, question)| json!({"step": step, "question": question})).collect::<Vec<_>>(),
+            "marked_done": self.marked_done.iter().map(|(step, operator, reason)| json!({"step": step, "by": operator, "reason": reason})).collect::<Vec<_>>(),
+            "warnings": self.warnings.iter().map(|(step, message)| json!({"step": step, "message": message})).collect::<Vec<_>>(),
         })
     }
 
@@ -292,6 +406,19 @@ impl Report {
                 "dr_plan_last_success_timestamp_seconds{{plan=\"{plan}\",drill=\"{}\"}} {}",
                 self.drill,
                 end.timestamp()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP dr_plan_run_status Outcome of the last run of the plan: 1 for its status, 0 for the others.\n# TYPE dr_plan_run_status gauge"
+        );
+        let current = self.status.map_or("not_finished", RunStatus::label);
+        for status in RunStatus::LABELS {
+            let _ = writeln!(
+                out,
+                "dr_plan_run_status{{plan=\"{plan}\",drill=\"{}\",status=\"{status}\"}} {}",
+                self.drill,
+                u8::from(status == current)
             );
         }
         let _ = writeln!(

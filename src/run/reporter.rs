@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::journal::{Event, Record};
 use crate::steps::{Progress, ProgressUnit};
@@ -17,6 +17,24 @@ pub trait Reporter {
     fn message(&mut self, text: &str);
     /// A running step's progress.
     fn progress(&mut self, update: &Progress);
+    /// Puts an approval question to the operator; it stays on screen until
+    /// [`Reporter::answered`].
+    fn ask(&mut self, step: &str, question: &str) {
+        let _ = write!(std::io::stderr(), "\n{}\n{}", question_lines(step, question), TYPE_YES);
+    }
+    /// The answer was neither `yes` nor `no`: say what to type.
+    fn ask_again(&mut self, text: &str) {
+        let _ = write!(std::io::stderr(), "{text}");
+    }
+    /// The question was answered (or is no longer asked).
+    fn answered(&mut self) {}
+}
+
+/// What the operator types at an approval question.
+pub const TYPE_YES: &str = "Type `yes` to approve or `no` to refuse, then Enter: ";
+
+fn question_lines(step: &str, question: &str) -> String {
+    format!("⏸ approval `{step}` asks:\n    {}", question.replace('\n', "\n    "))
 }
 
 /// How progress is shown.
@@ -45,16 +63,19 @@ pub struct JsonLines;
 impl Reporter for JsonLines {
     fn record(&mut self, record: &Record) {
         if let Ok(line) = serde_json::to_string(record) {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     }
 
     fn message(&mut self, text: &str) {
-        println!("{}", serde_json::json!({ "at": super::journal::now(), "event": "message", "text": text }));
+        crate::outln!(
+            "{}",
+            serde_json::json!({ "at": super::journal::now(), "event": "message", "text": text })
+        );
     }
 
     fn progress(&mut self, update: &Progress) {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({ "at": super::journal::now(), "event": "progress", "step": update.step, "done": update.done, "total": update.total, "unit": update.unit, "note": update.note })
         );
@@ -70,6 +91,10 @@ pub struct PlainLines {
 
 impl Reporter for PlainLines {
     fn record(&mut self, record: &Record) {
+        // The question itself follows from `ask`.
+        if matches!(record.event, Event::ApprovalAsked { .. }) {
+            return;
+        }
         let time = record.at.get(11..19).unwrap_or(&record.at);
         let _ = writeln!(std::io::stderr(), "{time} {}", describe(&record.event));
     }
@@ -117,11 +142,24 @@ fn progress_text(update: &Progress) -> String {
     }
 }
 
-/// indicatif: one spinner line per running step, finished lines above.
+/// indicatif: one spinner line per running step, finished lines above. While an
+/// approval question waits, the spinners are not drawn (their redraws would erase the
+/// question) and lines are printed above a repeated prompt.
 #[derive(Default)]
 pub struct Bars {
     multi: MultiProgress,
     running: BTreeMap<String, ProgressBar>,
+    asking: bool,
+}
+
+impl Bars {
+    fn line(&mut self, text: &str) {
+        if self.asking {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K{text}\n{TYPE_YES}");
+        } else {
+            let _ = self.multi.println(text);
+        }
+    }
 }
 
 impl Reporter for Bars {
@@ -142,16 +180,29 @@ impl Reporter for Bars {
                 if let Some(bar) = self.running.remove(step) {
                     bar.finish_and_clear();
                 }
-                let _ = self.multi.println(describe(&record.event));
+                self.line(&describe(&record.event));
             }
-            _ => {
-                let _ = self.multi.println(describe(&record.event));
-            }
+            Event::ApprovalAsked { .. } => {}
+            _ => self.line(&describe(&record.event)),
         }
     }
 
     fn message(&mut self, text: &str) {
-        let _ = self.multi.println(text);
+        self.line(text);
+    }
+
+    fn ask(&mut self, step: &str, question: &str) {
+        let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+        self.asking = true;
+        let _ = write!(std::io::stderr(), "\n{}\n{TYPE_YES}", question_lines(step, question));
+    }
+
+    fn answered(&mut self) {
+        if self.asking {
+            self.asking = false;
+            self.multi.set_draw_target(ProgressDrawTarget::stderr());
+        }
     }
 
     fn progress(&mut self, update: &Progress) {
@@ -197,8 +248,26 @@ pub fn describe(event: &Event) -> String {
         Event::StepFailed { step, error, will_retry: true, .. } => format!("✘ {step}: {error} (will retry)"),
         Event::StepFailed { step, error, .. } => format!("✘ {step}: {error}"),
         Event::StepSkipped { step, reason } => format!("⤼ {step} skipped: {reason}"),
-        Event::ApprovalNeeded { step } => format!("⏸ {step} needs an approval"),
-        Event::ApprovalGranted { step, by, via } => format!("✔ {step} approved by {by} ({via})"),
+        Event::ApprovalNeeded { step, question } if question.is_empty() => {
+            format!("⏸ {step} needs an approval")
+        }
+        Event::ApprovalNeeded { step, question } => format!("⏸ {step} needs an approval: {question}"),
+        Event::ApprovalAsked { step, question } => format!("⏸ {step} asks: {question}"),
+        Event::ApprovalGranted { step, by, via, approver, waited_seconds, .. } => {
+            let who = approver.as_ref().map_or_else(|| by.clone(), |name| format!("{name} ({by})"));
+            format!(
+                "✔ {step} approved by {who} via {via} after {}",
+                crate::duration::format_measured(crate::duration::seconds(*waited_seconds))
+            )
+        }
+        Event::StepWarning { step, message } => format!("⚠ {step}: {message}"),
+        Event::StepMarkedDone { step, operator, reason } => {
+            format!("✔ {step} marked done by hand by {operator}: {reason}")
+        }
+        Event::ValuesOverridden { operator, values } => {
+            let listed: Vec<String> = values.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            format!("values corrected by {operator}: {}", listed.join(", "))
+        }
         Event::UndoStarted { step } => format!("↩ undoing {step}"),
         Event::UndoSkipped { step, reason } => format!("↩ {step} {reason}"),
         Event::UndoFinished { step, error: None } => format!("↩ {step} undone"),

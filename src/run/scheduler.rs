@@ -3,7 +3,7 @@
 //! operator signals and the run deadline. Steps run as tasks and only return
 //! results; every state change is journaled here, then shown by the reporter.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,13 +11,16 @@ use serde_json::Value as Json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 
+use super::console::{Console, Typed};
 use super::journal::{Event, JournalWriter, Record, RunStatus, StepState};
 use super::reporter::Reporter;
 use crate::plan::Plan;
 use crate::render::Context;
 use crate::secret::Redactor;
 use crate::spec::OnFailure;
-use crate::steps::{ApprovalMode, Outputs, Progress, ProgressSink, StepContext, StepError};
+use crate::steps::{
+    ApprovalMode, Asker, Outputs, ProgressSink, Question, StepContext, StepError, StepUpdate, Verdict,
+};
 
 /// Default per-attempt deadline of a step that sets no `timeout:`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
@@ -54,8 +57,25 @@ pub struct Dispatcher<'a> {
     pub deadline: Option<Duration>,
     /// Order in which steps succeeded (for undo in reverse).
     pub completed: Vec<usize>,
-    /// Progress updates from running steps.
-    pub progress: (UnboundedSender<Progress>, UnboundedReceiver<Progress>),
+    /// Progress updates and warnings from running steps.
+    pub progress: (UnboundedSender<StepUpdate>, UnboundedReceiver<StepUpdate>),
+    /// Signals and the answers typed at the terminal.
+    pub console: &'a mut Console,
+    /// Approval questions from running steps.
+    pub questions: (UnboundedSender<Question>, UnboundedReceiver<Question>),
+    /// Questions waiting for the operator; the first is on screen, since when.
+    pub asking: VecDeque<(Question, Instant)>,
+    /// Approval step → seconds the operator took to answer `yes` at the terminal.
+    pub answered: BTreeMap<String, f64>,
+    /// Approval step → when an earlier process of this run first needed its approval.
+    pub approval_needed_at: BTreeMap<String, String>,
+    /// `user@host`, after the `--approver` name when one was given.
+    pub operator: String,
+    /// `--approver` / `DR_PLAN_APPROVER`.
+    pub approver: Option<String>,
+    /// A step that stops the run on failure could not even start (its `when` or
+    /// parameters did not render): the run aborts like after any such failure.
+    pub aborting: bool,
 }
 
 type AttemptResult = (usize, u32, Result<Outputs, StepError>, Duration);
@@ -88,7 +108,7 @@ impl Dispatcher<'_> {
         let approval = if self.approved.contains(&step.id) {
             ApprovalMode::PreApproved
         } else if self.interactive {
-            ApprovalMode::Ask
+            ApprovalMode::Ask(Asker(self.questions.0.clone()))
         } else {
             ApprovalMode::Unavailable
         };
@@ -99,6 +119,7 @@ impl Dispatcher<'_> {
             run_dir: self.run_dir.clone(),
             drill: self.drill,
             approval,
+            operator: self.operator.clone(),
             redactor: Arc::clone(&self.redactor),
             progress: ProgressSink::new(self.progress.0.clone(), &step.id),
             rpo: self.plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.0),
@@ -116,12 +137,17 @@ impl Dispatcher<'_> {
         let mut stopping = false;
         let mut failed = false;
         let mut blocked = false;
-        let mut interrupted = false;
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|error| format!("cannot watch SIGTERM: {error}"))?;
+        let mut interrupted = self.console.interrupted();
         loop {
+            if interrupted {
+                break;
+            }
             if !stopping {
                 self.launch_ready(&mut running)?;
+                if self.aborting {
+                    stopping = true;
+                    failed = true;
+                }
             }
             // Nothing waits with an event not on disk (a success with nothing to release).
             self.sync_journal()?;
@@ -129,6 +155,8 @@ impl Dispatcher<'_> {
                 break;
             }
             let deadline_left = self.deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
+            let asking = !self.asking.is_empty();
+            let mut interrupts = self.console.interrupt_watch();
             tokio::select! {
                 joined = running.join_next() => {
                     let Some(joined) = joined else { continue };
@@ -139,9 +167,19 @@ impl Dispatcher<'_> {
                         Outcome::Blocked => { stopping = true; blocked = true; }
                     }
                 }
-                Some(update) = self.progress.1.recv() => { self.reporter.progress(&update); }
-                _ = tokio::signal::ctrl_c() => { interrupted = true; }
-                _ = terminate.recv() => { interrupted = true; }
+                Some(update) = self.progress.1.recv() => match update {
+                    StepUpdate::Progress(progress) => self.reporter.progress(&progress),
+                    StepUpdate::Warning { step, text } => {
+                        let message = self.redactor.redact(&text);
+                        self.record(Event::StepWarning { step, message })?;
+                    }
+                },
+                Some(question) = self.questions.1.recv() => self.enqueue_question(question)?,
+                typed = self.console.next_line(), if asking => match typed {
+                    Typed::Interrupted => interrupted = true,
+                    typed => self.answer(typed),
+                },
+                _ = interrupts.wait_for(|count| *count > 0) => { interrupted = true; }
                 () = sleep_or_forever(deadline_left) => {
                     self.reporter.message("the run deadline passed: stopping");
                     failed = true;
@@ -162,6 +200,8 @@ impl Dispatcher<'_> {
             if interrupted {
                 // Dropping the tasks kills their child processes (kill_on_drop); the
                 // steps stay "started, not finished" in the journal, for resume.
+                self.asking.clear();
+                self.reporter.answered();
                 running.abort_all();
                 while running.join_next().await.is_some() {}
                 break;
@@ -185,7 +225,7 @@ impl Dispatcher<'_> {
 
     fn launch_ready(&mut self, running: &mut JoinSet<AttemptResult>) -> Result<(), String> {
         for index in 0..self.plan.steps.len() {
-            if running.len() >= self.concurrency {
+            if running.len() >= self.concurrency || self.aborting {
                 return Ok(());
             }
             if self.states[index] != StepState::Pending {
@@ -273,6 +313,9 @@ impl Dispatcher<'_> {
 
     fn fail_now(&mut self, index: usize, error: &str) -> Result<(), String> {
         let error = self.redactor.redact(error);
+        if self.plan.steps[index].on_failure == OnFailure::Abort {
+            self.aborting = true;
+        }
         self.states[index] = StepState::Failed { error: error.clone() };
         let step = self.plan.steps[index].id.clone();
         self.record(Event::StepFailed {
@@ -298,10 +341,24 @@ impl Dispatcher<'_> {
         let seconds = elapsed.as_secs_f64();
         match result {
             Ok(outputs) => {
+                let mut seconds = seconds;
                 if step.kind == crate::steps::StepKind::Approval {
-                    let by = outputs.get("approved_by").and_then(Json::as_str).unwrap_or_default().to_owned();
-                    let via = outputs.get("via").and_then(Json::as_str).unwrap_or_default().to_owned();
-                    self.record(Event::ApprovalGranted { step: id.clone(), by, via })?;
+                    // The approval's duration is the human's wait: it is part of the RTO,
+                    // and what the drill history must predict.
+                    let (via, waited) = match self.answered.remove(&id) {
+                        Some(waited) => ("terminal", waited),
+                        None => ("--approve", self.waited_since_needed(&id)),
+                    };
+                    seconds = waited;
+                    let question = self.approval_question(index);
+                    self.record(Event::ApprovalGranted {
+                        step: id.clone(),
+                        by: crate::run::lock::operator(),
+                        via: via.to_owned(),
+                        approver: self.approver.clone(),
+                        question,
+                        waited_seconds: waited,
+                    })?;
                 }
                 let redacted = match self.redactor.redact_json(&Json::Object(outputs.clone())) {
                     Json::Object(map) => map,
@@ -327,7 +384,8 @@ impl Dispatcher<'_> {
             Err(StepError::NeedsApproval) => {
                 self.states[index] = StepState::Pending;
                 self.attempts[index] -= 1;
-                self.record(Event::ApprovalNeeded { step: id })?;
+                let question = self.approval_question(index);
+                self.record(Event::ApprovalNeeded { step: id, question })?;
                 Ok(Outcome::Blocked)
             }
             Err(error) => {
@@ -361,6 +419,78 @@ impl Dispatcher<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The rendered `with.prompt` of an approval step, secrets redacted.
+    fn approval_question(&self, index: usize) -> String {
+        let rendered = self.context.render_with(&self.plan.steps[index]).map(|(with, _)| with);
+        let prompt =
+            rendered.ok().and_then(|with| with.get("prompt").and_then(Json::as_str).map(str::to_owned));
+        self.redactor.redact(&prompt.unwrap_or_default())
+    }
+
+    /// Seconds since an earlier process of this run first needed this approval (0 if
+    /// none did): a run blocked at 03:10 and resumed with `--approve` at 03:25 waited 15
+    /// minutes for it.
+    fn waited_since_needed(&self, step: &str) -> f64 {
+        let needed =
+            self.approval_needed_at.get(step).and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+        needed.map_or(0.0, |needed| {
+            (chrono::Utc::now() - needed.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as f64
+                / 1000.0
+        })
+    }
+
+    /// A running approval step asks its question; one question is on screen at a time.
+    fn enqueue_question(&mut self, question: Question) -> Result<(), String> {
+        self.asking.push_back((question, Instant::now()));
+        if self.asking.len() == 1 {
+            self.show_question()?;
+        }
+        Ok(())
+    }
+
+    fn show_question(&mut self) -> Result<(), String> {
+        let Some((question, since)) = self.asking.front_mut() else { return Ok(()) };
+        *since = Instant::now();
+        let step = question.step.clone();
+        let Some(index) = self.plan.index_of(&step) else { return Ok(()) };
+        let text = self.approval_question(index);
+        self.record(Event::ApprovalAsked { step: step.clone(), question: text.clone() })?;
+        self.console.discard_typed();
+        self.reporter.ask(&step, &text);
+        Ok(())
+    }
+
+    /// The operator typed a line (or input ended) while a question was on screen.
+    fn answer(&mut self, typed: Typed) {
+        let verdict = match &typed {
+            Typed::Line(line) => match super::console::classify(line) {
+                Some(super::console::Answer::Yes) => Verdict::Approved,
+                Some(super::console::Answer::No) => Verdict::Refused,
+                Some(super::console::Answer::Interrupted | super::console::Answer::NoTerminal) | None => {
+                    self.reporter.ask_again(&super::console::retry_prompt(line, ("approve", "refuse")));
+                    return;
+                }
+            },
+            // Nobody can answer any more: every question waits for `--approve` (exit 3).
+            Typed::End | Typed::Interrupted => Verdict::NoTerminal,
+        };
+        self.reporter.answered();
+        let answered: Vec<(Question, Instant)> = if verdict == Verdict::NoTerminal {
+            self.asking.drain(..).collect()
+        } else {
+            self.asking.pop_front().into_iter().collect()
+        };
+        for (question, since) in answered {
+            if verdict == Verdict::Approved {
+                self.answered.insert(question.step.clone(), since.elapsed().as_secs_f64());
+            }
+            let _ = question.reply.send(verdict);
+        }
+        if !self.asking.is_empty() {
+            let _ = self.show_question();
         }
     }
 

@@ -20,12 +20,20 @@ pub const INFO: KindInfo = KindInfo {
     idempotent: true,
     undo: None,
     outputs: &[
-        OutputInfo { name: "approved_by", description: "who approved (user@host, or `--approve`)" },
+        OutputInfo {
+            name: "approved_by",
+            description: "who approved: `user@host`, after the `--approver` name when one was given",
+        },
         OutputInfo { name: "approved_at", description: "when (RFC 3339)" },
     ],
     preflight: "nothing",
-    notes: "Without a terminal and without `--approve STEP`, the run stops with exit code 3 and can \
-            be resumed once someone approves. Every approval is written to the journal.",
+    notes: "At a terminal the run shows the question and waits: `yes` approves, `no` refuses (the run \
+            fails and undoes what it did); anything else asks again. Ctrl-C stops the run (exit 130, \
+            resumable). Without a terminal and without `--approve STEP`, the run stops with exit code 3, \
+            printing the question and the `dr-plan resume ... --approve STEP` command. The journal records \
+            the question, who approved (`user@host`, and `--approver NAME` or `DR_PLAN_APPROVER` when \
+            given), when, how (terminal or `--approve`) and how long the approval was waited for; reports \
+            count that wait as the step's duration.",
     example: "- id: go-ahead\n  kind: approval\n  with: { prompt: \"Fail DNS over to eu-west-2?\" }\n",
 };
 
@@ -35,43 +43,31 @@ pub fn describe(with: &Params<'_>) -> String {
     format!("ask for approval: \"{}\"", with.text("prompt"))
 }
 
-/// Asks for (or finds) the approval.
+/// Asks for (or finds) the approval. The run shows the question and reads the answer;
+/// the run journals who approved, how, and how long the approval was waited for.
 ///
 /// # Errors
 /// `NeedsApproval` without a terminal or `--approve`; `Refused` when the operator says no.
 pub async fn run(
-    parameters: Parameters,
+    _parameters: Parameters,
     context: &super::StepContext,
 ) -> Result<super::Outputs, super::StepError> {
-    let (by, via) = match context.approval {
-        super::ApprovalMode::PreApproved => (crate::run::lock::operator(), "--approve"),
+    match &context.approval {
+        super::ApprovalMode::PreApproved => {}
         super::ApprovalMode::Unavailable => return Err(super::StepError::NeedsApproval),
-        super::ApprovalMode::Ask => {
-            let prompt =
-                format!("\n[approval] {}: {}\nType `yes` to approve: ", context.step_id, parameters.prompt);
-            let answer = tokio::task::spawn_blocking(move || {
-                use std::io::Write;
-                let mut terminal = std::io::stderr();
-                let _ = terminal.write_all(prompt.as_bytes());
-                let _ = terminal.flush();
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| line)
-            })
-            .await
-            .map_err(|error| super::StepError::Failed(format!("approval prompt failed: {error}")))?
-            .map_err(|error| super::StepError::Failed(format!("cannot read the answer: {error}")))?;
-            if answer.trim() != "yes" {
+        super::ApprovalMode::Ask(asker) => match asker.ask(&context.step_id).await {
+            super::Verdict::Approved => {}
+            super::Verdict::Refused => {
                 return Err(super::StepError::Refused(format!(
-                    "approval `{}` was refused at the terminal",
-                    context.step_id
+                    "approval `{}` was refused at the terminal by {}",
+                    context.step_id, context.operator
                 )));
             }
-            (crate::run::lock::operator(), "terminal")
-        }
-    };
+            super::Verdict::NoTerminal => return Err(super::StepError::NeedsApproval),
+        },
+    }
     let mut outputs = super::Outputs::new();
-    outputs.insert("approved_by".into(), serde_json::Value::String(by));
+    outputs.insert("approved_by".into(), serde_json::Value::String(context.operator.clone()));
     outputs.insert("approved_at".into(), serde_json::Value::String(crate::run::journal::now()));
-    outputs.insert("via".into(), serde_json::Value::String(via.to_owned()));
     Ok(outputs)
 }

@@ -30,8 +30,8 @@ mod runtime;
 mod s3_client;
 mod shared;
 pub use runtime::{
-    ApprovalMode, Outputs, Preflight, PreflightContext, Progress, ProgressSink, ProgressUnit, StepContext,
-    StepError, parameters,
+    ApprovalMode, Asker, Outputs, Preflight, PreflightContext, Progress, ProgressSink, ProgressUnit,
+    Question, StepContext, StepError, StepUpdate, Verdict, parameters,
 };
 pub use shared::{Compression, Encryption, EncryptionFormat};
 

@@ -27,6 +27,8 @@ pub struct StepContext {
     pub drill: bool,
     /// How approvals are given in this run.
     pub approval: ApprovalMode,
+    /// Who runs this command: `user@host`, with `--approver NAME` in front when given.
+    pub operator: String,
     /// Scrubs secrets from text a step returns.
     pub redactor: Arc<Redactor>,
     /// Where a step reports progress (bytes moved, what it waits for).
@@ -68,17 +70,33 @@ pub enum ProgressUnit {
     Objects,
 }
 
+/// What a running step tells the run while it works: progress (drawn, not journaled)
+/// and warnings (journaled, shown on every output).
+#[derive(Clone, Debug)]
+pub enum StepUpdate {
+    /// Units done.
+    Progress(Progress),
+    /// Something the operator must know although the step goes on or succeeds (a
+    /// notification that was not delivered).
+    Warning {
+        /// The step.
+        step: String,
+        /// What happened (redacted by the run before it is journaled).
+        text: String,
+    },
+}
+
 /// Sends progress to the run's reporter; a closed or absent reporter is ignored.
 #[derive(Clone, Debug, Default)]
 pub struct ProgressSink {
-    sender: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+    sender: Option<tokio::sync::mpsc::UnboundedSender<StepUpdate>>,
     step: String,
 }
 
 impl ProgressSink {
     /// A sink for `step` sending to `sender`.
     #[must_use]
-    pub fn new(sender: tokio::sync::mpsc::UnboundedSender<Progress>, step: &str) -> ProgressSink {
+    pub fn new(sender: tokio::sync::mpsc::UnboundedSender<StepUpdate>, step: &str) -> ProgressSink {
         ProgressSink { sender: Some(sender), step: step.to_owned() }
     }
 
@@ -103,9 +121,16 @@ impl ProgressSink {
         });
     }
 
+    /// Warns the operator (journaled as `step_warning`).
+    pub fn warn(&self, text: impl Into<String>) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(StepUpdate::Warning { step: self.step.clone(), text: text.into() });
+        }
+    }
+
     fn send(&self, progress: Progress) {
         if let Some(sender) = &self.sender {
-            let _ = sender.send(progress);
+            let _ = sender.send(StepUpdate::Progress(progress));
         }
     }
 }
@@ -133,14 +158,50 @@ impl<Error: std::fmt::Display> From<Result<String, Error>> for Preflight {
 }
 
 /// How an `approval` step can be granted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum ApprovalMode {
     /// Granted in advance with `--approve STEP`.
     PreApproved,
-    /// Ask at the terminal.
-    Ask,
+    /// Ask the operator at the terminal, through the run (which owns the screen).
+    Ask(Asker),
     /// No terminal and no `--approve`: the run must stop, resumable.
     Unavailable,
+}
+
+/// Puts an approval question to the operator. Steps never print: the run shows the
+/// question, reads the answer and replies.
+#[derive(Clone, Debug)]
+pub struct Asker(pub tokio::sync::mpsc::UnboundedSender<Question>);
+
+/// An approval question waiting for the operator.
+#[derive(Debug)]
+pub struct Question {
+    /// The approval step.
+    pub step: String,
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<Verdict>,
+}
+
+/// The operator's answer to an approval question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// `yes`
+    Approved,
+    /// `no`
+    Refused,
+    /// Nobody can answer (standard input ended): the run stops, resumable.
+    NoTerminal,
+}
+
+impl Asker {
+    /// Asks about `step` and waits for the answer.
+    pub async fn ask(&self, step: &str) -> Verdict {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.0.send(Question { step: step.to_owned(), reply }).is_err() {
+            return Verdict::NoTerminal;
+        }
+        answer.await.unwrap_or(Verdict::NoTerminal)
+    }
 }
 
 /// Why a step did not succeed.

@@ -23,6 +23,7 @@
 
 pub mod cluster;
 pub mod festivals;
+pub mod hints;
 mod http_server;
 mod kube;
 mod moto;
