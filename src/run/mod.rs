@@ -342,6 +342,10 @@ fn execute(
     redactor: &Arc<Redactor>,
     options: &RunOptions,
 ) -> i32 {
+    // Kills the steps' programs should this process die without stopping them (kill -9).
+    let _watchdog = crate::steps::orphan_watchdog::start().inspect_err(|error| {
+        eprintln!("warning: no orphan watchdog ({error}): a kill -9 would leave the steps' programs running")
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

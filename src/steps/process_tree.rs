@@ -8,6 +8,10 @@
 //! process whose environment holds the token is killed, whether its parent is still
 //! alive or it was already handed to init. The children stay in dr-plan's process
 //! group, so a terminal hang-up or a kill of the group reaches them too.
+//!
+//! A guard runs only while dr-plan does: when dr-plan is killed alone (`kill -9` of its
+//! pid), the [orphan watchdog](super::orphan_watchdog) that every run starts kills what
+//! carries any of its tokens instead.
 
 use std::process::Stdio;
 
