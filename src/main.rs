@@ -7,6 +7,10 @@ use dr_plan::cli::{self, Cli, Command, DryRunFormat, GraphFormat, StepsFormat};
 use dr_plan::{catalog, exit_code};
 
 fn main() {
+    // The hidden helper that every run starts to kill its steps' programs if it dies.
+    if let Some(dr_plan_pid) = dr_plan::steps::orphan_watchdog::requested(std::env::args_os()) {
+        std::process::exit(dr_plan::steps::orphan_watchdog::serve(dr_plan_pid));
+    }
     // One TLS crypto provider for every HTTP client in the process (see DEPENDENCIES.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();

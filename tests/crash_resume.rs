@@ -8,7 +8,8 @@
 //! `--rerun-interrupted`; and since a kill -9 leaves the lock behind with a dead pid,
 //! every resume also says `--break-stale-lock` (the designed, audited way out).
 //! The whole process group is killed, as a machine crash would: otherwise the step
-//! processes of the killed run would live on and write to the log after the snapshot.
+//! processes of the killed run would live on until its watchdog kills them, and could
+//! write to the log after the snapshot. Killing dr-plan alone is tested at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
@@ -17,9 +18,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dr_plan::run::journal::{self, Event, RunState, RunStatus, StepState};
+use dr_plan::run::lock::process_alive;
+use dr_plan::steps::process_tree::left_running_by;
 
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;
+
+use support::process::wait_until;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
 const STEPS: usize = 12;
@@ -401,7 +406,11 @@ fn after_a_kill_resume_lists_every_decision_and_prints_one_command_that_finishes
 fn resume_waits_while_a_step_of_the_killed_run_is_still_running() {
     let round = Round::with_plan("interrupt.yaml");
     let mut child = start_until_long_runs(&round);
-    // SIGKILL of dr-plan alone: `long`'s shell, in the same group, goes on.
+    // The safety net for a watchdog that was itself killed: SIGKILL of the watchdog,
+    // then of dr-plan alone; `long`'s shell, in dr-plan's group, goes on.
+    let watchdog = watchdog_of(child.id());
+    send_signal("KILL", &watchdog.to_string());
+    assert!(wait_until(Duration::from_secs(2), || !process_alive(watchdog)), "the watchdog survived kill -9");
     child.kill().expect("kill -9 dr-plan");
     let _ = child.wait();
     let run_id = round.started_run().expect("the run began");
@@ -429,4 +438,97 @@ fn resume_waits_while_a_step_of_the_killed_run_is_still_running() {
     }
     let log = std::fs::read_to_string(round.path("log")).unwrap();
     assert_eq!(log, "quick\nlong started\nlong end\nlong started\nlong end\n");
+}
+
+/// How soon the programs of a dr-plan killed alone must be gone.
+const ORPHANS_GONE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Starts `orphans.yaml` and returns once both programs of its step `work` run.
+fn start_until_orphans_run(round: &Round) -> Child {
+    let log = format!("log={}", round.path("log").display());
+    let release = format!("release={}", round.path("release").display());
+    let arguments = ["run", "orphans.yaml", "--yes", "--var", &log, "--var", &release];
+    let child = round.command(&arguments, 1).spawn().expect("dr-plan starts");
+    let sleeping = || left_running_by(child.id()).iter().filter(|(_, name)| name == "sleep").count();
+    assert!(wait_until(Duration::from_secs(20), || sleeping() == 2), "`work` never started its two programs");
+    child
+}
+
+/// The pid of the watchdog of the dr-plan process `dr_plan`, found by its arguments.
+fn watchdog_of(dr_plan: u32) -> u32 {
+    let wanted = format!("__watchdog\0{dr_plan}\0");
+    let find = || {
+        std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let arguments = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&arguments).contains(&wanted).then_some(pid)
+        })
+    };
+    let mut found = None;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            found = find();
+            found.is_some()
+        }),
+        "no watchdog for {dr_plan}"
+    );
+    found.expect("found above")
+}
+
+/// `kill -s SIGNAL -- TARGET` (a pid, or `-pgid` for a process group).
+fn send_signal(signal: &str, target: &str) {
+    let status = Command::new("kill").args(["-s", signal, "--", target]).status().expect("kill runs");
+    assert!(status.success(), "kill -s {signal} -- {target} failed");
+}
+
+/// Asserts that nothing a step of the dead dr-plan `pid` started is left, soon.
+fn assert_orphans_gone(pid: u32) {
+    let gone = wait_until(ORPHANS_GONE_WITHIN, || left_running_by(pid).is_empty());
+    assert!(gone, "still running {ORPHANS_GONE_WITHIN:?} after dr-plan died: {:?}", left_running_by(pid));
+}
+
+/// Resumes the only run, rerunning `work` (quick now), and asserts the lock was not
+/// refused for programs left running.
+fn assert_resume_takes_over(round: &Round, attempt: usize) {
+    std::fs::write(round.path("release"), "").unwrap();
+    let run_id = round.started_run().expect("the run began");
+    let resume = ["resume", &run_id, "--break-stale-lock", "--rerun-interrupted"];
+    let resumed = round.command(&resume, attempt).status().unwrap();
+    assert_eq!(resumed.code(), Some(0), "{}", round.output(attempt));
+    assert!(!round.output(attempt).contains("still running"), "{}", round.output(attempt));
+    let log = std::fs::read_to_string(round.path("log")).unwrap();
+    assert_eq!(log, "work rerun\n");
+}
+
+#[test]
+fn the_programs_of_a_dr_plan_killed_alone_die_with_it_and_resume_is_not_blocked() {
+    let round = Round::with_plan("orphans.yaml");
+    let mut child = start_until_orphans_run(&round);
+    let pid = child.id();
+    // SIGKILL of dr-plan alone: its guards never run; the watchdog kills the programs.
+    child.kill().expect("kill -9 dr-plan");
+    let _ = child.wait();
+    assert_orphans_gone(pid);
+    assert_resume_takes_over(&round, 2);
+}
+
+#[test]
+fn the_watchdog_outlives_a_ctrl_c_and_still_cleans_up_after_a_later_kill() {
+    let round = Round::with_plan("orphans.yaml");
+    let mut child = start_until_orphans_run(&round);
+    let pid = child.id();
+    let watchdog = watchdog_of(pid);
+    // dr-plan stopped cannot end the run itself on SIGINT; the programs ignore SIGINT. So
+    // after a Ctrl-C to dr-plan's group, only the watchdog can still clean up.
+    send_signal("STOP", &pid.to_string());
+    send_signal("INT", &format!("-{pid}"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(process_alive(watchdog), "the watchdog died of the SIGINT to dr-plan's group");
+    let sleeping = left_running_by(pid).iter().filter(|(_, name)| name == "sleep").count();
+    assert_eq!(sleeping, 2, "the step's programs ignore SIGINT: {:?}", left_running_by(pid));
+    child.kill().expect("kill -9 dr-plan");
+    let _ = child.wait();
+    assert_orphans_gone(pid);
+    assert!(wait_until(ORPHANS_GONE_WITHIN, || !process_alive(watchdog)), "the watchdog did not exit");
+    assert_resume_takes_over(&round, 2);
 }

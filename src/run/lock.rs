@@ -40,7 +40,8 @@ pub enum LockError {
     /// The holder's process is gone.
     Stale(Holder),
     /// The holder's process is gone, but programs its steps started still run (pid,
-    /// command name): breaking the lock now could run a step twice at once.
+    /// command name): breaking the lock now could run a step twice at once. Rare: the
+    /// run's orphan watchdog kills them when the holder dies, unless it was killed too.
     LeftRunning(Box<Holder>, Vec<(u32, String)>),
     /// The lock file could not be read or written.
     Io(String),

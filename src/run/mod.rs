@@ -664,6 +664,12 @@ fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session
     } = execution;
     let state_dir = &options.state_dir;
     session.last_words(Some(&lock), Some(format!("next: `{}`", resume_command(run_id, &[], state_dir))));
+    // Kills the steps' programs should this process die without stopping them (kill -9).
+    let watchdog = crate::steps::orphan_watchdog::start().inspect_err(|error| {
+        crate::errln!(
+            "warning: no orphan watchdog ({error}): a kill -9 would leave the steps' programs running"
+        )
+    });
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let Some(runtime) = session.runtime.take() else { return exit_code::FAILED };
     let mut dispatcher = scheduler::Dispatcher {
@@ -740,6 +746,8 @@ fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session
         RunStatus::Interrupted => exit_code::INTERRUPTED,
         RunStatus::CompletedWithFailures => exit_code::FAILED,
     };
+    // What the steps left running is gone before the lock is released.
+    drop(watchdog);
     drop(lock);
     let Ok(state) = state else { return code };
     let (notes, command) = next_step(plan, &state, options);

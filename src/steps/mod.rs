@@ -24,6 +24,7 @@ pub mod sleep;
 pub mod velero_restore;
 
 mod kubernetes;
+pub mod orphan_watchdog;
 mod postgres;
 pub mod process_tree;
 mod runtime;

@@ -8,6 +8,10 @@
 //! process whose environment holds the token is killed, whether its parent is still
 //! alive or it was already handed to init. The children stay in dr-plan's process
 //! group, so a terminal hang-up or a kill of the group reaches them too.
+//!
+//! A guard runs only while dr-plan does: when dr-plan is killed alone (`kill -9` of its
+//! pid), the [orphan watchdog](super::orphan_watchdog) that every run starts kills what
+//! carries any of its tokens instead.
 
 use std::process::Stdio;
 
@@ -48,20 +52,26 @@ impl Drop for ProcessTree {
     fn drop(&mut self) {
         let Some(token) = self.token.take() else { return };
         let marker = format!("{TOKEN_VARIABLE}={token}");
-        // Stop first, so that nothing forks between the listing and the kill; then
-        // kill what carries the token, found again.
-        let mut stopped = marked_processes(&marker);
-        stopped.extend(self.leader);
-        signal("-STOP", &stopped);
-        let mut doomed = marked_processes(&marker);
-        doomed.extend(stopped);
-        signal("-KILL", &doomed);
+        stop_then_kill(|entry| entry == marker.as_bytes(), self.leader);
     }
 }
 
-/// Processes whose environment holds `marker` (`NAME=VALUE`), from `/proc`.
-fn marked_processes(marker: &str) -> Vec<u32> {
-    processes_where(|entry| entry == marker.as_bytes())
+/// Kills `leader` and every process with an environment entry that `entry_matches`.
+/// They are stopped first, so that nothing forks between the listing and the kill;
+/// then what matches is found again and killed with them.
+pub(super) fn stop_then_kill(entry_matches: impl Fn(&[u8]) -> bool, leader: Option<u32>) {
+    let mut stopped = processes_where(&entry_matches);
+    stopped.extend(leader);
+    signal("-STOP", &stopped);
+    let mut doomed = processes_where(&entry_matches);
+    doomed.extend(stopped);
+    signal("-KILL", &doomed);
+}
+
+/// The environment entry that marks the processes of the steps of the dr-plan process
+/// `pid`: their tokens begin with that pid.
+pub(super) fn token_prefix(pid: u32) -> String {
+    format!("{TOKEN_VARIABLE}={pid}-")
 }
 
 /// Processes with an environment entry that `entry_matches`, from `/proc` (none where
@@ -83,7 +93,7 @@ fn processes_where(entry_matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
 /// alone (SIGKILL of its pid, not of its group), its steps' programs may go on.
 #[must_use]
 pub fn left_running_by(pid: u32) -> Vec<(u32, String)> {
-    let prefix = format!("{TOKEN_VARIABLE}={pid}-");
+    let prefix = token_prefix(pid);
     processes_where(|entry| entry.starts_with(prefix.as_bytes()))
         .into_iter()
         .filter(|process| crate::run::lock::process_alive(*process))
