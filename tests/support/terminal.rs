@@ -167,6 +167,7 @@ impl Terminal {
     }
 
     /// Waits until the screen contains `text`; returns the screen, or panics with it.
+    #[track_caller]
     pub fn expect_text(&self, text: &str, timeout: Duration) -> String {
         self.wait_for_screen(|screen| screen.contains(text), timeout).unwrap_or_else(|screen| {
             panic!("{text:?} did not appear on the screen within {timeout:?}\n{}", self.report_with(&screen))
@@ -174,6 +175,7 @@ impl Terminal {
     }
 
     /// Types `text` and Enter (a carriage return, as a keyboard sends it).
+    #[track_caller]
     pub fn type_line(&mut self, text: &str) {
         let mut bytes = text.as_bytes().to_vec();
         bytes.push(b'\r');
@@ -182,11 +184,13 @@ impl Terminal {
 
     /// Presses Ctrl-C: the terminal driver sends SIGINT to the foreground process
     /// group, as for a person at the keyboard.
+    #[track_caller]
     pub fn ctrl_c(&mut self) {
         self.type_bytes(&[CONTROL_C]);
     }
 
     /// Sends `bytes` as typed keys; panics (with the screen) when the terminal is gone.
+    #[track_caller]
     pub fn type_bytes(&mut self, bytes: &[u8]) {
         if let Err(error) = self.writer.write_all(bytes).and_then(|()| self.writer.flush()) {
             panic!("cannot type {bytes:?} into the terminal: {error}\n{}", self.report());
@@ -224,6 +228,7 @@ impl Terminal {
 
     /// Waits for the program to end with `expected` within `timeout`; panics with the
     /// screen otherwise. Returns the final screen.
+    #[track_caller]
     pub fn expect_exit(&mut self, expected: &Exit, timeout: Duration) -> String {
         match self.wait_exit(timeout) {
             Some(exit) if exit == *expected => self.screen(),
