@@ -117,6 +117,10 @@ impl Sandbox {
             .collect()
     }
 
+    fn events(&self, run_id: &str) -> Vec<String> {
+        self.journal(run_id).iter().filter_map(|record| record["event"].as_str().map(str::to_owned)).collect()
+    }
+
     /// Waits until the journal of the only run says `step` started.
     fn wait_step_started(&self, terminal: &Terminal, step: &str) {
         let started = support::process::wait_until(APPEAR, || {
@@ -128,6 +132,26 @@ impl Sandbox {
         });
         assert!(started, "step `{step}` did not start\n{}", terminal.report());
     }
+}
+
+/// How many times `needle` is on the screen.
+fn count(screen: &str, needle: &str) -> usize {
+    screen.matches(needle).count()
+}
+
+/// Types `answer` at a question that shows `instruction`, and waits for the question
+/// to be asked again: one more `instruction` on the screen.
+fn answer_expecting_question_again(terminal: &mut Terminal, answer: &str, instruction: &str) -> String {
+    let before = count(&terminal.screen(), instruction);
+    terminal.type_line(answer);
+    terminal
+        .wait_for_screen(|screen| count(screen, instruction) > before, Duration::from_secs(5))
+        .unwrap_or_else(|screen| {
+            panic!(
+                "after {answer:?} the question was not asked again ({instruction:?} still {before} times)\n{}",
+                terminal.report_with(&screen)
+            )
+        })
 }
 
 fn describe(output: &Output) -> String {
@@ -150,6 +174,25 @@ fn yes_at_the_start_prompt_starts_the_run() {
 }
 
 #[test]
+fn anything_but_yes_at_the_start_prompt_asks_again() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("start.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan]);
+    terminal.expect_text("Type `yes` to start", APPEAR);
+    for answer in ["y", "", "ye"] {
+        answer_expecting_question_again(&mut terminal, answer, "`yes`");
+        assert_eq!(terminal.try_exit(), None, "{answer:?} ended the program\n{}", terminal.report());
+        let journals: Vec<String> =
+            sandbox.run_ids().into_iter().filter(|id| !sandbox.journal(id).is_empty()).collect();
+        assert!(journals.is_empty(), "{answer:?} started a run: {journals:?}\n{}", terminal.report());
+    }
+    terminal.type_line("yes");
+    terminal.expect_exit(&Exit::Code(0), FINISH);
+    let run_id = sandbox.only_run(&terminal);
+    assert!(sandbox.events(&run_id).contains(&"run_finished".to_owned()), "{}", terminal.report());
+}
+
+#[test]
 fn no_at_the_start_prompt_starts_nothing() {
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("start.yaml");
@@ -159,6 +202,22 @@ fn no_at_the_start_prompt_starts_nothing() {
     terminal.expect_exit(&Exit::Code(1), FINISH);
     assert_eq!(sandbox.run_ids(), Vec::<String>::new(), "a run directory was left\n{}", terminal.report());
     assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
+}
+
+// --- b. Ctrl-C at the start prompt -----------------------------------------------------
+
+#[test]
+fn ctrl_c_at_the_start_prompt_leaves_nothing_behind() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("start.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan]);
+    terminal.expect_text("Type `yes` to start", APPEAR);
+    terminal.ctrl_c();
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
+    assert_eq!(sandbox.run_ids(), Vec::<String>::new(), "a run directory was left\n{}", terminal.report());
+    let again = sandbox.dr_plan(&["run", &plan, "--yes"]);
+    assert_eq!(again.status.code(), Some(0), "the next run was blocked: {}", describe(&again));
 }
 
 // --- c, d, e. the approval question ----------------------------------------------------
@@ -179,6 +238,49 @@ fn at_the_approval_question(sandbox: &Sandbox) -> (Terminal, Instant) {
 }
 
 #[test]
+fn the_approval_question_stays_on_screen_and_asks_again_until_yes() {
+    let sandbox = Sandbox::new();
+    let (mut terminal, asked) = at_the_approval_question(&sandbox);
+    // The spinner of `settle` redraws several times a second meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
+    let screen = terminal.screen();
+    assert!(screen.contains("settle"), "no spinner for `settle` is drawn\n{}", terminal.report());
+    assert!(
+        screen.contains(QUESTION) && screen.contains("Type `yes`"),
+        "the question left the screen while the spinner ran\n{}",
+        terminal.report()
+    );
+
+    let screen = answer_expecting_question_again(&mut terminal, "y", "`yes`");
+    assert!(screen.contains("`no`"), "the question again does not say `no` refuses\n{}", terminal.report());
+    assert_eq!(terminal.try_exit(), None, "`y` ended the run\n{}", terminal.report());
+    let run_id = sandbox.only_run(&terminal);
+    let events = sandbox.events(&run_id);
+    for event in ["step_failed", "undo_started", "run_finished"] {
+        assert!(!events.contains(&event.to_owned()), "`y` led to {event}: {events:?}\n{}", terminal.report());
+    }
+
+    std::thread::sleep(Duration::from_millis(500));
+    let waited = asked.elapsed().as_secs_f64();
+    terminal.type_line("yes");
+    terminal.expect_exit(&Exit::Code(0), FINISH);
+    let journal = sandbox.journal(&run_id);
+    let granted = journal
+        .iter()
+        .find(|record| record["event"] == "approval_granted" && record["step"] == "go-ahead")
+        .unwrap_or_else(|| panic!("no approval_granted for go-ahead in {journal:#?}\n{}", terminal.report()));
+    assert_eq!(granted["via"], "terminal", "{granted}");
+    let waited_seconds = granted["waited_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("approval_granted has no numeric waited_seconds: {granted}"));
+    // The question was on the screen a little after the engine asked it.
+    assert!(
+        waited_seconds >= waited - 0.5,
+        "waited_seconds {waited_seconds} but the question was on the screen {waited:.1}s: {granted}"
+    );
+}
+
+#[test]
 fn no_at_the_approval_question_fails_the_run() {
     let sandbox = Sandbox::new();
     let (mut terminal, _) = at_the_approval_question(&sandbox);
@@ -189,6 +291,57 @@ fn no_at_the_approval_question_fails_the_run() {
         "the screen does not say the approval was refused\n{}",
         terminal.report()
     );
+}
+
+#[test]
+fn ctrl_c_at_the_approval_question_interrupts_and_the_next_command_finishes_the_run() {
+    let sandbox = Sandbox::new();
+    let (mut terminal, _) = at_the_approval_question(&sandbox);
+    terminal.ctrl_c();
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
+    let run_id = sandbox.only_run(&terminal);
+
+    let status = sandbox.dr_plan(&["status", &run_id]);
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&status.stdout), String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains("interrupted"), "status does not say interrupted: {}", describe(&status));
+    let next = next_command(&status)
+        .unwrap_or_else(|| panic!("status does not end with `next:`: {}", describe(&status)));
+    let command =
+        if next.contains("--approve go-ahead") { next } else { format!("{next} --approve go-ahead") };
+
+    // The printed command names `dr-plan`, which is wherever cargo built it.
+    let directory = Path::new(BINARY).parent().expect("the binary's directory");
+    let path = std::env::join_paths(
+        std::iter::once(directory.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .expect("a PATH");
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(&command).current_dir(sandbox.root.path()).env("PATH", path).env("NO_COLOR", "1");
+    let resumed = run_bounded(&mut shell, None, FINISH, &command);
+    assert_eq!(resumed.status.code(), Some(0), "`{command}` did not finish the run: {}", describe(&resumed));
+    assert!(
+        sandbox.events(&run_id).iter().filter(|event| *event == "approval_granted").count() == 1,
+        "{:?}",
+        sandbox.events(&run_id)
+    );
+}
+
+/// The command of the `next:` line that ends `dr-plan status` (stdout, else stderr):
+/// the text between its first pair of backticks, or all of it after `next:`.
+fn next_command(output: &Output) -> Option<String> {
+    [&output.stdout, &output.stderr].into_iter().find_map(|stream| {
+        let text = String::from_utf8_lossy(stream);
+        let last = text.lines().rev().find(|line| !line.trim().is_empty())?;
+        let after = &last[last.find("next:")? + "next:".len()..];
+        let mut quoted = after.split('`');
+        match (quoted.next(), quoted.next()) {
+            (Some(_), Some(command)) if after.contains('`') => Some(command.trim().to_owned()),
+            _ => Some(after.trim().to_owned()),
+        }
+    })
 }
 
 // --- f, g. Ctrl-C while steps run ------------------------------------------------------
