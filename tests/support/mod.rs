@@ -33,6 +33,7 @@ mod recording_proxy;
 mod redis;
 mod route53_stub;
 mod s3;
+pub mod terminal;
 
 // Each test binary compiles this module on its own and uses only some of these names.
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
