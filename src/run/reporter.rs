@@ -26,8 +26,13 @@ pub trait Reporter {
     fn ask_again(&mut self, text: &str) {
         let _ = write!(std::io::stderr(), "{text}");
     }
-    /// The question was answered (or is no longer asked).
-    fn answered(&mut self) {}
+    /// The question was answered, or, with `cut_short`, is no longer asked (Ctrl-C,
+    /// the end of input): the cursor still stands after the prompt.
+    fn answered(&mut self, cut_short: bool) {
+        if cut_short {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
 }
 
 /// What the operator types at an approval question.
@@ -183,6 +188,14 @@ impl Reporter for Bars {
                 self.line(&describe(&record.event));
             }
             Event::ApprovalAsked { .. } => {}
+            // Steps still drawn when the run stops were interrupted: their spinners must
+            // not tick on over the lines that say what to do next.
+            Event::RunFinished { .. } => {
+                for (_, bar) in std::mem::take(&mut self.running) {
+                    bar.finish_and_clear();
+                }
+                self.line(&describe(&record.event));
+            }
             _ => self.line(&describe(&record.event)),
         }
     }
@@ -195,12 +208,23 @@ impl Reporter for Bars {
         let _ = self.multi.clear();
         self.multi.set_draw_target(ProgressDrawTarget::hidden());
         self.asking = true;
-        let _ = write!(std::io::stderr(), "\n{}\n{TYPE_YES}", question_lines(step, question));
+        // The spinners are hidden while the question waits: say what still runs.
+        let others: Vec<&str> =
+            self.running.keys().map(String::as_str).filter(|running| *running != step).collect();
+        let running = if others.is_empty() {
+            String::new()
+        } else {
+            format!("(still running: {})\n", others.join(", "))
+        };
+        let _ = write!(std::io::stderr(), "\n{running}{}\n{TYPE_YES}", question_lines(step, question));
     }
 
-    fn answered(&mut self) {
+    fn answered(&mut self, cut_short: bool) {
         if self.asking {
             self.asking = false;
+            if cut_short {
+                let _ = writeln!(std::io::stderr());
+            }
             self.multi.set_draw_target(ProgressDrawTarget::stderr());
         }
     }

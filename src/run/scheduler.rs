@@ -200,8 +200,10 @@ impl Dispatcher<'_> {
             if interrupted {
                 // Dropping the tasks kills their child processes (kill_on_drop); the
                 // steps stay "started, not finished" in the journal, for resume.
-                self.asking.clear();
-                self.reporter.answered();
+                if !self.asking.is_empty() {
+                    self.asking.clear();
+                    self.reporter.answered(true);
+                }
                 running.abort_all();
                 while running.join_next().await.is_some() {}
                 break;
@@ -477,7 +479,7 @@ impl Dispatcher<'_> {
             // Nobody can answer any more: every question waits for `--approve` (exit 3).
             Typed::End | Typed::Interrupted => Verdict::NoTerminal,
         };
-        self.reporter.answered();
+        self.reporter.answered(verdict == Verdict::NoTerminal);
         let answered: Vec<(Question, Instant)> = if verdict == Verdict::NoTerminal {
             self.asking.drain(..).collect()
         } else {
