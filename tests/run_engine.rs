@@ -1076,6 +1076,24 @@ fn notify_posts_slack_and_json_bodies_and_fails_only_when_required() {
     let state = sandbox.state(&sandbox.only_run());
     assert_eq!(outputs(&state, "announce")["delivered"], false);
     assert_eq!(outputs(&state, "confirm")["delivered"], true);
+    // ...but the operator is told, on every output and in the journal.
+    assert!(
+        finished
+            .stderr
+            .contains("⚠ announce: the webhook answered 500 Internal Server Error; message not delivered"),
+        "{finished}"
+    );
+    assert!(
+        state
+            .records
+            .iter()
+            .any(|record| matches!(&record.event, Event::StepWarning { step, .. } if step == "announce"))
+    );
+    let report = sandbox.dr_plan(&["report", &sandbox.only_run()]);
+    assert!(
+        report.stdout.contains("### Warnings") && report.stdout.contains("message not delivered"),
+        "{report}"
+    );
 
     // A refused required notification does.
     let server = HttpServer::start([(200, "ok"), (500, "no")]);

@@ -858,6 +858,14 @@ fn take_lock(
         .map_err(|obstacle| print_lock_error(plan, obstacle, state_dir))
 }
 
+/// The complete command that takes up the run of a stale lock: every flag it needs.
+fn stale_run_command(plan: &Plan, run_id: &str, state_dir: &Path) -> String {
+    match journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay) {
+        Ok(state) => next_step(plan, &state, &RunOptions::reading(state_dir)).1,
+        Err(_) => resume_command(run_id, &["--break-stale-lock".to_owned()], state_dir),
+    }
+}
+
 /// Says why the lock cannot be taken and what to do; returns the exit code.
 fn print_lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> i32 {
     match obstacle {
@@ -876,7 +884,7 @@ fn print_lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> i32 {
                  run up where it stopped: `{}`; or, if it must not go on, start anew with `--break-stale-lock` \
                  (recorded in the journal)",
                 plan.name(),
-                resume_command(&holder.run_id, &["--break-stale-lock".to_owned()], state_dir)
+                stale_run_command(plan, &holder.run_id, state_dir)
             );
             exit_code::BLOCKED
         }
