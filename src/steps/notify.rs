@@ -41,7 +41,9 @@ pub const INFO: KindInfo = KindInfo {
     outputs: &[OutputInfo { name: "delivered", description: "whether the webhook accepted the message" }],
     preflight: "the webhook URL parses",
     notes: "A failed notification never fails the run unless `required: true`: the recovery matters \
-            more than the message about it.",
+            more than the message about it. It is never silent either: an undelivered message prints a \
+            warning (`⚠ STEP: the webhook answered 500 ...; message not delivered`), journaled as \
+            `step_warning` and listed in the report.",
     example: "- id: tell-incident-channel\n  kind: notify\n  with: { webhook: \"{{secrets.slack_webhook}}\", message: \"database restored\" }\n",
 };
 
