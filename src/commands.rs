@@ -128,6 +128,13 @@ fn next_for_status(plan: &Plan, state: &RunState, state_dir: &Path) -> (Vec<Stri
 
 /// A run's plan (as it was when the run started) and its replayed journal.
 fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
+    if let Err(problem) = journal::check_run_id(run_id) {
+        crate::errln!(
+            "error: {problem}; `{}` lists the runs",
+            crate::run::decisions::command(&["status".to_owned()], state_dir)
+        );
+        return None;
+    }
     let state = match journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay) {
         Ok(state) => state,
         Err(error) => {

@@ -48,9 +48,9 @@ impl History {
     pub fn append(state_dir: &Path, plan: &str, record: &DrillRecord) -> std::io::Result<()> {
         let path = History::path(state_dir, plan);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::run::files::private_dir(parent)?;
         }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = crate::run::files::append_private(&path)?;
         let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
         writeln!(file, "{line}")?;
         file.sync_all()

@@ -121,6 +121,43 @@ fn outputs_read(step: &Step) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Checks that the journal tells the steps in an order the plan allows: a step started
+/// only after every step it needs had finished. A journal that says otherwise was
+/// damaged or written by hand, and resuming from it could run a step next to its
+/// dependents.
+///
+/// # Errors
+/// `LINE: what is wrong`, the line numbered in the journal file.
+pub fn check_order(plan: &Plan, state: &RunState) -> Result<(), String> {
+    let mut finished: BTreeSet<&str> = BTreeSet::new();
+    for (line, record) in state.records.iter().enumerate() {
+        match &record.event {
+            super::journal::Event::StepStarted { step, .. } => {
+                let Some(index) = plan.index_of(step) else {
+                    return Err(format!("{}: step `{step}` is not in the plan", line + 1));
+                };
+                if let Some(&need) = plan.steps[index]
+                    .needs
+                    .iter()
+                    .find(|&&need| !finished.contains(plan.steps[need].id.as_str()))
+                {
+                    return Err(format!(
+                        "{}: step `{step}` started before `{}`, which it needs, had finished",
+                        line + 1,
+                        plan.steps[need].id
+                    ));
+                }
+            }
+            super::journal::Event::StepSucceeded { step, .. }
+            | super::journal::Event::StepMarkedDone { step, .. } => {
+                finished.insert(step);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Works out how to resume `state` of `plan` as `request` asks.
 #[must_use]
 pub fn plan_resume(plan: &Plan, state: &RunState, request: &ResumeRequest) -> ResumePlan {

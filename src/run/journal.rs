@@ -248,7 +248,7 @@ impl JournalWriter {
     /// # Errors
     /// I/O errors.
     pub fn open(path: &Path) -> std::io::Result<JournalWriter> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = super::files::append_private(path)?;
         // A process killed while writing leaves a torn last line. `read` ignores it, but
         // the next record appended would be glued onto it, damaging the journal for good:
         // cut it off first (it was never complete, so nothing acted on it).
@@ -473,6 +473,29 @@ impl RunState {
             Event::RunStarted { run_id, .. } => run_id,
             _ => "",
         }
+    }
+}
+
+/// Checks that `run_id` is a run id before any path is built from it: letters, digits,
+/// `-` and `_`, starting with a letter or digit, at most 200 characters — so `..`,
+/// `/etc` or a NUL can never name a directory outside `runs/`.
+///
+/// # Errors
+/// What is wrong, with an example of a run id.
+pub fn check_run_id(run_id: &str) -> Result<(), String> {
+    let well_formed = run_id.len() <= 200
+        && run_id.chars().next().is_some_and(|first| first.is_ascii_alphanumeric())
+        && run_id
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || character == '-' || character == '_');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a run id: run ids are letters, digits and dashes, like \
+             `db-corruption-20261122-031502-9f3a`",
+            run_id.escape_debug()
+        ))
     }
 }
 

@@ -2,7 +2,6 @@
 //! naming its holder. A lock whose process is gone is stale and may be broken
 //! explicitly (`--break-stale-lock`), which the journal records.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -66,7 +65,7 @@ impl Lock {
         break_stale: bool,
     ) -> Result<(Lock, Option<Holder>), LockError> {
         let directory = state_dir.join("locks");
-        std::fs::create_dir_all(&directory)
+        super::files::private_dir(&directory)
             .map_err(|error| LockError::Io(format!("{}: {error}", directory.display())))?;
         let path = directory.join(format!("{plan}.lock"));
         let mut broken = None;
@@ -78,20 +77,26 @@ impl Lock {
             run_id: run_id.to_owned(),
         };
         let text = serde_json::to_string(&holder).map_err(|error| LockError::Io(error.to_string()))?;
-        for _ in 0..2 {
+        for _ in 0..8 {
             match create_filled(&path, &text) {
                 Ok(()) => return Ok((Lock { path }, broken)),
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => match examine(&path) {
-                    LockError::Stale(holder) if break_stale => {
-                        std::fs::remove_file(&path).map_err(|error| LockError::Io(error.to_string()))?;
-                        broken = Some(holder);
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // A lock that vanished since the create is not stale: another process
+                    // broke or released it; try again.
+                    let Ok(seen) = std::fs::read_to_string(&path) else { continue };
+                    match examine_text(&seen) {
+                        LockError::Stale(stale) if break_stale => {
+                            if break_exactly(&path, &seen)? {
+                                broken = Some(stale);
+                            }
+                        }
+                        obstacle => return Err(obstacle),
                     }
-                    obstacle => return Err(obstacle),
-                },
+                }
                 Err(error) => return Err(LockError::Io(format!("{}: {error}", path.display()))),
             }
         }
-        Err(LockError::Io(format!("{}: could not take the lock", path.display())))
+        Err(LockError::Io(format!("{}: could not take the lock (it keeps changing)", path.display())))
     }
 
     /// The lock file.
@@ -110,11 +115,40 @@ pub fn obstacle(state_dir: &Path, plan: &str) -> Option<LockError> {
 
 /// Why an existing lock file stops a new holder.
 fn examine(path: &Path) -> LockError {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    examine_text(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// Removes the lock at `path` only if it still holds `seen` (the stale lock that was
+/// examined). Two operators breaking the same stale lock at once must not remove each
+/// other's fresh lock: the lock is moved aside atomically, and put back if what was
+/// moved is not what was examined. Returns whether this process broke it.
+fn break_exactly(path: &Path, seen: &str) -> Result<bool, LockError> {
+    let aside =
+        path.with_extension(format!("lock.broken.{}.{:08x}", std::process::id(), rand::random::<u32>()));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        // Someone else moved it first: try again from the start.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(LockError::Io(format!("{}: {error}", path.display()))),
+    }
+    let moved = std::fs::read_to_string(&aside).unwrap_or_default();
+    let broke = moved == seen;
+    if !broke {
+        // A fresh lock, taken since it was examined: give it back. If yet another lock
+        // appeared meanwhile, its holder and this one's both see a lock that is theirs
+        // only if the link below wins; the loser finds it taken and stops.
+        let _ = std::fs::hard_link(&aside, path);
+    }
+    let _ = std::fs::remove_file(&aside);
+    Ok(broke)
+}
+
+/// Why a lock holding `text` stops a new holder.
+fn examine_text(text: &str) -> LockError {
     // A lock that does not parse names no process that could still hold it (storage
     // damage, or an older dr-plan killed while writing it): it is stale, and may be
     // broken like any other stale lock.
-    let holder: Holder = serde_json::from_str(&text).unwrap_or_else(|_| Holder {
+    let holder: Holder = serde_json::from_str(text).unwrap_or_else(|_| Holder {
         user: "unknown".into(),
         host: host_name(),
         pid: 0,
@@ -146,9 +180,10 @@ fn examine(path: &Path) -> LockError {
 /// or half-written, even when the process is killed while taking it.
 fn create_filled(path: &Path, text: &str) -> std::io::Result<()> {
     let private = path.with_extension(format!("lock.{}.tmp", std::process::id()));
-    let result = std::fs::File::create(&private)
-        .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::hard_link(&private, path));
+    let _ = std::fs::remove_file(&private);
+    let result = super::files::create_private(&private, text.as_bytes())
+        .and_then(|()| std::fs::hard_link(&private, path))
+        .and_then(|()| super::files::sync_parent(path));
     let _ = std::fs::remove_file(&private);
     result
 }

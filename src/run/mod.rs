@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod decisions;
+pub mod files;
 pub mod journal;
 pub mod lock;
 pub mod report;
@@ -188,11 +189,13 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         }
     }
     let run_dir = journal::run_dir(&options.state_dir, &run_id);
-    if let Err(error) = std::fs::create_dir_all(&run_dir) {
-        crate::errln!("error: cannot create {}: {error}", run_dir.display());
+    let snapshot = run_dir.join("plan.snapshot");
+    if let Err(error) = files::private_dir(&run_dir)
+        .and_then(|()| files::create_private(&snapshot, plan.file.text().as_bytes()))
+    {
+        crate::errln!("error: cannot create {}: {error}", snapshot.display());
         return exit_code::FAILED;
     }
-    let _ = std::fs::write(run_dir.join("plan.snapshot"), plan.file.text());
     let redactor = Arc::new(Redactor::new(secrets.values()));
     let (mut writer, mut reporter) =
         match open_journal(&journal::journal_path(&options.state_dir, &run_id), options.format) {
@@ -251,6 +254,13 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
 /// Takes up an interrupted, failed or blocked run where it stopped.
 #[must_use]
 pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -> i32 {
+    if let Err(problem) = journal::check_run_id(run_id) {
+        crate::errln!(
+            "error: {problem}; `{}` lists the runs",
+            decisions::command(&["status".to_owned()], &options.state_dir)
+        );
+        return exit_code::INVALID;
+    }
     let journal_file = journal::journal_path(&options.state_dir, run_id);
     if !journal_file.exists() {
         crate::errln!(
@@ -296,6 +306,15 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
     }
     if let Some(code) = check_runnable(&plan, options).or_else(|| check_resume_arguments(&plan, arguments)) {
         return code;
+    }
+    if let Err(damage) = decisions::check_order(&plan, &state) {
+        crate::errln!(
+            "error: {}:{damage}; the journal is damaged, and resume refuses to run steps out of order. Look at \
+             that line; `{}` shows the run",
+            journal_file.display(),
+            decisions::command(&["report".to_owned(), run_id.to_owned()], &options.state_dir)
+        );
+        return exit_code::INVALID;
     }
     let request = ResumeRequest {
         rerun_interrupted: arguments.rerun_interrupted,

@@ -78,6 +78,12 @@ impl Approval {
     }
 }
 
+/// A label value as the Prometheus exposition format writes it: `\\`, `"` and newlines
+/// escaped, so a name can never add a line of its own to the textfile.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// Text from the journal inside a markdown line: no table breaks, no raw HTML.
 fn markdown_text(text: &str) -> String {
     text.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;").replace('\n', " ")
@@ -380,7 +386,7 @@ impl Report {
     /// A Prometheus textfile (node_exporter's textfile collector).
     #[must_use]
     pub fn prometheus(&self) -> String {
-        let plan = self.plan.replace('"', "");
+        let plan = label_value(&self.plan);
         let mut out = String::new();
         if let Some(rto) = self.measured_rto() {
             let _ = writeln!(
@@ -430,7 +436,7 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "dr_plan_step_duration_seconds{{plan=\"{plan}\",step=\"{}\"}} {seconds:.3}",
-                    step.id
+                    label_value(&step.id)
                 );
             }
         }
