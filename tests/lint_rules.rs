@@ -69,6 +69,7 @@ fn labels_sit_on_the_text_they_are_about() {
         ("DRP008", "region"),
         ("DRP009", "scale-back-up"),
         ("DRP010", "none"),
+        ("DRP011", "[helm, rollback, api]"),
     ];
     for (code, text) in expectations {
         let diagnostics = lint_fixture(&format!("{code}.yaml"));
@@ -264,13 +265,13 @@ fn all_results() -> Vec<FileResult> {
 fn summaries_count_errors_warnings_and_files() {
     let results = all_results();
     let summary = Summary::of(&results);
-    assert_eq!((summary.warnings, summary.files), (10, 13));
+    assert_eq!((summary.warnings, summary.files), (11, 14));
     assert!(summary.errors >= 2);
     assert!(summary.fails(false));
-    let warnings_only = &results[..11];
+    let warnings_only = &results[..12];
     assert!(!Summary::of(warnings_only).fails(false));
     assert!(Summary::of(warnings_only).fails(true), "--deny warnings");
-    assert!(format::human(warnings_only, false).ends_with("0 errors, 10 warnings in 11 files\n"));
+    assert!(format::human(warnings_only, false).ends_with("0 errors, 11 warnings in 12 files\n"));
 }
 
 #[test]
@@ -343,4 +344,18 @@ fn sarif_output_is_valid_against_the_official_schema() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn an_undo_command_is_flagged_only_without_undo_true() {
+    let plan = |flag: &str| {
+        format!(
+            "{HEAD}steps:\n  - {{ id: deploy, kind: exec, with: {{ command: [helm, upgrade, api], undo: [helm, rollback, api] }}{flag} }}\n"
+        )
+    };
+    assert_eq!(codes(&lint_text(&plan(""))), ["DRP011"]);
+    let turned_off = lint_text(&plan(", undo: false"));
+    assert_eq!(codes(&turned_off), ["DRP011"]);
+    assert_eq!(turned_off[0].labels.len(), 2, "the `undo: false` is labelled too");
+    assert!(lint_text(&plan(", undo: true")).is_empty());
 }
