@@ -96,7 +96,7 @@ impl DryRun {
             vars,
             inputs,
             secrets: std::collections::BTreeMap::new(),
-            run: dry_run_fields(plan, drill),
+            run: crate::render::placeholder_run_fields(plan, drill),
             outputs: std::collections::BTreeMap::new(),
             withheld: std::collections::BTreeMap::new(),
         };
@@ -494,17 +494,6 @@ impl DryRun {
             "preflight": self.preflight.as_ref().map(|results| results.iter().map(|(id, result)| json!({"step": id, "check": result})).collect::<Vec<_>>()),
         })
     }
-}
-
-/// `run.*` in a dry-run: placeholders where a run would have real values.
-fn dry_run_fields(plan: &Plan, drill: bool) -> Map<String, Json> {
-    let mut run = Map::new();
-    run.insert("id".into(), Json::String("<run.id>".into()));
-    run.insert("drill".into(), Json::Bool(drill));
-    run.insert("started_at".into(), Json::String("<run.started_at>".into()));
-    run.insert("dir".into(), Json::String("<run.dir>".into()));
-    run.insert("plan".into(), Json::String(plan.name().to_owned()));
-    run
 }
 
 /// Escapes text for a markdown table or list, leaving `code spans` as written (markdown
