@@ -32,6 +32,8 @@ pub struct StepPreview {
     pub destructive: bool,
     /// Whether it is compensated on abort.
     pub undo: bool,
+    /// What its undo does, rendered, when it has `undo: true`.
+    pub undo_action: Option<String>,
     /// The `when` condition as written, and what it evaluates to now (`None`: known at run time).
     pub when: Option<(String, Option<bool>)>,
     /// Expected duration.
@@ -148,6 +150,7 @@ impl DryRun {
                     needs: step.needs.iter().map(|&need| plan.steps[need].id.clone()).collect(),
                     destructive: step.kind.is_destructive(&parameters),
                     undo: step.undo,
+                    undo_action: if step.undo { step.kind.describe_undo(&parameters) } else { None },
                     when: spec.when.as_ref().map(|text| (text.value.clone(), when)),
                     expected: matches!(
                         expected_from,
@@ -329,6 +332,9 @@ impl DryRun {
                     let _ = writeln!(out, "      {description}");
                 }
                 let _ = writeln!(out, "      → {}", step.action);
+                if let Some(undo) = &step.undo_action {
+                    let _ = writeln!(out, "      ↩ on abort: {undo}");
+                }
                 if step.continue_on_failure {
                     let _ = writeln!(out, "      a failure does not stop the run (on_failure: continue)");
                 }
@@ -406,6 +412,9 @@ impl DryRun {
                 if let Some(description) = &step.description {
                     let _ = writeln!(out, "  - _{}_", escape_markdown(description));
                 }
+                if let Some(undo) = &step.undo_action {
+                    let _ = writeln!(out, "  - ↩️ on abort: {}", escape_markdown(undo));
+                }
                 if !step.needs.is_empty() {
                     let needs: Vec<String> = step.needs.iter().map(|need| format!("`{need}`")).collect();
                     let _ = writeln!(out, "  - after {}", needs.join(", "));
@@ -465,6 +474,7 @@ impl DryRun {
                     "skipped": step.skipped,
                     "destructive": step.destructive,
                     "undo": step.undo,
+                    "undo_action": step.undo_action,
                     "when": step.when.as_ref().map(|(condition, value)| json!({"condition": condition, "value": value})),
                     "expected_seconds": step.expected.map(|expected| expected.as_secs_f64()),
                     "expected_from": step.expected_from,
