@@ -275,7 +275,7 @@ impl DryRun {
         }
         let missing = self.prediction.unestimated();
         if missing > 0 {
-            let _ = write!(text, "; {missing} step(s) have no estimate");
+            let _ = write!(text, "; {} no estimate", counted(missing, "step has", "steps have"));
         }
         text
     }
@@ -304,9 +304,9 @@ impl DryRun {
         let _ = writeln!(out, "Critical path  {}", self.critical_path_text(""));
         let _ = writeln!(
             out,
-            "Steps          {} in {} stages, {} destructive",
+            "Steps          {} in {}, {} destructive",
             self.steps.len(),
-            self.stages().len(),
+            counted(self.stages().len(), "stage", "stages"),
             self.destructive_count()
         );
         for (number, stage) in self.stages().iter().enumerate() {
@@ -382,9 +382,9 @@ impl DryRun {
         let _ = writeln!(out, "| Critical path | {} |", self.critical_path_text("`"));
         let _ = writeln!(
             out,
-            "| Steps | {} in {} stages, **{} destructive** |\n",
+            "| Steps | {} in {}, **{} destructive** |\n",
             self.steps.len(),
-            self.stages().len(),
+            counted(self.stages().len(), "stage", "stages"),
             self.destructive_count()
         );
         let _ = writeln!(out, "### What would happen\n");
@@ -506,6 +506,11 @@ impl DryRun {
     }
 }
 
+/// "1 stage", "3 stages".
+fn counted(count: usize, one: &str, many: &str) -> String {
+    if count == 1 { format!("1 {one}") } else { format!("{count} {many}") }
+}
+
 /// Escapes text for a markdown table or list, leaving `code spans` as written (markdown
 /// does not decode entities inside them).
 fn escape_markdown(text: &str) -> String {
@@ -520,4 +525,21 @@ fn escape_markdown(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    #[test]
+    fn counts_are_spelled_in_the_singular_for_one() {
+        let text = "version: 1\nname: t\nsteps:\n  - { id: nap, kind: sleep, with: { duration: 1s } }\n";
+        let plan = crate::plan::plan_from_source(&SourceFile::new("p.yaml", text)).expect("valid");
+        let preview = DryRun::new(&plan, Map::new(), Map::new(), false, &History::default());
+        let human = preview.human();
+        assert!(human.contains("1 in 1 stage,"), "{human}");
+        assert!(human.contains("; 1 step has no estimate"), "{human}");
+        assert!(preview.markdown("").contains("| Steps | 1 in 1 stage,"));
+    }
 }

@@ -320,10 +320,7 @@ impl Checker<'_> {
                     )
                     .with_label(format!("`{first}` here"))
                     .with_secondary(key_span(second).unwrap_or(with.span), format!("and `{second}` here"))
-                    .with_help(format!(
-                        "keep one of them: a {} step takes `{first}` or `{second}`",
-                        kind.name()
-                    )),
+                    .with_help(format!("keep one of them: {} takes `{first}` or `{second}`", a_kind(kind))),
                 ),
             }
         }
