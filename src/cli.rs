@@ -316,7 +316,11 @@ pub fn validate(plans: &[PathBuf]) -> i32 {
     let mut failed = false;
     for path in plans {
         match crate::plan::load_plan(path) {
-            Ok(plan) => crate::outln!("ok: {} ({} steps)", path.display(), plan.steps.len()),
+            Ok(plan) => crate::outln!(
+                "ok: {} ({})",
+                path.display(),
+                crate::diagnostic::counted(plan.steps.len(), "step", "steps")
+            ),
             Err(problems) => {
                 failed = true;
                 print_diagnostics(&problems);

@@ -307,6 +307,12 @@ pub fn suggestion<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> 
     }
 }
 
+/// "1 stage", "3 stages": a count with the word it counts, in the singular for one.
+#[must_use]
+pub fn counted(count: usize, one: &str, many: &str) -> String {
+    if count == 1 { format!("1 {one}") } else { format!("{count} {many}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,8 @@ pub struct StepPreview {
     pub destructive: bool,
     /// Whether it is compensated on abort.
     pub undo: bool,
+    /// What its undo does, rendered, when it has `undo: true`.
+    pub undo_action: Option<String>,
     /// The `when` condition as written, and what it evaluates to now (`None`: known at run time).
     pub when: Option<(String, Option<bool>)>,
     /// Expected duration.
@@ -96,7 +98,7 @@ impl DryRun {
             vars,
             inputs,
             secrets: std::collections::BTreeMap::new(),
-            run: dry_run_fields(plan, drill),
+            run: crate::render::placeholder_run_fields(plan, drill),
             outputs: std::collections::BTreeMap::new(),
             withheld: std::collections::BTreeMap::new(),
         };
@@ -148,6 +150,7 @@ impl DryRun {
                     needs: step.needs.iter().map(|&need| plan.steps[need].id.clone()).collect(),
                     destructive: step.kind.is_destructive(&parameters),
                     undo: step.undo,
+                    undo_action: if step.undo { step.kind.describe_undo(&parameters) } else { None },
                     when: spec.when.as_ref().map(|text| (text.value.clone(), when)),
                     expected: matches!(
                         expected_from,
@@ -272,7 +275,11 @@ impl DryRun {
         }
         let missing = self.prediction.unestimated();
         if missing > 0 {
-            let _ = write!(text, "; {missing} step(s) have no estimate");
+            let _ = write!(
+                text,
+                "; {} no estimate",
+                crate::diagnostic::counted(missing, "step has", "steps have")
+            );
         }
         text
     }
@@ -301,9 +308,9 @@ impl DryRun {
         let _ = writeln!(out, "Critical path  {}", self.critical_path_text(""));
         let _ = writeln!(
             out,
-            "Steps          {} in {} stages, {} destructive",
+            "Steps          {} in {}, {} destructive",
             self.steps.len(),
-            self.stages().len(),
+            crate::diagnostic::counted(self.stages().len(), "stage", "stages"),
             self.destructive_count()
         );
         for (number, stage) in self.stages().iter().enumerate() {
@@ -329,6 +336,9 @@ impl DryRun {
                     let _ = writeln!(out, "      {description}");
                 }
                 let _ = writeln!(out, "      → {}", step.action);
+                if let Some(undo) = &step.undo_action {
+                    let _ = writeln!(out, "      ↩ on abort: {undo}");
+                }
                 if step.continue_on_failure {
                     let _ = writeln!(out, "      a failure does not stop the run (on_failure: continue)");
                 }
@@ -376,9 +386,9 @@ impl DryRun {
         let _ = writeln!(out, "| Critical path | {} |", self.critical_path_text("`"));
         let _ = writeln!(
             out,
-            "| Steps | {} in {} stages, **{} destructive** |\n",
+            "| Steps | {} in {}, **{} destructive** |\n",
             self.steps.len(),
-            self.stages().len(),
+            crate::diagnostic::counted(self.stages().len(), "stage", "stages"),
             self.destructive_count()
         );
         let _ = writeln!(out, "### What would happen\n");
@@ -405,6 +415,9 @@ impl DryRun {
                 );
                 if let Some(description) = &step.description {
                     let _ = writeln!(out, "  - _{}_", escape_markdown(description));
+                }
+                if let Some(undo) = &step.undo_action {
+                    let _ = writeln!(out, "  - ↩️ on abort: {}", escape_markdown(undo));
                 }
                 if !step.needs.is_empty() {
                     let needs: Vec<String> = step.needs.iter().map(|need| format!("`{need}`")).collect();
@@ -465,6 +478,7 @@ impl DryRun {
                     "skipped": step.skipped,
                     "destructive": step.destructive,
                     "undo": step.undo,
+                    "undo_action": step.undo_action,
                     "when": step.when.as_ref().map(|(condition, value)| json!({"condition": condition, "value": value})),
                     "expected_seconds": step.expected.map(|expected| expected.as_secs_f64()),
                     "expected_from": step.expected_from,
@@ -496,17 +510,6 @@ impl DryRun {
     }
 }
 
-/// `run.*` in a dry-run: placeholders where a run would have real values.
-fn dry_run_fields(plan: &Plan, drill: bool) -> Map<String, Json> {
-    let mut run = Map::new();
-    run.insert("id".into(), Json::String("<run.id>".into()));
-    run.insert("drill".into(), Json::Bool(drill));
-    run.insert("started_at".into(), Json::String("<run.started_at>".into()));
-    run.insert("dir".into(), Json::String("<run.dir>".into()));
-    run.insert("plan".into(), Json::String(plan.name().to_owned()));
-    run
-}
-
 /// Escapes text for a markdown table or list, leaving `code spans` as written (markdown
 /// does not decode entities inside them).
 fn escape_markdown(text: &str) -> String {
@@ -521,4 +524,21 @@ fn escape_markdown(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    #[test]
+    fn counts_are_spelled_in_the_singular_for_one() {
+        let text = "version: 1\nname: t\nsteps:\n  - { id: nap, kind: sleep, with: { duration: 1s } }\n";
+        let plan = crate::plan::plan_from_source(&SourceFile::new("p.yaml", text)).expect("valid");
+        let preview = DryRun::new(&plan, Map::new(), Map::new(), false, &History::default());
+        let human = preview.human();
+        assert!(human.contains("1 in 1 stage,"), "{human}");
+        assert!(human.contains("; 1 step has no estimate"), "{human}");
+        assert!(preview.markdown("").contains("| Steps | 1 in 1 stage,"));
+    }
 }

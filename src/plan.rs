@@ -79,6 +79,7 @@ impl Plan {
         let mut checker = Checker { file: &file, spec: &spec, problems: &mut problems };
         let order = checker.graph();
         checker.parameters();
+        checker.undo();
         // Templates are checked even when the graph is broken: every problem at once.
         checker.templates();
         problems.sort_by_key(Diagnostic::sort_key);
@@ -319,10 +320,7 @@ impl Checker<'_> {
                     )
                     .with_label(format!("`{first}` here"))
                     .with_secondary(key_span(second).unwrap_or(with.span), format!("and `{second}` here"))
-                    .with_help(format!(
-                        "keep one of them: a {} step takes `{first}` or `{second}`",
-                        kind.name()
-                    )),
+                    .with_help(format!("keep one of them: {} takes `{first}` or `{second}`", a_kind(kind))),
                 ),
             }
         }
@@ -334,6 +332,65 @@ impl Checker<'_> {
                 Diagnostic::error("parameter-value", self.file, *span, "`with.command` is empty")
                     .with_help("give the program and its arguments, e.g. [helm, rollback, api]"),
             );
+        }
+    }
+
+    /// `undo: true` must name a compensation that exists: a kind without one would
+    /// print "undone" at 3 AM for a step nothing reverted.
+    fn undo(&mut self) {
+        let toml_syntax = self.file.syntax() == Some(crate::source::Syntax::Toml);
+        for step in &self.spec.steps {
+            let Some(kind) = step.resolved_kind else { continue };
+            let Some(undo) = step.undo.as_ref().filter(|undo| undo.value) else { continue };
+            if kind.info().undo.is_none() {
+                let able: Vec<&str> = StepKind::ALL
+                    .into_iter()
+                    .filter(|other| other.info().undo.is_some())
+                    .map(StepKind::name)
+                    .collect();
+                self.push(
+                    Diagnostic::error(
+                        "undo",
+                        self.file,
+                        undo.span,
+                        format!("step `{}` has `undo: true`, but {} cannot be undone", step.id.value, a_kind(kind)),
+                    )
+                    .with_label(format!("{} has no undo", a_kind(kind)))
+                    .with_help(format!(
+                        "remove `undo`; only {} steps can undo (an `exec` step runs the command in its `with.undo`)",
+                        able.join(", ")
+                    )),
+                );
+                continue;
+            }
+            if kind != StepKind::Exec {
+                continue;
+            }
+            let command = step.with.as_ref().and_then(|with| with.0.get("undo"));
+            match command {
+                None | Some(Node { value: Value::Null, .. }) => {
+                    let example = if toml_syntax {
+                        "add the command that reverts this one under `with`, e.g. `undo = [\"helm\", \"rollback\", \"api\"]`, or remove `undo = true`"
+                    } else {
+                        "add the command that reverts this one under `with:`, e.g. `undo: [helm, rollback, api]`, or remove `undo: true`"
+                    };
+                    self.push(
+                        Diagnostic::error(
+                            "undo",
+                            self.file,
+                            undo.span,
+                            format!("exec step `{}` has `undo: true` but no `with.undo` command", step.id.value),
+                        )
+                        .with_label("nothing to run on undo")
+                        .with_help(example),
+                    );
+                }
+                Some(Node { value: Value::List(items), span }) if items.is_empty() => self.push(
+                    Diagnostic::error("parameter-value", self.file, *span, "`with.undo` is empty")
+                        .with_help("give the program and its arguments that revert this step, e.g. [helm, rollback, api]"),
+                ),
+                Some(_) => {}
+            }
         }
     }
 
@@ -602,6 +659,13 @@ fn find_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
         None
     }
     walk(edges, &mut path, &mut visited)
+}
+
+/// "an exec step", "a sleep step": the kind with its article.
+fn a_kind(kind: StepKind) -> String {
+    let name = kind.name();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {name} step")
 }
 
 fn need_span(step: &StepSpec, id: &str) -> Option<Span> {

@@ -140,13 +140,33 @@ impl Context {
         }
     }
 
-    /// The step's parameters, rendered and coerced to its kind's types.
+    /// The step's parameters, rendered and coerced to its kind's types. Once every
+    /// value is known they are checked against the kind's schema again: validation
+    /// let `replicas: "{{inputs.count}}"` through, and `--var count=five` must be
+    /// refused here, not shown as "scale ... to five".
     ///
     /// # Errors
-    /// See [`Context::render_node`].
+    /// See [`Context::render_node`]; and a rendered parameter its kind does not accept.
     pub fn render_with(&self, step: &Step) -> Result<(Json, bool), RenderError> {
         let (value, unknown) = self.render_node(&step.with)?;
-        Ok((schema_check::coerce(value, &step.kind.parameters_schema()), unknown))
+        let schema = step.kind.parameters_schema();
+        let value = schema_check::coerce(value, &schema);
+        if !unknown {
+            let rendered = Node::from_json(&value, crate::source::Span::default());
+            if let Some(problem) = schema_check::check(&rendered, &schema, "with").first() {
+                // Only a dry-run may quote the value: in a run it could hold a secret.
+                let quoted = match (self.mode, rendered_at(&value, &problem.message)) {
+                    (Mode::DryRun, Some(given)) => format!(" (rendered: `{given}`)"),
+                    (Mode::DryRun | Mode::Run, _) => String::new(),
+                };
+                return Err(RenderError(format!(
+                    "{}{quoted}; the value comes from a template of this {} step",
+                    problem.message,
+                    step.kind.name()
+                )));
+            }
+        }
+        Ok((value, unknown))
     }
 
     /// Evaluates `when`: `Some(true/false)`, or `None` when the dry-run cannot know.
@@ -175,6 +195,17 @@ impl Context {
             ))),
         }
     }
+}
+
+/// The rendered value a schema problem is about: its message starts with the path in
+/// backquotes (`with.replicas`, `with.assert[0].sql`).
+fn rendered_at(value: &Json, message: &str) -> Option<String> {
+    let path = message.strip_prefix('`')?.split('`').next()?.strip_prefix("with")?;
+    let mut current = value;
+    for segment in path.split(['.', '[', ']']).filter(|segment| !segment.is_empty()) {
+        current = child(current, segment)?;
+    }
+    Some(crate::steps::display(current))
 }
 
 /// `value.segment`: a key of a map, or a 0-based position in a list (`results.0`).
@@ -231,22 +262,38 @@ pub type ResolvedValues = (Map<String, Json>, Map<String, Json>);
 /// Resolves inputs (defaults, then overrides) and vars (plan values, then overrides).
 ///
 /// # Errors
-/// Unknown names (with a suggestion) and required inputs with no value.
+/// Unknown names (with a suggestion), required inputs with no value, and values an
+/// input's `type` or `enum` refuses (naming the input, what it expects and the value).
 pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<ResolvedValues, Vec<String>> {
     let mut inputs = Map::new();
     let mut vars = Map::new();
+    let mut problems = Vec::new();
     for (name, input) in &plan.spec.inputs.entries {
         if let Some(default) = &input.default {
-            inputs.insert(name.value.clone(), default.0.to_json());
+            // Validation checked defaults already; a failure here would be a bug, and is
+            // reported rather than run.
+            match input.accept(&default.0.to_json()) {
+                Ok(typed) => {
+                    inputs.insert(name.value.clone(), typed);
+                }
+                Err(reason) => problems.push(format!("the default of input `{}` {reason}", name.value)),
+            }
         }
     }
     for (name, value) in &plan.spec.vars.entries {
         vars.insert(name.value.clone(), value.0.to_json());
     }
-    let mut problems = Vec::new();
     for (name, value) in &overrides.values {
-        if plan.spec.inputs.get(name).is_some() {
-            inputs.insert(name.clone(), value.clone());
+        if let Some(input) = plan.spec.inputs.get(name) {
+            match input.accept(value) {
+                Ok(typed) => {
+                    inputs.insert(name.clone(), typed);
+                }
+                Err(reason) => {
+                    inputs.remove(name);
+                    problems.push(format!("input `{name}` {reason} (given with --var or --vars-file)"));
+                }
+            }
         } else if plan.spec.vars.get(name).is_some() {
             let typed = match (&vars[name], value) {
                 (Json::Number(_) | Json::Bool(_), Json::String(text)) => {
@@ -265,12 +312,45 @@ pub fn resolve_values(plan: &Plan, overrides: &Overrides) -> Result<ResolvedValu
         }
     }
     for (name, _) in &plan.spec.inputs.entries {
-        if !inputs.contains_key(&name.value) {
+        let refused = problems.iter().any(|problem| problem.starts_with(&format!("input `{}` ", name.value)));
+        if !inputs.contains_key(&name.value) && !refused {
             problems.push(format!(
                 "input `{}` has no default: give it with `--var {}=VALUE`",
                 name.value, name.value
             ));
         }
     }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // Values given now can make a parameter wrong (`replicas: "{{inputs.count}}"` with
+    // `--var count=five`): refuse before anything runs, not at the step.
+    let context = Context {
+        mode: Mode::DryRun,
+        vars: vars.clone(),
+        inputs: inputs.clone(),
+        secrets: BTreeMap::new(),
+        run: placeholder_run_fields(plan, false),
+        outputs: BTreeMap::new(),
+        withheld: BTreeMap::new(),
+    };
+    for step in &plan.steps {
+        if let Err(error) = context.render_with(step) {
+            problems.push(format!("step `{}`: {}", step.id, error.0));
+        }
+    }
     if problems.is_empty() { Ok((inputs, vars)) } else { Err(problems) }
+}
+
+/// `run.*` before a run exists (dry-run, checks of given values): placeholders where a
+/// run would have real values.
+#[must_use]
+pub fn placeholder_run_fields(plan: &Plan, drill: bool) -> Map<String, Json> {
+    let mut run = Map::new();
+    run.insert("id".into(), Json::String("<run.id>".into()));
+    run.insert("drill".into(), Json::Bool(drill));
+    run.insert("started_at".into(), Json::String("<run.started_at>".into()));
+    run.insert("dir".into(), Json::String("<run.dir>".into()));
+    run.insert("plan".into(), Json::String(plan.name().to_owned()));
+    run
 }

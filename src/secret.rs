@@ -43,10 +43,18 @@ pub fn resolve(name: &str, spec: &SecretSpec) -> Result<SecretValue, String> {
     if let Some(variable) = &spec.env {
         return match std::env::var(&variable.value) {
             Ok(value) if !value.is_empty() => Ok(SecretValue(value)),
-            Ok(_) | Err(_) => Err(format!(
+            Ok(_) => Err(format!(
+                "secret `{name}`: environment variable {} is empty; export it with the secret's value before \
+                 running",
+                variable.value
+            )),
+            Err(std::env::VarError::NotPresent) => Err(format!(
                 "secret `{name}`: environment variable {} is not set; export it before running",
                 variable.value
             )),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(format!("secret `{name}`: environment variable {} is not valid UTF-8", variable.value))
+            }
         };
     }
     if let Some(path) = &spec.file {

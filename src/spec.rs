@@ -147,6 +147,111 @@ pub struct InputSpec {
     pub description: Option<Located<String>>,
     /// The value when none is given; without one, the input is required.
     pub default: Option<AnyValue>,
+    /// The type a given value must have; without one, any text is accepted.
+    #[serde(rename = "type")]
+    pub value_type: Option<Located<InputType>>,
+    /// The only values accepted.
+    #[serde(rename = "enum")]
+    pub allowed: Option<Vec<AnyValue>>,
+}
+
+/// The type of an input's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// Any text.
+    String,
+    /// A whole number (`--var count=3`).
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// A duration such as `90s`, `45m`, `2h`.
+    Duration,
+    /// A list; on the command line, comma-separated (`--var zones=a,b`).
+    List,
+}
+
+impl InputType {
+    /// Every type, as written in plans.
+    pub const NAMES: [&'static str; 5] = ["string", "integer", "boolean", "duration", "list"];
+
+    /// The type written as `name`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<InputType> {
+        match name {
+            "string" => Some(InputType::String),
+            "integer" => Some(InputType::Integer),
+            "boolean" => Some(InputType::Boolean),
+            "duration" => Some(InputType::Duration),
+            "list" => Some(InputType::List),
+            _ => None,
+        }
+    }
+
+    /// "an integer", "a duration": the type in a sentence.
+    #[must_use]
+    pub fn described(self) -> &'static str {
+        match self {
+            InputType::String => "a string",
+            InputType::Integer => "an integer",
+            InputType::Boolean => "true or false",
+            InputType::Duration => "a duration such as 90s, 45m or 2h",
+            InputType::List => "a list",
+        }
+    }
+}
+
+impl InputSpec {
+    /// Checks a value given for this input (a default, `--var`, `--vars-file`) against
+    /// its `type` and `enum`, and returns it typed: `--var count=3` gives the text
+    /// `"3"`, which an integer input turns into the number 3.
+    ///
+    /// # Errors
+    /// What is wrong, naming the expected type or values and the value given (the
+    /// caller names the input).
+    pub fn accept(&self, value: &serde_json::Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value as Json;
+        let given = crate::steps::display(value);
+        let typed = match (self.value_type.as_ref().map(|value_type| value_type.value), value) {
+            (None, _) | (Some(InputType::String), Json::String(_)) => value.clone(),
+            (Some(InputType::String), Json::Number(_) | Json::Bool(_)) => Json::String(given.clone()),
+            (Some(InputType::Integer), Json::Number(number)) if number.is_i64() || number.is_u64() => {
+                value.clone()
+            }
+            (Some(InputType::Integer), Json::String(text)) if text.trim().parse::<i64>().is_ok() => {
+                Json::from(text.trim().parse::<i64>().unwrap_or_default())
+            }
+            (Some(InputType::Boolean), Json::Bool(_)) => value.clone(),
+            (Some(InputType::Boolean), Json::String(text)) if matches!(text.trim(), "true" | "false") => {
+                Json::Bool(text.trim() == "true")
+            }
+            (Some(InputType::Duration), Json::String(text)) if HumanDuration::parse(text).is_ok() => {
+                value.clone()
+            }
+            (Some(InputType::List), Json::Array(_)) => value.clone(),
+            (Some(InputType::List), Json::String(text)) => Json::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| Json::String(item.to_owned()))
+                    .collect(),
+            ),
+            (Some(expected), _) => {
+                return Err(format!("must be {}, got `{given}`", expected.described()));
+            }
+        };
+        if let Some(allowed) = &self.allowed {
+            let allowed: Vec<serde_json::Value> = allowed.iter().map(|value| value.0.to_json()).collect();
+            let matches = |candidate: &Json| {
+                candidate == &typed || crate::steps::display(candidate) == crate::steps::display(&typed)
+            };
+            if !allowed.iter().any(matches) {
+                let names: Vec<String> = allowed.iter().map(crate::steps::display).collect();
+                return Err(format!("must be one of {}, got `{given}`", names.join(", ")));
+            }
+        }
+        Ok(typed)
+    }
 }
 
 /// Where a secret comes from. Give exactly one source.
@@ -223,7 +328,7 @@ pub struct StepSpec {
 const PLAN_FIELDS: &[&str] =
     &["version", "name", "description", "objectives", "inputs", "vars", "secrets", "steps"];
 const OBJECTIVE_FIELDS: &[&str] = &["rto", "rpo"];
-const INPUT_FIELDS: &[&str] = &["description", "default"];
+const INPUT_FIELDS: &[&str] = &["description", "default", "type", "enum"];
 const SECRET_FIELDS: &[&str] = &["env", "file"];
 const RETRY_FIELDS: &[&str] = &["attempts", "backoff"];
 const STEP_FIELDS: &[&str] = &[
@@ -483,14 +588,69 @@ impl Decoder<'_> {
 
     fn input(&mut self, name: &str, node: &Node) -> Option<InputSpec> {
         if matches!(node.value, Value::Null) {
-            return Some(InputSpec { description: None, default: None });
+            return Some(InputSpec { description: None, default: None, value_type: None, allowed: None });
         }
         let entries = self.fields(node, &format!("input `{name}`"), INPUT_FIELDS)?;
-        Some(InputSpec {
+        let value_type = self.optional(entries, "type", |this, node| {
+            let text = this.string(node, "`type`")?;
+            let found = InputType::from_name(&text.value);
+            if found.is_none() {
+                let help = suggestion(&text.value, InputType::NAMES);
+                let diagnostic =
+                    this.error("type", text.span, format!("input type `{}` does not exist", text.value));
+                *diagnostic = diagnostic
+                    .clone()
+                    .with_label("unknown type")
+                    .with_help(format!("{help} (types: {})", InputType::NAMES.join(", ")));
+            }
+            found.map(|value| Located { value, span: text.span })
+        });
+        let allowed = match field(entries, "enum") {
+            None => None,
+            Some(Node { value: Value::List(items), .. }) if !items.is_empty() => {
+                Some(items.iter().map(|item| AnyValue(item.clone())).collect())
+            }
+            Some(other) => {
+                let diagnostic = self.error(
+                    "type",
+                    other.span,
+                    format!("`enum` of input `{name}` must be a non-empty list"),
+                );
+                *diagnostic = diagnostic
+                    .clone()
+                    .with_help("list the values the input accepts, e.g. [eu-west-1, eu-west-2]");
+                None
+            }
+        };
+        let input = InputSpec {
             description: self
                 .optional(entries, "description", |this, node| this.string(node, "`description`")),
             default: field(entries, "default").map(|node| AnyValue(node.clone())),
-        })
+            value_type,
+            allowed,
+        };
+        // A default that its own input refuses would fail every run that relies on it;
+        // `enum` values are checked against the `type` alone.
+        let type_only = InputSpec { allowed: None, ..input.clone() };
+        let mut refused = Vec::new();
+        if let Some(default) = &input.default
+            && let Err(reason) = input.accept(&default.0.to_json())
+        {
+            refused.push((default.0.span, format!("the default of input `{name}` {reason}")));
+        }
+        for value in input.allowed.iter().flatten() {
+            if let Err(reason) = type_only.accept(&value.0.to_json()) {
+                refused.push((value.0.span, format!("a value of the `enum` of input `{name}` {reason}")));
+            }
+        }
+        for (span, message) in refused {
+            let diagnostic = self.error("input-value", span, message);
+            *diagnostic = diagnostic
+                .clone()
+                .with_label("refused by the input's `type` or `enum`")
+                .with_help("make the value match the input's `type` and `enum`, or change them");
+        }
+        Some(input)
     }
 
     fn secret(&mut self, name: &str, node: &Node) -> Option<SecretSpec> {

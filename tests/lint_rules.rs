@@ -69,6 +69,7 @@ fn labels_sit_on_the_text_they_are_about() {
         ("DRP008", "region"),
         ("DRP009", "scale-back-up"),
         ("DRP010", "none"),
+        ("DRP011", "[helm, rollback, api]"),
     ];
     for (code, text) in expectations {
         let diagnostics = lint_fixture(&format!("{code}.yaml"));
@@ -264,13 +265,13 @@ fn all_results() -> Vec<FileResult> {
 fn summaries_count_errors_warnings_and_files() {
     let results = all_results();
     let summary = Summary::of(&results);
-    assert_eq!((summary.warnings, summary.files), (10, 13));
+    assert_eq!((summary.warnings, summary.files), (11, 14));
     assert!(summary.errors >= 2);
     assert!(summary.fails(false));
-    let warnings_only = &results[..11];
+    let warnings_only = &results[..12];
     assert!(!Summary::of(warnings_only).fails(false));
     assert!(Summary::of(warnings_only).fails(true), "--deny warnings");
-    assert!(format::human(warnings_only, false).ends_with("0 errors, 10 warnings in 11 files\n"));
+    assert!(format::human(warnings_only, false).ends_with("0 errors, 11 warnings in 12 files\n"));
 }
 
 #[test]
@@ -343,4 +344,68 @@ fn sarif_output_is_valid_against_the_official_schema() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn an_undo_command_is_flagged_only_without_undo_true() {
+    let plan = |flag: &str| {
+        format!(
+            "{HEAD}steps:\n  - {{ id: deploy, kind: exec, with: {{ command: [helm, upgrade, api], undo: [helm, rollback, api] }}{flag} }}\n"
+        )
+    };
+    assert_eq!(codes(&lint_text(&plan(""))), ["DRP011"]);
+    let turned_off = lint_text(&plan(", undo: false"));
+    assert_eq!(codes(&turned_off), ["DRP011"]);
+    assert_eq!(turned_off[0].labels.len(), 2, "the `undo: false` is labelled too");
+    assert!(lint_text(&plan(", undo: true")).is_empty());
+}
+
+/// `dr-plan lint PATHS... --format FORMAT` in `directory`; returns (exit code, stdout).
+fn lint_command(directory: &Path, paths: &[&str], output_format: &str) -> (Option<i32>, String) {
+    let output = assert_cmd::Command::cargo_bin("dr-plan")
+        .expect("the dr-plan binary is built")
+        .current_dir(directory)
+        .env("NO_COLOR", "1")
+        .arg("lint")
+        .args(paths)
+        .args(["--format", output_format])
+        .output()
+        .expect("dr-plan runs");
+    (output.status.code(), String::from_utf8(output.stdout).expect("UTF-8"))
+}
+
+#[test]
+fn a_missing_path_or_a_directory_without_plans_is_an_error_in_every_format() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    std::fs::create_dir(directory.path().join("empty")).expect("an empty directory");
+    std::fs::write(directory.path().join("empty/notes.txt"), "not a plan")
+        .expect("a file that is not a plan");
+    for paths in [&["missing.yaml"][..], &["empty"][..]] {
+        let name = paths[0];
+        let (code, human) = lint_command(directory.path(), paths, "human");
+        assert_eq!(code, Some(2), "{name}: {human}");
+        assert!(human.contains(&format!("× {name}: ")) && human.contains("1 error"), "{name}: {human}");
+
+        let (code, json) = lint_command(directory.path(), paths, "json");
+        assert_eq!(code, Some(2), "{name}: {json}");
+        let document: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(document["diagnostics"][0]["severity"], "error", "{json}");
+        assert_eq!(document["diagnostics"][0]["file"], name, "{json}");
+        assert_eq!(document["summary"]["errors"], 1, "{json}");
+
+        let (code, sarif) = lint_command(directory.path(), paths, "sarif");
+        assert_eq!(code, Some(2), "{name}: {sarif}");
+        let log: serde_json::Value = serde_json::from_str(&sarif).expect("a SARIF log, not nothing");
+        assert_eq!(log["version"], "2.1.0");
+        let result = &log["runs"][0]["results"][0];
+        assert_eq!(result["level"], "error", "{sarif}");
+        assert_eq!(result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], name, "{sarif}");
+
+        let (code, github) = lint_command(directory.path(), paths, "github");
+        assert_eq!(code, Some(2), "{name}: {github}");
+        assert!(github.starts_with(&format!("::error file={name},title=file::{name}: ")), "{github}");
+    }
+    let (code, text) = lint_command(directory.path(), &["empty"], "human");
+    assert_eq!(code, Some(2));
+    assert!(text.contains("no plan files (.yaml, .yml, .toml) in this directory"), "{text}");
 }

@@ -37,6 +37,8 @@ pub const VALIDATION_CODES: &[(&str, &str)] = &[
     ("template", "A template cannot be parsed."),
     ("reference", "A template names something that does not exist or that the step cannot read."),
     ("when", "A `when` condition is not a template."),
+    ("input-value", "An input's default, or a value of its `enum`, does not match its `type` or `enum`."),
+    ("undo", "`undo: true` on a kind that cannot undo, or on an exec step without `with.undo`."),
 ];
 
 /// Version of the [`json`] document's layout; bumped on incompatible changes.

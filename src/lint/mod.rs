@@ -38,11 +38,13 @@ pub enum Rule {
     NoVerification,
     /// `DRP010`: an `s3.fetch` with `checksum: none`.
     ChecksumDisabled,
+    /// `DRP011`: an `exec` step with a `with.undo` command that never runs (no `undo: true`).
+    UndoCommandIgnored,
 }
 
 impl Rule {
     /// Every rule, in code order.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::UnverifiedInput,
         Rule::RestoreWithoutSafetyBackup,
         Rule::NoRto,
@@ -53,6 +55,7 @@ impl Rule {
         Rule::Unused,
         Rule::NoVerification,
         Rule::ChecksumDisabled,
+        Rule::UndoCommandIgnored,
     ];
 
     /// The stable code, `DRP001`...
@@ -69,6 +72,7 @@ impl Rule {
             Rule::Unused => "DRP008",
             Rule::NoVerification => "DRP009",
             Rule::ChecksumDisabled => "DRP010",
+            Rule::UndoCommandIgnored => "DRP011",
         }
     }
 
@@ -86,6 +90,7 @@ impl Rule {
             Rule::Unused => "unused",
             Rule::NoVerification => "no-verification",
             Rule::ChecksumDisabled => "checksum-disabled",
+            Rule::UndoCommandIgnored => "undo-command-ignored",
         }
     }
 
@@ -109,6 +114,9 @@ impl Rule {
             Rule::Unused => "A var, input or secret is declared but no template uses it.",
             Rule::NoVerification => "The plan has destructive steps but no step that verifies the result.",
             Rule::ChecksumDisabled => "An s3.fetch does not verify the object's checksum.",
+            Rule::UndoCommandIgnored => {
+                "An exec step gives a with.undo command but no undo: true, so the command never runs."
+            }
         }
     }
 

@@ -26,6 +26,7 @@ pub(super) fn check(plan: &Plan) -> Vec<Diagnostic> {
     unused(&facts, &mut found);
     no_verification(&facts, &mut found);
     checksum_disabled(&facts, &mut found);
+    undo_command_ignored(&facts, &mut found);
     found
 }
 
@@ -429,5 +430,34 @@ fn checksum_disabled(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
                      `checksum: meta` (the sha256 in `<key>.meta`)",
                 ),
         );
+    }
+}
+
+/// DRP011: an `exec` step with a `with.undo` command and no `undo: true`. The author
+/// wrote a compensation, and the run will never call it: an abort leaves this step's
+/// change in place while the operator believes it was reverted.
+fn undo_command_ignored(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    for (index, step) in facts.plan.steps.iter().enumerate() {
+        if step.kind != StepKind::Exec || step.undo {
+            continue;
+        }
+        let Some(command) = facts.parameter(index, "undo").filter(|node| node.value != Value::Null) else {
+            continue;
+        };
+        let id = facts.id(index);
+        let mut diagnostic = facts
+            .warning(
+                Rule::UndoCommandIgnored,
+                command.span,
+                format!("step `{id}` has an undo command that never runs: the step has no `undo: true`"),
+            )
+            .with_label("never run")
+            .with_help(format!(
+                "add `undo: true` to `{id}` so an aborted run compensates it, or delete `with.undo`"
+            ));
+        if let Some(flag) = &facts.plan.spec_of(step).undo {
+            diagnostic = diagnostic.with_secondary(flag.span, "undo turned off here");
+        }
+        found.push(diagnostic);
     }
 }

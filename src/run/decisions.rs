@@ -323,12 +323,6 @@ fn overridden_values(plan: &Plan, states: &[StepState], request: &ResumeRequest,
     }
 }
 
-/// `1 step`, `2 steps`.
-#[must_use]
-pub fn count(number: usize, noun: &str) -> String {
-    if number == 1 { format!("1 {noun}") } else { format!("{number} {noun}s") }
-}
-
 /// `` `a` `` / `` `a` and `b` `` / `` `a`, `b` and `c` ``.
 #[must_use]
 pub fn quoted_list(ids: &[String]) -> String {

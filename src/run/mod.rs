@@ -957,7 +957,7 @@ async fn confirm(console: &mut Console, plan: &Plan, drill: bool) -> Answer {
          or `no` to cancel, then Enter: ",
         plan.name(),
         if drill { " as a drill" } else { "" },
-        decisions::count(plan.steps.len(), "step"),
+        crate::diagnostic::counted(plan.steps.len(), "step", "steps"),
         decisions::shell_quote(plan.file.name())
     );
     console.ask_yes_no(&question, ("start", "cancel")).await

@@ -279,7 +279,7 @@ impl Report {
             "run {} {}: {done}/{} succeeded; RTO {}",
             self.run_id,
             self.status_word(),
-            super::decisions::count(self.steps.len(), "step"),
+            crate::diagnostic::counted(self.steps.len(), "step", "steps"),
             self.rto_verdict()
         )
     }

@@ -143,9 +143,12 @@ pub async fn undo(
         Ok(())
     } else {
         Err(super::StepError::Failed(format!(
-            "undo command `{}` exited with {:?}; compensate by hand",
+            "undo command `{}` {}; compensate by hand",
             command.join(" "),
-            output.status.code()
+            output
+                .status
+                .code()
+                .map_or_else(|| "was killed by a signal".to_owned(), |code| format!("exited with {code}"))
         )))
     }
 }
@@ -174,6 +177,13 @@ async fn spawn(
         // started (`sh -c "a | b"`): `spawn`'s guard kills the whole tree.
         .kill_on_drop(true);
     if let Some(directory) = &parameters.cwd {
+        // A missing working directory makes the spawn fail with ENOENT, which would
+        // otherwise read as a missing program.
+        if !std::path::Path::new(directory).is_dir() {
+            return Err(super::StepError::Failed(format!(
+                "working directory `{directory}` does not exist (or is not a directory); cannot run `{program}`"
+            )));
+        }
         process.current_dir(directory);
     }
     let cannot_start = |error: std::io::Error| {

@@ -231,6 +231,39 @@ impl StepKind {
         }
     }
 
+    /// What `undo: true` would do for a step with these rendered parameters, in the
+    /// dry-run's words; `None` when the kind has no undo (validation refuses `undo: true`
+    /// there).
+    #[must_use]
+    pub fn describe_undo(self, with: &Json) -> Option<String> {
+        let with = Params(with);
+        match self {
+            StepKind::Exec => Some(if with.has("undo") {
+                format!("run `{}`", with.text("undo"))
+            } else {
+                "nothing: `with.undo` is not set".to_owned()
+            }),
+            StepKind::K8sScale => Some("scale back to the previous replicas (read at run time)".to_owned()),
+            StepKind::Route53Change => {
+                Some("restore the previous DNS records (and health checks)".to_owned())
+            }
+            StepKind::K8sWait
+            | StepKind::K8sJob
+            | StepKind::K8sApply
+            | StepKind::VeleroRestore
+            | StepKind::S3Fetch
+            | StepKind::S3Put
+            | StepKind::PgDump
+            | StepKind::PgRestore
+            | StepKind::PgQuery
+            | StepKind::RedisRestore
+            | StepKind::HttpCheck
+            | StepKind::Notify
+            | StepKind::Approval
+            | StepKind::Sleep => self.info().undo.map(str::to_owned),
+        }
+    }
+
     /// Whether a step of this kind with these parameters is destructive. Most kinds
     /// decide once for all; `exec` lets the plan say.
     #[must_use]
@@ -346,5 +379,14 @@ mod tests {
             assert_eq!(schema["type"], "object", "{}", kind.name());
             assert_eq!(schema["additionalProperties"], false, "{} must deny unknown parameters", kind.name());
         }
+    }
+
+    #[test]
+    fn undo_sentences_say_what_the_compensation_does() {
+        let exec = serde_json::json!({ "command": ["helm", "upgrade", "api"], "undo": ["helm", "rollback", "api", "3"] });
+        assert_eq!(StepKind::Exec.describe_undo(&exec).as_deref(), Some("run `helm rollback api 3`"));
+        assert!(StepKind::K8sScale.describe_undo(&Json::Null).unwrap().contains("previous replicas"));
+        assert!(StepKind::Route53Change.describe_undo(&Json::Null).unwrap().contains("previous DNS records"));
+        assert_eq!(StepKind::Sleep.describe_undo(&Json::Null), None);
     }
 }

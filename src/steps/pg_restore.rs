@@ -126,6 +126,22 @@ pub fn describe(with: &Params<'_>) -> String {
     if !options.is_empty() {
         sentence.push_str(&format!(" ({})", options.join(", ")));
     }
+    // The run refuses `clean` without `create` on a plain SQL dump (see `check_options`), before it touches the database, and
+    // with `format: auto` the format is known only once the file exists: say so now, so a
+    // reviewer learns it before the incident rather than at the restore.
+    let dump = with.text("dump");
+    let known_at_run_time = dump.starts_with('<') && dump.ends_with('>');
+    if with.flag("clean", false)
+        && !with.flag("create", false)
+        && with.text_or("format", "auto") == "auto"
+        && known_at_run_time
+    {
+        sentence.push_str(
+            "; its format is known only at run time: a plain SQL dump would be refused (before the database is \
+             touched), since `clean` applies to custom, directory and tar dumps and plain SQL needs `create: true` \
+             to drop and recreate the database",
+        );
+    }
     sentence
 }
 
@@ -621,5 +637,23 @@ mod tests {
             errors_tail(tail),
             "pg_restore: error: could not execute query: ERROR:  x / Command was: CREATE TABLE a ();"
         );
+    }
+
+    #[test]
+    fn a_clean_restore_of_a_dump_known_only_at_run_time_warns_about_plain_sql() {
+        let sentence = |with: serde_json::Value| describe(&Params(&with));
+        let warned =
+            sentence(serde_json::json!({ "dump": "<fetch.path>", "database": "tododb", "clean": true }));
+        assert!(
+            warned.contains("plain SQL dump would be refused") && warned.contains("`create: true`"),
+            "{warned}"
+        );
+        for quiet in [
+            serde_json::json!({ "dump": "<fetch.path>", "database": "tododb", "clean": true, "create": true }),
+            serde_json::json!({ "dump": "<fetch.path>", "database": "tododb", "clean": true, "format": "custom" }),
+            serde_json::json!({ "dump": "<fetch.path>", "database": "tododb" }),
+        ] {
+            assert!(!sentence(quiet.clone()).contains("plain SQL"), "{quiet}");
+        }
     }
 }
