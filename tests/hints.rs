@@ -364,3 +364,26 @@ fn the_state_directory_can_be_set_once_and_a_relative_one_is_shown_absolute() {
     let usage = desk.dr_plan(&["run", "interrupt.yaml", "--yes", "--concurrency", "0"]);
     assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
 }
+
+#[test]
+fn the_wording_says_what_is_wrong_in_plain_words() {
+    let desk = Desk::with(&[]);
+    std::fs::write(
+        desk.path("words.yaml"),
+        "version: 1\nname: words\nsecrets:\n  token: { env: WORDS_TOKEN }\nsteps:\n  - id: here\n    kind: exec\n    \
+         with: { command: [\"true\"], cwd: /no/such/directory, env: { TOKEN: \"{{secrets.token}}\" } }\n",
+    )
+    .unwrap();
+    let unset = desk.command(&["run", "words.yaml", "--yes"]).env_remove("WORDS_TOKEN").output().unwrap();
+    assert_eq!(unset.status.code(), Some(2), "{}", text(&unset));
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("is not set"), "{}", text(&unset));
+    let empty = desk.command(&["run", "words.yaml", "--yes"]).env("WORDS_TOKEN", "").output().unwrap();
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("is empty"), "{}", text(&empty));
+    let missing_cwd =
+        desk.command(&["run", "words.yaml", "--yes"]).env("WORDS_TOKEN", "s3cr3t-t0ken").output().unwrap();
+    assert_eq!(missing_cwd.status.code(), Some(1), "{}", text(&missing_cwd));
+    let stderr = String::from_utf8_lossy(&missing_cwd.stderr);
+    assert!(stderr.contains("working directory `/no/such/directory` does not exist"), "{stderr}");
+    assert!(stderr.contains("0/1 step succeeded"), "{stderr}");
+}
