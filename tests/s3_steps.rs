@@ -163,7 +163,7 @@ fn context(run_dir: &Path, rpo: Option<Duration>) -> StepContext {
     StepContext {
         run_id: "20251116-020000-test".to_owned(),
         plan: "s3-steps".to_owned(),
-        step_id: "fetch".to_owned(),
+        step_id: STEP.to_owned(),
         run_dir: run_dir.to_path_buf(),
         drill: false,
         approval: ApprovalMode::Unavailable,
@@ -173,6 +173,9 @@ fn context(run_dir: &Path, rpo: Option<Duration>) -> StepContext {
         rpo,
     }
 }
+
+/// The step id of the steps these tests run.
+const STEP: &str = "fetch";
 
 /// The usual `s3.fetch` of the runbook's backups, with `extra` parameters merged in.
 fn fetch_parameters(key: &str, extra: &Json) -> s3_fetch::Parameters {
@@ -212,6 +215,26 @@ async fn fetch_within(
         .map_err(|error| error.to_string())
 }
 
+/// [`fetch`] as the step `step` of the run.
+async fn fetch_as(
+    step: &str,
+    client: &aws_sdk_s3::Client,
+    run_dir: &Path,
+    key: &str,
+    extra: &Json,
+) -> Result<Outputs, String> {
+    let context = StepContext { step_id: step.to_owned(), ..context(run_dir, None) };
+    s3_fetch::run_with_client(fetch_parameters(key, extra), &context, client)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// A file's permission bits.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+}
+
 fn entries(directory: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(directory)
         .map(|entries| {
@@ -247,10 +270,13 @@ async fn fetches_verifies_decrypts_and_decompresses_a_runbook_backup() {
             .await
             .expect("the backup restores");
 
-    let restored = run_dir.path().join("dharma_dharma_20251116_020000.sql");
+    let restored = run_dir.path().join("artifacts/dharma_dharma_20251116_020000.sql");
     assert_eq!(outputs["path"], json!(restored.display().to_string()));
     assert!(std::fs::read(&restored).expect("restored file") == dump, "the restored dump differs");
-    assert_eq!(entries(run_dir.path()), ["dharma_dharma_20251116_020000.sql"]);
+    assert_eq!(entries(run_dir.path()), [".fetch.s3-fetch.json", "artifacts"]);
+    assert_eq!(entries(&run_dir.path().join("artifacts")), ["dharma_dharma_20251116_020000.sql"]);
+    assert_eq!(mode(&run_dir.path().join("artifacts")), 0o700);
+    assert_eq!(mode(&restored), 0o600);
     assert_eq!(outputs["key"], json!(KEY));
     assert_eq!(outputs["bytes"], json!(dump.len()));
     assert_eq!(outputs["sha256"], json!(&sidecar[..64]));
@@ -466,6 +492,154 @@ async fn every_kind_of_bad_backup_fails_with_its_own_message_and_leaves_no_file(
         .expect("the repaired backup restores");
 }
 
+/// Whoever can write to the bucket chooses the object keys: a key never names one of
+/// the run's own files (its journal), never leads out of `artifacts/`, and never
+/// replaces a file the step did not download; the `.partial` file is never written
+/// through a symbolic link.
+#[tokio::test]
+async fn hostile_keys_never_touch_the_run_files_or_anything_outside_artifacts() {
+    let s3 = S3::start(&[BUCKET]);
+    let client = client(&s3);
+    let base = tempfile::tempdir().expect("base");
+    let run_dir = base.path().join("runs/20251116-020000-test");
+    std::fs::create_dir_all(&run_dir).expect("run dir");
+    let journal = run_dir.join("journal.jsonl");
+    let journal_text = "{\"event\":\"run_started\"}\n";
+    std::fs::write(&journal, journal_text).expect("journal");
+    std::fs::write(run_dir.join("plan.snapshot"), "name: the plan\n").expect("snapshot");
+    let artifacts = run_dir.join("artifacts");
+    let untouched = |when: &str| {
+        assert_eq!(std::fs::read_to_string(&journal).expect("journal"), journal_text, "{when}");
+        assert_eq!(
+            std::fs::read_to_string(run_dir.join("plan.snapshot")).expect("snapshot"),
+            "name: the plan\n",
+            "{when}"
+        );
+        assert_eq!(entries(base.path()), ["runs"], "{when}");
+        assert_eq!(entries(&base.path().join("runs")), ["20251116-020000-test"], "{when}");
+    };
+    let as_is = json!({ "decrypt": null, "decompress": "none", "checksum": "none" });
+    let with = |extra: Json| {
+        let mut parameters = as_is.clone();
+        for (name, value) in extra.as_object().expect("object") {
+            parameters[name] = value.clone();
+        }
+        parameters
+    };
+
+    // A key named like the run's journal lands in artifacts/.
+    s3.put_file(BUCKET, "evil/journal.jsonl", b"forged journal\n");
+    let outputs = fetch(&client, &run_dir, "evil/journal.jsonl", &as_is).await.expect("fetched");
+    let downloaded = artifacts.join("journal.jsonl");
+    assert_eq!(outputs["path"], json!(downloaded.display().to_string()));
+    assert_eq!(std::fs::read(&downloaded).expect("download"), b"forged journal\n");
+    assert_eq!((mode(&artifacts), mode(&downloaded)), (0o700, 0o600));
+    untouched("evil/journal.jsonl");
+
+    // A retry of the step replaces its own download; another step never does.
+    s3.put_file(BUCKET, "evil/journal.jsonl", b"forged journal, second version\n");
+    fetch(&client, &run_dir, "evil/journal.jsonl", &as_is).await.expect("a retry replaces its own file");
+    assert_eq!(std::fs::read(&downloaded).expect("download"), b"forged journal, second version\n");
+    s3.put_file(BUCKET, "other/journal.jsonl", b"another object\n");
+    let error = fetch_as("restore_redis", &client, &run_dir, "other/journal.jsonl", &as_is)
+        .await
+        .expect_err("another step's download is kept");
+    assert!(
+        error
+            .starts_with(&format!("{} already exists (a file) and is not this step's", downloaded.display()))
+            && error.contains("never replaces a file it did not write")
+            && error.contains("set `dest`"),
+        "{error}"
+    );
+    // Nor does a retry for another object under the same name.
+    let error = fetch(&client, &run_dir, "other/journal.jsonl", &as_is).await.expect_err("another object");
+    assert!(error.contains("already exists (a file)"), "{error}");
+    // Nor once another file took the name of its download.
+    let impostor = run_dir.join("impostor");
+    std::fs::write(&impostor, b"planted\n").expect("impostor");
+    std::fs::rename(&impostor, &downloaded).expect("swap");
+    let error = fetch(&client, &run_dir, "evil/journal.jsonl", &as_is).await.expect_err("swapped file");
+    assert!(error.contains("already exists (a file)"), "{error}");
+    assert_eq!(std::fs::read(&downloaded).expect("planted"), b"planted\n");
+    untouched("another step, another object, a swapped file");
+
+    // `dest` the run directory itself: the journal is refused before any download.
+    let error = fetch(
+        &client,
+        &run_dir,
+        "evil/journal.jsonl",
+        &with(json!({ "dest": format!("{}/", run_dir.display()) })),
+    )
+    .await
+    .expect_err("the journal is never replaced");
+    assert!(error.starts_with(&format!("{} already exists (a file)", journal.display())), "{error}");
+    untouched("dest: the run directory");
+
+    // `latest` under a prefix anyone can write: a hidden name with a control character.
+    let now = SystemTime::now();
+    s3.put_file(BUCKET, "uploads/plan.snapshot", b"older\n");
+    s3.set_last_modified(BUCKET, "uploads/plan.snapshot", now - Duration::from_secs(60));
+    s3.put_file(BUCKET, "uploads/..\tjournal.jsonl", b"newest\n");
+    let outputs = fetch(&client, &run_dir, "latest", &with(json!({ "prefix": "uploads/" })))
+        .await
+        .expect("latest fetched");
+    assert_eq!(outputs["key"], json!("uploads/..\tjournal.jsonl"));
+    assert_eq!(outputs["path"], json!(artifacts.join("_journal.jsonl").display().to_string()));
+    s3.set_last_modified(BUCKET, "uploads/plan.snapshot", now + Duration::from_secs(60));
+    let outputs = fetch(&client, &run_dir, "latest", &with(json!({ "prefix": "uploads/" })))
+        .await
+        .expect("latest fetched");
+    assert_eq!(outputs["path"], json!(artifacts.join("plan.snapshot").display().to_string()));
+    untouched("latest");
+
+    // A key that climbs out: named by its last segment when a server holds it; s3s-fs,
+    // which keeps objects as files, cannot, and says so. Nothing is written outside
+    // artifacts/ either way (the unit tests check the names such keys give).
+    match fetch(&client, &run_dir, "../../escape", &as_is).await {
+        Ok(outputs) => assert_eq!(outputs["path"], json!(artifacts.join("escape").display().to_string())),
+        Err(error) => assert!(error.contains("s3://dharma-backups/../../escape does not exist"), "{error}"),
+    }
+    untouched("../../escape");
+
+    // A symbolic link planted at the `.partial` path is not followed, nor replaced.
+    s3.put_file(BUCKET, "evil/payload.sql", b"payload\n");
+    let outside = base.path().join("outside");
+    for target in [&journal, &outside] {
+        let partial = artifacts.join("payload.sql.partial");
+        std::os::unix::fs::symlink(target, &partial).expect("plant a link");
+        let error = fetch(&client, &run_dir, "evil/payload.sql", &as_is).await.expect_err("a planted link");
+        assert!(
+            error.contains(&format!("could not create `{}`: a symbolic link is there", partial.display()))
+                && error.contains("it is not followed"),
+            "{error}"
+        );
+        assert!(std::fs::symlink_metadata(&partial).expect("link").file_type().is_symlink());
+        assert!(!artifacts.join("payload.sql").exists());
+        std::fs::remove_file(&partial).expect("remove the link");
+        untouched("a link at the partial path");
+    }
+    // A plain `.partial` is what a crash leaves: it is truncated and used.
+    std::fs::write(artifacts.join("payload.sql.partial"), b"stale bytes of an earlier attempt")
+        .expect("stale");
+    let outputs = fetch(&client, &run_dir, "evil/payload.sql", &as_is).await.expect("fetched after a crash");
+    assert_eq!(std::fs::read(outputs["path"].as_str().expect("path")).expect("download"), b"payload\n");
+    assert!(!artifacts.join("payload.sql.partial").exists());
+
+    // An `artifacts` that is a link is not used.
+    let other_run = base.path().join("runs/other");
+    std::fs::create_dir_all(&other_run).expect("other run");
+    let elsewhere = base.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, other_run.join("artifacts")).expect("plant a link");
+    let error =
+        fetch(&client, &other_run, "evil/payload.sql", &as_is).await.expect_err("a linked artifacts/");
+    assert!(
+        error.contains("artifacts is a symbolic link, not the directory where dr-plan puts downloads"),
+        "{error}"
+    );
+    assert!(entries(&elsewhere).is_empty());
+}
+
 /// CBC has no integrity: under a wrong key the last block still unpads once in 256
 /// tries. The key's `.gz` suffix makes `decompress: auto` insist on gzip, so such a key
 /// fails too instead of passing random bytes through as "uncompressed".
@@ -505,7 +679,8 @@ async fn a_wrong_key_whose_padding_passes_by_chance_still_fails() {
     .await
     .expect_err("a wrong key never restores");
     assert!(error.contains("wrong key"), "{error}");
-    assert!(entries(run_dir.path()).is_empty());
+    assert_eq!(entries(run_dir.path()), ["artifacts"]);
+    assert!(entries(&run_dir.path().join("artifacts")).is_empty());
     let outputs = fetch(
         &client(&s3),
         run_dir.path(),

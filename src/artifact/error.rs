@@ -176,6 +176,17 @@ pub enum ArtifactError {
     )]
     MetadataWithoutChecksum,
 
+    /// The destination exists and is not a file the caller may replace.
+    #[error(
+        "`{path}` already exists ({found}) and is not an earlier output of this step: it is never replaced"
+    )]
+    DestinationExists {
+        /// The destination.
+        path: PathBuf,
+        /// What is there: "a file", "a symbolic link", ...
+        found: &'static str,
+    },
+
     /// A file operation around the destination failed.
     #[error("could not {action} `{path}`: {source}")]
     File {

@@ -44,6 +44,6 @@ pub use openssl_encryption::{
     DEFAULT_PBKDF2_ITERATIONS, EncryptionKey, OPENSSL_MAGIC, OpensslDecryptor, OpensslEncryptor, Password,
     password_from_key_file_contents,
 };
-pub use partial_file::PartialFile;
+pub use partial_file::{FileIdentity, PartialFile, describe_file_type};
 pub use pipeline::Progress;
 pub use restore::{RestoreOptions, RestoreSummary, restore_chunks, restore_stream, restore_to_file};

@@ -1,6 +1,6 @@
 //! `s3.fetch`: download, verify, decrypt and decompress a backup in one streaming pass.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,8 +18,8 @@ use super::{
 };
 use crate::artifact::{
     ArtifactError, BackupMetadata, ChunkPool, ChunkSource, CompressionFormat, Decompression, EncryptionKey,
-    HashingSource, PartialFile, Password, RestoreOptions, RestoreSummary, Sha256Digest, checksum_for_object,
-    parse_checksum_sidecar, restore_chunks,
+    FileIdentity, HashingSource, PartialFile, Password, RestoreOptions, RestoreSummary, Sha256Digest,
+    checksum_for_object, describe_file_type, parse_checksum_sidecar, restore_chunks,
 };
 use crate::duration::format_duration;
 
@@ -35,7 +35,7 @@ pub struct Parameters {
     /// Where to look for `latest`, e.g. `postgres/`.
     #[serde(default)]
     pub prefix: String,
-    /// A file or a directory to write to (default: the run's directory).
+    /// A file or a directory to write to (default: the run's `artifacts/` directory).
     pub dest: Option<String>,
     /// Where the expected SHA-256 comes from: the `<key>.sha256` sidecar, the
     /// `<key>.meta` JSON, or `none` (lint warns).
@@ -103,11 +103,19 @@ pub const INFO: KindInfo = KindInfo {
             decodes cleanly), or a wrong key (the object matches its checksum but does not decrypt). \
             An object older than the plan's `objectives.rpo` is refused, in drills too; `age` feeds the \
             measured RPO.\n\n\
-            `dest` is a file, or a directory (an existing one, or a path ending in `/`) where the file is \
-            named after the key without `.enc` and compression suffixes (`x.sql.gz.enc` → `x.sql`). \
+            Without `dest`, the file goes to `artifacts/` in the run's directory (created readable by \
+            the operator only), never beside the run's journal. `dest` is a file, or a directory (an \
+            existing one, or a path ending in `/`). In a directory the file is named after the key's last \
+            segment without `.enc` and compression suffixes (`x.sql.gz.enc` → `x.sql`), made safe: \
+            control characters become `_`, leading dots are dropped, the name is cut at 200 bytes, and a \
+            name left empty becomes `object`. Files are created readable by the operator only (0600), and \
+            the `.partial` file never through a symbolic link. An existing file is replaced only when it \
+            is this step's own download of the same object in this run (a retry); any other file there \
+            fails the step and is kept.\n\n\
             Objects over 64 MiB are fetched as `parallel` ranged GETs delivered in order; a response cut \
             off is resumed from its first missing byte. After a crash the step starts again (it is \
-            idempotent) and truncates the stale `.partial`.\n\n\
+            idempotent) and truncates the stale `.partial` (a plain file only: a link there fails the \
+            step).\n\n\
             Credentials and region come from the AWS chain (environment, profiles, SSO, roles); \
             `endpoint`, `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` select an S3-compatible server, \
             addressed path-style.",
@@ -195,6 +203,26 @@ enum FetchError {
     /// The destination cannot be prepared.
     #[error("cannot create the destination directory {path}: {source}; check `dest` and its permissions")]
     Destination { path: String, source: io::Error },
+    /// `artifacts/` in the run directory is not the directory dr-plan makes.
+    #[error(
+        "{path} is {found}, not the directory where dr-plan puts downloads: it is not used. Remove it \
+         (and check who can write to the run's directory), or set `dest`"
+    )]
+    ArtifactsDirectory { path: String, found: &'static str },
+    /// The destination holds a file that this step did not download.
+    #[error(
+        "{destination} already exists ({found}) and is not this step's own download of {location} in \
+         this run: s3.fetch never replaces a file it did not write, so that an object's name cannot \
+         overwrite the run's journal or another step's download. It is kept; remove it, or set `dest` \
+         to another path"
+    )]
+    DestinationTaken { destination: String, found: &'static str, location: String },
+    /// The record of the download cannot be written.
+    #[error(
+        "{location} was restored into {destination}, but the record that lets a retry of this step \
+         replace it could not be written: {source}"
+    )]
+    Record { location: String, destination: String, source: Box<ArtifactError> },
     /// Decoding failed and the data matches its checksum: the key or the format is wrong.
     #[error(
         "{location} is intact (its SHA-256 matches {checksum_location}) but cannot be restored: {source}"
@@ -372,14 +400,24 @@ async fn fetch(
     check_rpo(&object, age, context.rpo)?;
     let expected = expected_checksum(client, &object, parameters.checksum).await?;
     let destination = destination(&parameters, &object.key, &context.run_dir).await?;
+    let record_path = record_path(&context.run_dir, &context.step_id);
+    let replaceable = replaceable_download(&record_path, &object, &destination).await?;
     context.progress.note(format!("downloading {}", object.uri()));
     let options = RestoreOptions {
         expected_sha256: None,
         decrypt,
         decompress: decompression(parameters.decompress, &object.key),
     };
-    let summary =
-        transfer(client, &object, parallel, options, expected, destination.clone(), context).await?;
+    let (summary, identity) =
+        transfer(client, &object, parallel, options, expected, (destination.clone(), replaceable), context)
+            .await?;
+    let record = DownloadRecord {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        path: destination.clone(),
+        file: identity,
+    };
+    write_record(&record_path, &record).await?;
 
     let mut outputs = super::Outputs::new();
     outputs.insert("path".into(), Json::String(destination.display().to_string()));
@@ -574,15 +612,47 @@ fn local_name(key: &str, decrypting: bool, decompressing: bool) -> String {
             }
         }
     }
-    if name.is_empty() || name == "." || name == ".." { "object".to_owned() } else { name.to_owned() }
+    safe_file_name(name)
 }
 
-/// The file to write: `dest` itself, or a file named after the key inside `dest` (or
-/// the run directory) when that is a directory.
+/// The longest file name a key gives, in bytes: well under the 255 of most file
+/// systems, with room for `.partial`.
+const MAXIMUM_NAME_BYTES: usize = 200;
+
+/// A name that the last segment of an object key (anyone who can write to the bucket
+/// chooses it) may safely have in a directory of ours: control characters (NUL
+/// included) become `_`, leading dots go (no `.`, `..`, or hidden file: names that
+/// start with a dot stay free for dr-plan's own records), the length is bounded, and
+/// what is left empty becomes `object`. The caller has already cut at the last `/`.
+fn safe_file_name(segment: &str) -> String {
+    let cleaned: String =
+        segment.chars().map(|character| if character.is_control() { '_' } else { character }).collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    let mut end = cleaned.len().min(MAXIMUM_NAME_BYTES);
+    while !cleaned.is_char_boundary(end) {
+        end -= 1;
+    }
+    match &cleaned[..end] {
+        "" => "object".to_owned(),
+        name => name.to_owned(),
+    }
+}
+
+/// Where downloads go in the run directory when `dest` is not given: a directory of
+/// their own, so that no object name can land on the run's journal, plan snapshot,
+/// logs or checkpoints.
+const ARTIFACTS_DIRECTORY: &str = "artifacts";
+
+/// The file to write: `dest` itself, or a file named after the key inside `dest` when
+/// that is a directory, or inside the run's `artifacts/` without `dest`.
 async fn destination(parameters: &Parameters, key: &str, run_dir: &Path) -> Result<PathBuf, FetchError> {
     let name = local_name(key, parameters.decrypt.is_some(), parameters.decompress != Compression::None);
     let (directory, file) = match &parameters.dest {
-        None => (run_dir.to_path_buf(), run_dir.join(name)),
+        None => {
+            let directory = run_dir.join(ARTIFACTS_DIRECTORY);
+            create_artifacts_directory(&directory).await?;
+            return Ok(directory.join(name));
+        }
         Some(dest) => {
             let path = PathBuf::from(dest);
             if dest.ends_with('/') || tokio::fs::metadata(&path).await.is_ok_and(|metadata| metadata.is_dir())
@@ -600,6 +670,117 @@ async fn destination(parameters: &Parameters, key: &str, run_dir: &Path) -> Resu
     Ok(file)
 }
 
+/// Creates `artifacts/` for the operator only (0700), or checks that the one there is
+/// a real directory: a symbolic link there would send downloads elsewhere.
+async fn create_artifacts_directory(directory: &Path) -> Result<(), FetchError> {
+    let failed = |source| FetchError::Destination { path: directory.display().to_string(), source };
+    tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(directory).await.map_err(failed)?;
+    let metadata = tokio::fs::symlink_metadata(directory).await.map_err(failed)?;
+    if metadata.is_dir() {
+        Ok(())
+    } else {
+        Err(FetchError::ArtifactsDirectory {
+            path: directory.display().to_string(),
+            found: describe_file_type(&metadata),
+        })
+    }
+}
+
+/// What `s3.fetch` keeps of its download in a run: which object went to which file,
+/// and that file's identity. It is written once the file is in place, to
+/// `.<step>.s3-fetch.json` in the run directory (a name starting with a dot, which no
+/// downloaded file has).
+///
+/// A retry of the step in the same run (a resumed run, `--rerun`) downloads again, and
+/// must then replace its own earlier download, while never replacing any other file
+/// under that name: the run's own files, another step's download, a file planted there.
+/// The record tells the two apart: a file is this step's own only if the record names
+/// the same object and path, and the file there is still the very file (device and
+/// inode) that was put in place, not another one created since under the same name.
+/// Should the step die between putting the file in place and writing the record, its
+/// retry refuses that file and says to remove it: the safe side.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct DownloadRecord {
+    bucket: String,
+    key: String,
+    path: PathBuf,
+    file: FileIdentity,
+}
+
+fn record_path(run_dir: &Path, step_id: &str) -> PathBuf {
+    run_dir.join(format!(".{step_id}.s3-fetch.json"))
+}
+
+/// The identity of the file at `destination` that this download may replace: none when
+/// nothing is there; the step's earlier download of the same object in this run; any
+/// other file fails the step now, before the download, as it would at the end.
+async fn replaceable_download(
+    record_path: &Path,
+    object: &ObjectVersion,
+    destination: &Path,
+) -> Result<Option<FileIdentity>, FetchError> {
+    // When the destination cannot be inspected, writing it will fail with the reason.
+    let Ok(existing) = tokio::fs::symlink_metadata(destination).await else {
+        return Ok(None);
+    };
+    let record = tokio::fs::read(record_path)
+        .await
+        .ok()
+        .and_then(|text| serde_json::from_slice::<DownloadRecord>(&text).ok());
+    let identity = FileIdentity::of(&existing);
+    match record {
+        Some(record)
+            if existing.is_file()
+                && record.bucket == object.bucket
+                && record.key == object.key
+                && record.path == destination
+                && record.file == identity =>
+        {
+            Ok(Some(identity))
+        }
+        Some(_) | None => Err(FetchError::DestinationTaken {
+            destination: destination.display().to_string(),
+            found: describe_file_type(&existing),
+            location: object.uri(),
+        }),
+    }
+}
+
+/// Writes the record of a download, replacing the step's earlier one.
+async fn write_record(path: &Path, record: &DownloadRecord) -> Result<(), FetchError> {
+    let failed = |source| FetchError::Record {
+        location: s3_client::uri(&record.bucket, &record.key),
+        destination: record.path.display().to_string(),
+        source: Box::new(source),
+    };
+    let text = serde_json::to_vec(record).map_err(|error| {
+        failed(ArtifactError::File {
+            action: "serialize the record for".to_owned(),
+            path: path.to_path_buf(),
+            source: io::Error::other(error),
+        })
+    })?;
+    let path = path.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || {
+        let mut partial = PartialFile::create(&path)?;
+        partial.write_all(&text).map_err(|source| ArtifactError::File {
+            action: "write".to_owned(),
+            path: partial.partial_path().to_path_buf(),
+            source,
+        })?;
+        partial.commit()
+    })
+    .await;
+    match written {
+        Ok(result) => result.map_err(failed),
+        Err(error) => Err(failed(ArtifactError::File {
+            action: "write".to_owned(),
+            path: PathBuf::new(),
+            source: io::Error::other(error.to_string()),
+        })),
+    }
+}
+
 /// Downloads the object and restores it into `destination` at the same time: the
 /// download runs here, the restore pipeline on a blocking thread, joined by a bounded
 /// channel of 512 KiB blocks. The blocks enter the pipeline as they are, and come back
@@ -610,14 +791,22 @@ async fn transfer(
     parallel: u32,
     options: RestoreOptions,
     expected: Option<ExpectedChecksum>,
-    destination: PathBuf,
+    (destination, replaceable): (PathBuf, Option<FileIdentity>),
     context: &StepContext,
-) -> Result<RestoreSummary, FetchError> {
+) -> Result<(RestoreSummary, FileIdentity), FetchError> {
     let (sender, receiver) = mpsc::channel(s3_client::DELIVERY_CAPACITY);
     let pool = ChunkPool::new();
     let progress = context.progress.clone();
     let size = object.size;
-    let job = RestoreJob { location: object.uri(), size, options, expected, destination, pool: pool.clone() };
+    let job = RestoreJob {
+        location: object.uri(),
+        size,
+        options,
+        expected,
+        destination,
+        replaceable,
+        pool: pool.clone(),
+    };
     let restore = tokio::task::spawn_blocking(move || {
         job.run(DownloadReader::new(receiver), &|update: crate::artifact::Progress| {
             progress.bytes(update.bytes_read, Some(size));
@@ -637,13 +826,16 @@ struct RestoreJob {
     options: RestoreOptions,
     expected: Option<ExpectedChecksum>,
     destination: PathBuf,
+    /// The step's own earlier download at `destination`, the only file it may replace.
+    replaceable: Option<FileIdentity>,
     /// Where the download takes its blocks and the pipeline returns them.
     pool: ChunkPool,
 }
 
 impl RestoreJob {
-    /// Restores into `<destination>.partial`, renamed over the destination only when
-    /// the data decoded and its SHA-256 is the expected one.
+    /// Restores into `<destination>.partial`, renamed to the destination only when
+    /// the data decoded and its SHA-256 is the expected one, and never over a file that
+    /// is not the step's own earlier download. Returns the identity of the file written.
     ///
     /// The pipeline stops at the first decoding failure; the rest of the object is
     /// then still read and hashed, so that the checksum can say whether the object
@@ -652,7 +844,7 @@ impl RestoreJob {
         self,
         download: DownloadReader,
         progress: &(dyn Fn(crate::artifact::Progress) + Sync),
-    ) -> Result<RestoreSummary, FetchError> {
+    ) -> Result<(RestoreSummary, FileIdentity), FetchError> {
         let write_error = |source| FetchError::Write {
             location: self.location.clone(),
             destination: self.destination.display().to_string(),
@@ -686,20 +878,14 @@ impl RestoreJob {
         };
         let Some(expected) = &self.expected else {
             return match decoding {
-                Ok(summary) => {
-                    partial.commit().map_err(write_error)?;
-                    Ok(summary)
-                }
+                Ok(summary) => Ok((summary, self.commit(partial)?)),
                 Err(source) => {
                     Err(FetchError::Undecodable { location: self.location.clone(), source: Box::new(source) })
                 }
             };
         };
         match decoding {
-            Ok(summary) if summary.sha256 == expected.digest => {
-                partial.commit().map_err(write_error)?;
-                Ok(summary)
-            }
+            Ok(summary) if summary.sha256 == expected.digest => Ok((summary, self.commit(partial)?)),
             Ok(summary) => Err(self.mismatch_after_clean_decode(expected, &summary)),
             Err(decode_error) => {
                 // Read and hash the rest, so that the checksum can speak.
@@ -725,6 +911,22 @@ impl RestoreJob {
                 Err(self.judge_undecodable(expected, actual, decode_error))
             }
         }
+    }
+
+    /// Puts the verified file in place, unless another file is there.
+    fn commit(&self, partial: PartialFile) -> Result<FileIdentity, FetchError> {
+        partial.commit_unless_taken(self.replaceable).map_err(|error| match error {
+            ArtifactError::DestinationExists { found, .. } => FetchError::DestinationTaken {
+                destination: self.destination.display().to_string(),
+                found,
+                location: self.location.clone(),
+            },
+            source => FetchError::Write {
+                location: self.location.clone(),
+                destination: self.destination.display().to_string(),
+                source: Box::new(source),
+            },
+        })
     }
 
     /// The object decoded, but its hash is not the expected one.
@@ -852,6 +1054,22 @@ mod tests {
         assert_eq!(local_name("dump.tar.zst", false, true), "dump.tar");
         assert_eq!(local_name("a/b/", true, true), "object");
         assert_eq!(local_name(".enc", true, true), "object");
+    }
+
+    #[test]
+    fn makes_hostile_key_segments_safe_file_names() {
+        assert_eq!(local_name("evil/journal.jsonl", true, true), "journal.jsonl");
+        assert_eq!(local_name("../../escape", true, true), "escape");
+        for key in ["..", "a/..", ".", "a/.", "evil/", "", "a/...", "x/.gz"] {
+            assert_eq!(local_name(key, true, true), "object", "{key:?}");
+        }
+        assert_eq!(local_name("evil/.bashrc", false, false), "bashrc");
+        assert_eq!(local_name("evil/..hidden.gz", true, true), "hidden");
+        assert_eq!(local_name("evil/a\0b\nc\u{7f}d\u{1b}[31m", false, false), "a_b_c_d_[31m");
+        let long = format!("p/{}", "é".repeat(300));
+        let name = local_name(&long, false, false);
+        assert!(name.len() <= MAXIMUM_NAME_BYTES && name.len() >= MAXIMUM_NAME_BYTES - 1, "{}", name.len());
+        assert!(name.chars().all(|character| character == 'é'));
     }
 
     #[test]
