@@ -39,13 +39,23 @@ pub fn status(run_id: Option<&str>, format: StatusFormat, state_dir: &Path) -> i
                     state_dir.display()
                 );
             }
+            let width = runs.iter().map(|(id, _)| id.len()).max().unwrap_or(0).max("RUN".len());
+            if !runs.is_empty() {
+                crate::outln!("{:<width$}  {:<24}  {:<24}  {:>5}  STATUS", "RUN", "PLAN", "STARTED", "DONE");
+            }
             for (id, state) in &runs {
                 crate::outln!(
-                    "{id}  {}  started {}  {}  ({} steps succeeded)",
+                    "{id:<width$}  {:<24}  {:<24}  {:>5}  {}",
                     plan_name(state),
                     state.started_at,
-                    state.status.map_or("not finished (resume it)", |status| status.word()),
-                    succeeded(state)
+                    succeeded(state),
+                    state.status.map_or("not finished", |status| status.word())
+                );
+            }
+            if runs.iter().any(|(_, state)| state.status != Some(crate::run::journal::RunStatus::Succeeded)) {
+                crate::outln!(
+                    "\n`{}` shows a run and the command that takes it up.",
+                    crate::run::decisions::command(&["status".to_owned(), "RUN".to_owned()], state_dir)
                 );
             }
         }
@@ -121,7 +131,15 @@ fn next_for_status(plan: &Plan, state: &RunState, state_dir: &Path) -> (Vec<Stri
         && holder.run_id == run_id
     {
         let watch = crate::run::decisions::command(&["status".to_owned(), run_id.to_owned()], state_dir);
-        return (vec![format!("the run is in progress: {holder}")], watch);
+        let mut notes =
+            vec![format!("the run is in progress: {holder}; look again later with the command below")];
+        for (step, question) in crate::run::waiting_questions(state) {
+            notes.push(format!(
+                "approval `{step}` is waiting for an answer at that terminal (pid {}): \"{question}\"",
+                holder.pid
+            ));
+        }
+        return (notes, watch);
     }
     crate::run::next_step(plan, state, &crate::run::RunOptions::reading(state_dir))
 }

@@ -61,8 +61,9 @@ impl Desk {
         let text =
             format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         let command = printed_command(&text).unwrap_or_else(|| panic!("no next: command in\n{text}"));
+        let state = self.path(STATE).display().to_string();
         assert!(
-            command.contains(&format!("--state-dir {STATE}")),
+            command.contains(&format!("--state-dir {state}")),
             "the hint names the state directory: {command}"
         );
         run_printed(&command, self.root.path(), &[])
@@ -128,7 +129,10 @@ fn after_kill_9_mid_step_status_prints_the_one_command_that_finishes_the_run() {
     let command = printed_command(&String::from_utf8_lossy(&status.stdout)).expect("status ends with next:");
     assert_eq!(
         command,
-        format!("dr-plan resume {run_id} --break-stale-lock --rerun-interrupted --state-dir {STATE}"),
+        format!(
+            "dr-plan resume {run_id} --break-stale-lock --rerun-interrupted --state-dir {}",
+            desk.path(STATE).display()
+        ),
         "{}",
         text(&status)
     );
@@ -156,7 +160,10 @@ fn a_stale_lock_met_by_a_new_run_points_to_the_complete_resume() {
         .to_owned();
     assert_eq!(
         command,
-        format!("dr-plan resume {run_id} --break-stale-lock --rerun-interrupted --state-dir {STATE}")
+        format!(
+            "dr-plan resume {run_id} --break-stale-lock --rerun-interrupted --state-dir {}",
+            desk.path(STATE).display()
+        )
     );
     std::fs::write(desk.path("release"), "").unwrap();
     let resumed = run_printed(&command, desk.root.path(), &[]);
@@ -385,5 +392,55 @@ fn the_wording_says_what_is_wrong_in_plain_words() {
     assert_eq!(missing_cwd.status.code(), Some(1), "{}", text(&missing_cwd));
     let stderr = String::from_utf8_lossy(&missing_cwd.stderr);
     assert!(stderr.contains("working directory `/no/such/directory` does not exist"), "{stderr}");
-    assert!(stderr.contains("0/1 step succeeded"), "{stderr}");
+    assert!(stderr.contains("0/1 step done"), "{stderr}");
+}
+
+#[test]
+fn without_a_terminal_a_run_starts_only_with_yes_and_the_hint_adds_it() {
+    let desk = Desk::with(&["copy.yaml"]);
+    std::fs::write(desk.path("good.sql"), "data").unwrap();
+    let refused = desk.dr_plan(&["run", "copy.yaml", "--var", "source=good.sql"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(!desk.path(STATE).join("runs").exists(), "nothing was started");
+    // The command as typed, with `--yes`: pasted in the same directory.
+    let command = printed_command(&String::from_utf8_lossy(&refused.stderr)).expect("a next: command");
+    assert!(command.ends_with("--yes"), "{command}");
+    let started = run_printed(&command, desk.root.path(), &[]);
+    assert_eq!(started.status.code(), Some(0), "{}", text(&started));
+}
+
+#[test]
+fn the_printed_commands_work_from_another_directory() {
+    let desk = Desk::with(&["approval.yaml"]);
+    let blocked = desk.dr_plan(&["run", "approval.yaml", "--yes"]);
+    assert_eq!(blocked.status.code(), Some(3), "{}", text(&blocked));
+    let elsewhere = desk.path("another/shell");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let stderr = String::from_utf8_lossy(&blocked.stderr);
+    let command = printed_command(&stderr).expect("a next: command");
+    let granted = run_printed(&command, &elsewhere, &[]);
+    assert_eq!(granted.status.code(), Some(0), "{}", text(&granted));
+}
+
+#[test]
+fn mark_done_is_only_for_steps_that_ran_and_never_for_an_approval() {
+    let desk = Desk::with(&["approval.yaml"]);
+    let blocked = desk.dr_plan(&["run", "approval.yaml", "--yes"]);
+    assert_eq!(blocked.status.code(), Some(3), "{}", text(&blocked));
+    let run_id = desk.only_run();
+    for (step, says) in [("gate", "granted with `--approve gate`"), ("switch", "never started")] {
+        let refused = desk.dr_plan(&["resume", &run_id, "--mark-done", step, "--reason", "did it by hand"]);
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains(says), "{}", text(&refused));
+    }
+}
+
+#[test]
+fn a_failed_step_names_the_values_it_used() {
+    let desk = Desk::with(&["copy.yaml"]);
+    let failed = desk.dr_plan(&["run", "copy.yaml", "--yes", "--var", "source=/no/such/backup.sql"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("`copy` used dest=/dev/null, source=/no/such/backup.sql"), "{stderr}");
+    assert!(stderr.contains("--var NAME=VALUE"), "{stderr}");
 }

@@ -345,7 +345,7 @@ fn on_failure_continue_keeps_the_run_going_skips_only_the_dependents_and_is_not_
     assert!(matches!(state.steps.get("flaky"), Some(StepState::Failed { .. })), "{:?}", state.steps);
     assert!(skip_reason(&state, "needs-flaky").contains("`flaky` failed"));
     assert_eq!(sandbox.lines("continue.log"), ["other", "after-other"]);
-    assert!(finished.stderr.contains("completed with failures: 2/4 steps succeeded"), "{finished}");
+    assert!(finished.stderr.contains("completed with failures: 2/4 steps done"), "{finished}");
     assert!(
         finished.stderr.contains("`flaky` failed (on_failure: continue; nothing was undone)"),
         "{finished}"

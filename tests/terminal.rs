@@ -281,6 +281,18 @@ fn the_approval_question_stays_on_screen_and_asks_again_until_yes() {
 }
 
 #[test]
+fn status_from_another_shell_shows_the_question_waiting_at_the_terminal() {
+    let sandbox = Sandbox::new();
+    let (mut terminal, _) = at_the_approval_question(&sandbox);
+    let run_id = sandbox.only_run(&terminal);
+    let status = sandbox.dr_plan(&["status", &run_id]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("waiting for an answer at that terminal") && text.contains(QUESTION), "{text}");
+    terminal.type_line("yes");
+    terminal.expect_exit(&Exit::Code(0), FINISH);
+}
+
+#[test]
 fn no_at_the_approval_question_fails_the_run() {
     let sandbox = Sandbox::new();
     let (mut terminal, _) = at_the_approval_question(&sandbox);
@@ -360,6 +372,25 @@ fn ctrl_c_during_a_sleep_interrupts_and_resume_finishes_it() {
     let run_id = sandbox.only_run(&terminal);
     let resumed = sandbox.dr_plan(&["resume", &run_id, "--yes"]);
     assert_eq!(resumed.status.code(), Some(0), "resume did not finish the run: {}", describe(&resumed));
+}
+
+#[test]
+fn resume_at_a_terminal_says_what_it_will_run_and_waits_for_yes() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("sleep.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
+    sandbox.wait_step_started(&terminal, "pause");
+    std::thread::sleep(Duration::from_millis(300));
+    terminal.ctrl_c();
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    let run_id = sandbox.only_run(&terminal);
+    let mut resume = sandbox.terminal(&["resume", &run_id]);
+    resume.expect_text("running again: `pause`", APPEAR);
+    resume.type_line("y");
+    resume.expect_text("Got `y`", APPEAR);
+    assert_eq!(resume.try_exit(), None, "`y` must not resume nor cancel\n{}", resume.report());
+    resume.type_line("yes");
+    resume.expect_exit(&Exit::Code(0), FINISH);
 }
 
 #[test]

@@ -19,8 +19,10 @@ pub fn command(arguments: &[String], state_dir: &Path) -> String {
     let mut words = vec!["dr-plan".to_owned()];
     words.extend(arguments.iter().map(|argument| shell_quote(argument)));
     if state_dir != Path::new(DEFAULT_STATE_DIR) {
+        // Absolute, so the command works from any directory (a second operator's shell).
+        let absolute = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
         words.push("--state-dir".to_owned());
-        words.push(shell_quote(&state_dir.display().to_string()));
+        words.push(shell_quote(&absolute.display().to_string()));
     }
     words.join(" ")
 }
@@ -158,6 +160,12 @@ pub fn check_order(plan: &Plan, state: &RunState) -> Result<(), String> {
     Ok(())
 }
 
+/// `` `--mark-done a --mark-done b --reason "..."` ``: one reason covers every step marked.
+fn mark_done_flags(ids: &[String]) -> String {
+    let marks: Vec<String> = ids.iter().map(|id| format!("--mark-done {id}")).collect();
+    format!("`{} --reason \"...\"`", marks.join(" "))
+}
+
 /// Works out how to resume `state` of `plan` as `request` asks.
 #[must_use]
 pub fn plan_resume(plan: &Plan, state: &RunState, request: &ResumeRequest) -> ResumePlan {
@@ -194,18 +202,29 @@ pub fn plan_resume(plan: &Plan, state: &RunState, request: &ResumeRequest) -> Re
         };
         resume.states.push(resumed);
     }
+    let readers_of_withheld = readers_of_withheld(plan, state);
     for id in &request.mark_done {
-        if let Some(StepState::Succeeded { .. }) = state.steps.get(id) {
-            resume.refusals.push(format!(
-                "`--mark-done {id}`: step `{id}` finished already; only a step that has not finished can be \
-                 marked done by hand"
-            ));
-        }
+        let is_approval = plan.step(id).is_some_and(|step| step.kind == crate::steps::StepKind::Approval);
+        let refusal = match state.steps.get(id) {
+            _ if is_approval => Some(format!(
+                "`--mark-done {id}`: `{id}` is an approval; it is granted with `--approve {id}` (recorded as an \
+                 approval), never marked done"
+            )),
+            Some(StepState::Succeeded { .. }) => {
+                Some(format!("`--mark-done {id}`: step `{id}` finished already"))
+            }
+            Some(StepState::Interrupted { .. } | StepState::Failed { .. }) => None,
+            _ if readers_of_withheld.contains(id.as_str()) => None,
+            _ => Some(format!(
+                "`--mark-done {id}`: step `{id}` never started; only a step that was running when the run stopped \
+                 (or that failed) can be marked done by hand, after you checked what it did"
+            )),
+        };
+        resume.refusals.extend(refusal);
     }
     if !refused_interrupted.is_empty() {
         let listed = quoted_list(&refused_interrupted);
-        let mark: Vec<String> =
-            refused_interrupted.iter().map(|id| format!("`--mark-done {id} --reason \"...\"`")).collect();
+        let mark = mark_done_flags(&refused_interrupted);
         resume.decisions.push(Decision {
             why: format!(
                 "{listed} {} running when the run stopped and may have half-finished; {} not idempotent. \
@@ -214,7 +233,7 @@ pub fn plan_resume(plan: &Plan, state: &RunState, request: &ResumeRequest) -> Re
                 if refused_interrupted.len() == 1 { "its kind is" } else { "their kinds are" },
                 if refused_interrupted.len() == 1 { "it" } else { "them" },
                 if refused_interrupted.len() == 1 { "it" } else { "they" },
-                mark.join(" ")
+                mark
             ),
             flags: vec!["--rerun-interrupted".to_owned()],
         });
@@ -223,6 +242,20 @@ pub fn plan_resume(plan: &Plan, state: &RunState, request: &ResumeRequest) -> Re
     marked_outputs(plan, state, &mut resume, &marking);
     overridden_values(plan, &resume.states.clone(), request, &mut resume);
     resume
+}
+
+/// Steps that read an output the journal keeps redacted: the ones a resume may need
+/// the operator to do by hand.
+fn readers_of_withheld<'p>(plan: &'p Plan, state: &RunState) -> BTreeSet<&'p str> {
+    plan.steps
+        .iter()
+        .filter(|step| {
+            outputs_read(step).iter().any(|(producer, output)| {
+                state.withheld.get(producer).is_some_and(|names| names.contains(output))
+            })
+        })
+        .map(|step| step.id.as_str())
+        .collect()
 }
 
 /// Steps that will run and read an output the journal keeps redacted (it held a
@@ -268,7 +301,7 @@ fn withheld_inputs(
                 quoted_list(&readers),
                 if readers.len() == 1 { "reads" } else { "read" },
                 quoted_list(&readers),
-                readers.iter().map(|id| format!("`--mark-done {id} --reason \"...\"`")).collect::<Vec<_>>().join(" ")
+                mark_done_flags(&readers)
             ),
             flags: vec!["--rerun".to_owned(), producer],
         });
@@ -321,6 +354,50 @@ fn overridden_values(plan: &Plan, states: &[StepState], request: &ResumeRequest,
             ));
         }
     }
+}
+
+/// For each failed step, the inputs and vars it read, with the values it got (as
+/// journaled, secrets redacted): a wrong value is the likeliest cause an operator
+/// can fix with `resume --var`.
+#[must_use]
+pub fn value_hints(plan: &Plan, state: &RunState) -> Vec<String> {
+    let super::journal::Event::RunStarted { inputs, vars, .. } = &state.started else { return Vec::new() };
+    let mut values: BTreeMap<String, serde_json::Value> =
+        inputs.iter().chain(vars.iter()).map(|(name, value)| (name.clone(), value.clone())).collect();
+    values.extend(state.overridden.iter().cloned());
+    let mut hints = Vec::new();
+    for step in &plan.steps {
+        if !matches!(state.steps.get(&step.id), Some(StepState::Failed { .. })) {
+            continue;
+        }
+        let mut used: Vec<String> = references(step)
+            .into_iter()
+            .filter_map(|path| match path.as_slice() {
+                [root, name, ..] if root == "inputs" || root == "vars" => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        used.sort();
+        used.dedup();
+        if used.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = used
+            .iter()
+            .map(|name| {
+                let value = values.get(name).map_or_else(String::new, |value| {
+                    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+                });
+                format!("{name}={value}")
+            })
+            .collect();
+        hints.push(format!(
+            "`{}` used {}; if a value was wrong, add `--var NAME=VALUE` to the command below",
+            step.id,
+            shown.join(", ")
+        ));
+    }
+    hints
 }
 
 /// `` `a` `` / `` `a` and `b` `` / `` `a`, `b` and `c` ``.

@@ -380,7 +380,7 @@ pub struct RunState {
     pub marked_done: BTreeMap<String, String>,
     /// Inputs and vars corrected by `resume --var`, in order (later wins).
     pub overridden: Vec<(String, Json)>,
-    /// Approval step → when an approval was first needed and not yet granted.
+    /// Approval step → when its question was first asked or needed and not yet answered.
     pub approval_needed_at: BTreeMap<String, String>,
     /// Every record.
     pub records: Vec<Record>,
@@ -419,6 +419,7 @@ impl RunState {
                     state.steps.insert(step.clone(), StepState::Succeeded { outputs: outputs.clone() });
                     state.withheld.insert(step.clone(), withheld.clone());
                     state.marked_done.remove(step);
+                    state.approval_needed_at.remove(step);
                 }
                 Event::StepFailed { step, error, will_retry, .. } => {
                     if !will_retry {
@@ -445,6 +446,7 @@ impl RunState {
                 }
                 // Done by hand: it has no outputs, and later steps that read some are refused.
                 Event::StepMarkedDone { step, reason, .. } => {
+                    state.approval_needed_at.remove(step);
                     state.steps.insert(step.clone(), StepState::Succeeded { outputs: Map::new() });
                     state.marked_done.insert(step.clone(), reason.clone());
                 }
@@ -453,8 +455,12 @@ impl RunState {
                 }
                 Event::RunFinished { status } => state.status = Some(*status),
                 Event::Resumed { .. } => state.status = None,
+                // Asked at a terminal: waiting for an answer from then on, also across a
+                // crash (the wait counts from the first time it was asked).
+                Event::ApprovalAsked { step, .. } => {
+                    state.approval_needed_at.entry(step.clone()).or_insert_with(|| record.at.clone());
+                }
                 Event::RunStarted { .. }
-                | Event::ApprovalAsked { .. }
                 | Event::StepWarning { .. }
                 | Event::UndoStarted { .. }
                 | Event::UndoFinished { .. }

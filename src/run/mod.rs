@@ -154,6 +154,26 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         Ok(secrets) => secrets,
         Err(problems) => return usage_errors(&problems),
     };
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !options.yes && !interactive {
+        // Nobody can answer the start question: a wrapper script, `ssh` without `-t`
+        // or a stray pipe must not start a recovery by accident.
+        let mut words: Vec<String> =
+            std::env::args().skip(1).map(|word| decisions::shell_quote(&word)).collect();
+        words.push("--yes".to_owned());
+        crate::errln!(
+            "error: nothing started: there is no terminal to confirm the start at, and `--yes` was not given.\n\
+             next: `dr-plan {}`",
+            words.join(" ")
+        );
+        return exit_code::BLOCKED;
+    }
+    for (unfinished, status) in unfinished_runs(&options.state_dir, plan.name()) {
+        crate::errln!(
+            "note: run {unfinished} of this plan is {status}; to take it up instead of starting anew: `{}`",
+            stale_run_command(&plan, &unfinished, &options.state_dir)
+        );
+    }
     let mut session = match Session::start() {
         Ok(session) => session,
         Err(code) => return code,
@@ -171,7 +191,7 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         Err(code) => return code,
     };
     session.last_words(Some(&lock), None);
-    if !options.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    if !options.yes {
         let answer = session
             .runtime
             .as_ref()
@@ -211,7 +231,8 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
         format: journal::FORMAT_VERSION,
         run_id: run_id.clone(),
         plan: plan.name().to_owned(),
-        plan_path: path.display().to_string(),
+        // Absolute, so the run can be resumed from any directory.
+        plan_path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string(),
         plan_hash: plan.content_hash.clone(),
         drill,
         inputs: redact_map(&redactor, &inputs),
@@ -283,14 +304,31 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
     if state.status == Some(RunStatus::Succeeded) {
         return already_succeeded(run_id, options);
     }
-    let plan = match crate::plan::load_plan(Path::new(&plan_path)) {
+    let run_dir = journal::run_dir(&options.state_dir, run_id);
+    let snapshot = run_dir.join("plan.snapshot");
+    let loaded = if Path::new(&plan_path).exists() {
+        crate::plan::load_plan(Path::new(&plan_path))
+    } else {
+        // The plan file is not here (another machine, another directory, a deleted
+        // checkout): the copy taken when the run started is the plan of this run.
+        match std::fs::read_to_string(&snapshot) {
+            Ok(text) => {
+                crate::errln!(
+                    "note: {plan_path} is not here; resuming with the copy taken when the run started ({})",
+                    snapshot.display()
+                );
+                crate::plan::plan_from_source(&crate::source::SourceFile::new(plan_path.clone(), text))
+            }
+            Err(_) => crate::plan::load_plan(Path::new(&plan_path)),
+        }
+    };
+    let plan = match loaded {
         Ok(plan) => plan,
         Err(problems) => {
             crate::cli::print_diagnostics(&problems);
             return exit_code::INVALID;
         }
     };
-    let run_dir = journal::run_dir(&options.state_dir, run_id);
     if plan.content_hash != plan_hash {
         crate::errln!(
             "error: {plan_path} changed since run {run_id} started ({}); resume refuses to mix two plans.\n  \
@@ -350,6 +388,24 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
         Ok(session) => session,
         Err(code) => return code,
     };
+    if !options.yes && interactive {
+        let preview = decisions::plan_resume(&plan, &state, &request);
+        let answer = session
+            .runtime
+            .as_ref()
+            .map(|runtime| runtime.block_on(confirm_resume(&mut session.console, &plan, run_id, &preview)));
+        match answer {
+            Some(Answer::Yes) => {}
+            Some(Answer::Interrupted) => {
+                crate::errln!("\ninterrupted: nothing was resumed.");
+                return exit_code::INTERRUPTED;
+            }
+            Some(Answer::No | Answer::NoTerminal) | None => {
+                crate::errln!("not resumed.");
+                return exit_code::FAILED;
+            }
+        }
+    }
     let (lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
         Ok(lock) => lock,
         Err(code) => return code,
@@ -483,6 +539,21 @@ fn already_succeeded(run_id: &str, options: &RunOptions) -> i32 {
         decisions::command(&["report".to_owned(), run_id.to_owned()], &options.state_dir)
     );
     exit_code::SUCCESS
+}
+
+/// Runs of `plan` under `state_dir` that did not end (interrupted, blocked, or whose
+/// process died), newest last, with their status word.
+fn unfinished_runs(state_dir: &Path, plan: &str) -> Vec<(String, &'static str)> {
+    report::list_runs(state_dir)
+        .into_iter()
+        .filter(|(_, state)| matches!(&state.started, Event::RunStarted { plan: name, .. } if name == plan))
+        .filter_map(|(id, state)| match state.status {
+            None => Some((id, "not finished")),
+            Some(RunStatus::Interrupted) => Some((id, "interrupted")),
+            Some(RunStatus::Blocked) => Some((id, "blocked")),
+            Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::CompletedWithFailures) => None,
+        })
+        .collect()
 }
 
 /// `--mark-done` needs `--reason`, and every step named must exist.
@@ -769,7 +840,8 @@ fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session
     drop(watchdog);
     drop(lock);
     let Ok(state) = state else { return code };
-    let (notes, command) = next_step(plan, &state, options);
+    let (mut notes, command) = next_step(plan, &state, options);
+    notes.extend(decisions::value_hints(plan, &state));
     match status {
         RunStatus::Blocked => {
             for (step, question) in waiting_questions(&state) {
@@ -947,6 +1019,35 @@ fn usage_errors(problems: &[String]) -> i32 {
         crate::errln!("error: {problem}");
     }
     exit_code::INVALID
+}
+
+/// The resume question at a terminal: what will run, what is destructive, what runs again.
+async fn confirm_resume(
+    console: &mut Console,
+    plan: &Plan,
+    run_id: &str,
+    preview: &decisions::ResumePlan,
+) -> Answer {
+    let to_run: Vec<&crate::plan::Step> = plan
+        .steps
+        .iter()
+        .zip(&preview.states)
+        .filter(|(_, state)| **state == StepState::Pending)
+        .map(|(step, _)| step)
+        .collect();
+    let destructive = to_run.iter().filter(|step| step.kind.is_destructive(&step.with.to_json())).count();
+    let again = if preview.rerun.is_empty() {
+        String::new()
+    } else {
+        format!("; running again: {}", decisions::quoted_list(&preview.rerun))
+    };
+    let question = format!(
+        "Resume run {run_id} of plan {} ({} to run, {destructive} destructive{again})?\nType `yes` to resume or \
+         `no` to cancel, then Enter: ",
+        plan.name(),
+        crate::diagnostic::counted(to_run.len(), "step", "steps"),
+    );
+    console.ask_yes_no(&question, ("resume", "cancel")).await
 }
 
 /// The start question: `yes` starts, `no` does not, anything else asks again.

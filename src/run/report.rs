@@ -107,6 +107,7 @@ impl Report {
         let mut approvals = Vec::new();
         let mut warnings = Vec::new();
         let mut marked_done = Vec::new();
+        let mut undo_failed: BTreeMap<&str, &str> = BTreeMap::new();
         let mut ended_at = None;
         for record in &state.records {
             match &record.event {
@@ -130,6 +131,12 @@ impl Report {
                     });
                 }
                 Event::StepWarning { step, message } => warnings.push((step.clone(), message.clone())),
+                Event::UndoFinished { step, error: Some(error) } => {
+                    undo_failed.insert(step, error);
+                }
+                Event::UndoFinished { step, error: None } => {
+                    undo_failed.remove(step.as_str());
+                }
                 Event::StepMarkedDone { step, operator, reason } => {
                     last_end.insert(step, &record.at);
                     marked_done.push((step.clone(), operator.clone(), reason.clone()));
@@ -142,7 +149,6 @@ impl Report {
                 | Event::ApprovalAsked { .. }
                 | Event::UndoStarted { .. }
                 | Event::UndoSkipped { .. }
-                | Event::UndoFinished { .. }
                 | Event::LockBroken { .. }
                 | Event::ValuesOverridden { .. } => {}
             }
@@ -158,6 +164,13 @@ impl Report {
                     StepState::Succeeded { .. } if state.marked_done.contains_key(&step.id) => (
                         "done by hand",
                         state.marked_done.get(&step.id).map(|reason| format!("marked done: {reason}")),
+                        serde_json::Map::new(),
+                    ),
+                    // Its compensation failed: the system is neither as the step left it
+                    // nor as it was before; the operator must know, long after the run.
+                    StepState::Succeeded { .. } if undo_failed.contains_key(step.id.as_str()) => (
+                        "undo FAILED",
+                        undo_failed.get(step.id.as_str()).map(|error| format!("compensate by hand: {error}")),
                         serde_json::Map::new(),
                     ),
                     StepState::Succeeded { outputs } => ("succeeded", None, outputs),
@@ -274,9 +287,13 @@ impl Report {
     /// One line for the end of a run.
     #[must_use]
     pub fn summary_line(&self) -> String {
-        let done = self.steps.iter().filter(|step| step.state == "succeeded").count();
+        let done = self
+            .steps
+            .iter()
+            .filter(|step| matches!(step.state.as_str(), "succeeded" | "done by hand"))
+            .count();
         format!(
-            "run {} {}: {done}/{} succeeded; RTO {}",
+            "run {} {}: {done}/{} done; RTO {}",
             self.run_id,
             self.status_word(),
             crate::diagnostic::counted(self.steps.len(), "step", "steps"),
@@ -366,7 +383,7 @@ impl Report {
             "status": self.status.map(RunStatus::word),
             "started_at": self.started_at,
             "ended_at": self.ended_at,
-            "rto": { "objective_seconds": self.rto.map(|rto| rto.as_secs_f64()), "measured_seconds": self.measured_rto().map(|rto| rto.as_secs_f64()) },
+            "rto": { "objective_seconds": self.rto.map(|rto| rto.as_secs_f64()), "measured_seconds": self.measured_rto().map(|rto| rto.as_secs_f64()), "verdict": self.rto_verdict() },
             "rpo": { "objective_seconds": self.rpo.map(|rpo| rpo.as_secs_f64()), "measured_seconds": self.measured_rpo().map(|rpo| rpo.as_secs_f64()) },
             "steps": self.steps.iter().map(|step| json!({
                 "id": step.id, "kind": step.kind, "state": step.state, "started_at": step.started, "ended_at": step.ended,

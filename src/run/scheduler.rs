@@ -163,7 +163,13 @@ impl Dispatcher<'_> {
                     let (index, attempt, result, elapsed) = joined.map_err(|error| format!("a step task crashed: {error}"))?;
                     match self.finish_attempt(index, attempt, result, elapsed, &mut running)? {
                         Outcome::Continue => {}
-                        Outcome::Abort => { stopping = true; failed = true; }
+                        Outcome::Abort => {
+                            if !stopping && !running.is_empty() {
+                                self.say_still_running();
+                            }
+                            stopping = true;
+                            failed = true;
+                        }
                         Outcome::Blocked => { stopping = true; blocked = true; }
                     }
                 }
@@ -422,6 +428,22 @@ impl Dispatcher<'_> {
                 }
             }
         }
+    }
+
+    /// The run fails while other steps still run: say why nothing seems to happen.
+    fn say_still_running(&mut self) {
+        let names: Vec<String> = self
+            .states
+            .iter()
+            .enumerate()
+            .filter(|(_, state)| matches!(state, StepState::Interrupted { .. }))
+            .map(|(index, _)| self.plan.steps[index].id.clone())
+            .collect();
+        self.reporter.message(&format!(
+            "the run is failing: no new step starts; waiting for {} to finish (Ctrl-C stops {} now)",
+            super::decisions::quoted_list(&names),
+            if names.len() == 1 { "it" } else { "them" }
+        ));
     }
 
     /// The rendered `with.prompt` of an approval step, secrets redacted.

@@ -47,6 +47,23 @@ pub const INFO: KindInfo = KindInfo {
     example: "- id: tell-incident-channel\n  kind: notify\n  with: { webhook: \"{{secrets.slack_webhook}}\", message: \"database restored\" }\n",
 };
 
+/// An error with its causes ("error sending request: connection refused"): the
+/// outermost message alone does not tell the operator what went wrong. The URL is
+/// already removed (it is often a secret).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The dry-run sentence.
 #[must_use]
 pub fn describe(with: &Params<'_>) -> String {
@@ -81,7 +98,7 @@ pub async fn run(
             .json(&body)
             .send()
             .await
-            .map_err(|error| error.without_url().to_string())?;
+            .map_err(|error| error_chain(&error.without_url()))?;
         if response.status().is_success() {
             Ok(())
         } else {
