@@ -161,6 +161,18 @@ impl<'a> YamlLoader<'a> {
         let diagnostic = if error.info().contains("recursion limit") {
             // saphyr-parser counts `[`/`{` levels in a byte: its limit is below ours.
             too_deep(self.file, span, usize::from(u8::MAX))
+        } else if let Some(character) =
+            text[at..].chars().next().filter(|_| error.info().contains("unprintable"))
+        {
+            // Before the bracket check: `ESC [` is a terminal command, not a flow list.
+            Diagnostic::error(
+                "syntax",
+                self.file,
+                span,
+                format!("invalid YAML: the control character U+{:04X} is not allowed", u32::from(character)),
+            )
+            .with_label("here")
+            .with_help("remove it; inside double quotes, write it as an escape such as `\\u0000`")
         } else if let Some(opener) = unclosed_flow_bracket(&text[..at]) {
             let bracket = &text[opener..=opener];
             let closer = if bracket == "[" { "]" } else { "}" };
