@@ -54,7 +54,7 @@ impl Diagnostic {
         Diagnostic {
             code,
             severity: Severity::Error,
-            message: escape_controls(&message.into()),
+            message: shown_text(&message.into()),
             file: Some(Arc::clone(file)),
             labels: vec![Label { span, message: String::new() }],
             help: None,
@@ -67,7 +67,7 @@ impl Diagnostic {
         Diagnostic {
             code,
             severity: Severity::Error,
-            message: escape_controls(&format!("{path}: {}", message.into())),
+            message: shown_text(&format!("{path}: {}", message.into())),
             file: None,
             labels: Vec::new(),
             help: None,
@@ -85,7 +85,7 @@ impl Diagnostic {
     #[must_use]
     pub fn with_label(mut self, message: impl Into<String>) -> Diagnostic {
         if let Some(first) = self.labels.first_mut() {
-            first.message = escape_controls(&message.into());
+            first.message = shown_text(&message.into());
         }
         self
     }
@@ -93,14 +93,14 @@ impl Diagnostic {
     /// Adds a secondary label.
     #[must_use]
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.labels.push(Label { span, message: escape_controls(&message.into()) });
+        self.labels.push(Label { span, message: shown_text(&message.into()) });
         self
     }
 
     /// Sets the help line.
     #[must_use]
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
-        self.help = Some(escape_controls(&help.into()));
+        self.help = Some(shown_text(&help.into()));
         self
     }
 
@@ -375,6 +375,22 @@ fn shown_as(character: char) -> Option<char> {
     })
 }
 
+/// Messages, labels and help longer than this many characters are cut in the middle:
+/// they quote the plan, and a 70,000-character name is read by nobody (and took miette
+/// most of a second to wrap).
+const LONGEST_MESSAGE: usize = 1000;
+
+/// A diagnostic's own text: hostile characters escaped, an overlong text cut.
+fn shown_text(text: &str) -> String {
+    let escaped = escape_controls(text);
+    if escaped.chars().count() <= LONGEST_MESSAGE {
+        return escaped;
+    }
+    let head: String = escaped.chars().take(LONGEST_MESSAGE * 2 / 3).collect();
+    let tail: Vec<char> = escaped.chars().rev().take(LONGEST_MESSAGE / 4).collect();
+    format!("{head}…{}", tail.into_iter().rev().collect::<String>())
+}
+
 /// `text` with every hostile character (see [`is_hostile`]) written as an escape such
 /// as `\u{1b}`: diagnostics quote the plan, and must print the same in every format.
 #[must_use]
@@ -467,15 +483,30 @@ impl miette::Diagnostic for MietteView {
     }
 }
 
+/// Names longer than this (in bytes) get no "did you mean".
+const LONGEST_TYPO: usize = 256;
+
 /// The closest of `candidates` to `name`, if one is close enough to be a likely typo.
 #[must_use]
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // The distance costs length × length: a hostile 70,000-character name took seconds.
+    // No typo is that long, and names whose lengths differ by more than the limit are
+    // that far apart at least, so only the others are measured.
+    if name.len() > LONGEST_TYPO {
+        return None;
+    }
+    let limit = |candidate: &str| (name.len().max(candidate.len()) / 3).max(1);
+    let name_characters = name.chars().count();
     candidates
         .into_iter()
+        .filter(|candidate| {
+            candidate.len() <= LONGEST_TYPO
+                && (candidate.starts_with(name)
+                    || name_characters.abs_diff(candidate.chars().count()) <= limit(candidate))
+        })
         .map(|candidate| (strsim::damerau_levenshtein(name, candidate), candidate))
         .filter(|&(distance, candidate)| {
-            let limit = (name.len().max(candidate.len()) / 3).max(1);
-            distance <= limit || (candidate.starts_with(name) && name.len() >= 3)
+            distance <= limit(candidate) || (candidate.starts_with(name) && name.len() >= 3)
         })
         .min_by_key(|&(distance, candidate)| (distance, candidate))
         .map(|(_, candidate)| candidate)
@@ -506,6 +537,8 @@ mod tests {
         assert_eq!(did_you_mean("neds", ["needs", "kind", "with"]), Some("needs"));
         assert_eq!(did_you_mean("timeuot", ["timeout", "retry"]), Some("timeout"));
         assert_eq!(did_you_mean("banana", ["needs", "kind"]), None);
+        let long = "x".repeat(70_000);
+        assert_eq!(did_you_mean(&long, ["needs", long.as_str()]), None);
     }
 
     fn at(text: &str, needle: &str) -> Diagnostic {
@@ -526,6 +559,10 @@ mod tests {
             assert!(rendered.contains(&format!("[p.yaml:{line}:{column}]")), "{rendered}");
             assert!(rendered.contains(needle) && rendered.contains('…'), "{rendered}");
             assert!(rendered.len() < 2_000, "{}", rendered.len());
+            let quoted = Diagnostic::error("x", &diagnostic.file.clone().unwrap(), Span::new(0, 1), &text);
+            assert!(
+                quoted.message.chars().count() <= LONGEST_MESSAGE + 1 && quoted.message.ends_with("# end\n")
+            );
         }
         let end = at(&text, "# end");
         assert_eq!(end.location().unwrap().2, 70_007);
