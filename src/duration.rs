@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The longest duration a plan may state (`3650d`, about ten years): far beyond any
+/// timeout or estimate, and small enough that sums and deadlines never overflow.
+pub const LONGEST: Duration = Duration::from_secs(3650 * 86_400);
+
 /// A duration written the human way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct HumanDuration(pub Duration);
@@ -11,7 +15,8 @@ impl HumanDuration {
     /// Parses `90s`, `45m`, `2h`, `1h30m`, `500ms`, `1d`.
     ///
     /// # Errors
-    /// A sentence saying what is wrong, for the diagnostic.
+    /// A sentence saying what is wrong, for the diagnostic; durations over [`LONGEST`]
+    /// are refused.
     pub fn parse(text: &str) -> Result<HumanDuration, String> {
         let text = text.trim();
         if text.is_empty() {
@@ -29,7 +34,10 @@ impl HumanDuration {
             if digits == 0 {
                 return Err(format!("`{text}` is not a duration"));
             }
-            let number: u64 = rest[..digits].parse().map_err(|_| format!("`{text}` is too large"))?;
+            let too_long = || {
+                format!("`{text}` is longer than {}, the longest duration allowed", HumanDuration(LONGEST))
+            };
+            let number: u64 = rest[..digits].parse().map_err(|_| too_long())?;
             rest = &rest[digits..];
             let unit_length = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit = &rest[..unit_length];
@@ -44,6 +52,9 @@ impl HumanDuration {
                 other => return Err(format!("`{other}` is not a duration unit")),
             };
             total = total.saturating_add(part);
+            if total > LONGEST {
+                return Err(too_long());
+            }
         }
         Ok(HumanDuration(total))
     }
@@ -180,5 +191,16 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_measured(Duration::from_millis(92_400)), "1m32.4s");
+    }
+
+    #[test]
+    fn durations_longer_than_ten_years_are_refused_naming_the_limit() {
+        assert_eq!(HumanDuration::parse("3650d").unwrap().0, LONGEST);
+        for text in ["3651d", "10000000000000000000s", "99999999999999999999999ms", "3650d1ms"] {
+            let problem = HumanDuration::parse(text).unwrap_err();
+            assert!(problem.contains("longer than 3650d"), "{text}: {problem}");
+        }
+        assert_eq!(seconds(1e300), Duration::MAX);
+        assert_eq!(seconds(f64::NAN), Duration::ZERO);
     }
 }

@@ -71,7 +71,9 @@ impl History {
         }
         seconds.sort_by(f64::total_cmp);
         let middle = seconds[seconds.len() / 2];
-        Some((Duration::from_secs_f64(middle.max(0.0)), seconds.len()))
+        // The file is not trusted: a damaged value saturates at the longest duration a plan
+        // may state instead of panicking or overflowing the sums of a prediction.
+        Some((crate::duration::seconds(middle).min(crate::duration::LONGEST), seconds.len()))
     }
 
     /// Number of drills recorded.
@@ -84,5 +86,27 @@ impl History {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_durations_saturate_instead_of_panicking() {
+        let record = |seconds: f64| DrillRecord {
+            run_id: "r".to_owned(),
+            finished_at: String::new(),
+            steps: BTreeMap::from([("a".to_owned(), seconds)]),
+        };
+        for (value, expected) in [
+            (1e300, crate::duration::LONGEST),
+            (-5.0, Duration::ZERO),
+            (f64::INFINITY, crate::duration::LONGEST),
+        ] {
+            let history = History { records: vec![record(value)] };
+            assert_eq!(history.median("a"), Some((expected, 1)), "{value}");
+        }
     }
 }

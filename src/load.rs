@@ -1,6 +1,7 @@
 //! Loading plan files into the located [`Node`] tree: YAML through saphyr-parser's
 //! event stream (which keeps every position), TOML through `toml`'s spanned document.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
@@ -8,6 +9,17 @@ use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 use crate::diagnostic::Diagnostic;
 use crate::node::{Entry, Node, Value};
 use crate::source::{SourceFile, Span, Syntax};
+
+/// How deeply lists and maps may nest in a plan or vars file. Real plans stay under
+/// ten levels; the limit keeps hostile files from exhausting the stack.
+pub const MAX_DEPTH: usize = 256;
+
+/// How many aliases (`*name`) a YAML file may use.
+pub const MAX_ALIASES: usize = 10_000;
+
+/// How many nodes aliases may add in all: each alias copies its anchor's nodes, so a few
+/// nested aliases ("billion laughs") could otherwise grow a tiny file into gigabytes.
+pub const MAX_ALIAS_NODES: usize = 100_000;
 
 /// Loads a plan file into a node tree, or the syntax errors that prevent it.
 ///
@@ -30,7 +42,14 @@ struct YamlLoader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     /// Byte offset of each character, when the text is not pure ASCII.
     char_offsets: Option<Vec<usize>>,
-    anchors: Vec<(usize, Node)>,
+    /// Each anchor's node and number of nodes in it (what an alias to it copies), by id.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes built so far, alias copies included.
+    nodes: usize,
+    /// Lists and maps open around the node being built.
+    depth: usize,
+    aliases: usize,
+    alias_nodes: usize,
     problems: Vec<Diagnostic>,
 }
 
@@ -47,7 +66,11 @@ impl<'a> YamlLoader<'a> {
             file,
             parser: Parser::new_from_str(text),
             char_offsets,
-            anchors: Vec::new(),
+            anchors: HashMap::new(),
+            nodes: 0,
+            depth: 0,
+            aliases: 0,
+            alias_nodes: 0,
             problems: Vec::new(),
         }
     }
@@ -135,7 +158,22 @@ impl<'a> YamlLoader<'a> {
         }
         let end = (at + 1).min(text.len());
         let span = Span::new(at, end);
-        let diagnostic = if let Some(opener) = unclosed_flow_bracket(&text[..at]) {
+        let diagnostic = if error.info().contains("recursion limit") {
+            // saphyr-parser counts `[`/`{` levels in a byte: its limit is below ours.
+            too_deep(self.file, span, usize::from(u8::MAX))
+        } else if let Some(character) =
+            text[at..].chars().next().filter(|_| error.info().contains("unprintable"))
+        {
+            // Before the bracket check: `ESC [` is a terminal command, not a flow list.
+            Diagnostic::error(
+                "syntax",
+                self.file,
+                span,
+                format!("invalid YAML: the control character U+{:04X} is not allowed", u32::from(character)),
+            )
+            .with_label("here")
+            .with_help("remove it; inside double quotes, write it as an escape such as `\\u0000`")
+        } else if let Some(opener) = unclosed_flow_bracket(&text[..at]) {
             let bracket = &text[opener..=opener];
             let closer = if bracket == "[" { "]" } else { "}" };
             Diagnostic::error(
@@ -162,16 +200,19 @@ impl<'a> YamlLoader<'a> {
     }
 
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, Stop> {
+        let first = self.nodes;
+        self.nodes += 1;
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 // Block scalars' spans run on to the next token: keep the label on the text.
                 let written = &self.file.text()[span.start..span.end];
                 let span = Span::new(span.start, span.start + written.trim_end().len());
                 let node = Node::new(scalar(&text, style), span);
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, first)?;
                 Ok(node)
             }
             Event::SequenceStart(anchor, _tag) => {
+                self.enter(span)?;
                 let mut items = Vec::new();
                 let mut whole = span;
                 loop {
@@ -184,17 +225,25 @@ impl<'a> YamlLoader<'a> {
                     whole = whole.join(item.span);
                     items.push(item);
                 }
+                self.depth -= 1;
                 let node = Node::new(Value::List(items), whole);
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, first)?;
                 Ok(node)
             }
             Event::MappingStart(anchor, _tag) => {
+                self.enter(span)?;
                 let node = self.mapping(span)?;
-                self.remember(anchor, &node);
+                self.depth -= 1;
+                self.remember(anchor, &node, first)?;
                 Ok(node)
             }
-            Event::Alias(anchor) => match self.anchors.iter().rev().find(|(id, _)| *id == anchor) {
-                Some((_, node)) => Ok(node.clone()),
+            Event::Alias(anchor) => match self.anchors.get(&anchor).map(|(_, size)| *size) {
+                Some(size) => {
+                    self.aliases += 1;
+                    self.nodes = self.nodes.saturating_add(size);
+                    self.copy(size, span)?;
+                    Ok(self.anchors[&anchor].0.clone())
+                }
                 None => {
                     self.problems.push(
                         Diagnostic::error("syntax", self.file, span, "alias to an unknown anchor")
@@ -262,11 +311,58 @@ impl<'a> YamlLoader<'a> {
         Ok(Node::new(Value::Map(entries), whole))
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    /// Keeps a copy of an anchored node for its aliases; the copy counts towards
+    /// [`MAX_ALIAS_NODES`] too, or many nested anchors on a large value would be as costly.
+    fn remember(&mut self, anchor: usize, node: &Node, first: usize) -> Result<(), Stop> {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let size = self.nodes - first;
+            self.copy(size, node.span)?;
+            // A later anchor of the same name replaces the earlier one, as YAML says.
+            self.anchors.insert(anchor, (node.clone(), size));
         }
+        Ok(())
     }
+
+    /// Counts `size` copied values, refusing more than [`MAX_ALIAS_NODES`] in all.
+    fn copy(&mut self, size: usize, span: Span) -> Result<(), Stop> {
+        self.alias_nodes = self.alias_nodes.saturating_add(size);
+        if self.aliases > MAX_ALIASES || self.alias_nodes > MAX_ALIAS_NODES {
+            self.problems.push(self.alias_limit(span));
+            return Err(Stop);
+        }
+        Ok(())
+    }
+
+    /// Opens a list or map at `span`, refusing one nested deeper than [`MAX_DEPTH`].
+    fn enter(&mut self, span: Span) -> Result<(), Stop> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.problems.push(too_deep(self.file, span, MAX_DEPTH));
+            return Err(Stop);
+        }
+        Ok(())
+    }
+
+    fn alias_limit(&self, span: Span) -> Diagnostic {
+        let message = if self.aliases > MAX_ALIASES {
+            format!("more than {MAX_ALIASES} YAML aliases")
+        } else {
+            format!("YAML anchors and aliases copy more than {MAX_ALIAS_NODES} values")
+        };
+        Diagnostic::error("limit", self.file, span, message)
+            .with_label("this goes over the limit")
+            .with_help(
+                "each `*alias` copies its anchor; write the values out, or reuse them with fewer, smaller anchors",
+            )
+    }
+}
+
+/// The diagnostic for a list or map opened at `span` deeper than [`MAX_DEPTH`].
+fn too_deep(file: &Arc<SourceFile>, span: Span, limit: usize) -> Diagnostic {
+    let span = Span::new(span.start, span.end.max(span.start + 1).min(file.text().len()));
+    Diagnostic::error("limit", file, span, format!("lists and maps nest deeper than {limit} levels"))
+        .with_label("this one is too deep")
+        .with_help("a plan needs a few levels; look for a repeated `- ` or an unclosed `[` or `{`")
 }
 
 /// The offset of a `[` or `{` opened in flow style and not closed before the end of
@@ -350,6 +446,12 @@ fn load_toml(file: &Arc<SourceFile>) -> Result<Node, Vec<Diagnostic>> {
                     && error.message().contains("string, expected")
                 {
                     ("a key has no value".to_owned(), "write a value after `=`, e.g. `duration = \"30s\"`")
+                } else if error.message().contains("recurs") {
+                    // The toml crate's own nesting limit, lower than ours.
+                    (
+                        "arrays, inline tables or dotted keys nest too deeply".to_owned(),
+                        "a plan needs a few levels; look for a repeated `[` or `{`, or a very long dotted key",
+                    )
                 } else {
                     (error.message().trim_end().replace('\n', " "), "see https://toml.io for the syntax")
                 };
@@ -360,27 +462,40 @@ fn load_toml(file: &Arc<SourceFile>) -> Result<Node, Vec<Diagnostic>> {
             .collect());
     }
     let span = table.span();
-    Ok(toml_table(table.get_ref(), Span::new(span.start, span.end)))
+    toml_table(file, table.get_ref(), Span::new(span.start, span.end), 0).map_err(|problem| vec![problem])
 }
 
-fn toml_table(table: &toml::de::DeTable<'_>, span: Span) -> Node {
-    let mut entries: Vec<Entry> = table
-        .iter()
-        .map(|(key, value)| {
-            let key_span = key.span();
-            Entry {
-                key: key.get_ref().to_string(),
-                key_span: Span::new(key_span.start, key_span.end),
-                value: toml_value(value),
-            }
-        })
-        .collect();
+/// Converts a table at `depth` (tables and arrays around it). The toml crate limits each
+/// array, inline table and dotted key, but a dotted key inside an inline table inside an
+/// array … multiplies those limits, so the whole depth is checked here.
+fn toml_table(
+    file: &Arc<SourceFile>,
+    table: &toml::de::DeTable<'_>,
+    span: Span,
+    depth: usize,
+) -> Result<Node, Diagnostic> {
+    if depth >= MAX_DEPTH {
+        return Err(too_deep(file, span, MAX_DEPTH));
+    }
+    let mut entries = Vec::with_capacity(table.len());
+    for (key, value) in table {
+        let key_span = key.span();
+        entries.push(Entry {
+            key: key.get_ref().to_string(),
+            key_span: Span::new(key_span.start, key_span.end),
+            value: toml_value(file, value, depth + 1)?,
+        });
+    }
     // The table type may sort its keys; diagnostics read best in the order written.
     entries.sort_by_key(|entry| entry.key_span.start);
-    Node::new(Value::Map(entries), span)
+    Ok(Node::new(Value::Map(entries), span))
 }
 
-fn toml_value(value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node {
+fn toml_value(
+    file: &Arc<SourceFile>,
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    depth: usize,
+) -> Result<Node, Diagnostic> {
     let range = value.span();
     let span = Span::new(range.start, range.end);
     let value = match value.get_ref() {
@@ -400,10 +515,15 @@ fn toml_value(value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node {
             .map_or_else(|_| Value::String(float.to_string()), Value::Float),
         toml::de::DeValue::Boolean(boolean) => Value::Bool(*boolean),
         toml::de::DeValue::Datetime(datetime) => Value::String(datetime.to_string()),
-        toml::de::DeValue::Array(items) => Value::List(items.iter().map(toml_value).collect()),
-        toml::de::DeValue::Table(table) => return toml_table(table, span),
+        toml::de::DeValue::Array(items) => {
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(file, span, MAX_DEPTH));
+            }
+            Value::List(items.iter().map(|item| toml_value(file, item, depth + 1)).collect::<Result<_, _>>()?)
+        }
+        toml::de::DeValue::Table(table) => return toml_table(file, table, span, depth),
     };
-    Node::new(value, span)
+    Ok(Node::new(value, span))
 }
 
 #[cfg(test)]
@@ -462,5 +582,71 @@ mod tests {
         assert!(problems[0].location().is_some());
         let problems = load(&SourceFile::new("t.toml", "a = \n")).unwrap_err();
         assert_eq!(problems[0].location().unwrap().1, 1);
+    }
+
+    fn problem(name: &str, text: &str) -> Diagnostic {
+        let mut problems = load(&SourceFile::new(name, text)).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems.remove(0)
+    }
+
+    /// Nine levels of ten aliases each: 10^9 values if expanded.
+    fn billion_laughs() -> String {
+        let mut text = "a0: &a0 [lol]\n".to_owned();
+        for level in 1..10 {
+            let previous = format!("*a{}", level - 1);
+            text.push_str(&format!("a{level}: &a{level} [{}]\n", vec![previous; 10].join(", ")));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded_and_located() {
+        let text = billion_laughs();
+        let problem = problem("t.yaml", &text);
+        assert_eq!(problem.code, "limit");
+        assert!(problem.message.contains(&MAX_ALIAS_NODES.to_string()), "{}", problem.message);
+        let (_, line, _) = problem.location().unwrap();
+        assert!((5..=10).contains(&line), "located on the alias that goes over: line {line}");
+    }
+
+    #[test]
+    fn alias_count_is_bounded() {
+        let mut text = "a: &a 1\nb:\n".to_owned();
+        text.push_str(&"- *a\n".repeat(MAX_ALIASES + 1));
+        assert!(problem("t.yaml", &text).message.contains(&format!("more than {MAX_ALIASES} YAML aliases")));
+        let mut text = "a: &a 1\nb:\n".to_owned();
+        text.push_str(&"- *a\n".repeat(MAX_ALIASES));
+        let node = yaml(&text);
+        assert!(matches!(&node.get("b").unwrap().value, Value::List(items) if items.len() == MAX_ALIASES));
+    }
+
+    #[test]
+    fn yaml_nesting_is_bounded_in_block_and_flow_style() {
+        let deep_block = format!("{}1\n", "- ".repeat(5000));
+        let deep_flow = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        let deep_maps = "{a: ".repeat(5000);
+        for text in [deep_block, deep_flow, deep_maps] {
+            let problem = problem("t.yaml", &text);
+            assert_eq!(problem.code, "limit", "{}: {problem}", &text[..20]);
+            assert!(problem.message.contains("deeper than 25"), "{}", problem.message);
+            let (_, line, column) = problem.location().unwrap();
+            assert!(line == 1 && column > 255, "at the level over the limit: {line}:{column}");
+        }
+        let allowed = format!("{}1\n", "- ".repeat(MAX_DEPTH));
+        assert!(load(&SourceFile::new("t.yaml", allowed)).is_ok());
+    }
+
+    #[test]
+    fn toml_nesting_is_bounded_even_across_dotted_keys() {
+        let deep_array = format!("a = {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        assert!(problem("t.toml", &deep_array).message.contains("nest too deeply"));
+        // 70 levels of dotted key inside each of 10 nested inline tables: 700 levels,
+        // under the toml crate's limits for each part.
+        let key: Vec<String> = (0..70).map(|index| format!("k{index}")).collect();
+        let key = key.join(".");
+        let text = format!("a = {}1{}\n", format!("{{ {key} = ").repeat(10), " }".repeat(10));
+        let problem = problem("t.toml", &text);
+        assert!(problem.message.contains("deeper than 256 levels"), "{}", problem.message);
     }
 }

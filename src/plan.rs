@@ -744,14 +744,7 @@ pub fn literal_json(node: &Node) -> Json {
 /// # Errors
 /// Every problem found, located; an unreadable file gives one diagnostic naming it.
 pub fn load_plan(path: &std::path::Path) -> Result<Plan, Vec<Diagnostic>> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        vec![
-            Diagnostic::about_path("file", &name, format!("cannot read: {error}"))
-                .with_help("check the path"),
-        ]
-    })?;
-    plan_from_source(&SourceFile::new(name, text))
+    plan_from_source(&SourceFile::read(path).map_err(|problem| vec![problem])?)
 }
 
 /// Parses, decodes and validates plan text.

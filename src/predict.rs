@@ -62,7 +62,8 @@ impl Prediction {
                 .map(|&need| (finish[need], need))
                 .max_by_key(|&(time, need)| (time, std::cmp::Reverse(need)));
             let (start_time, from) = start.map_or((Duration::ZERO, None), |(time, need)| (time, Some(need)));
-            finish[index] = start_time + durations[index].0;
+            // Durations are bounded when parsed, but a path of many steps still must not overflow.
+            finish[index] = start_time.saturating_add(durations[index].0);
             previous[index] = from;
         }
         let end = (0..plan.steps.len()).max_by_key(|&index| (finish[index], std::cmp::Reverse(index)));

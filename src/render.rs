@@ -233,9 +233,7 @@ impl Overrides {
     pub fn parse(vars: &[String], vars_file: Option<&std::path::Path>) -> Result<Overrides, String> {
         let mut values = Vec::new();
         if let Some(path) = vars_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| format!("cannot read vars file {}: {error}", path.display()))?;
-            let file = crate::source::SourceFile::new(path.display().to_string(), text);
+            let file = crate::source::SourceFile::read(path).map_err(|problem| problem.to_string())?;
             let node = crate::load::load(&file).map_err(|problems| {
                 problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
             })?;

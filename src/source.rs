@@ -1,6 +1,14 @@
 //! Plan files as read from disk, and byte spans into them.
 
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
+
+use crate::diagnostic::Diagnostic;
+
+/// The largest plan or vars file dr-plan reads: far above any real plan, small enough
+/// that a wrong path (`/dev/zero`, a disk image) is refused instead of read forever.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A byte range into a [`SourceFile`]'s text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,6 +70,56 @@ impl SourceFile {
         let line_starts =
             std::iter::once(0).chain(text.match_indices('\n').map(|(index, _)| index + 1)).collect();
         Arc::new(SourceFile { name: name.into(), text, line_starts })
+    }
+
+    /// Reads a plan or vars file: the extension is checked before anything is read, at
+    /// most [`MAX_FILE_BYTES`] are read, and text that is not UTF-8 is located.
+    ///
+    /// # Errors
+    /// One diagnostic: an extension dr-plan does not read, an unreadable or too large
+    /// file, or the line and column of the first byte that is not UTF-8.
+    pub fn read(path: &Path) -> Result<Arc<SourceFile>, Diagnostic> {
+        let name = path.display().to_string();
+        if syntax_of(&name).is_none() {
+            return Err(Diagnostic::about_path("file", &name, "is not a plan file")
+                .with_help("plan and vars files end in .yaml, .yml or .toml"));
+        }
+        let unreadable = |error: std::io::Error| {
+            Diagnostic::about_path("file", &name, format!("cannot read: {error}")).with_help("check the path")
+        };
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let mut bytes = Vec::new();
+        // One byte more than allowed tells "exactly at the limit" from "over it"
+        // without trusting the size the file system reports (devices report 0).
+        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(Diagnostic::about_path(
+                "file",
+                &name,
+                format!("is larger than {} MiB, the limit for a plan or vars file", MAX_FILE_BYTES >> 20),
+            )
+            .with_help("check the path: plans are small text files"));
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceFile::new(name, text)),
+            Err(error) => {
+                let at = error.utf8_error().valid_up_to();
+                let bad = error.utf8_error().error_len().unwrap_or(1);
+                // The valid prefix keeps its offsets, so the location is exact.
+                let file = SourceFile::new(name, String::from_utf8_lossy(error.as_bytes()).into_owned());
+                let shown = &error.as_bytes()[at..(at + bad).min(error.as_bytes().len())];
+                let hex: Vec<String> = shown.iter().map(|byte| format!("0x{byte:02x}")).collect();
+                let plural = if shown.len() == 1 { "" } else { "s" };
+                Err(Diagnostic::error(
+                    "encoding",
+                    &file,
+                    Span::new(at, at + file.text()[at..].chars().next().map_or(0, char::len_utf8)),
+                    format!("the file is not valid UTF-8 (byte{plural} {})", hex.join(" ")),
+                )
+                .with_label("not UTF-8")
+                .with_help("save the file as UTF-8 (the encoding YAML and TOML require)"))
+            }
+        }
     }
 
     /// The file name as given on the command line.
