@@ -6,7 +6,8 @@ pub const SUCCESS: i32 = 0;
 pub const FAILED: i32 = 1;
 /// Invalid plan or usage.
 pub const INVALID: i32 = 2;
-/// Blocked: lock held, approval needed without a terminal, resume needs a decision.
+/// Blocked: lock held, approval or start confirmation needed without a terminal, resume
+/// needs a decision.
 pub const BLOCKED: i32 = 3;
 /// Interrupted by the operator; the run is resumable.
 pub const INTERRUPTED: i32 = 130;
@@ -16,5 +17,6 @@ pub const HELP: &str = "Exit codes:
   0    success
   1    a step failed or the run was aborted
   2    invalid plan or usage
-  3    blocked: lock held, approval needed without a terminal, resume needs a decision
+  3    blocked: lock held, approval or confirmation needed without a terminal,
+       resume needs a decision
   130  interrupted by the operator (the run is resumable)";
