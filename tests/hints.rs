@@ -444,3 +444,37 @@ fn a_failed_step_names_the_values_it_used() {
     assert!(stderr.contains("`copy` used dest=/dev/null, source=/no/such/backup.sql"), "{stderr}");
     assert!(stderr.contains("--var NAME=VALUE"), "{stderr}");
 }
+
+#[test]
+fn an_approval_records_who_how_and_the_wait_which_is_the_steps_duration() {
+    let desk = Desk::with(&["approval.yaml"]);
+    let blocked = desk.dr_plan(&["run", "approval.yaml", "--yes"]);
+    assert_eq!(blocked.status.code(), Some(3), "{}", text(&blocked));
+    let run_id = desk.only_run();
+    std::thread::sleep(Duration::from_millis(1200));
+    let granted = desk
+        .command(&["resume", &run_id, "--approve", "gate"])
+        .env("DR_PLAN_APPROVER", "Alice Ops")
+        .output()
+        .expect("dr-plan runs");
+    assert_eq!(granted.status.code(), Some(0), "{}", text(&granted));
+    let report = desk.dr_plan(&["report", &run_id, "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).expect("report JSON");
+    let approval = &report["approvals"][0];
+    assert_eq!(approval["approver"], "Alice Ops", "{approval}");
+    assert_eq!(approval["via"], "--approve", "{approval}");
+    assert_eq!(approval["question"], "Switch traffic to the standby?", "{approval}");
+    let waited = approval["waited_seconds"].as_f64().expect("waited_seconds");
+    assert!(waited >= 1.2, "the wait since the run blocked: {approval}");
+    let gate = report["steps"].as_array().unwrap().iter().find(|step| step["id"] == "gate").unwrap();
+    assert!(
+        (gate["seconds"].as_f64().unwrap() - waited).abs() < 0.01,
+        "the step's duration is the wait: {gate}"
+    );
+    let markdown = desk.dr_plan(&["report", &run_id]);
+    assert!(
+        String::from_utf8_lossy(&markdown.stdout).contains("approved by Alice Ops ("),
+        "{}",
+        text(&markdown)
+    );
+}
