@@ -13,47 +13,26 @@ use dr_plan::run::journal::{self, Event, RunState, RunStatus};
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;
 
+use support::desk::text;
 use support::hints::{printed_command, run_printed};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
 const STATE: &str = "team-state";
 
-struct Desk {
-    root: tempfile::TempDir,
+/// The operator's working directory of these tests.
+struct Desk(support::desk::Desk);
+
+impl std::ops::Deref for Desk {
+    type Target = support::desk::Desk;
+    fn deref(&self) -> &support::desk::Desk {
+        &self.0
+    }
 }
 
 impl Desk {
     /// A working directory with the given fixtures (from `tests/fixtures/hints` or `run`).
     fn with(plans: &[&str]) -> Desk {
-        let root = tempfile::tempdir().expect("a temporary directory");
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        for plan in plans {
-            let source = [fixtures.join("hints").join(plan), fixtures.join("run").join(plan)]
-                .into_iter()
-                .find(|path| path.exists())
-                .expect("a fixture");
-            std::fs::copy(source, root.path().join(plan)).expect("copy the plan");
-        }
-        Desk { root }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn command(&self, arguments: &[&str]) -> Command {
-        let mut command = Command::new(BINARY);
-        command
-            .current_dir(self.root.path())
-            .args(arguments)
-            .args(["--state-dir", STATE])
-            .stdin(Stdio::null())
-            .env("NO_COLOR", "1");
-        command
-    }
-
-    fn dr_plan(&self, arguments: &[&str]) -> Output {
-        self.command(arguments).output().expect("dr-plan runs")
+        Desk(support::desk::Desk::with(&["hints", "run"], plans, STATE))
     }
 
     /// Runs the `next:` command of `output` as printed.
@@ -67,15 +46,6 @@ impl Desk {
             "the hint names the state directory: {command}"
         );
         run_printed(&command, self.root.path(), &[])
-    }
-
-    fn only_run(&self) -> String {
-        let mut runs: Vec<String> = std::fs::read_dir(self.path(STATE).join("runs"))
-            .expect("runs/")
-            .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(runs.len(), 1, "{runs:?}");
-        runs.remove(0)
     }
 
     fn state(&self, run_id: &str) -> RunState {
@@ -101,15 +71,6 @@ impl Desk {
         }
         child
     }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn kill_9(child: &mut Child) {

@@ -3,59 +3,16 @@
 //! and a journal that tells the steps out of order.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
+#[allow(dead_code, reason = "each test binary uses a different subset of support")]
+mod support;
 
-struct Desk {
-    root: tempfile::TempDir,
-}
+use support::desk::{Desk, text};
 
-impl Desk {
-    fn new() -> Desk {
-        let root = tempfile::tempdir().expect("a temporary directory");
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        std::fs::copy(fixtures.join("state/once.yaml"), root.path().join("once.yaml")).unwrap();
-        std::fs::copy(fixtures.join("run/order.yaml"), root.path().join("order.yaml")).unwrap();
-        Desk { root }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn command(&self, arguments: &[&str]) -> Command {
-        let mut command = Command::new(BINARY);
-        command
-            .current_dir(self.root.path())
-            .args(arguments)
-            .args(["--state-dir", "state"])
-            .stdin(Stdio::null())
-            .env("NO_COLOR", "1");
-        command
-    }
-
-    fn runs(&self) -> Vec<String> {
-        let mut runs: Vec<String> = std::fs::read_dir(self.path("state/runs"))
-            .map(|entries| {
-                entries
-                    .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        runs.sort();
-        runs
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+fn desk() -> Desk {
+    Desk::with(&["state", "run"], &["once.yaml", "order.yaml"], "state")
 }
 
 fn mode(path: &Path) -> u32 {
@@ -65,7 +22,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn run_ids_are_checked_before_any_path_is_built() {
-    let desk = Desk::new();
+    let desk = desk();
     for run_id in ["../..", "/etc", "..", "a/../../b", "run\nid", "", "x\u{1b}[2J"] {
         for arguments in [vec!["status", run_id], vec!["report", run_id], vec!["resume", run_id, "--yes"]] {
             let output = desk.command(&arguments).output().expect("dr-plan runs");
@@ -78,7 +35,7 @@ fn run_ids_are_checked_before_any_path_is_built() {
 
 #[test]
 fn the_state_directory_is_private_whatever_the_umask() {
-    let desk = Desk::new();
+    let desk = desk();
     let log = format!("log={}", desk.path("log").display());
     let command = desk.command(&["run", "once.yaml", "--yes", "--var", &log]);
     // A permissive umask, as in a container or a careless shell profile.
@@ -106,7 +63,7 @@ fn the_state_directory_is_private_whatever_the_umask() {
 fn three_operators_breaking_one_stale_lock_run_the_step_once() {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
     for trial in 0..8 {
-        let desk = Desk::new();
+        let desk = desk();
         let mut gone = Command::new("true").spawn().unwrap();
         let dead_pid = gone.id();
         gone.wait().unwrap();
@@ -155,7 +112,7 @@ fn three_operators_breaking_one_stale_lock_run_the_step_once() {
 
 #[test]
 fn a_journal_that_tells_steps_out_of_order_is_refused_naming_the_line() {
-    let desk = Desk::new();
+    let desk = desk();
     let output = desk.command(&["run", "order.yaml", "--yes"]).output().expect("dr-plan runs");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let run = desk.runs().remove(0);

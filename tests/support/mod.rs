@@ -22,6 +22,7 @@
 //! before `cargo test`.
 
 pub mod cluster;
+pub mod desk;
 pub mod festivals;
 pub mod hints;
 mod http_server;
