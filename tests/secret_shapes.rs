@@ -502,3 +502,108 @@ fn a_secret_shorter_than_six_characters_is_refused_by_run_and_resume() {
     );
     assert!(!refused.stderr.contains("zq7x9"), "{refused}");
 }
+
+/// A redis-server with a password, as the target of `redis.restore`; shut down on drop
+/// (the step replaces the process this starts with one of its own on the same port).
+struct PasswordRedis {
+    port: u16,
+    password: String,
+    directory: tempfile::TempDir,
+}
+
+impl PasswordRedis {
+    fn start(password: &str) -> PasswordRedis {
+        let directory = tempfile::tempdir().expect("a directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = PasswordRedis { port, password: password.to_owned(), directory };
+        Command::new("redis-server")
+            .args(server.start_argv().iter().skip(1))
+            .args(["--daemonize", "yes", "--logfile"])
+            .arg(server.directory.path().join("first.log"))
+            .status()
+            .expect("redis-server starts (scripts/install-test-deps.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while server.cli("PING") != "PONG" {
+            assert!(std::time::Instant::now() < deadline, "redis-server on port {port} did not answer PING");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The command line that starts it, `requirepass` included.
+    fn start_argv(&self) -> Vec<String> {
+        let dir = self.directory.path().display().to_string();
+        let port = self.port.to_string();
+        ["redis-server", "--port", &port, "--bind", "127.0.0.1", "--dir", &dir, "--dbfilename", "dump.rdb"]
+            .iter()
+            .chain(&["--save", "", "--appendonly", "no", "--requirepass", &self.password])
+            .map(|argument| (*argument).to_owned())
+            .collect()
+    }
+
+    fn cli(&self, command: &str) -> String {
+        // Words split on spaces: no argument here holds one.
+        let output = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "--no-auth-warning",
+                "-a",
+                &self.password,
+            ])
+            .args(command.split(' '))
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout).trim_end().to_owned()
+    }
+}
+
+impl Drop for PasswordRedis {
+    fn drop(&mut self) {
+        let _ = self.cli("SHUTDOWN NOSAVE");
+    }
+}
+
+/// A step's own progress notes reach the terminal without going through the journal:
+/// `redis.restore` says which command starts Redis again, `--requirepass` and all.
+#[test]
+fn a_secret_in_a_progress_note_is_redacted() {
+    let password = "redis-pass-Hq4xZ81";
+    let target = PasswordRedis::start(password);
+    let sandbox = Sandbox::new();
+    let rdb = sandbox.path("backup.rdb");
+    // An RDB made by the target itself: one key.
+    assert_eq!(target.cli("SET user:1 ada"), "OK");
+    assert_eq!(target.cli("SAVE"), "OK");
+    std::fs::copy(target.directory.path().join("dump.rdb"), &rdb).unwrap();
+    let start: Vec<String> = target
+        .start_argv()
+        .into_iter()
+        .map(|argument| if argument == password { "{{secrets.redis}}".to_owned() } else { argument })
+        .map(|argument| serde_json::to_string(&argument).unwrap())
+        .collect();
+    let plan = format!(
+        "version: 1\nname: redis-note\nsecrets:\n  redis: {{ env: DR_PLAN_SHAPE }}\nsteps:\n  - id: restore\n    \
+         kind: redis.restore\n    with:\n      rdb: {rdb:?}\n      dir: {dir:?}\n      url: \
+         \"redis://:{{{{secrets.redis}}}}@127.0.0.1:{port}\"\n      start: [{start}]\n      deadline: 30s\n",
+        rdb = rdb.display().to_string(),
+        dir = target.directory.path().display().to_string(),
+        port = target.port,
+        start = start.join(", "),
+    );
+    std::fs::write(sandbox.path("redis.yaml"), plan).unwrap();
+
+    let finished = sandbox.dr_plan(&["run", "redis.yaml", "--yes", "--format", "json"], password, OTHER);
+    assert_eq!(finished.code, 0, "{finished}");
+    assert!(finished.stdout.contains("starting Redis: redis-server --port"), "the note is shown: {finished}");
+    assert_eq!(target.cli("GET user:1"), "ada");
+    let forbidden = Forbidden::of(password);
+    assert_eq!(forbidden.found_in(&finished.stdout), None, "{finished}");
+    assert_eq!(forbidden.found_in(&finished.stderr), None, "{finished}");
+    for file in files_under(&sandbox.state_dir()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert_eq!(forbidden.found_in(&text), None, "{}", file.display());
+    }
+}
