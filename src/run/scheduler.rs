@@ -174,7 +174,10 @@ impl Dispatcher<'_> {
                     }
                 }
                 Some(update) = self.progress.1.recv() => match update {
-                    StepUpdate::Progress(progress) => self.reporter.progress(&progress),
+                    StepUpdate::Progress(mut progress) => {
+                        progress.note = progress.note.map(|note| self.redactor.redact(&note));
+                        self.reporter.progress(&progress);
+                    }
                     StepUpdate::Warning { step, text } => {
                         let message = self.redactor.redact(&text);
                         self.record(Event::StepWarning { step, message })?;

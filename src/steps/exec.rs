@@ -108,10 +108,15 @@ pub async fn run(
     let output = spawn(&parameters.command, &parameters, context, "").await?;
     let code = output.status.code();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stdout = truncate(stdout.trim_end(), STDOUT_LIMIT);
+    // The output stays raw (a later step of this run may need the secret it holds; the
+    // journal gets it redacted), so the cap must not cut a secret in two: the redactor
+    // picks the cut. Trimming is safe, the redactor also looks for trimmed secrets.
+    let stdout = truncate(stdout.trim_end(), STDOUT_LIMIT, &context.redactor);
     let accepted = code.is_some_and(|code| parameters.expect_exit.contains(&code));
     if !accepted {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        // Redacted before its lines are split and joined: a multi-line secret joined
+        // with ` / ` would no longer match.
+        let stderr = context.redactor.redact(&String::from_utf8_lossy(&output.stderr));
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
         let how =
             code.map_or_else(|| "was killed by a signal".to_owned(), |code| format!("exited with {code}"));
@@ -201,13 +206,8 @@ async fn spawn(
     Ok(output)
 }
 
-fn truncate(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_owned();
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [truncated]", &text[..end])
+/// At most `limit` bytes of `text`, cut where no secret is split.
+fn truncate(text: &str, limit: usize, redactor: &crate::secret::Redactor) -> String {
+    let end = redactor.cut_point(text, limit);
+    if end == text.len() { text.to_owned() } else { format!("{}… [truncated]", &text[..end]) }
 }

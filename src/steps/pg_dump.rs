@@ -333,7 +333,7 @@ async fn dump_stream(
         return Err(super::StepError::Failed(runner.redact(&format!(
             "pg_dump of {where_} {}: {}; nothing was written to {} (see {}.stderr.log in the run directory)",
             describe_status(status),
-            tail(&String::from_utf8_lossy(&stderr), 6),
+            tail(&runner.redact(&String::from_utf8_lossy(&stderr)), 6),
             destination.display(),
             context.step_id
         ))));

@@ -349,9 +349,10 @@ pub(super) struct Finished {
 }
 
 impl Finished {
-    /// The last lines of standard error, redacted, for an error message.
+    /// The last lines of standard error, redacted, for an error message. Redacted
+    /// before the lines are picked and joined, which would split a multi-line secret.
     pub(super) fn stderr_tail(&self, runner: &Runner<'_>, lines: usize) -> String {
-        runner.redact(&tail(&String::from_utf8_lossy(&self.stderr), lines))
+        tail(&runner.redact(&String::from_utf8_lossy(&self.stderr)), lines)
     }
 }
 
@@ -472,10 +473,7 @@ impl<'a> Runner<'a> {
         if finished.status.success() {
             Ok(Rows::parse(&finished.stdout))
         } else {
-            Err(PsqlError::Failed {
-                status: finished.status,
-                stderr: self.redact(&tail(&String::from_utf8_lossy(&finished.stderr), 8)),
-            })
+            Err(PsqlError::Failed { status: finished.status, stderr: finished.stderr_tail(self, 8) })
         }
     }
 
@@ -712,10 +710,7 @@ async fn read_lines(
             Ok(_) => {
                 on_line(String::from_utf8_lossy(&line).trim_end());
                 kept.extend_from_slice(&line);
-                if kept.len() > limit {
-                    let excess = kept.len() - limit;
-                    kept.drain(..excess);
-                }
+                keep_last(&mut kept, limit);
             }
         }
     }
@@ -731,13 +726,24 @@ pub(super) async fn read_all<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, l
             Ok(0) | Err(_) => return kept,
             Ok(read) => {
                 kept.extend_from_slice(&buffer[..read]);
-                if kept.len() > limit {
-                    let excess = kept.len() - limit;
-                    kept.drain(..excess);
-                }
+                keep_last(&mut kept, limit);
             }
         }
     }
+}
+
+/// Drops the beginning of `kept` so that at most `limit` bytes stay, starting with a
+/// line when one starts in them. Cut inside a line, the kept part could begin with the
+/// end of a secret, which the redactor would not recognise; lines of a multi-line
+/// secret it recognises on their own. (A single line longer than `limit` is still cut.)
+fn keep_last(kept: &mut Vec<u8>, limit: usize) {
+    if kept.len() <= limit {
+        return;
+    }
+    let excess = kept.len() - limit;
+    let start =
+        kept[excess..].iter().position(|&byte| byte == b'\n').map_or(excess, |newline| excess + newline + 1);
+    kept.drain(..start);
 }
 
 /// Checks the server and database for a `dry-run --preflight`.
@@ -773,6 +779,26 @@ pub(super) async fn preflight(connection: Option<&str>, database: &str) -> super
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_tail_starts_with_a_line_and_its_multi_line_secret_is_redacted_before_the_join() {
+        let mut kept = b"...my-secret-one\nline two\nline three\n".to_vec();
+        keep_last(&mut kept, 30);
+        assert_eq!(kept, b"line two\nline three\n");
+        let mut long_line = b"0123456789".to_vec();
+        keep_last(&mut long_line, 4);
+        assert_eq!(long_line, b"6789");
+        let connection = Connection::parse(Some("postgres://app@db.internal")).unwrap();
+        let secrets = [crate::secret::SecretValue::new("first-half\nsecond-half")];
+        let redactor = crate::secret::Redactor::new(&secrets);
+        let runner = Runner::without_log(&connection, &redactor);
+        let finished = Finished {
+            status: std::os::unix::process::ExitStatusExt::from_raw(256),
+            stdout: Vec::new(),
+            stderr: b"FATAL: first-half\nsecond-half\n".to_vec(),
+        };
+        assert_eq!(finished.stderr_tail(&runner, 5), "FATAL: ***");
+    }
 
     #[test]
     fn takes_the_password_out_of_a_url_and_replaces_the_database() {
