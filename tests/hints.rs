@@ -4,7 +4,6 @@
 //! own fix where the scenario needs one. The state directory is a relative one that is
 //! not the default, so every printed command must name it.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
