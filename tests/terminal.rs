@@ -394,6 +394,23 @@ fn resume_at_a_terminal_says_what_it_will_run_and_waits_for_yes() {
 }
 
 #[test]
+fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("undo.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
+    terminal.expect_text("undoing b", APPEAR);
+    std::thread::sleep(Duration::from_millis(300));
+    terminal.ctrl_c();
+    let screen = terminal.expect_exit(&Exit::Code(1), AFTER_CTRL_C);
+    assert!(screen.contains("undo of b FAILED"), "{}", terminal.report());
+    assert!(screen.contains("a not compensated: the operator interrupted the undo"), "{}", terminal.report());
+    let run_id = sandbox.only_run(&terminal);
+    let report = sandbox.dr_plan(&["report", &run_id]);
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("| `b` | exec | undo FAILED |"), "{report}");
+}
+
+#[test]
 fn a_second_ctrl_c_ends_the_process_even_when_a_step_ignores_signals() {
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("stubborn.yaml");

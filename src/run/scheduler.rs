@@ -528,6 +528,14 @@ impl Dispatcher<'_> {
         for index in order {
             let step = &self.plan.steps[index];
             let StepState::Succeeded { outputs } = self.states[index].clone() else { continue };
+            // Ctrl-C during the undo: the operator takes over; what is left is said, not done.
+            if self.console.interrupted() {
+                let reason = "not compensated: the operator interrupted the undo; check the system and \
+                              compensate by hand if needed"
+                    .to_owned();
+                self.record(Event::UndoSkipped { step: step.id.clone(), reason })?;
+                continue;
+            }
             // Compensating is only safe while nothing destructive built on this step: once
             // e.g. a `pg_restore --clean` that needed "stop writers" has started, scaling the
             // writers back up would point them at a half-restored database.
