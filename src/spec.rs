@@ -699,6 +699,32 @@ impl Decoder<'_> {
                 });
             return None;
         }
+        // An empty variable name or path would only fail at run time, after steps ran.
+        let (source, example) = match (&env, &file) {
+            (Some(env), _) => {
+                (env, if toml_syntax { "`{ env = \"BACKUP_KEY\" }`" } else { "`{ env: BACKUP_KEY }`" })
+            }
+            (None, Some(file)) => (
+                file,
+                if toml_syntax {
+                    "`{ file = \"/etc/backup/encryption.key\" }`"
+                } else {
+                    "`{ file: /etc/backup/encryption.key }`"
+                },
+            ),
+            (None, None) => return None,
+        };
+        if source.value.trim().is_empty() {
+            let (field, help) = if env.is_some() {
+                ("env", format!("name the environment variable that holds the secret, e.g. {example}"))
+            } else {
+                ("file", format!("give the path of the file that holds the secret, e.g. {example}"))
+            };
+            let diagnostic =
+                self.error("secret-source", source.span, format!("`{field}` of {what} is empty"));
+            // The secret stays declared: its uses are not reported as unknown too.
+            *diagnostic = diagnostic.clone().with_label("empty").with_help(help);
+        }
         Some(SecretSpec { env, file, span: node.span })
     }
 

@@ -22,7 +22,7 @@ pub const VALIDATION_CODES: &[(&str, &str)] = &[
     ("version", "The plan format version is not supported."),
     ("plan-name", "The plan name is not valid: a-z, 0-9 and -, at most 63 characters."),
     ("name", "A var, input or secret name is not valid."),
-    ("secret-source", "A secret does not name exactly one source (env or file)."),
+    ("secret-source", "A secret does not name exactly one source (env or file), or names an empty one."),
     ("step-id", "A step id is not valid: a-z, 0-9 and -, at most 63 characters."),
     ("unknown-kind", "The step kind does not exist."),
     ("duration", "A duration cannot be read."),
