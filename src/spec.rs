@@ -582,16 +582,11 @@ impl Decoder<'_> {
         if matches!(node.value, Value::Null) {
             return map;
         }
-        let Some(items) =
-            self.fields(node, &format!("`{section}`"), &[]).map(|_| node.as_map().unwrap_or_default())
-        else {
+        let Some(items) = node.as_map() else {
+            // Not a map: `fields` says so, in the words it uses everywhere.
+            self.fields(node, &format!("`{section}`"), &[]);
             return map;
         };
-        // `fields` with an empty allow-list reported every key as unknown: take those back.
-        self.problems.retain(|problem| {
-            !(problem.code == "unknown-field"
-                && items.iter().any(|entry| Some(entry.key_span) == problem.primary_span()))
-        });
         for entry in items {
             let valid_name =
                 entry.key.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
