@@ -2,7 +2,7 @@
 //! all checked. A [`Plan`] can only be built from a spec with no errors, so the
 //! dry-run and the run (which both read it) never meet an unchecked plan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +76,7 @@ impl Plan {
     /// Every problem found (decode problems included), sorted by position.
     pub fn build(spec: PlanSpec, mut problems: Vec<Diagnostic>) -> Result<Plan, Vec<Diagnostic>> {
         let file = spec.file.clone().expect("decoded specs carry their file");
-        let mut checker = Checker { file: &file, spec: &spec, problems: &mut problems };
+        let mut checker = Checker::new(&file, &spec, &mut problems);
         let order = checker.graph();
         checker.parameters();
         checker.undo();
@@ -141,13 +141,48 @@ impl Plan {
     }
 }
 
+/// Every check looks names up through maps built once, so a plan of many steps or
+/// many vars validates in time linear in its size.
 struct Checker<'a> {
     file: &'a Arc<SourceFile>,
     spec: &'a PlanSpec,
     problems: &'a mut Vec<Diagnostic>,
+    /// Step id → index of the first step with it.
+    ids: HashMap<&'a str, usize>,
+    /// Declared names of `vars`, `inputs` and `secrets`.
+    vars: HashSet<&'a str>,
+    inputs: HashSet<&'a str>,
+    secrets: HashSet<&'a str>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(file: &'a Arc<SourceFile>, spec: &'a PlanSpec, problems: &'a mut Vec<Diagnostic>) -> Checker<'a> {
+        let mut ids = HashMap::with_capacity(spec.steps.len());
+        for (index, step) in spec.steps.iter().enumerate() {
+            ids.entry(step.id.value.as_str()).or_insert(index);
+        }
+        Checker {
+            file,
+            spec,
+            problems,
+            ids,
+            vars: spec.vars.names().collect(),
+            inputs: spec.inputs.names().collect(),
+            secrets: spec.secrets.names().collect(),
+        }
+    }
+
+    /// Indices of the steps each step needs directly (unknown ids left out).
+    fn direct_needs(&self) -> Vec<Vec<usize>> {
+        self.spec
+            .steps
+            .iter()
+            .map(|step| {
+                step.needs.iter().filter_map(|need| self.ids.get(need.value.as_str()).copied()).collect()
+            })
+            .collect()
+    }
+
     fn push(&mut self, diagnostic: Diagnostic) {
         self.problems.push(diagnostic);
     }
@@ -158,7 +193,9 @@ impl Checker<'_> {
         let steps = &self.spec.steps;
         let mut sound = true;
         for (index, step) in steps.iter().enumerate() {
-            if let Some(first) = steps[..index].iter().find(|earlier| earlier.id.value == step.id.value) {
+            let first_index = self.ids[step.id.value.as_str()];
+            if first_index != index {
+                let first = &steps[first_index];
                 sound = false;
                 self.push(
                     Diagnostic::error(
@@ -191,8 +228,8 @@ impl Checker<'_> {
                     );
                     continue;
                 }
-                match ids.iter().position(|id| *id == need.value) {
-                    Some(target) => edges[index].push(target),
+                match self.ids.get(need.value.as_str()) {
+                    Some(&target) => edges[index].push(target),
                     None => {
                         sound = false;
                         self.push(
@@ -223,13 +260,24 @@ impl Checker<'_> {
     fn cycles(&mut self, edges: &[Vec<usize>], ordered: &[usize]) {
         let steps = &self.spec.steps;
         let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
-        let remaining: Vec<usize> = (0..steps.len()).filter(|index| !ordered.contains(index)).collect();
-        for &start in &remaining {
+        let mut in_order = vec![false; steps.len()];
+        for &index in ordered {
+            in_order[index] = true;
+        }
+        // A step on a cycle already reported would only find that cycle again.
+        let mut on_reported = vec![false; steps.len()];
+        for start in (0..steps.len()).filter(|&index| !in_order[index]) {
+            if on_reported[start] {
+                continue;
+            }
             let Some(cycle) = find_cycle(edges, start) else { continue };
             let mut key = cycle.clone();
             key.sort_unstable();
             if !reported.insert(key) {
                 continue;
+            }
+            for &index in &cycle {
+                on_reported[index] = true;
             }
             let mut spelled: Vec<&str> = cycle.iter().map(|&index| steps[index].id.value.as_str()).collect();
             spelled.push(spelled[0]);
@@ -254,11 +302,14 @@ impl Checker<'_> {
     }
 
     fn parameters(&mut self) {
+        // Generating a kind's schema costs more than checking a step against it.
+        let mut schemas: HashMap<StepKind, Json> = HashMap::new();
         for step in &self.spec.steps {
             let Some(kind) = step.resolved_kind else { continue };
             let empty = Node::new(Value::Map(Vec::new()), step.kind.span);
             let with = step.with.as_ref().map_or(&empty, |with| &with.0);
-            for problem in schema_check::check(with, &kind.parameters_schema(), "with") {
+            let schema = schemas.entry(kind).or_insert_with(|| kind.parameters_schema());
+            for problem in schema_check::check(with, schema, "with") {
                 let mut diagnostic =
                     Diagnostic::error(problem.code, self.file, problem.span, problem.message)
                         .with_label(format!("in step `{}` ({})", step.id.value, kind.name()));
@@ -395,44 +446,25 @@ impl Checker<'_> {
     }
 
     fn templates(&mut self) {
-        let steps = &self.spec.steps;
+        let steps = self.spec.steps.as_slice();
         // Direct needs that name a step; unknown ones were reported by `graph`.
-        let direct: Vec<Vec<usize>> = steps
-            .iter()
-            .map(|step| {
-                step.needs
-                    .iter()
-                    .filter_map(|need| steps.iter().position(|other| other.id.value == need.value))
-                    .collect()
-            })
-            .collect();
-        let ancestors: Vec<BTreeSet<usize>> = (0..steps.len())
-            .map(|index| {
-                let mut found = BTreeSet::new();
-                let mut stack = direct[index].clone();
-                while let Some(next) = stack.pop() {
-                    if found.insert(next) {
-                        stack.extend(direct[next].iter().copied());
-                    }
-                }
-                found
-            })
-            .collect();
+        let direct = self.direct_needs();
+        let mut ancestry = Ancestry::new(&direct);
         for (index, step) in steps.iter().enumerate() {
             if let Some(with) = &step.with {
                 let mut strings = Vec::new();
                 collect_strings(&with.0, &mut strings);
                 for (text, span) in strings {
-                    self.template(text, span, index, &ancestors[index]);
+                    self.template(text, span, index, &mut ancestry);
                 }
             }
             if let Some(when) = &step.when {
-                self.when(when, index, &ancestors[index]);
+                self.when(when, index, &mut ancestry);
             }
         }
     }
 
-    fn when(&mut self, when: &Located<String>, index: usize, ancestors: &BTreeSet<usize>) {
+    fn when(&mut self, when: &Located<String>, index: usize, ancestors: &mut Ancestry<'_>) {
         let literal = matches!(when.value.trim(), "true" | "false");
         if !literal && !crate::template::contains_expression(&when.value) {
             self.push(
@@ -452,7 +484,7 @@ impl Checker<'_> {
         self.template(&when.value, when.span, index, ancestors);
     }
 
-    fn template(&mut self, text: &str, span: Span, index: usize, ancestors: &BTreeSet<usize>) {
+    fn template(&mut self, text: &str, span: Span, index: usize, ancestors: &mut Ancestry<'_>) {
         if !crate::template::contains_expression(text) {
             return;
         }
@@ -510,33 +542,16 @@ impl Checker<'_> {
         &self,
         path: &[String],
         index: usize,
-        ancestors: &BTreeSet<usize>,
+        ancestors: &mut Ancestry<'_>,
     ) -> Option<(String, String)> {
         let spec = self.spec;
         let written = path.join(".");
         let root = path[0].as_str();
         let name = path.get(1).map(String::as_str);
-        let check_name = |section: &str, names: Vec<&str>| -> Option<(String, String)> {
-            match name {
-                None => Some((format!("`{written}` needs a name"), format!("write `{section}.NAME`"))),
-                Some(name) if names.contains(&name) => None,
-                Some(name) => Some((
-                    format!("unknown {} `{name}` in `{written}`", section.trim_end_matches('s')),
-                    if names.is_empty() {
-                        format!("declare it under `{section}:`")
-                    } else {
-                        format!(
-                            "{} (or declare it under `{section}:`)",
-                            suggestion(name, names.iter().copied())
-                        )
-                    },
-                )),
-            }
-        };
         match root {
-            "vars" => check_name("vars", spec.vars.names().collect()),
-            "inputs" => check_name("inputs", spec.inputs.names().collect()),
-            "secrets" => check_name("secrets", spec.secrets.names().collect()),
+            "vars" => name_problem(&written, name, "vars", &self.vars, spec.vars.names()),
+            "inputs" => name_problem(&written, name, "inputs", &self.inputs, spec.inputs.names()),
+            "secrets" => name_problem(&written, name, "secrets", &self.secrets, spec.secrets.names()),
             "run" => match name {
                 Some(field) if !RUN_FIELDS.contains(&field) => Some((
                     format!("unknown run field `{field}` in `{written}`"),
@@ -560,7 +575,7 @@ impl Checker<'_> {
         &self,
         path: &[String],
         index: usize,
-        ancestors: &BTreeSet<usize>,
+        ancestors: &mut Ancestry<'_>,
     ) -> Option<(String, String)> {
         let steps = &self.spec.steps;
         let written = path.join(".");
@@ -570,7 +585,7 @@ impl Checker<'_> {
                 "write `steps.ID.outputs.NAME`".to_owned(),
             ));
         };
-        let Some(target) = steps.iter().position(|step| &step.id.value == id) else {
+        let Some(&target) = self.ids.get(id.as_str()) else {
             return Some((
                 format!("unknown step `{id}` in `{written}`"),
                 suggestion(id, steps.iter().map(|step| step.id.value.as_str())),
@@ -600,13 +615,108 @@ impl Checker<'_> {
                 "a step can only read outputs of steps it needs".to_owned(),
             ));
         }
-        if !ancestors.contains(&target) {
+        if !ancestors.needs(index, target) {
             return Some((
                 format!("step `{}` reads an output of `{id}` but does not need it", steps[index].id.value),
                 format!("add `{id}` to this step's `needs`, so it runs first"),
             ));
         }
         None
+    }
+}
+
+/// What is wrong with `written` (`vars.NAME`...), whose second segment is `name`,
+/// when `declared` does not hold it; `names` in order, for the suggestion.
+fn name_problem<'n>(
+    written: &str,
+    name: Option<&str>,
+    section: &str,
+    declared: &HashSet<&str>,
+    names: impl Iterator<Item = &'n str> + Clone,
+) -> Option<(String, String)> {
+    match name {
+        None => Some((format!("`{written}` needs a name"), format!("write `{section}.NAME`"))),
+        Some(name) if declared.contains(name) => None,
+        Some(name) => Some((
+            format!("unknown {} `{name}` in `{written}`", section.trim_end_matches('s')),
+            if declared.is_empty() {
+                format!("declare it under `{section}:`")
+            } else {
+                format!("{} (or declare it under `{section}:`)", suggestion(name, names))
+            },
+        )),
+    }
+}
+
+/// Answers "does this step need that one, directly or not?" for template references,
+/// without building every step's set of ancestors (quadratic in a long chain).
+struct Ancestry<'a> {
+    /// Direct needs of each step.
+    needs: &'a [Vec<usize>],
+    /// Answers found so far, `(step, target)`; shared by later questions about the
+    /// same target, so a chain whose every step reads the first is still linear.
+    known: HashMap<(usize, usize), bool>,
+    /// Whether the needs form no cycle: only then is a memoised "no" final.
+    acyclic: bool,
+    /// Steps seen by the current search of a graph with cycles.
+    seen: Vec<bool>,
+}
+
+impl<'a> Ancestry<'a> {
+    fn new(needs: &'a [Vec<usize>]) -> Ancestry<'a> {
+        let acyclic = topological_order(needs).len() == needs.len();
+        Ancestry { needs, known: HashMap::new(), acyclic, seen: vec![false; needs.len()] }
+    }
+
+    /// Whether `step` needs `target`, directly or through other steps.
+    fn needs(&mut self, step: usize, target: usize) -> bool {
+        if self.acyclic { self.needs_memoised(step, target) } else { self.needs_searched(step, target) }
+    }
+
+    /// Depth-first through needs, remembering the answer for every step it settles:
+    /// in a DAG a step whose needs all lack `target` lacks it for good.
+    fn needs_memoised(&mut self, step: usize, target: usize) -> bool {
+        if let Some(&known) = self.known.get(&(step, target)) {
+            return known;
+        }
+        // (step, index of its next need to look at)
+        let mut stack = vec![(step, 0_usize)];
+        while let Some(&(current, next)) = stack.last() {
+            let Some(&need) = self.needs[current].get(next) else {
+                self.known.insert((current, target), false);
+                stack.pop();
+                continue;
+            };
+            stack.last_mut().expect("not empty").1 += 1;
+            let reached = need == target || self.known.get(&(need, target)) == Some(&true);
+            if reached {
+                // Every step on the stack needs the one above it, so all reach `target`.
+                for (on_path, _) in stack {
+                    self.known.insert((on_path, target), true);
+                }
+                return true;
+            }
+            if !self.known.contains_key(&(need, target)) {
+                stack.push((need, 0));
+            }
+        }
+        false
+    }
+
+    /// A plain search, for graphs with cycles (already reported; templates are still
+    /// checked so every problem shows at once).
+    fn needs_searched(&mut self, step: usize, target: usize) -> bool {
+        self.seen.fill(false);
+        let mut stack = self.needs[step].clone();
+        while let Some(next) = stack.pop() {
+            if next == target {
+                return true;
+            }
+            if !std::mem::replace(&mut self.seen[next], true) {
+                stack.extend(self.needs[next].iter().copied());
+            }
+        }
+        false
     }
 }
 
@@ -634,31 +744,32 @@ fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
     order
 }
 
-/// A cycle reachable from `start`, as step indices in need order.
+/// A cycle reachable from `start`, as step indices in need order: the first one a
+/// depth-first walk (needs in the order written) meets. Iterative, so a cycle through
+/// thousands of steps cannot overflow the stack.
 fn find_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
-    let mut path = vec![start];
-    let mut visited = BTreeSet::new();
-    fn walk(
-        edges: &[Vec<usize>],
-        path: &mut Vec<usize>,
-        visited: &mut BTreeSet<usize>,
-    ) -> Option<Vec<usize>> {
-        let current = *path.last()?;
-        for &next in &edges[current] {
-            if let Some(position) = path.iter().position(|&index| index == next) {
-                return Some(path[position..].to_vec());
-            }
-            if visited.insert(next) {
-                path.push(next);
-                if let Some(cycle) = walk(edges, path, visited) {
-                    return Some(cycle);
-                }
-                path.pop();
-            }
+    // Position of each step on the current path, if it is on it.
+    let mut on_path: Vec<Option<usize>> = vec![None; edges.len()];
+    let mut visited = vec![false; edges.len()];
+    // (step, index of its next edge)
+    let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+    on_path[start] = Some(0);
+    while let Some(&(current, next_edge)) = path.last() {
+        let Some(&next) = edges[current].get(next_edge) else {
+            on_path[current] = None;
+            path.pop();
+            continue;
+        };
+        path.last_mut().expect("not empty").1 += 1;
+        if let Some(position) = on_path[next] {
+            return Some(path[position..].iter().map(|&(index, _)| index).collect());
         }
-        None
+        if !std::mem::replace(&mut visited[next], true) {
+            on_path[next] = Some(path.len());
+            path.push((next, 0));
+        }
     }
-    walk(edges, &mut path, &mut visited)
+    None
 }
 
 /// "an exec step", "a sleep step": the kind with its article.
@@ -695,17 +806,16 @@ fn content_offset(file: &SourceFile, span: Span, text: &str) -> Option<usize> {
 }
 
 fn assemble(spec: &PlanSpec, order: &[usize]) -> Vec<Step> {
-    let position_of =
-        |spec_index: usize| order.iter().position(|&index| index == spec_index).expect("ordered");
+    // Position in `order` of each step, by id (ids are unique in a valid plan).
+    let mut position_of: HashMap<&str, usize> = HashMap::with_capacity(order.len());
+    for (position, &spec_index) in order.iter().enumerate() {
+        position_of.insert(spec.steps[spec_index].id.value.as_str(), position);
+    }
     let mut steps: Vec<Step> = Vec::with_capacity(order.len());
     for &spec_index in order {
         let step = &spec.steps[spec_index];
-        let needs: Vec<usize> = step
-            .needs
-            .iter()
-            .filter_map(|need| spec.steps.iter().position(|other| other.id.value == need.value))
-            .map(position_of)
-            .collect();
+        let needs: Vec<usize> =
+            step.needs.iter().filter_map(|need| position_of.get(need.value.as_str()).copied()).collect();
         let stage = needs.iter().map(|&need| steps[need].stage + 1).max().unwrap_or(0);
         let with = step
             .with
@@ -820,5 +930,41 @@ mod tests {
         let ids: Vec<&str> = plan.steps.iter().map(|step| step.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(plan.stages(), vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn ancestry_answers_through_long_chains_and_across_branches() {
+        // 0 ← 1 ← 2 ← 3, and 4 needs only 0: a diamond-free fork.
+        let needs = vec![vec![], vec![0], vec![1], vec![2], vec![0]];
+        let mut ancestry = Ancestry::new(&needs);
+        assert!(ancestry.needs(3, 0));
+        assert!(ancestry.needs(2, 0), "answered from what the first question settled");
+        assert!(!ancestry.needs(4, 3));
+        assert!(!ancestry.needs(0, 4));
+        // With a cycle (already reported), answers are still right.
+        let cyclic = vec![vec![2], vec![0], vec![1], vec![]];
+        let mut ancestry = Ancestry::new(&cyclic);
+        assert!(ancestry.needs(0, 1));
+        assert!(!ancestry.needs(0, 3));
+    }
+
+    #[test]
+    fn a_long_chain_reading_its_first_step_and_a_long_cycle_are_checked() {
+        let count = 3000;
+        let mut text = format!("{HEAD}steps:\n  - {{ id: s0, kind: exec, with: {{ command: [echo] }} }}\n");
+        for index in 1..count {
+            text.push_str(&format!(
+                "  - {{ id: s{index}, kind: exec, needs: [s{}], with: {{ command: [echo, \"{{{{steps.s0.outputs.stdout}}}}\"] }} }}\n",
+                index - 1
+            ));
+        }
+        let plan = plan_from_source(&SourceFile::new("p.yaml", text.clone())).expect("valid");
+        assert_eq!(plan.steps.len(), count);
+        // Closing the chain into one cycle through every step: one diagnostic, no
+        // stack overflow.
+        let cycle =
+            text.replacen("id: s0, kind: exec,", &format!("id: s0, kind: exec, needs: [s{}],", count - 1), 1);
+        let found = problems(&cycle);
+        assert_eq!(found.iter().map(|problem| problem.code).collect::<Vec<_>>(), ["cycle"]);
     }
 }

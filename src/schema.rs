@@ -22,7 +22,6 @@ pub fn plan_schema() -> Json {
     let step = &mut schema["properties"]["steps"]["items"];
     step["properties"]["kind"] = json!({ "type": "string", "enum": kinds, "description": "The step kind (`dr-plan steps` lists them)." });
     step["required"] = json!(["id", "kind"]);
-    step["properties"]["id"]["pattern"] = json!("^[a-z0-9-]+$");
     step["properties"]["with"] = json!({ "type": "object", "description": "The kind's parameters." });
     step["properties"]["on_failure"] = json!({ "enum": ["abort", "continue"] });
     let rules: Vec<Json> = StepKind::ALL

@@ -1,7 +1,7 @@
 //! Checks a located [`Node`] against a JSON Schema generated from a Rust type, and
 //! reports every problem at once with its span. Only the keywords our generated
 //! schemas use are understood: `type`, `properties`, `required`,
-//! `additionalProperties`, `items`, `anyOf`/`oneOf`, `const`, `minimum`.
+//! `additionalProperties`, `items`, `anyOf`/`oneOf`, `const`, `minimum`, `maximum`.
 //!
 //! A string holding a template expression (`{{...}}`) matches any schema here: its
 //! value is only known at run time, when the rendered value is checked again and
@@ -76,17 +76,43 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
             }
         }
         Value::Integer(integer) => {
-            let unsigned =
-                schema.get("format").and_then(Json::as_str).is_some_and(|format| format.starts_with("uint"));
-            let minimum = schema.get("minimum").and_then(Json::as_i64).or(unsigned.then_some(0));
-            if let Some(minimum) = minimum
-                && *integer < minimum
-            {
+            // The type's own bounds, so a value that would not decode at run time is
+            // refused here with its location.
+            let (type_minimum, type_maximum) = match schema.get("format").and_then(Json::as_str) {
+                Some("uint8") => (Some(0), Some(i64::from(u8::MAX))),
+                Some("uint16") => (Some(0), Some(i64::from(u16::MAX))),
+                Some("uint32") => (Some(0), Some(i64::from(u32::MAX))),
+                Some("int32") => (Some(i64::from(i32::MIN)), Some(i64::from(i32::MAX))),
+                Some(format) if format.starts_with("uint") => (Some(0), None),
+                Some(_) | None => (None, None),
+            };
+            let minimum = schema.get("minimum").and_then(Json::as_i64).or(type_minimum);
+            let stated_maximum = schema.get("maximum").and_then(Json::as_i64);
+            let maximum = stated_maximum.or(type_maximum);
+            // The help names the type's own maximum only to a value beyond it.
+            let range = |minimum: Option<i64>, maximum: Option<i64>| match (minimum, maximum) {
+                (Some(minimum), Some(maximum)) => format!("write a whole number from {minimum} to {maximum}"),
+                (Some(minimum), None) => format!("write a whole number of {minimum} or more"),
+                (None, Some(maximum)) => format!("write a whole number of at most {maximum}"),
+                (None, None) => "write a whole number".to_owned(),
+            };
+            let found = match (minimum, maximum) {
+                (Some(minimum), _) if *integer < minimum => Some((
+                    format!("`{path}` must be at least {minimum}, found {integer}"),
+                    range(Some(minimum), stated_maximum),
+                )),
+                (_, Some(maximum)) if *integer > maximum => Some((
+                    format!("`{path}` must be at most {maximum}, found {integer}"),
+                    range(minimum, Some(maximum)),
+                )),
+                _ => None,
+            };
+            if let Some((message, help)) = found {
                 problems.push(Problem {
                     code: "parameter-value",
                     span: node.span,
-                    message: format!("`{path}` must be at least {minimum}, found {integer}"),
-                    help: Some(format!("write a whole number of {minimum} or more")),
+                    message,
+                    help: Some(help),
                 });
             }
         }
@@ -393,6 +419,26 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|(code, _)| *code).collect();
         // `namespce` is reported once, as unknown with a suggestion, not also as a missing `namespace`.
         assert_eq!(names, ["unknown-parameter", "parameter-type", "duration"], "{found:?}");
+    }
+
+    #[test]
+    fn numbers_are_held_to_their_stated_range_and_their_type() {
+        let scale = |replicas: &str| {
+            codes(StepKind::K8sScale, &format!("namespace: x\ntarget: deployment/a\nreplicas: {replicas}\n"))
+        };
+        assert!(scale("2147483647").is_empty());
+        assert_eq!(scale("2147483648")[0].1, "`with.replicas` must be at most 2147483647, found 2147483648");
+        assert_eq!(
+            scale("{ deployment/a: -1 }")[0].1,
+            "`with.replicas.deployment/a` must be at least 0, found -1"
+        );
+        let restore =
+            |jobs: &str| codes(StepKind::PgRestore, &format!("dump: d\ndatabase: db\njobs: {jobs}\n"));
+        assert_eq!(restore("0")[0].1, "`with.jobs` must be at least 1, found 0");
+        // Beyond u32, where decoding at run time would fail.
+        assert_eq!(restore("4294967296")[0].1, "`with.jobs` must be at most 4294967295, found 4294967296");
+        let fetch = codes(StepKind::S3Fetch, "bucket: b\nkey: k\nparallel: 17\n");
+        assert_eq!(fetch[0].1, "`with.parallel` must be at most 16, found 17");
     }
 
     #[test]

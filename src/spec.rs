@@ -103,7 +103,9 @@ impl JsonSchema for AnyValue {
 pub struct PlanSpec {
     /// Format version; always 1.
     pub version: Located<u32>,
-    /// The plan's name (`db-corruption`).
+    /// The plan's name (`db-corruption`): a-z, 0-9 and `-`, at most 63 characters; it
+    /// names the run's files and metric labels.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]*$"), length(max = 63))]
     pub name: Located<String>,
     /// What the plan recovers, for whoever runs it.
     pub description: Option<Located<String>>,
@@ -293,7 +295,8 @@ pub struct RetrySpec {
 #[derive(Clone, Debug, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct StepSpec {
-    /// Unique id, `[a-z0-9-]+`.
+    /// Unique id: a-z, 0-9 and `-`, at most 63 characters.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]*$"), length(max = 63))]
     pub id: Located<String>,
     /// The step kind (`dr-plan steps` lists them).
     pub kind: Located<String>,
@@ -324,6 +327,10 @@ pub struct StepSpec {
     #[schemars(skip)]
     pub span: Span,
 }
+
+/// The longest plan name or step id, as a DNS label: both become parts of file names,
+/// and the name a metric label.
+pub const NAME_MAX: usize = 63;
 
 const PLAN_FIELDS: &[&str] =
     &["version", "name", "description", "objectives", "inputs", "vars", "secrets", "steps"];
@@ -510,6 +517,26 @@ impl Decoder<'_> {
         }
         let name =
             self.required(entries, "name", "the plan", top).and_then(|node| self.string(node, "`name`"));
+        if let Some(name) = &name
+            && let Some(flaw) = name_flaw(&name.value, "names")
+        {
+            // The name is part of paths under the state directory (runs, lock) and of
+            // metric labels: `../x` would escape it, a newline would inject lines.
+            let help = match suggested_name(&name.value) {
+                Some(suggested) => format!("write it as `{suggested}`"),
+                None => "write e.g. `db-corruption`".to_owned(),
+            };
+            let message = if name.value.is_empty() {
+                "plan name is empty".to_owned()
+            } else {
+                format!("plan name `{}` is not valid", name.value.escape_debug())
+            };
+            let diagnostic = self.error("plan-name", name.span, message);
+            *diagnostic = diagnostic
+                .clone()
+                .with_label(flaw)
+                .with_help(format!("{help}; the name is part of the run's file names and metric labels"));
+        }
         let description =
             self.optional(entries, "description", |this, node| this.string(node, "`description`"));
         let objectives = field(entries, "objectives").map(|node| self.objectives(node)).unwrap_or_default();
@@ -555,16 +582,11 @@ impl Decoder<'_> {
         if matches!(node.value, Value::Null) {
             return map;
         }
-        let Some(items) =
-            self.fields(node, &format!("`{section}`"), &[]).map(|_| node.as_map().unwrap_or_default())
-        else {
+        let Some(items) = node.as_map() else {
+            // Not a map: `fields` says so, in the words it uses everywhere.
+            self.fields(node, &format!("`{section}`"), &[]);
             return map;
         };
-        // `fields` with an empty allow-list reported every key as unknown: take those back.
-        self.problems.retain(|problem| {
-            !(problem.code == "unknown-field"
-                && items.iter().any(|entry| Some(entry.key_span) == problem.primary_span()))
-        });
         for entry in items {
             let valid_name =
                 entry.key.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
@@ -672,6 +694,32 @@ impl Decoder<'_> {
                 });
             return None;
         }
+        // An empty variable name or path would only fail at run time, after steps ran.
+        let (source, example) = match (&env, &file) {
+            (Some(env), _) => {
+                (env, if toml_syntax { "`{ env = \"BACKUP_KEY\" }`" } else { "`{ env: BACKUP_KEY }`" })
+            }
+            (None, Some(file)) => (
+                file,
+                if toml_syntax {
+                    "`{ file = \"/etc/backup/encryption.key\" }`"
+                } else {
+                    "`{ file: /etc/backup/encryption.key }`"
+                },
+            ),
+            (None, None) => return None,
+        };
+        if source.value.trim().is_empty() {
+            let (field, help) = if env.is_some() {
+                ("env", format!("name the environment variable that holds the secret, e.g. {example}"))
+            } else {
+                ("file", format!("give the path of the file that holds the secret, e.g. {example}"))
+            };
+            let diagnostic =
+                self.error("secret-source", source.span, format!("`{field}` of {what} is empty"));
+            // The secret stays declared: its uses are not reported as unknown too.
+            *diagnostic = diagnostic.clone().with_label("empty").with_help(help);
+        }
         Some(SecretSpec { env, file, span: node.span })
     }
 
@@ -699,28 +747,18 @@ impl Decoder<'_> {
         let entries = self.fields(node, "a step", STEP_FIELDS)?;
         let at = Span::new(node.span.start, node.span.start);
         let id = self.required(entries, "id", "this step", at).and_then(|node| self.string(node, "`id`"))?;
-        if id.value.is_empty()
-            || !id.value.chars().all(|character| {
-                character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
-            })
-        {
-            // `StopWriters`, `stop_writers` → `stop-writers`.
-            let mut suggested = String::new();
-            for (index, character) in id.value.chars().enumerate() {
-                if character.is_ascii_uppercase() && index > 0 && !suggested.ends_with('-') {
-                    suggested.push('-');
-                }
-                suggested.push(if character.is_ascii_alphanumeric() {
-                    character.to_ascii_lowercase()
-                } else {
-                    '-'
-                });
-            }
-            let diagnostic = self.error("step-id", id.span, format!("step id `{}` is not valid", id.value));
-            *diagnostic = diagnostic
-                .clone()
-                .with_label("ids use a-z, 0-9 and -")
-                .with_help(format!("write it as `{suggested}`"));
+        if let Some(flaw) = name_flaw(&id.value, "ids") {
+            let help = match suggested_name(&id.value) {
+                Some(suggested) => format!("write it as `{suggested}`"),
+                None => "write e.g. `stop-writers`".to_owned(),
+            };
+            let message = if id.value.is_empty() {
+                "step id is empty".to_owned()
+            } else {
+                format!("step id `{}` is not valid", id.value.escape_debug())
+            };
+            let diagnostic = self.error("step-id", id.span, message);
+            *diagnostic = diagnostic.clone().with_label(flaw).with_help(help);
         }
         let what = format!("step `{}`", id.value);
         let kind =
@@ -828,6 +866,50 @@ impl Decoder<'_> {
     }
 }
 
+/// Why `text` cannot be a plan name or step id, as a label (`noun` is `ids` or
+/// `names`); `None` when it is one: `[a-z0-9][a-z0-9-]*`, at most [`NAME_MAX`]
+/// characters. Both end up in file names and metric labels.
+fn name_flaw(text: &str, noun: &str) -> Option<String> {
+    if text.is_empty() {
+        return Some(format!("{noun} cannot be empty"));
+    }
+    if !text
+        .chars()
+        .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+    {
+        return Some(format!("{noun} use a-z, 0-9 and -"));
+    }
+    if text.starts_with('-') {
+        return Some(format!("{noun} start with a-z or 0-9"));
+    }
+    // Only ASCII is left, so bytes are characters.
+    (text.len() > NAME_MAX).then(|| format!("{} characters long; {noun} have at most {NAME_MAX}", text.len()))
+}
+
+/// A valid name close to `text`: `StopWriters`, `stop_writers` → `stop-writers`,
+/// `../../escaped` → `escaped`; `None` when nothing is left.
+fn suggested_name(text: &str) -> Option<String> {
+    let mut suggested = String::new();
+    let mut previous_lowercase = false;
+    for character in text.chars() {
+        if character.is_ascii_alphanumeric() {
+            if character.is_ascii_uppercase() && previous_lowercase {
+                suggested.push('-');
+            }
+            previous_lowercase = character.is_ascii_lowercase() || character.is_ascii_digit();
+            suggested.push(character.to_ascii_lowercase());
+        } else {
+            previous_lowercase = false;
+            if !suggested.is_empty() && !suggested.ends_with('-') {
+                suggested.push('-');
+            }
+        }
+    }
+    suggested.truncate(NAME_MAX);
+    let suggested = suggested.trim_end_matches('-');
+    (!suggested.is_empty()).then(|| suggested.to_owned())
+}
+
 fn field<'n>(entries: &'n [Entry], name: &str) -> Option<&'n Node> {
     entries.iter().find(|entry| entry.key == name).map(|entry| &entry.value)
 }
@@ -864,5 +946,30 @@ mod tests {
         assert!(problems[0].help.as_deref().unwrap().contains("objectives"));
         assert!(problems[1].help.as_deref().unwrap().contains("needs"));
         assert!(problems[3].help.as_deref().unwrap().contains("k8s.scale"));
+    }
+
+    #[test]
+    fn names_and_ids_are_dns_labels_and_a_valid_one_is_suggested() {
+        assert_eq!(name_flaw("db-corruption", "names"), None);
+        assert_eq!(name_flaw(&"a".repeat(NAME_MAX), "names"), None);
+        assert!(name_flaw(&"a".repeat(NAME_MAX + 1), "names").unwrap().contains("at most 63"));
+        for invalid in ["", "-a", "../../escaped", "a\nb", "Stop", "é"] {
+            assert!(name_flaw(invalid, "names").is_some(), "{invalid:?}");
+        }
+        assert_eq!(suggested_name("StopWriters").as_deref(), Some("stop-writers"));
+        assert_eq!(suggested_name("stop_writers").as_deref(), Some("stop-writers"));
+        assert_eq!(suggested_name("../../escaped").as_deref(), Some("escaped"));
+        assert_eq!(suggested_name("db\ncorruption").as_deref(), Some("db-corruption"));
+        assert_eq!(suggested_name("../"), None);
+    }
+
+    #[test]
+    fn a_plan_name_that_is_not_a_name_is_located() {
+        let (_, problems) =
+            decode_text("p.yaml", "version: 1\nname: ../x\nsteps:\n  - { id: a, kind: sleep }\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].code, "plan-name");
+        let file = problems[0].file.as_ref().unwrap();
+        assert_eq!(file.slice(problems[0].primary_span().unwrap()), "../x");
     }
 }

@@ -70,6 +70,7 @@ fn labels_sit_on_the_text_they_are_about() {
         ("DRP009", "scale-back-up"),
         ("DRP010", "none"),
         ("DRP011", "[helm, rollback, api]"),
+        ("DRP012", "inputs.release"),
     ];
     for (code, text) in expectations {
         let diagnostics = lint_fixture(&format!("{code}.yaml"));
@@ -265,13 +266,16 @@ fn all_results() -> Vec<FileResult> {
 fn summaries_count_errors_warnings_and_files() {
     let results = all_results();
     let summary = Summary::of(&results);
-    assert_eq!((summary.warnings, summary.files), (11, 14));
+    let rules = Rule::ALL.len();
+    assert_eq!((summary.warnings, summary.files), (rules, rules + 3));
     assert!(summary.errors >= 2);
     assert!(summary.fails(false));
-    let warnings_only = &results[..12];
+    // One fixture per rule, then the clean one.
+    let warnings_only = &results[..=rules];
     assert!(!Summary::of(warnings_only).fails(false));
     assert!(Summary::of(warnings_only).fails(true), "--deny warnings");
-    assert!(format::human(warnings_only, false).ends_with("0 errors, 11 warnings in 12 files\n"));
+    let ending = format!("0 errors, {rules} warnings in {} files\n", rules + 1);
+    assert!(format::human(warnings_only, false).ends_with(&ending));
 }
 
 #[test]
@@ -408,4 +412,39 @@ fn a_missing_path_or_a_directory_without_plans_is_an_error_in_every_format() {
     let (code, text) = lint_command(directory.path(), &["empty"], "human");
     assert_eq!(code, Some(2));
     assert!(text.contains("no plan files (.yaml, .yml, .toml) in this directory"), "{text}");
+}
+
+#[test]
+fn a_template_in_a_shell_script_is_flagged_but_not_as_an_argument_or_in_env() {
+    let plan = |command: &str| {
+        format!(
+            "{HEAD}inputs: {{ release: {{}} }}\nsteps:\n  - id: roll-back\n    kind: exec\n    with:\n{command}\n    estimate: 1m\n"
+        )
+    };
+    let flagged =
+        lint_text(&plan("      command: [/bin/bash, -euc, \"helm rollback api {{inputs.release}}\"]"));
+    assert_eq!(codes(&flagged), ["DRP012"]);
+    assert_eq!(labelled(&flagged[0]), "inputs.release");
+    let in_undo = lint_text(&plan(
+        "      command: [echo]\n      undo: [sh, -c, \"helm rollback api {{inputs.release}}\"]\n    undo: true",
+    ));
+    assert_eq!(codes(&in_undo), ["DRP012"]);
+    for safe in [
+        "      command: [sh, -c, 'helm rollback api \"$1\"', sh, \"{{inputs.release}}\"]",
+        "      command: [sh, -c, 'helm rollback api \"$RELEASE\"']\n      env: { RELEASE: \"{{inputs.release}}\" }",
+        "      command: [helm, rollback, api, \"{{inputs.release}}\"]",
+        "      command: [sh, -c, 'echo {{run.id}} \"$1\"', sh, \"{{inputs.release}}\"]",
+    ] {
+        assert_eq!(codes(&lint_text(&plan(safe))), Vec::<&str>::new(), "{safe}");
+    }
+}
+
+#[test]
+fn the_shell_script_help_is_written_in_toml_for_a_toml_plan() {
+    let text = "version = 1\nname = \"t\"\nobjectives = { rto = \"1h\" }\n[inputs.release]\n\n[[steps]]\nid = \"roll-back\"\nkind = \"exec\"\nestimate = \"1m\"\nwith = { command = [\"sh\", \"-c\", \"helm rollback api {{inputs.release}}\"] }\n";
+    let plan = plan_from_source(&SourceFile::new("plan.toml", text)).expect("valid");
+    let diagnostics = lint(&plan);
+    assert_eq!(codes(&diagnostics), ["DRP012"]);
+    let help = diagnostics[0].help.as_deref().unwrap();
+    assert!(help.contains("[\"sh\", \"-c\", '... \"$1\" ...', \"sh\", \"{{inputs.release}}\"]"), "{help}");
 }

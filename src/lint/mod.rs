@@ -14,6 +14,7 @@ mod facts;
 pub mod format;
 mod rules;
 mod secrets;
+mod shell;
 
 /// A DR-safety rule. The numbering is stable: codes are never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,11 +41,13 @@ pub enum Rule {
     ChecksumDisabled,
     /// `DRP011`: an `exec` step with a `with.undo` command that never runs (no `undo: true`).
     UndoCommandIgnored,
+    /// `DRP012`: a template interpolated into the script of `sh -c`.
+    TemplateInShellScript,
 }
 
 impl Rule {
     /// Every rule, in code order.
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::UnverifiedInput,
         Rule::RestoreWithoutSafetyBackup,
         Rule::NoRto,
@@ -56,6 +59,7 @@ impl Rule {
         Rule::NoVerification,
         Rule::ChecksumDisabled,
         Rule::UndoCommandIgnored,
+        Rule::TemplateInShellScript,
     ];
 
     /// The stable code, `DRP001`...
@@ -73,6 +77,7 @@ impl Rule {
             Rule::NoVerification => "DRP009",
             Rule::ChecksumDisabled => "DRP010",
             Rule::UndoCommandIgnored => "DRP011",
+            Rule::TemplateInShellScript => "DRP012",
         }
     }
 
@@ -91,6 +96,7 @@ impl Rule {
             Rule::NoVerification => "no-verification",
             Rule::ChecksumDisabled => "checksum-disabled",
             Rule::UndoCommandIgnored => "undo-command-ignored",
+            Rule::TemplateInShellScript => "template-in-shell-script",
         }
     }
 
@@ -116,6 +122,9 @@ impl Rule {
             Rule::ChecksumDisabled => "An s3.fetch does not verify the object's checksum.",
             Rule::UndoCommandIgnored => {
                 "An exec step gives a with.undo command but no undo: true, so the command never runs."
+            }
+            Rule::TemplateInShellScript => {
+                "A template is interpolated into the script of a shell (sh -c), which reads its value as code."
             }
         }
     }

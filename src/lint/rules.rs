@@ -27,6 +27,7 @@ pub(super) fn check(plan: &Plan) -> Vec<Diagnostic> {
     no_verification(&facts, &mut found);
     checksum_disabled(&facts, &mut found);
     undo_command_ignored(&facts, &mut found);
+    super::shell::template_in_shell_script(&facts, &mut found);
     found
 }
 

@@ -45,10 +45,20 @@ pub struct Parameters {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Replicas {
-    /// The same count for every target.
-    Count(u32),
+    /// The same count for every target (Kubernetes keeps it in an int32).
+    Count(#[schemars(range(max = MAX_REPLICAS))] u32),
     /// `kind/name` → count.
-    PerWorkload(BTreeMap<String, u32>),
+    PerWorkload(#[schemars(schema_with = "per_workload_schema")] BTreeMap<String, u32>),
+}
+
+/// The most replicas a workload can have: Kubernetes keeps the count in an int32.
+const MAX_REPLICAS: u32 = 2_147_483_647;
+
+fn per_workload_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": { "type": "integer", "format": "uint32", "minimum": 0, "maximum": MAX_REPLICAS },
+    })
 }
 
 fn default_deadline() -> HumanDuration {

@@ -29,8 +29,9 @@ pub struct Parameters {
     /// definition and data, without their indexes, constraints or triggers.
     #[serde(default)]
     pub tables: Vec<String>,
-    /// Parallel jobs (`pg_restore -j`; custom and directory formats).
+    /// Parallel jobs (`pg_restore -j`; custom and directory formats), at least 1.
     #[serde(default = "default_jobs")]
+    #[schemars(range(min = 1))]
     pub jobs: u32,
     /// Terminate other sessions on the target database first.
     #[serde(default = "super::shared::default_true")]

@@ -60,7 +60,8 @@ pub struct RecordChange {
     /// The record type (`A`, `AAAA`, `CNAME`, `TXT`, ...).
     #[serde(rename = "type")]
     pub record_type: String,
-    /// TTL in seconds.
+    /// TTL in seconds (Route53 takes up to 2147483647).
+    #[schemars(range(max = 2_147_483_647))]
     pub ttl: Option<u32>,
     /// The values.
     #[serde(default)]

@@ -21,6 +21,7 @@ pub struct Encryption {
     pub key: String,
     /// PBKDF2 iterations (`openssl enc -iter`); openssl's default is 10000.
     #[serde(default = "default_iterations")]
+    #[schemars(range(min = 1))]
     pub iterations: u32,
 }
 
