@@ -272,6 +272,7 @@ impl<'a> YamlLoader<'a> {
 
     fn mapping(&mut self, start: Span) -> Result<Node, Stop> {
         let mut entries: Vec<Entry> = Vec::new();
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut whole = start;
         loop {
             let (event, key_span) = self.next()?;
@@ -298,7 +299,11 @@ impl<'a> YamlLoader<'a> {
             let (event, span) = self.next()?;
             let value = self.node(event, span)?;
             whole = whole.join(key_span).join(value.span);
-            if let Some(first) = entries.iter().find(|entry| entry.key == key && !key.is_empty()) {
+            // A map of the keys seen so far: comparing each key with every earlier one made a
+            // 100,000-key file take minutes.
+            if let Some(first) =
+                (!key.is_empty()).then(|| seen.get(&key)).flatten().map(|&index| &entries[index])
+            {
                 self.problems.push(
                     Diagnostic::error("duplicate-key", self.file, key_span, format!("duplicate key `{key}`"))
                         .with_label("written again here")
@@ -306,6 +311,7 @@ impl<'a> YamlLoader<'a> {
                         .with_help("remove one of them; YAML keeps only one value per key"),
                 );
             }
+            seen.entry(key.clone()).or_insert(entries.len());
             entries.push(Entry { key, key_span, value });
         }
         Ok(Node::new(Value::Map(entries), whole))
