@@ -15,7 +15,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, HostedZoneConfig, ResourceRecord,
     ResourceRecordSet, RrType, Vpc, VpcRegion,
 };
-use dr_plan::steps::{Outputs, Preflight, ProgressSink, StepContext, StepError, route53_change};
+use dr_plan::steps::{Outputs, Preflight, ProgressSink, StepContext, StepError, StepOutputs, route53_change};
 use serde_json::{Value as Json, json};
 use support::{HttpServer, Moto, Route53Stub, StubRecord};
 
@@ -58,7 +58,7 @@ fn parameters(with: &Json) -> route53_change::Parameters {
 }
 
 async fn run(client: &aws_sdk_route53::Client, with: &Json, harness: &Harness) -> Result<Outputs, StepError> {
-    route53_change::run_with(client, parameters(with), &harness.context).await
+    route53_change::run_with(client, parameters(with), &harness.context).await.and_then(StepOutputs::into_map)
 }
 
 fn stub_client(stub: &Route53Stub) -> aws_sdk_route53::Client {

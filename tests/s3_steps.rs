@@ -20,8 +20,8 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use dr_plan::secret::{Redactor, SecretValue};
 use dr_plan::steps::{
-    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, parameters, s3_fetch,
-    s3_put,
+    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepOutputs, parameters,
+    s3_fetch, s3_put,
 };
 use serde_json::{Value as Json, json};
 use support::S3;
@@ -212,6 +212,7 @@ async fn fetch_within(
 ) -> Result<Outputs, String> {
     s3_fetch::run_with_client(fetch_parameters(key, extra), &context(run_dir, rpo), client)
         .await
+        .and_then(StepOutputs::into_map)
         .map_err(|error| error.to_string())
 }
 
@@ -226,6 +227,7 @@ async fn fetch_as(
     let context = StepContext { step_id: step.to_owned(), ..context(run_dir, None) };
     s3_fetch::run_with_client(fetch_parameters(key, extra), &context, client)
         .await
+        .and_then(StepOutputs::into_map)
         .map_err(|error| error.to_string())
 }
 
@@ -845,6 +847,7 @@ async fn put_uploads_the_artifact_with_sidecars_that_the_runbook_tools_accept() 
         &client(&s3),
     )
     .await
+    .and_then(StepOutputs::into_map)
     .expect("the upload succeeds");
     assert_eq!(outputs["sha256"], json!(&sidecar[..64]));
     assert_eq!(outputs["bytes"], json!(artifact.len()));

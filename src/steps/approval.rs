@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 
 /// Parameters of `approval`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -13,19 +13,23 @@ pub struct Parameters {
     pub prompt: String,
 }
 
+step_outputs! {
+    /// Outputs of `approval`.
+    pub struct ApprovalOutputs {
+        /// who approved: `user@host`, after the `--approver` name when one was given
+        pub approved_by: String,
+        /// when (RFC 3339)
+        pub approved_at: String,
+    }
+}
+
 /// What `approval` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "A human gate: waits for an operator's yes at the terminal, or `--approve STEP`.",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo {
-            name: "approved_by",
-            description: "who approved: `user@host`, after the `--approver` name when one was given",
-        },
-        OutputInfo { name: "approved_at", description: "when (RFC 3339)" },
-    ],
+    outputs: ApprovalOutputs::DECLARED,
     preflight: "nothing",
     notes: "At a terminal the run shows the question and waits: `yes` approves, `no` refuses (the run \
             fails and undoes what it did); anything else asks again. Ctrl-C stops the run (exit 130, \
@@ -51,7 +55,7 @@ pub fn describe(with: &Params<'_>) -> String {
 pub async fn run(
     _parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<ApprovalOutputs, super::StepError> {
     match &context.approval {
         super::ApprovalMode::PreApproved => {}
         super::ApprovalMode::Unavailable => return Err(super::StepError::NeedsApproval),
@@ -66,8 +70,5 @@ pub async fn run(
             super::Verdict::NoTerminal => return Err(super::StepError::NeedsApproval),
         },
     }
-    let mut outputs = super::Outputs::new();
-    outputs.insert("approved_by".into(), serde_json::Value::String(context.operator.clone()));
-    outputs.insert("approved_at".into(), serde_json::Value::String(crate::run::journal::now()));
-    Ok(outputs)
+    Ok(ApprovalOutputs { approved_by: context.operator.clone(), approved_at: crate::run::journal::now() })
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 
 /// Parameters of `exec`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -34,16 +34,23 @@ fn success_codes() -> Vec<i32> {
     vec![0]
 }
 
+step_outputs! {
+    /// Outputs of `exec`.
+    pub struct ExecOutputs {
+        /// standard output, trimmed, capped at 64 KiB
+        pub stdout: String,
+        /// the exit code
+        pub exit_code: i32,
+    }
+}
+
 /// What `exec` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Run a program with arguments and environment (helm rollback, wal-g, kubectl, aws).",
     destructive: false,
     idempotent: false,
     undo: Some("runs the `undo` command given in the parameters"),
-    outputs: &[
-        OutputInfo { name: "stdout", description: "standard output, trimmed, capped at 64 KiB" },
-        OutputInfo { name: "exit_code", description: "the exit code" },
-    ],
+    outputs: ExecOutputs::DECLARED,
     preflight: "the program exists (on PATH or as a path)",
     notes: "Standard error is kept in the run directory. A command that may change data should \
             say `destructive: true` so that dry-runs mark it and lint checks what feeds it. At the step's \
@@ -104,7 +111,7 @@ const STDOUT_LIMIT: usize = 64 * 1024;
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<ExecOutputs, super::StepError> {
     let output = spawn(&parameters.command, &parameters, context, "").await?;
     let code = output.status.code();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -127,10 +134,7 @@ pub async fn run(
             if tail.is_empty() { String::new() } else { format!("; stderr: {}", tail.join(" / ")) }
         )));
     }
-    let mut outputs = super::Outputs::new();
-    outputs.insert("stdout".into(), serde_json::Value::String(stdout));
-    outputs.insert("exit_code".into(), serde_json::Value::from(code.unwrap_or_default()));
-    Ok(outputs)
+    Ok(ExecOutputs { stdout, exit_code: code.unwrap_or_default() })
 }
 
 /// Runs the `undo` command.

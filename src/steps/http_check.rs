@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 
 /// Parameters of `http.check`.
@@ -49,16 +49,23 @@ fn default_deadline() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(300))
 }
 
+step_outputs! {
+    /// Outputs of `http.check`.
+    pub struct HttpCheckOutputs {
+        /// the last status code
+        pub status: u16,
+        /// how many requests were made
+        pub attempts: u64,
+    }
+}
+
 /// What `http.check` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Poll an HTTP endpoint until it answers with the expected status (and body), with a deadline.",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo { name: "status", description: "the last status code" },
-        OutputInfo { name: "attempts", description: "how many requests were made" },
-    ],
+    outputs: HttpCheckOutputs::DECLARED,
     preflight: "the URL parses",
     notes: "Each request has its own timeout (the interval, at least 5s). Use it as the health check \
             of a new target before a DNS switch.",
@@ -86,7 +93,7 @@ pub fn describe(with: &Params<'_>) -> String {
 ///
 /// # Errors
 /// The deadline passed; the message has the last answer.
-pub async fn run(parameters: Parameters) -> Result<super::Outputs, super::StepError> {
+pub async fn run(parameters: Parameters) -> Result<HttpCheckOutputs, super::StepError> {
     let interval = parameters.interval.get().max(std::time::Duration::from_millis(50));
     let request_timeout = interval.max(std::time::Duration::from_secs(5));
     let client = reqwest::Client::builder()
@@ -110,10 +117,7 @@ pub async fn run(parameters: Parameters) -> Result<super::Outputs, super::StepEr
                 let body_ok =
                     parameters.contains.as_ref().is_none_or(|needle| body.contains(needle.as_str()));
                 if status == parameters.expect_status && body_ok {
-                    let mut outputs = super::Outputs::new();
-                    outputs.insert("status".into(), serde_json::Value::from(status));
-                    outputs.insert("attempts".into(), serde_json::Value::from(attempts));
-                    return Ok(outputs);
+                    return Ok(HttpCheckOutputs { status, attempts });
                 }
                 if status == parameters.expect_status {
                     format!(

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::kubernetes::{self, Cluster, KubernetesError, Poll, Wait};
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 use crate::source::SourceFile;
 
 /// Parameters of `k8s.apply`.
@@ -39,13 +39,21 @@ fn default_manager() -> String {
     "dr-plan".to_owned()
 }
 
+step_outputs! {
+    /// Outputs of `k8s.apply`.
+    pub struct K8sApplyOutputs {
+        /// the objects applied, as `kind/namespace/name`
+        pub applied: Vec<String>,
+    }
+}
+
 /// What `k8s.apply` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Server-side apply manifest files or a directory of them.",
     destructive: true,
     idempotent: true,
     undo: None,
-    outputs: &[OutputInfo { name: "applied", description: "the objects applied, as `kind/namespace/name`" }],
+    outputs: K8sApplyOutputs::DECLARED,
     preflight: "the files parse and the cluster is reachable",
     notes: "`path` is a file (multi-document YAML, or JSON) or a directory whose `.yaml`, `.yml` and \
             `.json` files are applied in name order (not recursively). `kind: List` documents apply \
@@ -313,7 +321,7 @@ impl Resolver<'_> {
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<K8sApplyOutputs, super::StepError> {
     let manifests = read_manifests(Path::new(&parameters.path))?;
     let cluster =
         kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
@@ -375,11 +383,9 @@ pub async fn run(
             }
             failure
         })?;
-        applied.push(Json::String(described));
+        applied.push(described);
     }
-    let mut outputs = super::Outputs::new();
-    outputs.insert("applied".into(), Json::Array(applied));
-    Ok(outputs)
+    Ok(K8sApplyOutputs { applied })
 }
 
 /// Checks that the manifests parse, the cluster answers, and every kind is served (or

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::kubernetes::{self, Cluster, KubernetesError, Wait};
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 
 /// Parameters of `k8s.job`.
@@ -45,17 +45,25 @@ fn default_deadline() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(3600))
 }
 
+step_outputs! {
+    /// Outputs of `k8s.job`.
+    pub struct K8sJobOutputs {
+        /// the Job's name
+        pub name: String,
+        /// succeeded pod count
+        pub succeeded: i32,
+        /// path of the saved logs in the run directory
+        pub logs: Option<String>,
+    }
+}
+
 /// What `k8s.job` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Create a Job (inline spec or from a CronJob), wait for it, keep its logs.",
     destructive: true,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo { name: "name", description: "the Job's name" },
-        OutputInfo { name: "succeeded", description: "succeeded pod count" },
-        OutputInfo { name: "logs", description: "path of the saved logs in the run directory" },
-    ],
+    outputs: K8sJobOutputs::DECLARED,
     preflight: "the namespace and the CronJob exist",
     notes: "Give exactly one of `from_cronjob` and `spec`. From a CronJob the Job is what \
             `kubectl create job --from=cronjob/NAME` makes: the CronJob's `jobTemplate`, annotated \
@@ -300,7 +308,7 @@ async fn save_logs(
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<K8sJobOutputs, super::StepError> {
     source(&parameters)?;
     let name = job_name(&parameters, context);
     let cluster =
@@ -319,20 +327,16 @@ pub async fn run(
     // Logs are kept whether the Job succeeded or not: a failure is when they matter most.
     let logs = if parameters.keep_logs {
         match save_logs(&cluster, namespace, &name, context).await {
-            Ok(path) => Json::String(path.display().to_string()),
+            Ok(path) => Some(path.display().to_string()),
             Err(error) if finished.is_ok() => return Err(error.into()),
-            Err(_) => Json::Null,
+            Err(_) => None,
         }
     } else {
-        Json::Null
+        None
     };
     let job = finished?;
     let succeeded = job.status.and_then(|status| status.succeeded).unwrap_or_default();
-    let mut outputs = super::Outputs::new();
-    outputs.insert("name".into(), Json::String(name));
-    outputs.insert("succeeded".into(), Json::from(succeeded));
-    outputs.insert("logs".into(), logs);
-    Ok(outputs)
+    Ok(K8sJobOutputs { name, succeeded, logs })
 }
 
 /// Checks the kubeconfig, the namespace, and the CronJob or the inline spec.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::kubernetes::{self, Cluster, KubernetesError, Poll, Wait, WorkloadKind, WorkloadStatus};
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 
 /// Parameters of `k8s.scale`.
@@ -65,16 +65,21 @@ fn default_deadline() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(300))
 }
 
+step_outputs! {
+    /// Outputs of `k8s.scale`.
+    pub struct K8sScaleOutputs {
+        /// the count before scaling (a map `kind/name` → count when `selector` is used)
+        pub previous_replicas: Json,
+    }
+}
+
 /// What `k8s.scale` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Scale a Deployment or StatefulSet (or all matching a selector) and wait until ready.",
     destructive: true,
     idempotent: true,
     undo: Some("scales every workload back to its `previous_replicas`"),
-    outputs: &[OutputInfo {
-        name: "previous_replicas",
-        description: "the count before scaling (a map `kind/name` → count when `selector` is used)",
-    }],
+    outputs: K8sScaleOutputs::DECLARED,
     preflight: "the workloads exist and are readable",
     notes: "Give exactly one of `target` and `selector`. Ready means the controller has seen the \
             change (`observedGeneration` caught up) and reports the new count ready (and, for \
@@ -344,7 +349,7 @@ fn remembered_counts(path: &Path) -> BTreeMap<String, u32> {
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<K8sScaleOutputs, super::StepError> {
     let selection = selection(&parameters)?;
     let cluster =
         kubernetes::connect(parameters.kubeconfig.as_deref(), parameters.context.as_deref()).await?;
@@ -376,7 +381,7 @@ pub async fn run(
         wait_until_ready(&cluster, namespace, &wanted, parameters.deadline.get(), context).await?;
     }
 
-    let previous_output = match &selection {
+    let previous_replicas = match &selection {
         Selection::Target(workload) => Json::from(previous.get(&workload.key()).copied().unwrap_or_default()),
         Selection::Selector(_) => Json::Object(
             wanted
@@ -387,9 +392,7 @@ pub async fn run(
                 .collect(),
         ),
     };
-    let mut outputs = super::Outputs::new();
-    outputs.insert("previous_replicas".into(), previous_output);
-    Ok(outputs)
+    Ok(K8sScaleOutputs { previous_replicas })
 }
 
 /// Scales every workload back to its `previous_replicas` and waits (when `wait`).

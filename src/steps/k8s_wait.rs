@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::kubernetes::{
     self, Cluster, KubernetesError, ObjectReference, Poll, Wait, WorkloadKind, WorkloadStatus,
 };
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 
 /// Parameters of `k8s.wait`.
@@ -36,13 +36,21 @@ fn default_deadline() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(600))
 }
 
+step_outputs! {
+    /// Outputs of `k8s.wait`.
+    pub struct K8sWaitOutputs {
+        /// seconds waited
+        pub waited: f64,
+    }
+}
+
 /// What `k8s.wait` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Wait for a rollout to complete, a Job to finish, or a condition to become true.",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[OutputInfo { name: "waited", description: "seconds waited" }],
+    outputs: K8sWaitOutputs::DECLARED,
     preflight: "the object exists",
     notes: "A Job that fails makes the step fail at once, without waiting for the deadline.",
     example: "- id: api-rolled-out\n  kind: k8s.wait\n  with: { namespace: festivals-production, target: deployment/prod-festivals-api }\n",
@@ -149,7 +157,7 @@ fn rollout_state(
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<K8sWaitOutputs, super::StepError> {
     let started = std::time::Instant::now();
     let reference = kubernetes::parse_reference(&parameters.target, "target")?;
     let goal = goal(&reference, parameters.condition.as_deref())?;
@@ -207,9 +215,7 @@ pub async fn run(
             .await?;
         }
     }
-    let mut outputs = super::Outputs::new();
-    outputs.insert("waited".into(), kubernetes::seconds(started.elapsed()));
-    Ok(outputs)
+    Ok(K8sWaitOutputs { waited: kubernetes::seconds(started.elapsed()) })
 }
 
 /// Waits until a Job has the `Complete` condition; fails at once on `Failed`. Returns

@@ -687,10 +687,9 @@ fn round_to_tenths(duration: Duration) -> Duration {
     Duration::from_millis(duration.as_millis().div_ceil(100).try_into().unwrap_or(u64::MAX) * 100)
 }
 
-/// Seconds as a JSON number, rounded to milliseconds.
-pub(crate) fn seconds(duration: Duration) -> Json {
-    let seconds = (duration.as_secs_f64() * 1000.0).round() / 1000.0;
-    serde_json::Number::from_f64(seconds).map_or(Json::Null, Json::Number)
+/// Seconds, rounded to milliseconds.
+pub(crate) fn seconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// Writes a run-directory file whole: to a temporary name first, then renamed, so a

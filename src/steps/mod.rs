@@ -23,6 +23,7 @@ pub mod s3_put;
 pub mod sleep;
 pub mod velero_restore;
 
+mod declared_outputs;
 mod kubernetes;
 pub mod orphan_watchdog;
 mod postgres;
@@ -30,6 +31,8 @@ pub mod process_tree;
 mod runtime;
 mod s3_client;
 mod shared;
+pub use declared_outputs::StepOutputs;
+use declared_outputs::step_outputs;
 pub use runtime::{
     ApprovalMode, Asker, Outputs, Preflight, PreflightContext, Progress, ProgressSink, ProgressUnit,
     Question, StepContext, StepError, StepUpdate, Verdict, parameters,
@@ -95,7 +98,7 @@ pub struct KindInfo {
     pub idempotent: bool,
     /// What `undo: true` does, when the kind has a compensation.
     pub undo: Option<&'static str>,
-    /// Outputs.
+    /// Outputs: the `DECLARED` list of the type its `run` returns ([`StepOutputs`]).
     pub outputs: &'static [OutputInfo],
     /// What `dry-run --preflight` checks.
     pub preflight: &'static str,
@@ -205,6 +208,30 @@ impl StepKind {
         }
     }
 
+    /// The JSON Schema of the kind's outputs, generated from the type its `run` returns.
+    #[must_use]
+    pub fn outputs_schema(self) -> Json {
+        match self {
+            StepKind::K8sScale => schema_of::<k8s_scale::K8sScaleOutputs>(),
+            StepKind::K8sWait => schema_of::<k8s_wait::K8sWaitOutputs>(),
+            StepKind::K8sJob => schema_of::<k8s_job::K8sJobOutputs>(),
+            StepKind::K8sApply => schema_of::<k8s_apply::K8sApplyOutputs>(),
+            StepKind::VeleroRestore => schema_of::<velero_restore::VeleroRestoreOutputs>(),
+            StepKind::S3Fetch => schema_of::<s3_fetch::S3FetchOutputs>(),
+            StepKind::S3Put => schema_of::<s3_put::S3PutOutputs>(),
+            StepKind::PgDump => schema_of::<pg_dump::PgDumpOutputs>(),
+            StepKind::PgRestore => schema_of::<pg_restore::PgRestoreOutputs>(),
+            StepKind::PgQuery => schema_of::<pg_query::PgQueryOutputs>(),
+            StepKind::RedisRestore => schema_of::<redis_restore::RedisRestoreOutputs>(),
+            StepKind::Route53Change => schema_of::<route53_change::Route53ChangeOutputs>(),
+            StepKind::HttpCheck => schema_of::<http_check::HttpCheckOutputs>(),
+            StepKind::Notify => schema_of::<notify::NotifyOutputs>(),
+            StepKind::Approval => schema_of::<approval::ApprovalOutputs>(),
+            StepKind::Exec => schema_of::<exec::ExecOutputs>(),
+            StepKind::Sleep => schema_of::<sleep::SleepOutputs>(),
+        }
+    }
+
     /// The dry-run sentence for rendered parameters (unknown values appear as
     /// placeholders such as `<fetch.path>`).
     #[must_use]
@@ -296,7 +323,7 @@ impl StepKind {
     }
 }
 
-/// Generates the schema of a parameters type, subschemas inlined so that validation
+/// Generates the schema of a parameters or outputs type, subschemas inlined so that validation
 /// and documentation read one self-contained tree.
 fn schema_of<T: schemars::JsonSchema>() -> Json {
     let generator = schemars::generate::SchemaSettings::draft2020_12()
@@ -378,6 +405,32 @@ mod tests {
             let schema = kind.parameters_schema();
             assert_eq!(schema["type"], "object", "{}", kind.name());
             assert_eq!(schema["additionalProperties"], false, "{} must deny unknown parameters", kind.name());
+        }
+    }
+
+    #[test]
+    fn the_declared_outputs_are_the_fields_of_the_outputs_type() {
+        for kind in StepKind::ALL {
+            let schema = kind.outputs_schema();
+            let fields: Vec<(&str, String)> = schema["properties"]
+                .as_object()
+                .map(|properties| {
+                    properties
+                        .iter()
+                        .map(|(name, property)| {
+                            let description = property["description"].as_str().unwrap_or_default();
+                            (name.as_str(), description.replace('\n', " "))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let declared: Vec<(&str, String)> = kind
+                .info()
+                .outputs
+                .iter()
+                .map(|output| (output.name, output.description.to_owned()))
+                .collect();
+            assert_eq!(fields, declared, "{}", kind.name());
         }
     }
 

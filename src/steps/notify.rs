@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 
 /// Parameters of `notify`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -32,13 +32,21 @@ pub enum NotifyFormat {
     Json,
 }
 
+step_outputs! {
+    /// Outputs of `notify`.
+    pub struct NotifyOutputs {
+        /// whether the webhook accepted the message
+        pub delivered: bool,
+    }
+}
+
 /// What `notify` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Post a message to a Slack-compatible or generic JSON webhook.",
     destructive: false,
     idempotent: false,
     undo: None,
-    outputs: &[OutputInfo { name: "delivered", description: "whether the webhook accepted the message" }],
+    outputs: NotifyOutputs::DECLARED,
     preflight: "the webhook URL parses",
     notes: "A failed notification never fails the run unless `required: true`: the recovery matters \
             more than the message about it. It is never silent either: an undelivered message prints a \
@@ -77,7 +85,7 @@ pub fn describe(with: &Params<'_>) -> String {
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<NotifyOutputs, super::StepError> {
     let body = match parameters.format {
         NotifyFormat::Slack => serde_json::json!({ "text": parameters.message }),
         NotifyFormat::Json => serde_json::json!({
@@ -106,8 +114,7 @@ pub async fn run(
         }
     }
     .await;
-    let mut outputs = super::Outputs::new();
-    outputs.insert("delivered".into(), serde_json::Value::Bool(result.is_ok()));
+    let outputs = NotifyOutputs { delivered: result.is_ok() };
     match result {
         Ok(()) => Ok(outputs),
         // The webhook URL is often a secret: never put it in the message.

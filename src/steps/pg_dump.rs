@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Encryption, KindInfo, OutputInfo, Params};
+use super::{Encryption, KindInfo, Params, StepOutputs, step_outputs};
 
 /// Parameters of `pg.dump`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -52,18 +52,27 @@ pub enum DumpCompression {
     Zstd,
 }
 
+step_outputs! {
+    /// Outputs of `pg.dump`.
+    pub struct PgDumpOutputs {
+        /// the file written
+        pub path: String,
+        /// the file name without directory
+        pub name: String,
+        /// bytes written
+        pub bytes: u64,
+        /// SHA-256 of the file written
+        pub sha256: String,
+    }
+}
+
 /// What `pg.dump` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "pg_dump a database (custom or plain), optionally gzip/zstd and encrypted in the same pass.",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo { name: "path", description: "the file written" },
-        OutputInfo { name: "name", description: "the file name without directory" },
-        OutputInfo { name: "bytes", description: "bytes written" },
-        OutputInfo { name: "sha256", description: "SHA-256 of the file written" },
-    ],
+    outputs: PgDumpOutputs::DECLARED,
     preflight: "the database is reachable",
     notes: "Used as the safety backup before a destructive restore: lint expects one upstream of a \
             `pg.restore` with `clean: true`. The password reaches pg_dump through the environment, never argv.\n\n\
@@ -146,7 +155,7 @@ fn check_parameters(parameters: &Parameters) -> Result<(), String> {
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<PgDumpOutputs, super::StepError> {
     use super::postgres::{Connection, Runner};
     check_parameters(&parameters).map_err(super::StepError::Failed)?;
     let connection = Connection::parse(parameters.connection.as_deref()).map_err(super::StepError::Failed)?;
@@ -168,15 +177,12 @@ pub async fn run(
         }
         DumpFormat::Directory => dump_directory(&parameters, &runner, context, &destination).await?,
     };
-    let mut outputs = super::Outputs::new();
-    outputs.insert("path".into(), destination.display().to_string().into());
-    outputs.insert(
-        "name".into(),
-        destination.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default().into(),
-    );
-    outputs.insert("bytes".into(), written.bytes.into());
-    outputs.insert("sha256".into(), written.sha256.into());
-    Ok(outputs)
+    Ok(PgDumpOutputs {
+        path: destination.display().to_string(),
+        name: destination.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default(),
+        bytes: written.bytes,
+        sha256: written.sha256,
+    })
 }
 
 /// What a dump wrote.

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 
 /// Parameters of `pg.query`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -32,16 +32,21 @@ pub struct Assertion {
     pub expect: String,
 }
 
+step_outputs! {
+    /// Outputs of `pg.query`.
+    pub struct PgQueryOutputs {
+        /// the value each assertion's query returned, in order
+        pub results: Vec<Option<String>>,
+    }
+}
+
 /// What `pg.query` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Run SQL and assert on the results (row counts, values).",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[OutputInfo {
-        name: "results",
-        description: "the value each assertion's query returned, in order",
-    }],
+    outputs: PgQueryOutputs::DECLARED,
     preflight: "the database is reachable",
     notes: "The `sql` statements run first, in one transaction; then each assertion's query, whose result \
             must be a single value. `expect` is `= N`, `!= N`, `> N`, `>= N`, `< N` or `<= N` (compared as \
@@ -203,7 +208,7 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<PgQueryOutputs, super::StepError> {
     use super::postgres::{Connection, PsqlError, PsqlOptions, Runner};
     let failed = super::StepError::Failed;
     let expectations = parameters
@@ -258,7 +263,7 @@ pub async fn run(
                  a single value, e.g. with count(*) or limit 1",
                 assertion.expect.trim()
             ));
-            results.push(serde_json::Value::Null);
+            results.push(None);
             continue;
         };
         match expectation.accepts(&value) {
@@ -274,14 +279,12 @@ pub async fn run(
                 assertion.expect.trim()
             )),
         }
-        results.push(serde_json::Value::String(value.trim().to_owned()));
+        results.push(Some(value.trim().to_owned()));
     }
     if !failures.is_empty() {
         return Err(failed(runner.redact(&failures.join("; "))));
     }
-    let mut outputs = super::Outputs::new();
-    outputs.insert("results".into(), serde_json::Value::Array(results));
-    Ok(outputs)
+    Ok(PgQueryOutputs { results })
 }
 
 /// The statements as one psql script: each ends on its own line with `;`, so a

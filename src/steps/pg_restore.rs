@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 
 /// Parameters of `pg.restore`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -68,16 +68,23 @@ fn default_jobs() -> u32 {
     1
 }
 
+step_outputs! {
+    /// Outputs of `pg.restore`.
+    pub struct PgRestoreOutputs {
+        /// the database restored
+        pub database: String,
+        /// the format detected
+        pub format: String,
+    }
+}
+
 /// What `pg.restore` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Restore a dump with pg_restore -j N (custom/directory) or psql (plain SQL).",
     destructive: true,
     idempotent: false,
     undo: None,
-    outputs: &[
-        OutputInfo { name: "database", description: "the database restored" },
-        OutputInfo { name: "format", description: "the format detected" },
-    ],
+    outputs: PgRestoreOutputs::DECLARED,
     preflight: "the database server is reachable",
     notes: "Never starts before its dump is verified: lint requires a checksum on the `s3.fetch` \
             that produced it, and a safety `pg.dump` upstream when `clean: true`.\n\n\
@@ -292,7 +299,7 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<PgRestoreOutputs, super::StepError> {
     use super::postgres::{Connection, MAINTENANCE_DATABASE, Runner};
     let failed = super::StepError::Failed;
     let dump = std::path::PathBuf::from(&parameters.dump);
@@ -327,10 +334,7 @@ pub async fn run(
         }
     }
     context.progress.note(format!("restored {} into {where_}", dump.display()));
-    let mut outputs = super::Outputs::new();
-    outputs.insert("database".into(), database.into());
-    outputs.insert("format".into(), format.name().into());
-    Ok(outputs)
+    Ok(PgRestoreOutputs { database: database.to_owned(), format: format.name().to_owned() })
 }
 
 /// Terminates every other session on `database` and waits until they are gone, so

@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value as Json;
 
-use super::{KindInfo, OutputInfo, Params, Preflight, StepContext, StepError};
+use super::{KindInfo, Params, Preflight, StepContext, StepError, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 use resp::{Connection, ProtocolError, Reply};
 
@@ -45,23 +44,25 @@ fn default_deadline() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(120))
 }
 
+step_outputs! {
+    /// Outputs of `redis.restore`.
+    pub struct RedisRestoreOutputs {
+        /// keys in the restored server, all databases (INFO keyspace)
+        pub keys: u64,
+        /// where the replaced dump was kept (`dump.rdb.before-restore`), or null when there was none
+        pub previous_dump: Option<String>,
+        /// the file the started server's output goes to
+        pub log: String,
+    }
+}
+
 /// What `redis.restore` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Put an RDB file in place for Redis: SHUTDOWN NOSAVE, replace dump.rdb, start, verify keys.",
     destructive: true,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo {
-            name: "keys",
-            description: "keys in the restored server, all databases (INFO keyspace)",
-        },
-        OutputInfo {
-            name: "previous_dump",
-            description: "where the replaced dump was kept (`dump.rdb.before-restore`), or null when there was none",
-        },
-        OutputInfo { name: "log", description: "the file the started server's output goes to" },
-    ],
+    outputs: RedisRestoreOutputs::DECLARED,
     preflight: "the server answers PING, its `dir` is `dir`, append-only is off, the start program exists",
     notes: "The RDB is verified (header and CRC-64) and copied before Redis is stopped. The password comes from \
             the URL and is sent with AUTH, never on a command line. The start command is left running when the \
@@ -259,7 +260,7 @@ impl ServerAddress {
 /// # Errors
 /// See [`RedisRestoreError`]; the message says what failed and, once Redis was
 /// stopped, how to go back.
-pub async fn run(parameters: Parameters, context: &StepContext) -> Result<super::Outputs, StepError> {
+pub async fn run(parameters: Parameters, context: &StepContext) -> Result<RedisRestoreOutputs, StepError> {
     restore(&parameters, context)
         .await
         .map_err(|error| StepError::Failed(context.redactor.redact(&error.to_string())))
@@ -329,7 +330,7 @@ fn check_parameters(parameters: &Parameters, directory: &Path) -> Result<(), Red
 async fn restore(
     parameters: &Parameters,
     context: &StepContext,
-) -> Result<super::Outputs, RedisRestoreError> {
+) -> Result<RedisRestoreOutputs, RedisRestoreError> {
     let deadline = Instant::now() + parameters.deadline.get();
     let server = ServerAddress::parse(&parameters.url)?;
     let directory = Path::new(&parameters.dir);
@@ -406,14 +407,11 @@ async fn restore(
     }
     context.progress.note(format!("Redis at {server} serves {keys} keys from a {bytes}-byte RDB"));
 
-    let mut outputs = super::Outputs::new();
-    outputs.insert("keys".into(), Json::from(keys));
-    outputs.insert(
-        "previous_dump".into(),
-        previous_dump.map_or(Json::Null, |path| Json::String(path.display().to_string())),
-    );
-    outputs.insert("log".into(), Json::String(log.display().to_string()));
-    Ok(outputs)
+    Ok(RedisRestoreOutputs {
+        keys,
+        previous_dump: previous_dump.map(|path| path.display().to_string()),
+        log: log.display().to_string(),
+    })
 }
 
 /// Reads `dir`, `dbfilename` and `appendonly`; returns the dump's file name.

@@ -14,16 +14,15 @@ mod records;
 use std::time::Instant;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::{KindInfo, OutputInfo, Params, Preflight, ProgressSink, StepContext, StepError};
+use super::{KindInfo, Params, Preflight, ProgressSink, StepContext, StepError, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 pub use api::{DEFAULT_REGION, connect, connect_with_credentials};
 use api::{Session, Zone};
-use records::{
-    PreviousHealthCheck, PreviousRecord, RecordKey, RecordSnapshot, change_key, describe_change, in_zone,
-};
+pub use records::{AliasSnapshot, PreviousHealthCheck, PreviousRecord, RecordSnapshot};
+use records::{RecordKey, change_key, describe_change, in_zone};
 
 /// Parameters of `route53.change`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -115,28 +114,28 @@ fn default_deadline() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(300))
 }
 
+step_outputs! {
+    /// Outputs of `route53.change`: what undo needs to put the zone back.
+    pub struct Route53ChangeOutputs {
+        /// the Route53 change id, or null when the zone already held every change (nothing submitted)
+        pub change_id: Option<String>,
+        /// one entry per record set changed: `name`, `type`, `set_identifier` and `record`, the set as it
+        /// was (`ttl`, `values`, `failover`, `health_check_id`, `alias`, ...) or null when it did not exist
+        pub previous: Vec<PreviousRecord>,
+        /// the health checks updated, with their `inverted` and `disabled` flags as they were
+        pub previous_health_checks: Vec<PreviousHealthCheck>,
+        /// the hosted zone's id
+        pub zone_id: String,
+    }
+}
+
 /// What `route53.change` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "UPSERT/CREATE/DELETE Route53 record sets or flip failover, and wait until INSYNC.",
     destructive: true,
     idempotent: true,
     undo: Some("restores the record sets (and health checks) recorded in `previous`"),
-    outputs: &[
-        OutputInfo {
-            name: "change_id",
-            description: "the Route53 change id, or null when the zone already held every change (nothing submitted)",
-        },
-        OutputInfo {
-            name: "previous",
-            description: "one entry per record set changed: `name`, `type`, `set_identifier` and `record`, the set as it \
-                          was (`ttl`, `values`, `failover`, `health_check_id`, `alias`, ...) or null when it did not exist",
-        },
-        OutputInfo {
-            name: "previous_health_checks",
-            description: "the health checks updated, with their `inverted` and `disabled` flags as they were",
-        },
-        OutputInfo { name: "zone_id", description: "the hosted zone's id" },
-    ],
+    outputs: Route53ChangeOutputs::DECLARED,
     preflight: "the hosted zone and the records exist",
     notes: "Lint warns when no health check of the new target runs upstream. Credentials come from the AWS \
             default chain (environment, profile, SSO, instance role); `endpoint` or `AWS_ENDPOINT_URL_ROUTE_53` \
@@ -298,7 +297,7 @@ const PREFLIGHT_BUDGET: std::time::Duration = std::time::Duration::from_secs(60)
 ///
 /// # Errors
 /// See [`Route53Error`]; the message says which record set or call and what to do.
-pub async fn run(parameters: Parameters, context: &StepContext) -> Result<super::Outputs, StepError> {
+pub async fn run(parameters: Parameters, context: &StepContext) -> Result<Route53ChangeOutputs, StepError> {
     let client = connect(parameters.endpoint.as_deref(), parameters.region.as_deref()).await;
     run_with(&client, parameters, context).await
 }
@@ -311,7 +310,7 @@ pub async fn run_with(
     client: &aws_sdk_route53::Client,
     parameters: Parameters,
     context: &StepContext,
-) -> Result<super::Outputs, StepError> {
+) -> Result<Route53ChangeOutputs, StepError> {
     change(client, &parameters, context).await.map_err(|error| failed(&error, context))
 }
 
@@ -361,7 +360,7 @@ async fn change(
     client: &aws_sdk_route53::Client,
     parameters: &Parameters,
     context: &StepContext,
-) -> Result<super::Outputs, Route53Error> {
+) -> Result<Route53ChangeOutputs, Route53Error> {
     let session =
         Session { client, deadline: Instant::now() + parameters.deadline.get(), progress: &context.progress };
     validate(parameters)?;
@@ -460,12 +459,12 @@ async fn change(
         session.wait_insync(change_id, parameters.deadline.get()).await?;
     }
 
-    let mut outputs = super::Outputs::new();
-    outputs.insert("change_id".into(), checkpoint.change_id.clone().map_or(Json::Null, Json::String));
-    outputs.insert("previous".into(), to_json(&checkpoint.previous));
-    outputs.insert("previous_health_checks".into(), to_json(&checkpoint.previous_health_checks));
-    outputs.insert("zone_id".into(), Json::String(zone.id));
-    Ok(outputs)
+    Ok(Route53ChangeOutputs {
+        change_id: checkpoint.change_id,
+        previous: checkpoint.previous,
+        previous_health_checks: checkpoint.previous_health_checks,
+        zone_id: zone.id,
+    })
 }
 
 async fn restore(
@@ -752,10 +751,6 @@ fn request_of(parameters: &Parameters, zone: &Zone) -> Json {
         .map(|update| serde_json::json!([update.id, update.inverted, update.disabled]))
         .collect();
     serde_json::json!({ "zone": zone.id, "changes": changes, "health_checks": health_checks })
-}
-
-fn to_json<Value: Serialize>(value: &Value) -> Json {
-    serde_json::to_value(value).unwrap_or(Json::Null)
 }
 
 fn from_output<Value: serde::de::DeserializeOwned>(

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use super::StepKind;
+use super::{StepKind, StepOutputs};
 use crate::secret::Redactor;
 
-/// A step's outputs (`steps.<id>.outputs.*`).
+/// A step's outputs as the journal and the templates read them (`steps.<id>.outputs.*`):
+/// the kind's [`StepOutputs`] as a map, in field order.
 pub type Outputs = Map<String, Json>;
 
 /// Everything a running step may use.
@@ -234,23 +235,27 @@ impl StepKind {
     /// See [`StepError`].
     pub async fn execute(self, with: Json, context: &StepContext) -> Result<Outputs, StepError> {
         match self {
-            StepKind::Exec => super::exec::run(parameters(with)?, context).await,
-            StepKind::Sleep => super::sleep::run(parameters(with)?).await,
-            StepKind::Approval => super::approval::run(parameters(with)?, context).await,
-            StepKind::HttpCheck => super::http_check::run(parameters(with)?).await,
-            StepKind::Notify => super::notify::run(parameters(with)?, context).await,
-            StepKind::PgDump => super::pg_dump::run(parameters(with)?, context).await,
-            StepKind::PgRestore => super::pg_restore::run(parameters(with)?, context).await,
-            StepKind::PgQuery => super::pg_query::run(parameters(with)?, context).await,
-            StepKind::RedisRestore => super::redis_restore::run(parameters(with)?, context).await,
-            StepKind::Route53Change => super::route53_change::run(parameters(with)?, context).await,
-            StepKind::K8sScale => super::k8s_scale::run(parameters(with)?, context).await,
-            StepKind::K8sWait => super::k8s_wait::run(parameters(with)?, context).await,
-            StepKind::K8sJob => super::k8s_job::run(parameters(with)?, context).await,
-            StepKind::K8sApply => super::k8s_apply::run(parameters(with)?, context).await,
-            StepKind::VeleroRestore => super::velero_restore::run(parameters(with)?, context).await,
-            StepKind::S3Fetch => super::s3_fetch::run(parameters(with)?, context).await,
-            StepKind::S3Put => super::s3_put::run(parameters(with)?, context).await,
+            StepKind::Exec => super::exec::run(parameters(with)?, context).await?.into_map(),
+            StepKind::Sleep => super::sleep::run(parameters(with)?).await?.into_map(),
+            StepKind::Approval => super::approval::run(parameters(with)?, context).await?.into_map(),
+            StepKind::HttpCheck => super::http_check::run(parameters(with)?).await?.into_map(),
+            StepKind::Notify => super::notify::run(parameters(with)?, context).await?.into_map(),
+            StepKind::PgDump => super::pg_dump::run(parameters(with)?, context).await?.into_map(),
+            StepKind::PgRestore => super::pg_restore::run(parameters(with)?, context).await?.into_map(),
+            StepKind::PgQuery => super::pg_query::run(parameters(with)?, context).await?.into_map(),
+            StepKind::RedisRestore => super::redis_restore::run(parameters(with)?, context).await?.into_map(),
+            StepKind::Route53Change => {
+                super::route53_change::run(parameters(with)?, context).await?.into_map()
+            }
+            StepKind::K8sScale => super::k8s_scale::run(parameters(with)?, context).await?.into_map(),
+            StepKind::K8sWait => super::k8s_wait::run(parameters(with)?, context).await?.into_map(),
+            StepKind::K8sJob => super::k8s_job::run(parameters(with)?, context).await?.into_map(),
+            StepKind::K8sApply => super::k8s_apply::run(parameters(with)?, context).await?.into_map(),
+            StepKind::VeleroRestore => {
+                super::velero_restore::run(parameters(with)?, context).await?.into_map()
+            }
+            StepKind::S3Fetch => super::s3_fetch::run(parameters(with)?, context).await?.into_map(),
+            StepKind::S3Put => super::s3_put::run(parameters(with)?, context).await?.into_map(),
         }
     }
 

@@ -8,13 +8,12 @@ use aws_sdk_s3::Client;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
 use super::s3_client::{self, Delivery, ObjectVersion, S3Error};
 use super::{
-    Compression, Encryption, KindInfo, OutputInfo, Params, Preflight, PreflightContext, StepContext,
-    StepError,
+    Compression, Encryption, KindInfo, Params, Preflight, PreflightContext, StepContext, StepError,
+    StepOutputs, step_outputs,
 };
 use crate::artifact::{
     ArtifactError, BackupMetadata, ChunkPool, ChunkSource, CompressionFormat, Decompression, EncryptionKey,
@@ -76,23 +75,31 @@ fn default_parallel() -> u32 {
     4
 }
 
+step_outputs! {
+    /// Outputs of `s3.fetch`.
+    pub struct S3FetchOutputs {
+        /// the local file written
+        pub path: String,
+        /// the object key fetched (resolved when `latest`)
+        pub key: String,
+        /// bytes written after decryption and decompression
+        pub bytes: u64,
+        /// SHA-256 of the object as stored
+        pub sha256: String,
+        /// the object's Last-Modified (RFC 3339)
+        pub last_modified: String,
+        /// seconds between Last-Modified and the fetch: the data's RPO
+        pub age: u64,
+    }
+}
+
 /// What `s3.fetch` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Fetch an object (or the newest under a prefix) and verify, decrypt and decompress it in one pass.",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo { name: "path", description: "the local file written" },
-        OutputInfo { name: "key", description: "the object key fetched (resolved when `latest`)" },
-        OutputInfo { name: "bytes", description: "bytes written after decryption and decompression" },
-        OutputInfo { name: "sha256", description: "SHA-256 of the object as stored" },
-        OutputInfo { name: "last_modified", description: "the object's Last-Modified (RFC 3339)" },
-        OutputInfo {
-            name: "age",
-            description: "seconds between Last-Modified and the fetch: the data's RPO",
-        },
-    ],
+    outputs: S3FetchOutputs::DECLARED,
     preflight: "the bucket and object exist, and the object is younger than `objectives.rpo`",
     notes: "The object is downloaded, hashed, decrypted, decompressed and written in one streaming pass: \
             no second read of the data, and memory stays under 64 MiB whatever the size. The destination \
@@ -294,7 +301,7 @@ impl std::fmt::Display for Mismatch {
 ///
 /// # Errors
 /// [`StepError::Failed`] naming the object and what to do.
-pub async fn run(parameters: Parameters, context: &StepContext) -> Result<super::Outputs, StepError> {
+pub async fn run(parameters: Parameters, context: &StepContext) -> Result<S3FetchOutputs, StepError> {
     let client = s3_client::connect(parameters.endpoint.as_deref(), parameters.region.as_deref()).await;
     run_with_client(parameters, context, &client).await
 }
@@ -308,7 +315,7 @@ pub async fn run_with_client(
     parameters: Parameters,
     context: &StepContext,
     client: &Client,
-) -> Result<super::Outputs, StepError> {
+) -> Result<S3FetchOutputs, StepError> {
     fetch(parameters, context, client)
         .await
         .map_err(|error| StepError::Failed(context.redactor.redact(&error.to_string())))
@@ -385,7 +392,7 @@ async fn fetch(
     parameters: Parameters,
     context: &StepContext,
     client: &Client,
-) -> Result<super::Outputs, FetchError> {
+) -> Result<S3FetchOutputs, FetchError> {
     let parallel = check_parallel(parameters.parallel)?;
     let decrypt = parameters
         .decrypt
@@ -419,14 +426,14 @@ async fn fetch(
     };
     write_record(&record_path, &record).await?;
 
-    let mut outputs = super::Outputs::new();
-    outputs.insert("path".into(), Json::String(destination.display().to_string()));
-    outputs.insert("key".into(), Json::String(object.key.clone()));
-    outputs.insert("bytes".into(), Json::from(summary.output_bytes));
-    outputs.insert("sha256".into(), Json::String(summary.sha256.to_hex()));
-    outputs.insert("last_modified".into(), Json::String(object.last_modified.to_rfc3339()));
-    outputs.insert("age".into(), Json::from(age.as_secs()));
-    Ok(outputs)
+    Ok(S3FetchOutputs {
+        path: destination.display().to_string(),
+        key: object.key.clone(),
+        bytes: summary.output_bytes,
+        sha256: summary.sha256.to_hex(),
+        last_modified: object.last_modified.to_rfc3339(),
+        age: age.as_secs(),
+    })
 }
 
 fn check_parallel(parallel: u32) -> Result<u32, FetchError> {

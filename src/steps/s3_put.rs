@@ -6,11 +6,10 @@ use aws_sdk_s3::Client;
 use chrono::{DateTime, SubsecRound, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value as Json;
 use tokio::io::AsyncReadExt;
 
 use super::s3_client::{self, S3Error};
-use super::{KindInfo, OutputInfo, Params, Preflight, StepContext, StepError};
+use super::{KindInfo, Params, Preflight, StepContext, StepError, StepOutputs, step_outputs};
 use crate::artifact::{
     ArtifactError, BackupMetadata, CompressionFormat, ENCRYPTION_ALGORITHM_AES_256_CBC, OPENSSL_MAGIC,
     Sha256Digest, checksum_for_object, checksum_sidecar_line, detect_compression,
@@ -35,18 +34,27 @@ pub struct Parameters {
     pub region: Option<String>,
 }
 
+step_outputs! {
+    /// Outputs of `s3.put`.
+    pub struct S3PutOutputs {
+        /// the object key
+        pub key: String,
+        /// bytes uploaded
+        pub bytes: u64,
+        /// SHA-256 of the uploaded bytes
+        pub sha256: String,
+        /// s3://bucket/key
+        pub uri: String,
+    }
+}
+
 /// What `s3.put` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Upload an artifact with its .sha256 and .meta JSON sidecars.",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo { name: "key", description: "the object key" },
-        OutputInfo { name: "bytes", description: "bytes uploaded" },
-        OutputInfo { name: "sha256", description: "SHA-256 of the uploaded bytes" },
-        OutputInfo { name: "uri", description: "s3://bucket/key" },
-    ],
+    outputs: S3PutOutputs::DECLARED,
     preflight: "the bucket exists and the file is readable",
     notes: "The file is read once: hashed while it is uploaded (one PutObject up to 8 MiB, a multipart \
             upload with parts in flight above, aborted on failure). Then `<key>.sha256` (one line in \
@@ -103,7 +111,7 @@ enum PutError {
 ///
 /// # Errors
 /// [`StepError::Failed`] naming the file or object and what to do.
-pub async fn run(parameters: Parameters, context: &StepContext) -> Result<super::Outputs, StepError> {
+pub async fn run(parameters: Parameters, context: &StepContext) -> Result<S3PutOutputs, StepError> {
     let client = s3_client::connect(parameters.endpoint.as_deref(), parameters.region.as_deref()).await;
     run_with_client(parameters, context, &client).await
 }
@@ -116,7 +124,7 @@ pub async fn run_with_client(
     parameters: Parameters,
     context: &StepContext,
     client: &Client,
-) -> Result<super::Outputs, StepError> {
+) -> Result<S3PutOutputs, StepError> {
     put(parameters, context, client)
         .await
         .map_err(|error| StepError::Failed(context.redactor.redact(&error.to_string())))
@@ -163,7 +171,7 @@ async fn put(
     parameters: Parameters,
     context: &StepContext,
     client: &Client,
-) -> Result<super::Outputs, PutError> {
+) -> Result<S3PutOutputs, PutError> {
     let path = PathBuf::from(&parameters.path);
     let (bucket, key) = (parameters.bucket.as_str(), parameters.key.as_str());
     let location = s3_client::uri(bucket, key);
@@ -230,12 +238,12 @@ async fn put(
         .await?;
     }
 
-    let mut outputs = super::Outputs::new();
-    outputs.insert("key".into(), Json::String(key.to_owned()));
-    outputs.insert("bytes".into(), Json::from(uploaded.bytes));
-    outputs.insert("sha256".into(), Json::String(uploaded.sha256.to_hex()));
-    outputs.insert("uri".into(), Json::String(location));
-    Ok(outputs)
+    Ok(S3PutOutputs {
+        key: key.to_owned(),
+        bytes: uploaded.bytes,
+        sha256: uploaded.sha256.to_hex(),
+        uri: location,
+    })
 }
 
 /// `<path>.<extension>`.

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{KindInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 
 /// Parameters of `sleep`.
@@ -14,13 +14,18 @@ pub struct Parameters {
     pub duration: HumanDuration,
 }
 
+step_outputs! {
+    /// Outputs of `sleep`: none.
+    pub struct SleepOutputs {}
+}
+
 /// What `sleep` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Wait a fixed time (let DNS caches expire, let replicas settle).",
     destructive: false,
     idempotent: true,
     undo: None,
-    outputs: &[],
+    outputs: SleepOutputs::DECLARED,
     preflight: "nothing",
     notes: "",
     example: "- id: let-ttl-expire\n  kind: sleep\n  with: { duration: 60s }\n",
@@ -36,7 +41,7 @@ pub fn describe(with: &Params<'_>) -> String {
 ///
 /// # Errors
 /// Never; the signature matches the other kinds.
-pub async fn run(parameters: Parameters) -> Result<super::Outputs, super::StepError> {
+pub async fn run(parameters: Parameters) -> Result<SleepOutputs, super::StepError> {
     tokio::time::sleep(parameters.duration.get()).await;
-    Ok(super::Outputs::new())
+    Ok(SleepOutputs {})
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::kubernetes::{self, Cluster, KubernetesError, Poll, Wait};
-use super::{KindInfo, OutputInfo, Params};
+use super::{KindInfo, Params, StepOutputs, step_outputs};
 use crate::duration::HumanDuration;
 
 /// Parameters of `velero.restore`.
@@ -69,18 +69,27 @@ fn default_deadline() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(3600))
 }
 
+step_outputs! {
+    /// Outputs of `velero.restore`.
+    pub struct VeleroRestoreOutputs {
+        /// the Restore's name
+        pub name: String,
+        /// the final phase
+        pub phase: String,
+        /// warning count
+        pub warnings: u64,
+        /// error count
+        pub errors: u64,
+    }
+}
+
 /// What `velero.restore` declares.
 pub const INFO: KindInfo = KindInfo {
     summary: "Create a Velero Restore from a backup or schedule and wait for a terminal phase.",
     destructive: true,
     idempotent: true,
     undo: None,
-    outputs: &[
-        OutputInfo { name: "name", description: "the Restore's name" },
-        OutputInfo { name: "phase", description: "the final phase" },
-        OutputInfo { name: "warnings", description: "warning count" },
-        OutputInfo { name: "errors", description: "error count" },
-    ],
+    outputs: VeleroRestoreOutputs::DECLARED,
     preflight: "Velero's namespace exists and the backup or schedule is there",
     notes: "`Completed` is success; `PartiallyFailed`, `Failed`, `FailedValidation` (its \
             `validationErrors` are in the error) and the `*PartiallyFailed` phases Velero passes through \
@@ -334,7 +343,7 @@ fn failure(status: &Status, object: &str, name: &str) -> KubernetesError {
 pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
-) -> Result<super::Outputs, super::StepError> {
+) -> Result<VeleroRestoreOutputs, super::StepError> {
     let spec = restore_spec(&parameters, context.drill)?;
     let name = parameters
         .name
@@ -377,12 +386,7 @@ pub async fn run(
         }
     })
     .await?;
-    let mut outputs = super::Outputs::new();
-    outputs.insert("name".into(), Json::String(name));
-    outputs.insert("phase".into(), Json::String(status.phase));
-    outputs.insert("warnings".into(), Json::from(status.warnings));
-    outputs.insert("errors".into(), Json::from(status.errors));
-    Ok(outputs)
+    Ok(VeleroRestoreOutputs { name, phase: status.phase, warnings: status.warnings, errors: status.errors })
 }
 
 /// Checks that Velero's namespace exists and the backup or schedule is there.

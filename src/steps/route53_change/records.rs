@@ -5,6 +5,7 @@ use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction as SdkAction, ResourceRecord, ResourceRecordSet,
     ResourceRecordSetFailover, ResourceRecordSetRegion, RrType,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ChangeAction, Failover, RecordChange, Route53Error};
@@ -42,7 +43,7 @@ impl std::fmt::Display for RecordKey {
 }
 
 /// An alias target (records that point at an AWS resource instead of holding values).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AliasSnapshot {
     /// The target's hosted zone id.
     pub hosted_zone_id: String,
@@ -53,7 +54,7 @@ pub struct AliasSnapshot {
 }
 
 /// A record set, complete enough to put it back exactly as it was.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordSnapshot {
     /// The name.
     pub name: String,
@@ -249,7 +250,7 @@ impl RecordSnapshot {
 
 /// One record set as it was before the step changed it: `record` is null when the set
 /// did not exist (undo then deletes what the step created).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PreviousRecord {
     /// The name, as written in the plan.
     pub name: String,
@@ -275,7 +276,7 @@ impl PreviousRecord {
 }
 
 /// A health check's flags as they were before the step changed them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PreviousHealthCheck {
     /// The health check id.
     pub id: String,
