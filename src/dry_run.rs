@@ -300,7 +300,7 @@ impl DryRun {
         let mut out = String::new();
         let _ = writeln!(out, "Dry-run of plan {}{}", self.plan, if self.drill { " (drill)" } else { "" });
         if let Some(description) = &self.description {
-            let _ = writeln!(out, "  {description}");
+            let _ = writeln!(out, "  {}", description.replace('\n', "\n  "));
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "Objectives     {}", self.objectives_text());
@@ -333,7 +333,7 @@ impl DryRun {
                 }
                 let _ = writeln!(out, "  {} [{}]", step.id, tags.join(", "));
                 if let Some(description) = &step.description {
-                    let _ = writeln!(out, "      {description}");
+                    let _ = writeln!(out, "      {}", description.replace('\n', "\n      "));
                 }
                 let _ = writeln!(out, "      → {}", step.action);
                 if let Some(undo) = &step.undo_action {
@@ -365,7 +365,7 @@ impl DryRun {
             }
         }
         let _ = writeln!(out, "\nNothing was changed: this was a dry-run.");
-        out
+        crate::diagnostic::escape_controls(&out)
     }
 
     /// Markdown for a PR comment: summary first, details collapsed, < 60,000 characters.
@@ -376,7 +376,7 @@ impl DryRun {
         let drill = if self.drill { " (drill)" } else { "" };
         let _ = writeln!(out, "## dr-plan dry-run: `{}`{drill}\n", self.plan);
         if let Some(description) = &self.description {
-            let _ = writeln!(out, "{description}\n");
+            let _ = writeln!(out, "{}\n", escape_markdown(description));
         }
         let exceeded = matches!(self.rto, Some(rto) if self.prediction.total > rto);
         let _ = writeln!(out, "| | |\n|---|---|");
@@ -512,7 +512,15 @@ impl DryRun {
 
 /// Escapes text for a markdown table or list, leaving `code spans` as written (markdown
 /// does not decode entities inside them).
+///
+/// Plan text must not take over a PR comment: a newline could start a heading or a
+/// `<details>` of its own, an odd backtick could open a code span that swallows the
+/// rest, and control characters are written as escapes.
 fn escape_markdown(text: &str) -> String {
+    let text = crate::diagnostic::escape_controls(&text.replace(['\n', '\r'], " "));
+    if text.matches('`').count() % 2 == 1 {
+        return text.replace('`', "\\`").replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|");
+    }
     text.split('`')
         .enumerate()
         .map(|(index, part)| {

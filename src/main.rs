@@ -22,13 +22,12 @@ fn main() {
         }
         Command::Graph { plan, format } => match dr_plan::plan::load_plan(&plan) {
             Ok(plan) => {
-                dr_plan::out!(
-                    "{}",
-                    match format {
-                        GraphFormat::Mermaid => dr_plan::graph::mermaid(&plan),
-                        GraphFormat::Dot => dr_plan::graph::dot(&plan),
-                    }
-                );
+                let graph = match format {
+                    GraphFormat::Mermaid => dr_plan::graph::mermaid(&plan),
+                    GraphFormat::Dot => dr_plan::graph::dot(&plan),
+                };
+                // Plan text (descriptions, `when` templates) never reaches a terminal raw.
+                dr_plan::out!("{}", dr_plan::diagnostic::escape_controls(&graph));
                 exit_code::SUCCESS
             }
             Err(problems) => {

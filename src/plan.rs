@@ -862,12 +862,34 @@ pub fn load_plan(path: &std::path::Path) -> Result<Plan, Vec<Diagnostic>> {
 /// # Errors
 /// Every problem found, located.
 pub fn plan_from_source(file: &Arc<SourceFile>) -> Result<Plan, Vec<Diagnostic>> {
-    let root = crate::load::load(file)?;
+    let root = crate::load::load(file).map_err(|problems| capped(file, problems))?;
     let (spec, problems) = crate::spec::decode(file, &root);
     match spec {
-        Some(spec) => Plan::build(spec, problems),
-        None => Err(problems),
+        Some(spec) => Plan::build(spec, problems).map_err(|problems| capped(file, problems)),
+        None => Err(capped(file, problems)),
     }
+}
+
+/// At most this many diagnostics are reported for one file.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
+/// The first [`MAX_DIAGNOSTICS`] problems and one line saying how many more there are: a
+/// hostile file with 50,000 duplicate keys must not print 65 MB (or take minutes to
+/// render), and nobody reads past the first hundred.
+fn capped(file: &SourceFile, mut problems: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if problems.len() > MAX_DIAGNOSTICS {
+        let more = problems.len() - MAX_DIAGNOSTICS;
+        problems.truncate(MAX_DIAGNOSTICS);
+        problems.push(
+            Diagnostic::about_path(
+                "too-many-problems",
+                file.name(),
+                format!("{more} more problems are not shown (the first {MAX_DIAGNOSTICS} are)"),
+            )
+            .with_help("fix these first, then validate again"),
+        );
+    }
+    problems
 }
 
 #[cfg(test)]

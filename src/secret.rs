@@ -130,6 +130,7 @@ impl Redactor {
     /// - the value trimmed (`trim_end` of a step's output would otherwise leave it
     ///   unmatched), and each trimmed line of a multi-line value with at least
     ///   [`MINIMUM_LENGTH`] characters (error messages join lines with ` / `);
+    /// - its JSON-escaped form (quotes, backslashes, newlines as `\"`, `\\`, `\n`);
     /// - hex (lower and upper case) and base64 (standard and URL-safe, with and without
     ///   padding, and wrapped as tools wrap it) of the value, of its trimmed form and of
     ///   both followed by a newline (`echo "$SECRET" | base64`).
@@ -158,6 +159,15 @@ impl Redactor {
             }
             for form in [value.to_owned(), trimmed.to_owned(), format!("{value}\n"), format!("{trimmed}\n")] {
                 patterns.extend(encoded_forms(form.as_bytes()));
+            }
+            // Inside a JSON string (a step that prints JSON, `jq`, a log line) quotes,
+            // backslashes and newlines are escaped: the secret must still be found.
+            for form in [value, trimmed] {
+                let escaped = serde_json::to_string(form).unwrap_or_default();
+                let inner = escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default();
+                if inner != form {
+                    patterns.push(inner.to_owned());
+                }
             }
         }
         patterns.retain(|pattern| !pattern.is_empty());
@@ -349,6 +359,12 @@ mod tests {
     fn redactor(values: &[&str]) -> Redactor {
         let secrets: Vec<SecretValue> = values.iter().map(|value| SecretValue::new(*value)).collect();
         Redactor::new(&secrets)
+    }
+
+    #[test]
+    fn a_secret_escaped_inside_json_is_found() {
+        let redactor = Redactor::new([&SecretValue::new("he said \"hi\" loudly")]);
+        assert_eq!(redactor.redact(r#"{"note":"he said \"hi\" loudly"}"#), r#"{"note":"***"}"#);
     }
 
     #[test]

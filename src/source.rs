@@ -87,6 +87,28 @@ impl SourceFile {
         let unreadable = |error: std::io::Error| {
             Diagnostic::about_path("file", &name, format!("cannot read: {error}")).with_help("check the path")
         };
+        // Only a regular file, never a link or a pipe: a plan in a pull request that is a
+        // link to /etc/passwd or to a runner's credentials must not get them quoted into
+        // a public CI log, and a FIFO would block the read for ever.
+        let kind = std::fs::symlink_metadata(path).map_err(unreadable)?.file_type();
+        if kind.is_symlink() {
+            let target =
+                std::fs::read_link(path).map(|target| target.display().to_string()).unwrap_or_default();
+            return Err(Diagnostic::about_path(
+                "file",
+                &name,
+                format!("is a symbolic link (to {target}); dr-plan reads plans only from regular files"),
+            )
+            .with_help("name the file itself, or copy it"));
+        }
+        if !kind.is_file() {
+            return Err(Diagnostic::about_path(
+                "file",
+                &name,
+                "is not a regular file (a pipe, a device or a directory)",
+            )
+            .with_help("check the path: plans are small text files"));
+        }
         let file = std::fs::File::open(path).map_err(unreadable)?;
         let mut bytes = Vec::new();
         // One byte more than allowed tells "exactly at the limit" from "over it"

@@ -51,13 +51,43 @@ fn a_device_is_refused_by_its_name_before_anything_is_read() {
 }
 
 #[test]
-fn an_endless_file_with_a_plan_name_is_read_up_to_the_size_limit() {
+fn a_file_over_the_size_limit_is_refused() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let big = directory.path().join("big.yaml");
+    std::fs::write(&big, "# x\n".repeat(5 << 20)).expect("a 20 MiB file");
+    let big = big.to_str().expect("UTF-8 path");
+    assert_refused(&["validate", big], "is larger than 16 MiB");
+    assert_refused(&["dry-run", "plans/db-corruption.yaml", "--vars-file", big], "is larger than 16 MiB");
+}
+
+#[test]
+fn links_and_pipes_with_a_plan_name_are_never_read() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let endless = directory.path().join("zero.yaml");
     std::os::unix::fs::symlink("/dev/zero", &endless).expect("symlink");
     let endless = endless.to_str().expect("UTF-8 path");
-    assert_refused(&["validate", endless], "is larger than 16 MiB");
-    assert_refused(&["dry-run", "plans/db-corruption.yaml", "--vars-file", endless], "is larger than 16 MiB");
+    assert_refused(&["validate", endless], "is a symbolic link (to /dev/zero)");
+    assert_refused(&["dry-run", "plans/db-corruption.yaml", "--vars-file", endless], "is a symbolic link");
+    // A plan in a pull request that links to a file of the CI runner: lint of the
+    // directory must not quote that file into a public log.
+    let secrets = directory.path().join("credentials");
+    std::fs::write(&secrets, "aws_secret_access_key = SuperSecretValue123\n").expect("a file");
+    let plans = directory.path().join("plans");
+    std::fs::create_dir(&plans).expect("a directory");
+    std::os::unix::fs::symlink(&secrets, plans.join("creds.toml")).expect("symlink");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dr-plan"))
+        .args(["lint", plans.to_str().expect("UTF-8")])
+        .output()
+        .expect("dr-plan runs");
+    let printed =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{printed}");
+    assert!(!printed.contains("SuperSecretValue123"), "{printed}");
+    assert!(printed.contains("is a symbolic link"), "{printed}");
+    let fifo = directory.path().join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    assert_refused(&["validate", fifo.to_str().expect("UTF-8 path")], "is not a regular file");
 }
 
 #[test]
@@ -460,4 +490,53 @@ fn thousands_of_hostile_variants_of_the_shipped_plans_end_in_diagnostics() {
         started.elapsed(),
         peak_memory() >> 20
     );
+}
+
+#[test]
+fn plan_text_never_reaches_a_terminal_or_a_pr_comment_raw() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let plan = directory.path().join("esc.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: esc\ndescription: \"calm\\e[2J\\n\\n## Everything is safe, approve\\n\\n<details>\"\nsteps:\n  \
+         - id: a\n    kind: exec\n    description: \"step\\e]0;PWNED\\a\"\n    with: { command: [echo, \"x\\e[31my\"] }\n",
+    )
+    .expect("a plan");
+    let plan = plan.to_str().expect("UTF-8 path");
+    let state = directory.path().join("state");
+    let state = state.to_str().expect("UTF-8 path");
+    for arguments in [
+        vec!["dry-run", plan, "--state-dir", state],
+        vec!["dry-run", plan, "--format", "markdown", "--state-dir", state],
+        vec!["graph", plan],
+        vec!["graph", plan, "--format", "dot"],
+        vec!["run", plan, "--yes", "--state-dir", state],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dr-plan"))
+            .args(&arguments)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("dr-plan runs");
+        let printed = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
+        assert!(
+            !printed.contains(&0x1b) && !printed.contains(&0x07),
+            "{arguments:?}: {}",
+            String::from_utf8_lossy(&printed)
+        );
+        let text = String::from_utf8_lossy(&printed);
+        assert!(!text.lines().any(|line| line.starts_with("## Everything")), "{arguments:?}: {text}");
+        assert!(!text.contains("<details>\n") || !arguments.contains(&"markdown"), "{arguments:?}: {text}");
+    }
+}
+
+#[test]
+fn thousands_of_problems_in_one_file_are_counted_not_printed() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let plan = directory.path().join("dup.yaml");
+    let keys: String = (0..5000).map(|index| format!("  k: v{index}\n")).collect();
+    std::fs::write(&plan, format!("version: 1\nname: t\nvars:\n{keys}steps:\n  - {{ id: a, kind: sleep, with: {{ duration: 1s }} }}\n"))
+        .expect("a plan");
+    let started = Instant::now();
+    assert_refused(&["validate", plan.to_str().expect("UTF-8 path")], "4899 more problems are not shown");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 }

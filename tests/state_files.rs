@@ -57,6 +57,11 @@ fn the_state_directory_is_private_whatever_the_umask() {
     for file in [run.join("journal.jsonl"), run.join("plan.snapshot")] {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
+    // Everything else the run wrote (step logs) too.
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), if path.is_dir() { 0o700 } else { 0o600 }, "{}", path.display());
+    }
 }
 
 #[test]

@@ -40,6 +40,7 @@ pub const VALIDATION_CODES: &[(&str, &str)] = &[
     ("when", "A `when` condition is not a template."),
     ("input-value", "An input's default, or a value of its `enum`, does not match its `type` or `enum`."),
     ("undo", "`undo: true` on a kind that cannot undo, or on an exec step without `with.undo`."),
+    ("too-many-problems", "More than 100 problems in one file: the rest are counted, not shown."),
 ];
 
 /// Version of the [`json`] document's layout; bumped on incompatible changes.

@@ -54,6 +54,18 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_parent(path)
 }
 
+/// Writes `bytes` to `path` (replacing it), the file 0600 even if it existed with a
+/// wider mode: a step's logs and saved outputs may quote customer data.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
+}
+
 /// Makes the entry of `path` in its directory durable.
 ///
 /// # Errors

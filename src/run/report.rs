@@ -86,7 +86,11 @@ fn label_value(text: &str) -> String {
 
 /// Text from the journal inside a markdown line: no table breaks, no raw HTML.
 fn markdown_text(text: &str) -> String {
-    text.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;").replace('\n', " ")
+    crate::diagnostic::escape_controls(text)
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\n', " ")
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {

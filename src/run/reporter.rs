@@ -39,7 +39,15 @@ pub trait Reporter {
 pub const TYPE_YES: &str = "Type `yes` to approve or `no` to refuse, then Enter: ";
 
 fn question_lines(step: &str, question: &str) -> String {
-    format!("⏸ approval `{step}` asks:\n    {}", question.replace('\n', "\n    "))
+    format!("⏸ approval `{step}` asks:\n    {}", terminal_text(question).replace('\n', "\n    "))
+}
+
+/// Text from a plan or a program, fit for a terminal: control characters as escapes
+/// (an ESC from a plan must not clear the screen or retitle the window), and further
+/// lines indented so they cannot pass for lines of the run.
+#[must_use]
+pub fn terminal_text(text: &str) -> String {
+    crate::diagnostic::escape_controls(text).replace('\n', "\n    ")
 }
 
 /// How progress is shown.
@@ -101,12 +109,12 @@ impl Reporter for PlainLines {
             return;
         }
         let time = record.at.get(11..19).unwrap_or(&record.at);
-        let _ = writeln!(std::io::stderr(), "{time} {}", describe(&record.event));
+        let _ = writeln!(std::io::stderr(), "{time} {}", terminal_text(&describe(&record.event)));
     }
 
     fn message(&mut self, text: &str) {
         let now = super::journal::now();
-        let _ = writeln!(std::io::stderr(), "{} {text}", now.get(11..19).unwrap_or(&now));
+        let _ = writeln!(std::io::stderr(), "{} {}", now.get(11..19).unwrap_or(&now), terminal_text(text));
     }
 
     fn progress(&mut self, update: &Progress) {
@@ -159,10 +167,11 @@ pub struct Bars {
 
 impl Bars {
     fn line(&mut self, text: &str) {
+        let text = terminal_text(text);
         if self.asking {
             let _ = write!(std::io::stderr(), "\r\x1b[2K{text}\n{TYPE_YES}");
         } else {
-            let _ = self.multi.println(text);
+            let _ = self.multi.println(&text);
         }
     }
 }

@@ -206,7 +206,10 @@ async fn spawn(
     })?;
     tree.finished();
     let log = context.run_dir.join(format!("{}{suffix}.stderr.log", context.step_id));
-    let _ = std::fs::write(log, context.redactor.redact(&String::from_utf8_lossy(&output.stderr)));
+    let _ = crate::run::files::write_private(
+        &log,
+        context.redactor.redact(&String::from_utf8_lossy(&output.stderr)).as_bytes(),
+    );
     Ok(output)
 }
 

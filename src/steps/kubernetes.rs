@@ -706,7 +706,7 @@ pub(crate) fn write_run_file(path: &Path, contents: &[u8]) -> Result<(), Kuberne
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(error)?;
     }
-    std::fs::write(&partial, contents).map_err(error)?;
+    crate::run::files::write_private(&partial, contents).map_err(error)?;
     std::fs::rename(&partial, path).map_err(error)
 }
 

@@ -436,7 +436,7 @@ impl<'a> Runner<'a> {
         if let Some(directory) = path.parent() {
             let _ = std::fs::create_dir_all(directory);
         }
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut file) = crate::run::files::append_private(path) {
             let _ = file.write_all(self.redact(&text).as_bytes());
         }
     }
