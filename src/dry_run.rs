@@ -200,7 +200,7 @@ impl DryRun {
         for (index, preview) in self.steps.iter().enumerate() {
             let result = if self.unknown[index] {
                 Preflight::NotChecked("its parameters depend on outputs known only at run time".to_owned())
-            } else if preview.action.starts_with("skipped") {
+            } else if preview.skipped {
                 Preflight::NotChecked("skipped".to_owned())
             } else {
                 let check = plan.steps[index].kind.preflight(preview.parameters.clone(), &preflight_context);

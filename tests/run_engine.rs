@@ -202,7 +202,7 @@ fn outputs<'a>(state: &'a RunState, id: &str) -> &'a serde_json::Map<String, Jso
 
 fn skip_reason(state: &RunState, id: &str) -> String {
     match state.steps.get(id) {
-        Some(StepState::Skipped { reason }) => reason.clone(),
+        Some(StepState::Skipped { reason, .. }) => reason.clone(),
         other => panic!("step `{id}` was not skipped: {other:?}"),
     }
 }

@@ -193,7 +193,7 @@ pub fn plan_resume(plan: &Plan, state: &RunState, request: &ResumeRequest) -> Re
             }
             // An undone step's effect was reversed: the steps after it need it again.
             StepState::Failed { .. } | StepState::Undone => StepState::Pending,
-            StepState::Skipped { reason } if reason.starts_with("needs ") => StepState::Pending,
+            StepState::Skipped { cause: super::journal::SkipCause::NeedNotDone, .. } => StepState::Pending,
             StepState::Succeeded { .. } if rerun_asked.contains(step.id.as_str()) => {
                 resume.rerun.push(step.id.clone());
                 StepState::Pending

@@ -94,8 +94,11 @@ pub enum Event {
     StepSkipped {
         /// Step id.
         step: String,
-        /// Why.
+        /// Why, for people.
         reason: String,
+        /// Why, for resume (journals written before it existed: read from `reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<SkipCause>,
     },
     /// An approval step needs a human and none was available.
     ApprovalNeeded {
@@ -184,6 +187,25 @@ pub enum Event {
         /// The outcome.
         status: RunStatus,
     },
+}
+
+/// Why a step did not run.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipCause {
+    /// Its `when` was false: a resume keeps it skipped.
+    WhenFalse,
+    /// A step it needs failed or was skipped: a resume gives it another chance.
+    NeedNotDone,
+}
+
+impl SkipCause {
+    /// The cause of a skip journaled before causes were: `dr-plan` wrote "needs ..."
+    /// for a need that was not done, and "`when` is false" otherwise.
+    #[must_use]
+    pub fn of_old_journal(reason: &str) -> SkipCause {
+        if reason.starts_with("needs ") { SkipCause::NeedNotDone } else { SkipCause::WhenFalse }
+    }
 }
 
 /// How a run ended (so far).
@@ -353,8 +375,10 @@ pub enum StepState {
     },
     /// Did not run.
     Skipped {
-        /// Why.
+        /// Why, for people.
         reason: String,
+        /// Why, for resume.
+        cause: SkipCause,
     },
     /// Succeeded, then was compensated by its undo when the run failed: its effect is
     /// gone, so a resume runs it again.
@@ -426,8 +450,9 @@ impl RunState {
                         state.steps.insert(step.clone(), StepState::Failed { error: error.clone() });
                     }
                 }
-                Event::StepSkipped { step, reason } => {
-                    state.steps.insert(step.clone(), StepState::Skipped { reason: reason.clone() });
+                Event::StepSkipped { step, reason, cause } => {
+                    let cause = cause.unwrap_or_else(|| SkipCause::of_old_journal(reason));
+                    state.steps.insert(step.clone(), StepState::Skipped { reason: reason.clone(), cause });
                 }
                 // The dispatcher puts a step that waits for an approval back to pending and
                 // takes back its attempt: it was never interrupted, and asking is no attempt.
@@ -515,4 +540,36 @@ pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
 #[must_use]
 pub fn journal_path(state_dir: &Path, run_id: &str) -> PathBuf {
     run_dir(state_dir, run_id).join("journal.jsonl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(lines: &[&str]) -> RunState {
+        let records = lines.iter().map(|line| serde_json::from_str(line).expect("a record")).collect();
+        RunState::replay(records).expect("replays")
+    }
+
+    const STARTED: &str = r#"{"at":"2026-12-01T03:00:00.000Z","event":"run_started","format":1,"run_id":"r-1","plan":"p","plan_path":"/p.yaml","plan_hash":"h","drill":false,"inputs":{},"vars":{},"operator":"a@b"}"#;
+
+    #[test]
+    fn journals_written_before_skip_causes_still_tell_why_a_step_was_skipped() {
+        let state = replay(&[
+            STARTED,
+            r#"{"at":"2026-12-01T03:00:01.000Z","event":"step_skipped","step":"b","reason":"needs `a` failed"}"#,
+            r#"{"at":"2026-12-01T03:00:01.000Z","event":"step_skipped","step":"c","reason":"`when` is false"}"#,
+        ]);
+        assert!(matches!(state.steps["b"], StepState::Skipped { cause: SkipCause::NeedNotDone, .. }));
+        assert!(matches!(state.steps["c"], StepState::Skipped { cause: SkipCause::WhenFalse, .. }));
+    }
+
+    #[test]
+    fn a_new_journal_says_the_cause_and_the_reason_is_only_for_people() {
+        let state = replay(&[
+            STARTED,
+            r#"{"at":"2026-12-01T03:00:01.000Z","event":"step_skipped","step":"b","reason":"needs anything","cause":"when_false"}"#,
+        ]);
+        assert!(matches!(state.steps["b"], StepState::Skipped { cause: SkipCause::WhenFalse, .. }));
+    }
 }

@@ -179,7 +179,7 @@ impl Report {
                     ),
                     StepState::Succeeded { outputs } => ("succeeded", None, outputs),
                     StepState::Failed { error } => ("failed", Some(error), serde_json::Map::new()),
-                    StepState::Skipped { reason } => ("skipped", Some(reason), serde_json::Map::new()),
+                    StepState::Skipped { reason, .. } => ("skipped", Some(reason), serde_json::Map::new()),
                     StepState::Undone => ("undone", None, serde_json::Map::new()),
                 };
                 StepLine {

@@ -280,7 +280,7 @@ pub fn describe(event: &Event) -> String {
         Event::StepSucceeded { step, seconds, .. } => format!("✔ {step} ({seconds:.1}s)"),
         Event::StepFailed { step, error, will_retry: true, .. } => format!("✘ {step}: {error} (will retry)"),
         Event::StepFailed { step, error, .. } => format!("✘ {step}: {error}"),
-        Event::StepSkipped { step, reason } => format!("⤼ {step} skipped: {reason}"),
+        Event::StepSkipped { step, reason, .. } => format!("⤼ {step} skipped: {reason}"),
         Event::ApprovalNeeded { step, question } if question.is_empty() => {
             format!("⏸ {step} needs an approval")
         }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 
 use super::console::{Console, Typed};
-use super::journal::{Event, JournalWriter, Record, RunStatus, StepState};
+use super::journal::{Event, JournalWriter, Record, RunStatus, SkipCause, StepState};
 use super::reporter::Reporter;
 use crate::plan::Plan;
 use crate::render::Context;
@@ -252,7 +252,7 @@ impl Dispatcher<'_> {
                 | StepState::Undone => None,
             });
             if let Some(blocker) = blocker {
-                self.skip(index, format!("needs {blocker}"))?;
+                self.skip(index, format!("needs {blocker}"), SkipCause::NeedNotDone)?;
                 continue;
             }
             if !step.needs.iter().all(|&need| matches!(self.states[need], StepState::Succeeded { .. })) {
@@ -261,7 +261,7 @@ impl Dispatcher<'_> {
             match self.context.evaluate_when(step) {
                 Ok(Some(true)) => {}
                 Ok(Some(false)) => {
-                    self.skip(index, "`when` is false".to_owned())?;
+                    self.skip(index, "`when` is false".to_owned(), SkipCause::WhenFalse)?;
                     continue;
                 }
                 Ok(None) | Err(_) => {
@@ -316,9 +316,13 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    fn skip(&mut self, index: usize, reason: String) -> Result<(), String> {
-        self.states[index] = StepState::Skipped { reason: reason.clone() };
-        self.record(Event::StepSkipped { step: self.plan.steps[index].id.clone(), reason })?;
+    fn skip(&mut self, index: usize, reason: String, cause: SkipCause) -> Result<(), String> {
+        self.states[index] = StepState::Skipped { reason: reason.clone(), cause };
+        self.record(Event::StepSkipped {
+            step: self.plan.steps[index].id.clone(),
+            reason,
+            cause: Some(cause),
+        })?;
         Ok(())
     }
 
