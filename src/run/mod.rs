@@ -299,6 +299,7 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
         }
     };
     let Event::RunStarted { plan_path, plan_hash, .. } = state.started.clone() else {
+        crate::errln!("error: {}: the journal does not start with run_started", journal_file.display());
         return exit_code::INVALID;
     };
     if state.status == Some(RunStatus::Succeeded) {
@@ -428,6 +429,7 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
         return exit_code::BLOCKED;
     }
     let Event::RunStarted { drill, inputs, vars, .. } = state.started.clone() else {
+        crate::errln!("error: {}: the journal does not start with run_started", journal_file.display());
         return exit_code::INVALID;
     };
     let secrets = match resolve_secrets(&plan) {
