@@ -438,3 +438,26 @@ fn an_approval_records_who_how_and_the_wait_which_is_the_steps_duration() {
         text(&markdown)
     );
 }
+
+#[test]
+fn an_undelivered_notification_warns_every_time_even_as_the_last_step() {
+    let desk = Desk::with(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        desk.path("tell.yaml"),
+        format!(
+            "version: 1\nname: tell\nsteps:\n  - id: tell\n    kind: notify\n    with: {{ webhook: \"http://127.0.0.1:{port}/hook\", message: hi }}\n"
+        ),
+    )
+    .unwrap();
+    // The warning travels beside the step's result: it must be journaled before the run ends.
+    for attempt in 0..10 {
+        let output = desk.dr_plan(&["run", "tell.yaml", "--yes"]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("⚠ tell:") && stderr.contains("message not delivered"),
+            "attempt {attempt}: {stderr}"
+        );
+    }
+}

@@ -161,6 +161,11 @@ impl Dispatcher<'_> {
                 joined = running.join_next() => {
                     let Some(joined) = joined else { continue };
                     let (index, attempt, result, elapsed) = joined.map_err(|error| format!("a step task crashed: {error}"))?;
+                    // What the step sent before it returned (a warning) is journaled before
+                    // its result, and never lost when this was the last step.
+                    while let Ok(update) = self.progress.1.try_recv() {
+                        self.take_update(update)?;
+                    }
                     match self.finish_attempt(index, attempt, result, elapsed, &mut running)? {
                         Outcome::Continue => {}
                         Outcome::Abort => {
@@ -173,16 +178,7 @@ impl Dispatcher<'_> {
                         Outcome::Blocked => { stopping = true; blocked = true; }
                     }
                 }
-                Some(update) = self.progress.1.recv() => match update {
-                    StepUpdate::Progress(mut progress) => {
-                        progress.note = progress.note.map(|note| self.redactor.redact(&note));
-                        self.reporter.progress(&progress);
-                    }
-                    StepUpdate::Warning { step, text } => {
-                        let message = self.redactor.redact(&text);
-                        self.record(Event::StepWarning { step, message })?;
-                    }
-                },
+                Some(update) = self.progress.1.recv() => self.take_update(update)?,
                 Some(question) = self.questions.1.recv() => self.enqueue_question(question)?,
                 typed = self.console.next_line(), if asking => match typed {
                     Typed::Interrupted => interrupted = true,
@@ -435,6 +431,21 @@ impl Dispatcher<'_> {
                 }
             }
         }
+    }
+
+    /// Shows progress (redacted) and journals warnings (redacted).
+    fn take_update(&mut self, update: StepUpdate) -> Result<(), String> {
+        match update {
+            StepUpdate::Progress(mut progress) => {
+                progress.note = progress.note.map(|note| self.redactor.redact(&note));
+                self.reporter.progress(&progress);
+            }
+            StepUpdate::Warning { step, text } => {
+                let message = self.redactor.redact(&text);
+                self.record(Event::StepWarning { step, message })?;
+            }
+        }
+        Ok(())
     }
 
     /// The run fails while other steps still run: say why nothing seems to happen.
