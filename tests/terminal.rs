@@ -401,7 +401,7 @@ fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated(
     terminal.expect_text("undoing b", APPEAR);
     std::thread::sleep(Duration::from_millis(300));
     terminal.ctrl_c();
-    let screen = terminal.expect_exit(&Exit::Code(1), AFTER_CTRL_C);
+    let screen = terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
     assert!(screen.contains("undo of b FAILED"), "{}", terminal.report());
     assert!(screen.contains("a not compensated: the operator interrupted the undo"), "{}", terminal.report());
     let run_id = sandbox.only_run(&terminal);

@@ -111,7 +111,7 @@ impl Report {
         let mut approvals = Vec::new();
         let mut warnings = Vec::new();
         let mut marked_done = Vec::new();
-        let mut undo_failed: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut undo_failed: BTreeMap<&str, String> = BTreeMap::new();
         let mut ended_at = None;
         for record in &state.records {
             match &record.event {
@@ -136,7 +136,17 @@ impl Report {
                 }
                 Event::StepWarning { step, message } => warnings.push((step.clone(), message.clone())),
                 Event::UndoFinished { step, error: Some(error) } => {
-                    undo_failed.insert(step, error);
+                    undo_failed.insert(step, error.clone());
+                }
+                // Started and never finished (the process died during the undo) until
+                // an `undo_finished` says otherwise.
+                Event::UndoStarted { step } => {
+                    undo_failed.insert(
+                        step,
+                        "the undo started and did not finish (the process stopped during it); check the \
+                         system and compensate by hand"
+                            .to_owned(),
+                    );
                 }
                 Event::UndoFinished { step, error: None } => {
                     undo_failed.remove(step.as_str());
@@ -151,7 +161,6 @@ impl Report {
                 | Event::StepSkipped { .. }
                 | Event::ApprovalNeeded { .. }
                 | Event::ApprovalAsked { .. }
-                | Event::UndoStarted { .. }
                 | Event::UndoSkipped { .. }
                 | Event::LockBroken { .. }
                 | Event::ValuesOverridden { .. } => {}
@@ -174,7 +183,7 @@ impl Report {
                     // nor as it was before; the operator must know, long after the run.
                     StepState::Succeeded { .. } if undo_failed.contains_key(step.id.as_str()) => (
                         "undo FAILED",
-                        undo_failed.get(step.id.as_str()).map(|error| format!("compensate by hand: {error}")),
+                        undo_failed.get(step.id.as_str()).cloned(),
                         serde_json::Map::new(),
                     ),
                     StepState::Succeeded { outputs } => ("succeeded", None, outputs),

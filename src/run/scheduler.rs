@@ -218,7 +218,9 @@ impl Dispatcher<'_> {
             RunStatus::Interrupted
         } else if failed {
             self.undo().await?;
-            RunStatus::Failed
+            // Ctrl-C during the undo: the operator took over; the run stops as interrupted
+            // (exit 130), what was not compensated is in the journal.
+            if self.console.interrupted() { RunStatus::Interrupted } else { RunStatus::Failed }
         } else if blocked {
             RunStatus::Blocked
         } else if self.states.iter().any(|state| matches!(state, StepState::Failed { .. })) {
