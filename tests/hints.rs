@@ -365,7 +365,14 @@ fn without_a_terminal_a_run_starts_only_with_yes_and_the_hint_adds_it() {
     // The command as typed, with `--yes`: pasted in the same directory.
     let command = printed_command(&String::from_utf8_lossy(&refused.stderr)).expect("a next: command");
     assert!(command.ends_with("--yes"), "{command}");
-    let started = run_printed(&command, desk.root.path(), &[]);
+    // Pasted from another directory: the plan and the state directory are absolute.
+    let elsewhere = desk.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let started = run_printed(
+        &command.replace("source=good.sql", &format!("source={}", desk.path("good.sql").display())),
+        &elsewhere,
+        &[],
+    );
     assert_eq!(started.status.code(), Some(0), "{}", text(&started));
 }
 

@@ -158,8 +158,21 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
     if !options.yes && !interactive {
         // Nobody can answer the start question: a wrapper script, `ssh` without `-t`
         // or a stray pipe must not start a recovery by accident.
-        let mut words: Vec<String> =
-            std::env::args().skip(1).map(|word| decisions::shell_quote(&word)).collect();
+        // Paths made absolute, so the command works from any directory.
+        let mut previous = String::new();
+        let mut words: Vec<String> = Vec::new();
+        for word in std::env::args().skip(1) {
+            let is_path = word == path.display().to_string()
+                || matches!(previous.as_str(), "--state-dir" | "--vars-file" | "--metrics-file");
+            let shown = if is_path {
+                std::path::absolute(&word)
+                    .map_or_else(|_| word.clone(), |absolute| absolute.display().to_string())
+            } else {
+                word.clone()
+            };
+            words.push(decisions::shell_quote(&shown));
+            previous = word;
+        }
         words.push("--yes".to_owned());
         crate::errln!(
             "error: nothing started: there is no terminal to confirm the start at, and `--yes` was not given.\n\

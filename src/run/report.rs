@@ -181,11 +181,9 @@ impl Report {
                     ),
                     // Its compensation failed: the system is neither as the step left it
                     // nor as it was before; the operator must know, long after the run.
-                    StepState::Succeeded { .. } if undo_failed.contains_key(step.id.as_str()) => (
-                        "undo FAILED",
-                        undo_failed.get(step.id.as_str()).cloned(),
-                        serde_json::Map::new(),
-                    ),
+                    StepState::Succeeded { .. } if undo_failed.contains_key(step.id.as_str()) => {
+                        ("undo FAILED", undo_failed.get(step.id.as_str()).cloned(), serde_json::Map::new())
+                    }
                     StepState::Succeeded { outputs } => ("succeeded", None, outputs),
                     StepState::Failed { error } => ("failed", Some(error), serde_json::Map::new()),
                     StepState::Skipped { reason, .. } => ("skipped", Some(reason), serde_json::Map::new()),
