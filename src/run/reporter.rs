@@ -39,7 +39,7 @@ pub trait Reporter {
 pub const TYPE_YES: &str = "Type `yes` to approve or `no` to refuse, then Enter: ";
 
 fn question_lines(step: &str, question: &str) -> String {
-    format!("⏸ approval `{step}` asks:\n    {}", terminal_text(question).replace('\n', "\n    "))
+    format!("⏸ approval `{step}` asks:\n    {}", terminal_text(question))
 }
 
 /// Text from a plan or a program, fit for a terminal: control characters as escapes
@@ -316,6 +316,14 @@ mod tests {
 
     fn update(done: u64, total: Option<u64>, unit: ProgressUnit) -> Progress {
         Progress { step: "step".to_owned(), done, total, unit, note: None }
+    }
+
+    #[test]
+    fn a_question_from_the_plan_is_indented_once_and_cannot_drive_the_terminal() {
+        assert_eq!(
+            question_lines("go", "Fail over?\nReally \u{1b}[2J?"),
+            "⏸ approval `go` asks:\n    Fail over?\n    Really \\u{1b}[2J?"
+        );
     }
 
     #[test]
