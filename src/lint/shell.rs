@@ -10,7 +10,6 @@ use super::facts::Facts;
 use crate::diagnostic::Diagnostic;
 use crate::node::{Node, Value};
 use crate::source::Syntax;
-use crate::steps::StepKind;
 use crate::template::{Template, contains_expression};
 
 /// Programs that read their `-c` argument as shell code.
@@ -21,35 +20,12 @@ const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "ash"];
 /// operator chose, so they count.
 const HARMLESS_RUN_FIELDS: &[&str] = &["id", "drill", "started_at"];
 
-/// The parameters of each kind that hold an argv.
-fn command_parameters(kind: StepKind) -> &'static [&'static str] {
-    match kind {
-        StepKind::Exec => &["command", "undo"],
-        StepKind::RedisRestore => &["start"],
-        StepKind::K8sScale
-        | StepKind::K8sWait
-        | StepKind::K8sJob
-        | StepKind::K8sApply
-        | StepKind::VeleroRestore
-        | StepKind::S3Fetch
-        | StepKind::S3Put
-        | StepKind::PgDump
-        | StepKind::PgRestore
-        | StepKind::PgQuery
-        | StepKind::Route53Change
-        | StepKind::HttpCheck
-        | StepKind::Notify
-        | StepKind::Approval
-        | StepKind::Sleep => &[],
-    }
-}
-
 /// DRP012: one warning per shell script holding a template, labelled on its first
 /// reference (further ones as secondary labels).
 pub(super) fn template_in_shell_script(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     let toml_syntax = facts.file.syntax() == Some(Syntax::Toml);
     for index in 0..facts.plan.steps.len() {
-        for parameter in command_parameters(facts.kind(index)) {
+        for parameter in facts.kind(index).info().argv_parameters {
             let Some(Node { value: Value::List(argv), .. }) = facts.parameter(index, parameter) else {
                 continue;
             };

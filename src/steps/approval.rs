@@ -25,6 +25,7 @@ step_outputs! {
 
 /// What `approval` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "A human gate: waits for an operator's yes at the terminal, or `--approve STEP`.",
     destructive: false,
     idempotent: true,

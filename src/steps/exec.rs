@@ -46,6 +46,7 @@ step_outputs! {
 
 /// What `exec` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &["command", "undo"],
     summary: "Run a program with arguments and environment (helm rollback, wal-g, kubectl, aws).",
     destructive: false,
     idempotent: false,

@@ -61,6 +61,7 @@ step_outputs! {
 
 /// What `http.check` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Poll an HTTP endpoint until it answers with the expected status (and body), with a deadline.",
     destructive: false,
     idempotent: true,

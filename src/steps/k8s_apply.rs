@@ -49,6 +49,7 @@ step_outputs! {
 
 /// What `k8s.apply` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Server-side apply manifest files or a directory of them.",
     destructive: true,
     idempotent: true,

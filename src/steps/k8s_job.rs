@@ -59,6 +59,7 @@ step_outputs! {
 
 /// What `k8s.job` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Create a Job (inline spec or from a CronJob), wait for it, keep its logs.",
     destructive: true,
     idempotent: true,

@@ -75,6 +75,7 @@ step_outputs! {
 
 /// What `k8s.scale` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Scale a Deployment or StatefulSet (or all matching a selector) and wait until ready.",
     destructive: true,
     idempotent: true,

@@ -46,6 +46,7 @@ step_outputs! {
 
 /// What `k8s.wait` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Wait for a rollout to complete, a Job to finish, or a condition to become true.",
     destructive: false,
     idempotent: true,

@@ -90,6 +90,9 @@ pub struct OutputInfo {
 /// What a kind declares about itself.
 #[derive(Debug)]
 pub struct KindInfo {
+    /// Parameters that hold a program and its arguments (argv lists): lint looks for
+    /// templates pasted into a shell script there.
+    pub argv_parameters: &'static [&'static str],
     /// One line: what it does.
     pub summary: &'static str,
     /// Whether it changes or removes something that cannot simply be read back.

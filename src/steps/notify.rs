@@ -42,6 +42,7 @@ step_outputs! {
 
 /// What `notify` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Post a message to a Slack-compatible or generic JSON webhook.",
     destructive: false,
     idempotent: false,

@@ -68,6 +68,7 @@ step_outputs! {
 
 /// What `pg.dump` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "pg_dump a database (custom or plain), optionally gzip/zstd and encrypted in the same pass.",
     destructive: false,
     idempotent: true,

@@ -42,6 +42,7 @@ step_outputs! {
 
 /// What `pg.query` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Run SQL and assert on the results (row counts, values).",
     destructive: false,
     idempotent: true,

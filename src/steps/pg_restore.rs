@@ -80,6 +80,7 @@ step_outputs! {
 
 /// What `pg.restore` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Restore a dump with pg_restore -j N (custom/directory) or psql (plain SQL).",
     destructive: true,
     idempotent: false,

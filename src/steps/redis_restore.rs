@@ -58,6 +58,7 @@ step_outputs! {
 
 /// What `redis.restore` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &["start"],
     summary: "Put an RDB file in place for Redis: SHUTDOWN NOSAVE, replace dump.rdb, start, verify keys.",
     destructive: true,
     idempotent: true,

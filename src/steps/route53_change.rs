@@ -131,6 +131,7 @@ step_outputs! {
 
 /// What `route53.change` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "UPSERT/CREATE/DELETE Route53 record sets or flip failover, and wait until INSYNC.",
     destructive: true,
     idempotent: true,

@@ -95,6 +95,7 @@ step_outputs! {
 
 /// What `s3.fetch` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Fetch an object (or the newest under a prefix) and verify, decrypt and decompress it in one pass.",
     destructive: false,
     idempotent: true,

@@ -50,6 +50,7 @@ step_outputs! {
 
 /// What `s3.put` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Upload an artifact with its .sha256 and .meta JSON sidecars.",
     destructive: false,
     idempotent: true,

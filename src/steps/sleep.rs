@@ -21,6 +21,7 @@ step_outputs! {
 
 /// What `sleep` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Wait a fixed time (let DNS caches expire, let replicas settle).",
     destructive: false,
     idempotent: true,

@@ -85,6 +85,7 @@ step_outputs! {
 
 /// What `velero.restore` declares.
 pub const INFO: KindInfo = KindInfo {
+    argv_parameters: &[],
     summary: "Create a Velero Restore from a backup or schedule and wait for a terminal phase.",
     destructive: true,
     idempotent: true,
