@@ -1,32 +1,26 @@
 //! dr-plan: declarative, resumable disaster-recovery plans.
 //!
-//! The stages are types, each consuming the last: a plan file is loaded into a
-//! located [`node`] tree, decoded into a [`spec`], validated into a [`plan`], and the
-//! same plan drives both the dry-run and the run.
+//! The folders are the layers, each importing only from the layers below it (checked
+//! by `tests/it/layers.rs`):
+//!
+//! ```text
+//! cli                      the command line: argument types, one file per command
+//! engine | preview | lint  running a plan; what a run would do; DR-safety rules
+//! kinds                    the step kinds: one file each, listed once in a table
+//! clients | artifact | sys protocol clients; backup artifacts; processes, files, clock
+//! lang                     the plan language: file → located tree → spec → plan
+//! ```
+//!
+//! A plan file is loaded into a located [`lang::node`] tree, decoded into a
+//! [`lang::spec`], validated into a [`lang::plan`], and the same plan drives both the
+//! dry-run and the run. See `ARCHITECTURE.md`.
 
 pub mod artifact;
-pub mod catalog;
 pub mod cli;
-pub mod commands;
-pub mod diagnostic;
-pub mod dry_run;
-pub mod duration;
-pub mod exit_code;
-pub mod graph;
-pub mod history;
+pub mod clients;
+pub mod engine;
+pub mod kinds;
+pub mod lang;
 pub mod lint;
-pub mod lint_command;
-pub mod load;
-pub mod node;
-pub mod output;
-pub mod plan;
-pub mod predict;
-pub mod render;
-pub mod run;
-pub mod schema;
-pub mod schema_check;
-pub mod secret;
-pub mod source;
-pub mod spec;
-pub mod steps;
-pub mod template;
+pub mod preview;
+pub mod sys;

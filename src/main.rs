@@ -3,35 +3,36 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
+use dr_plan::cli::catalog;
 use dr_plan::cli::{self, Cli, Command, DryRunFormat, GraphFormat, StepsFormat};
-use dr_plan::{catalog, exit_code};
+use dr_plan::sys::exit_code;
 
 fn main() {
     // The hidden helper that every run starts to kill its steps' programs if it dies.
-    if let Some(dr_plan_pid) = dr_plan::steps::orphan_watchdog::requested(std::env::args_os()) {
-        std::process::exit(dr_plan::steps::orphan_watchdog::serve(dr_plan_pid));
+    if let Some(dr_plan_pid) = dr_plan::sys::orphan_watchdog::requested(std::env::args_os()) {
+        std::process::exit(dr_plan::sys::orphan_watchdog::serve(dr_plan_pid));
     }
     // One TLS crypto provider for every HTTP client in the process (see DEPENDENCIES.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate { plans } => cli::validate(&plans),
-        Command::Lint { paths, format, deny } => dr_plan::lint_command::run(&paths, format, deny.is_some()),
+        Command::Lint { paths, format, deny } => dr_plan::cli::lint::run(&paths, format, deny.is_some()),
         Command::DryRun { plan, values, format, drill, preflight, state_dir } => {
             dry_run(&plan, &values, format, drill, preflight, &state_dir)
         }
-        Command::Graph { plan, format } => match dr_plan::plan::load_plan(&plan) {
+        Command::Graph { plan, format } => match dr_plan::kinds::load_plan(&plan) {
             Ok(plan) => {
                 let graph = match format {
-                    GraphFormat::Mermaid => dr_plan::graph::mermaid(&plan),
-                    GraphFormat::Dot => dr_plan::graph::dot(&plan),
+                    GraphFormat::Mermaid => dr_plan::preview::graph::mermaid(&plan),
+                    GraphFormat::Dot => dr_plan::preview::graph::dot(&plan),
                 };
                 // Plan text (descriptions, `when` templates) never reaches a terminal raw.
-                dr_plan::out!("{}", dr_plan::diagnostic::escape_controls(&graph));
+                dr_plan::out!("{}", dr_plan::lang::diagnostic::escape_controls(&graph));
                 exit_code::SUCCESS
             }
             Err(problems) => {
-                cli::print_diagnostics(&problems);
+                dr_plan::sys::output::print_diagnostics(&problems);
                 exit_code::INVALID
             }
         },
@@ -39,16 +40,16 @@ fn main() {
         Command::Run { plan, values, run } => start(&plan, &values, &run, false),
         Command::Drill { plan, values, run } => start(&plan, &values, &run, true),
         Command::Resume { run_id, rerun_interrupted, rerun, mark_done, reason, vars, vars_file, run } => {
-            match dr_plan::render::Overrides::parse(&vars, vars_file.as_deref()) {
+            match dr_plan::lang::render::Overrides::parse(&vars, vars_file.as_deref()) {
                 Ok(overrides) => {
-                    let arguments = dr_plan::run::ResumeArguments {
+                    let arguments = dr_plan::engine::ResumeArguments {
                         rerun_interrupted,
                         rerun,
                         mark_done,
                         reason,
                         overrides,
                     };
-                    dr_plan::run::resume(&run_id, &arguments, &run.options())
+                    dr_plan::engine::resume(&run_id, &arguments, &run.options())
                 }
                 Err(problem) => {
                     dr_plan::errln!("error: {problem}");
@@ -57,15 +58,15 @@ fn main() {
             }
         }
         Command::Status { run_id, format, state_dir } => {
-            dr_plan::commands::status(run_id.as_deref(), format, &state_dir)
+            dr_plan::cli::commands::status(run_id.as_deref(), format, &state_dir)
         }
         Command::Report { run_id, format, metrics_file, state_dir } => {
-            dr_plan::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
+            dr_plan::cli::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
         }
         Command::Schema => {
             dr_plan::outln!(
                 "{}",
-                serde_json::to_string_pretty(&dr_plan::schema::plan_schema()).unwrap_or_default()
+                serde_json::to_string_pretty(&dr_plan::cli::schema::plan_schema()).unwrap_or_default()
             );
             exit_code::SUCCESS
         }
@@ -74,8 +75,8 @@ fn main() {
 }
 
 fn start(path: &std::path::Path, values: &cli::ValueArgs, run: &cli::RunArgs, drill: bool) -> i32 {
-    match dr_plan::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
-        Ok(overrides) => dr_plan::run::start(path, &overrides, drill, &run.options()),
+    match dr_plan::lang::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
+        Ok(overrides) => dr_plan::engine::start(path, &overrides, drill, &run.options()),
         Err(problem) => {
             dr_plan::errln!("error: {problem}");
             exit_code::INVALID
@@ -91,21 +92,21 @@ fn dry_run(
     preflight: bool,
     state_dir: &std::path::Path,
 ) -> i32 {
-    let plan = match dr_plan::plan::load_plan(path) {
+    let plan = match dr_plan::kinds::load_plan(path) {
         Ok(plan) => plan,
         Err(problems) => {
-            cli::print_diagnostics(&problems);
+            dr_plan::sys::output::print_diagnostics(&problems);
             return exit_code::INVALID;
         }
     };
-    let overrides = match dr_plan::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
+    let overrides = match dr_plan::lang::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
         Ok(overrides) => overrides,
         Err(problem) => {
             dr_plan::errln!("error: {problem}");
             return exit_code::INVALID;
         }
     };
-    let (inputs, vars) = match dr_plan::render::resolve_values(&plan, &overrides) {
+    let (inputs, vars) = match dr_plan::lang::render::resolve_values(&plan, &overrides) {
         Ok(values) => values,
         Err(problems) => {
             for problem in problems {
@@ -114,14 +115,16 @@ fn dry_run(
             return exit_code::INVALID;
         }
     };
-    let history = dr_plan::history::History::load(state_dir, plan.name());
-    let mut preview = dr_plan::dry_run::DryRun::new(&plan, vars, inputs, drill, &history);
+    let history = dr_plan::preview::history::History::load(state_dir, plan.name());
+    let mut preview = dr_plan::preview::dry_run::DryRun::new(&plan, vars, inputs, drill, &history);
     if preflight {
         preview.run_preflight(&plan);
     }
     match format {
         DryRunFormat::Human => dr_plan::out!("{}", preview.human()),
-        DryRunFormat::Markdown => dr_plan::out!("{}", preview.markdown(&dr_plan::graph::mermaid(&plan))),
+        DryRunFormat::Markdown => {
+            dr_plan::out!("{}", preview.markdown(&dr_plan::preview::graph::mermaid(&plan)))
+        }
         DryRunFormat::Json => {
             dr_plan::outln!("{}", serde_json::to_string_pretty(&preview.json()).unwrap_or_default())
         }
@@ -134,15 +137,15 @@ fn dry_run(
 }
 
 fn steps(kind: Option<&str>, format: StepsFormat) -> i32 {
-    let kinds: Vec<dr_plan::steps::StepKind> = match kind {
-        None => dr_plan::steps::StepKind::ALL.to_vec(),
-        Some(name) => match dr_plan::steps::StepKind::from_name(name) {
+    let kinds: Vec<dr_plan::kinds::StepKind> = match kind {
+        None => dr_plan::kinds::CATALOG.to_vec(),
+        Some(name) => match dr_plan::kinds::find(name) {
             Some(kind) => vec![kind],
             None => {
-                let names = dr_plan::steps::StepKind::ALL.iter().map(|kind| kind.name());
+                let names = dr_plan::kinds::CATALOG.iter().map(|kind| kind.name());
                 dr_plan::errln!(
                     "error: unknown step kind `{name}`; {}",
-                    dr_plan::diagnostic::suggestion(name, names)
+                    dr_plan::lang::diagnostic::suggestion(name, names)
                 );
                 return exit_code::INVALID;
             }

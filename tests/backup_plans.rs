@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use dr_plan::run::journal::{self, Event};
+use dr_plan::engine::journal::{self, Event};
 use support::festivals::{self, fingerprint, seed, sha256_hex};
 use support::{HttpServer, Postgres, S3};
 

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dr_plan::run::journal::{self, Event, RunState, RunStatus, StepState};
-use dr_plan::run::lock::process_alive;
-use dr_plan::steps::process_tree::left_running_by;
+use dr_plan::engine::journal::{self, Event, RunState, RunStatus, StepState};
+use dr_plan::sys::process_tree::left_running_by;
+use dr_plan::sys::process_tree::process_alive;
 
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;

@@ -24,6 +24,7 @@
 // Each test binary compiles `support` on its own and uses only some of it.
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;
+use support::kinds::{KindExt as _, kind};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-use dr_plan::secret::Redactor;
-use dr_plan::steps::{ApprovalMode, ProgressSink, StepContext, StepKind, route53_change};
+use dr_plan::kinds::{ApprovalMode, ProgressSink, StepContext, route53_change};
+use dr_plan::lang::secret::Redactor;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{DynamicObject, ListParams};
@@ -241,7 +242,7 @@ async fn apply(server: &KubeApiServer, path: &Path, run_directory: &Path) {
         rpo: None,
     };
     let with = json!({ "path": path.display().to_string(), "kubeconfig": server.kubeconfig().display().to_string() });
-    StepKind::K8sApply
+    kind("k8s.apply")
         .execute(with, &context)
         .await
         .unwrap_or_else(|error| panic!("set-up: applying {} failed: {error}", path.display()));

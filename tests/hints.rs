@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use dr_plan::run::journal::{self, Event, RunState, RunStatus};
+use dr_plan::engine::journal::{self, Event, RunState, RunStatus};
 
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use dr_plan::diagnostic::Diagnostic;
+use dr_plan::lang::diagnostic::Diagnostic;
 
 const BILLION_LAUGHS: &str = "tests/fixtures/invalid/billion-laughs.yaml";
 const DEEP_NESTING: &str = "tests/fixtures/invalid/deep-nesting.yaml";
@@ -110,10 +110,11 @@ fn billion_laughs_is_refused_by_every_command_and_as_a_vars_file() {
 #[test]
 fn a_damaged_drill_history_does_not_break_a_dry_run() {
     let state = tempfile::tempdir().expect("temporary directory");
-    let plan = dr_plan::plan::load_plan(Path::new("plans/db-corruption.yaml")).expect("a valid plan");
+    let plan = dr_plan::kinds::load_plan(Path::new("plans/db-corruption.yaml")).expect("a valid plan");
     let steps = plan.steps.iter().map(|step| (step.id.clone(), 1e300)).collect();
-    let record = dr_plan::history::DrillRecord { run_id: "r".into(), finished_at: String::new(), steps };
-    dr_plan::history::History::append(state.path(), plan.name(), &record).expect("history written");
+    let record =
+        dr_plan::preview::history::DrillRecord { run_id: "r".into(), finished_at: String::new(), steps };
+    dr_plan::preview::history::History::append(state.path(), plan.name(), &record).expect("history written");
     let state = state.path().to_str().expect("UTF-8 path");
     for format in ["human", "json", "markdown"] {
         let (code, stderr) =
@@ -334,20 +335,23 @@ enum Outcome {
 fn exercise(path: &Path, state: &Path) -> Outcome {
     let run = std::panic::catch_unwind(|| {
         let mut diagnostics = Vec::new();
-        match dr_plan::plan::load_plan(path) {
+        match dr_plan::kinds::load_plan(path) {
             Ok(plan) => {
                 diagnostics.extend(dr_plan::lint::lint(&plan));
                 let steps = plan.steps.iter().map(|step| (step.id.clone(), 1e300)).collect();
-                let record =
-                    dr_plan::history::DrillRecord { run_id: "r".into(), finished_at: String::new(), steps };
-                let history = match dr_plan::history::History::append(state, plan.name(), &record) {
-                    Ok(()) => dr_plan::history::History::load(state, plan.name()),
-                    Err(_) => dr_plan::history::History::default(),
+                let record = dr_plan::preview::history::DrillRecord {
+                    run_id: "r".into(),
+                    finished_at: String::new(),
+                    steps,
                 };
-                let overrides = dr_plan::render::Overrides::default();
-                if let Ok((inputs, vars)) = dr_plan::render::resolve_values(&plan, &overrides) {
+                let history = match dr_plan::preview::history::History::append(state, plan.name(), &record) {
+                    Ok(()) => dr_plan::preview::history::History::load(state, plan.name()),
+                    Err(_) => dr_plan::preview::history::History::default(),
+                };
+                let overrides = dr_plan::lang::render::Overrides::default();
+                if let Ok((inputs, vars)) = dr_plan::lang::render::resolve_values(&plan, &overrides) {
                     for drill in [false, true] {
-                        let preview = dr_plan::dry_run::DryRun::new(
+                        let preview = dr_plan::preview::dry_run::DryRun::new(
                             &plan,
                             vars.clone(),
                             inputs.clone(),
@@ -356,13 +360,13 @@ fn exercise(path: &Path, state: &Path) -> Outcome {
                         );
                         let _ = preview.human();
                         let _ = preview.json();
-                        let _ = preview.markdown(&dr_plan::graph::mermaid(&plan));
+                        let _ = preview.markdown(&dr_plan::preview::graph::mermaid(&plan));
                     }
                 }
             }
             Err(problems) => diagnostics.extend(problems),
         }
-        let vars_file = dr_plan::render::Overrides::parse(&[], Some(path)).err();
+        let vars_file = dr_plan::lang::render::Overrides::parse(&[], Some(path)).err();
         let rendered: Vec<String> = diagnostics
             .iter()
             .flat_map(|diagnostic: &Diagnostic| [diagnostic.render(false), diagnostic.to_string()])
@@ -406,7 +410,7 @@ fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
     let mut seeds: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir("plans")
         .expect("the shipped plans")
         .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| dr_plan::source::syntax_of(&path.to_string_lossy()).is_some())
+        .filter(|path| dr_plan::lang::source::syntax_of(&path.to_string_lossy()).is_some())
         .map(|path| {
             let text = std::fs::read(&path).expect("a shipped plan");
             (path, text)

@@ -6,15 +6,16 @@
 // Each test binary compiles `support` on its own and uses only some of it.
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;
+use support::kinds::{KindExt as _, kind};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_plan::secret::Redactor;
-use dr_plan::steps::{
+use dr_plan::kinds::{
     ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind,
 };
+use dr_plan::lang::secret::Redactor;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -90,7 +91,7 @@ impl Fixture {
     async fn apply(&self, fixture: &str) -> Outputs {
         let path = Path::new(FIXTURES).join(fixture);
         let with = json!({ "path": path.display().to_string() });
-        self.execute(StepKind::K8sApply, with, &self.context("fixtures", "fixtures"))
+        self.execute(kind("k8s.apply"), with, &self.context("fixtures", "fixtures"))
             .await
             .unwrap_or_else(|error| panic!("applying {fixture} failed: {error}"))
     }
@@ -273,7 +274,7 @@ async fn scale_target_reports_the_previous_count_waits_for_the_controller_and_un
     let context = fixture.context("stop-web", "scale-20250101-000000-0001");
     let with = json!({ "target": "deployment/web", "replicas": 0, "deadline": "20s" });
     let outputs =
-        succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &context).await, "scale web to 0");
+        succeeded(fixture.execute(kind("k8s.scale"), with.clone(), &context).await, "scale web to 0");
     assert_eq!(outputs["previous_replicas"], json!(2));
     assert_eq!(fixture.deployment_replicas("web").await, 0);
     // The step returned only once the controller had caught up.
@@ -283,14 +284,14 @@ async fn scale_target_reports_the_previous_count_waits_for_the_controller_and_un
     let sts_context = fixture.context("grow-db", "scale-20250101-000000-0001");
     let with_sts = json!({ "target": "sts/db", "replicas": 3, "deadline": "20s" });
     let outputs =
-        succeeded(fixture.execute(StepKind::K8sScale, with_sts, &sts_context).await, "scale db to 3");
+        succeeded(fixture.execute(kind("k8s.scale"), with_sts, &sts_context).await, "scale db to 3");
     assert_eq!(outputs["previous_replicas"], json!(1));
     assert_eq!(fixture.stateful_set_replicas("db").await, 3);
     let status = fixture.stateful_sets().get("db").await.expect("db").status.expect("status");
     assert_eq!(status.ready_replicas, Some(3));
 
     // undo puts web back to its previous count and waits for it.
-    StepKind::K8sScale
+    kind("k8s.scale")
         .undo(fixture.with(with), &outputs_of(&[("previous_replicas", json!(2))]), &context)
         .await
         .unwrap_or_else(|error| panic!("undo failed: {error}"));
@@ -312,7 +313,7 @@ async fn scale_by_selector_keeps_each_workloads_count_across_retries_and_scales_
     let context = fixture.context("stop-app", "selector-20250101-000000-0002");
     let with = json!({ "selector": "tier=app", "replicas": 0, "deadline": "20s" });
     let outputs =
-        succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &context).await, "scale tier=app to 0");
+        succeeded(fixture.execute(kind("k8s.scale"), with.clone(), &context).await, "scale tier=app to 0");
     let expected = json!({ "deployment/web": 2, "statefulset/db": 1 });
     assert_eq!(outputs["previous_replicas"], expected);
     assert_eq!(fixture.deployment_replicas("web").await, 0);
@@ -320,21 +321,21 @@ async fn scale_by_selector_keeps_each_workloads_count_across_retries_and_scales_
     assert_eq!(fixture.deployment_replicas("batch-worker").await, 4, "not matched: untouched");
 
     // A retry or resume of the same step reports the counts from before its first attempt.
-    let again = succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &context).await, "re-run");
+    let again = succeeded(fixture.execute(kind("k8s.scale"), with.clone(), &context).await, "re-run");
     assert_eq!(again["previous_replicas"], expected);
 
     // Scaling back with the map gives each workload its own count.
     let back = json!({ "selector": "tier=app", "replicas": expected, "deadline": "20s" });
     let back_context = fixture.context("start-app", "selector-20250101-000000-0002");
-    succeeded(fixture.execute(StepKind::K8sScale, back, &back_context).await, "scale back by map");
+    succeeded(fixture.execute(kind("k8s.scale"), back, &back_context).await, "scale back by map");
     assert_eq!(fixture.deployment_replicas("web").await, 2);
     assert_eq!(fixture.stateful_set_replicas("db").await, 1);
 
     // undo of a selector step does the same from its outputs.
     let undo_context = fixture.context("stop-again", "selector-20250101-000000-0003");
     let outputs =
-        succeeded(fixture.execute(StepKind::K8sScale, with.clone(), &undo_context).await, "scale again");
-    StepKind::K8sScale
+        succeeded(fixture.execute(kind("k8s.scale"), with.clone(), &undo_context).await, "scale again");
+    kind("k8s.scale")
         .undo(fixture.with(with), &outputs, &undo_context)
         .await
         .unwrap_or_else(|error| panic!("undo failed: {error}"));
@@ -343,7 +344,7 @@ async fn scale_by_selector_keeps_each_workloads_count_across_retries_and_scales_
 
     // A map that lacks a matched workload is refused before anything is scaled.
     let partial = json!({ "selector": "tier=app", "replicas": { "deployment/web": 5 } });
-    let message = failure(fixture.execute(StepKind::K8sScale, partial, &back_context).await, "partial map");
+    let message = failure(fixture.execute(kind("k8s.scale"), partial, &back_context).await, "partial map");
     assert!(message.contains("statefulset/db"), "{message}");
     assert_eq!(fixture.deployment_replicas("web").await, 2);
 }
@@ -359,10 +360,10 @@ async fn scale_gives_up_at_the_deadline_saying_what_it_saw() {
     let started = Instant::now();
     let with = json!({ "target": "deployment/web", "replicas": 1, "deadline": "1s" });
     let message =
-        failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale without a controller");
+        failure(fixture.execute(kind("k8s.scale"), with, &context).await, "scale without a controller");
     let mut notes = Vec::new();
     while let Ok(update) = progress.try_recv() {
-        if let dr_plan::steps::StepUpdate::Progress(update) = update {
+        if let dr_plan::kinds::StepUpdate::Progress(update) = update {
             notes.extend(update.note);
         }
     }
@@ -381,7 +382,7 @@ async fn scale_gives_up_at_the_deadline_saying_what_it_saw() {
     // `wait: false` returns at once.
     let with = json!({ "target": "deployment/web", "replicas": 0, "wait": false });
     let outputs = succeeded(
-        fixture.execute(StepKind::K8sScale, with, &fixture.context("no-wait", "deadline-1")).await,
+        fixture.execute(kind("k8s.scale"), with, &fixture.context("no-wait", "deadline-1")).await,
         "scale without waiting",
     );
     assert_eq!(outputs["previous_replicas"], json!(1));
@@ -389,13 +390,13 @@ async fn scale_gives_up_at_the_deadline_saying_what_it_saw() {
     // A missing workload names itself.
     let with = json!({ "target": "deployment/missing", "replicas": 0 });
     let message =
-        failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale a missing deployment");
+        failure(fixture.execute(kind("k8s.scale"), with, &context).await, "scale a missing deployment");
     assert!(message.contains("deployment/missing") && message.contains("404"), "{message}");
 
     // So does a missing kubeconfig.
     let with = json!({ "target": "deployment/web", "replicas": 0, "kubeconfig": "/nonexistent/kubeconfig",
                        "namespace": fixture.namespace });
-    let message = failure(StepKind::K8sScale.execute(with, &context).await, "scale with no kubeconfig");
+    let message = failure(kind("k8s.scale").execute(with, &context).await, "scale with no kubeconfig");
     assert!(message.contains("no kubeconfig") && message.contains("/nonexistent/kubeconfig"), "{message}");
 }
 
@@ -406,7 +407,7 @@ async fn preflights_read_the_live_objects() {
     fixture.apply("cronjob-v1beta1.yaml").await;
     install_velero_crds(&fixture).await;
 
-    let scale = StepKind::K8sScale
+    let scale = kind("k8s.scale")
         .preflight(
             fixture.with(json!({ "target": "deployment/web", "replicas": 0 })),
             &PreflightContext::default(),
@@ -416,7 +417,7 @@ async fn preflights_read_the_live_objects() {
         matches!(&scale, Preflight::Passed(detail) if detail.contains("deployment/web (2 replicas)")),
         "{scale:?}"
     );
-    let missing = StepKind::K8sScale
+    let missing = kind("k8s.scale")
         .preflight(
             fixture.with(json!({ "target": "deployment/gone", "replicas": 0 })),
             &PreflightContext::default(),
@@ -427,11 +428,11 @@ async fn preflights_read_the_live_objects() {
         "{missing:?}"
     );
 
-    let job = StepKind::K8sJob
+    let job = kind("k8s.job")
         .preflight(fixture.with(json!({ "from_cronjob": "database-backup" })), &PreflightContext::default())
         .await;
     assert!(matches!(&job, Preflight::Passed(detail) if detail.contains("batch/v1beta1")), "{job:?}");
-    let no_cronjob = StepKind::K8sJob
+    let no_cronjob = kind("k8s.job")
         .preflight(fixture.with(json!({ "from_cronjob": "nightly" })), &PreflightContext::default())
         .await;
     assert!(
@@ -439,12 +440,12 @@ async fn preflights_read_the_live_objects() {
         "{no_cronjob:?}"
     );
 
-    let wait = StepKind::K8sWait
+    let wait = kind("k8s.wait")
         .preflight(fixture.with(json!({ "target": "statefulset/db" })), &PreflightContext::default())
         .await;
     assert!(matches!(&wait, Preflight::Passed(_)), "{wait:?}");
 
-    let apply = StepKind::K8sApply
+    let apply = kind("k8s.apply")
         .preflight(fixture.with(json!({ "path": format!("{FIXTURES}/apply") })), &PreflightContext::default())
         .await;
     assert!(matches!(&apply, Preflight::Passed(detail) if detail.contains("4 objects")), "{apply:?}");
@@ -457,14 +458,14 @@ async fn preflights_read_the_live_objects() {
     let backup =
         DynamicObject::new("nightly", &velero_resource("Backup", "backups")).data(json!({ "spec": {} }));
     backups.create(&PostParams::default(), &backup).await.expect("create Backup");
-    let restore = StepKind::VeleroRestore
+    let restore = kind("velero.restore")
         .preflight(fixture.with(json!({ "backup": "nightly" })), &PreflightContext::default())
         .await;
     assert!(
         matches!(&restore, Preflight::Passed(detail) if detail.contains("Backup preflight/nightly")),
         "{restore:?}"
     );
-    let no_backup = StepKind::VeleroRestore
+    let no_backup = kind("velero.restore")
         .preflight(fixture.with(json!({ "backup": "weekly" })), &PreflightContext::default())
         .await;
     assert!(matches!(&no_backup, Preflight::Failed(detail) if detail.contains("weekly")), "{no_backup:?}");
@@ -495,7 +496,7 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
     let context = fixture.context("web-rolled-out", "wait-1");
     let outputs = succeeded(
         fixture
-            .execute(StepKind::K8sWait, json!({ "target": "deployment/web", "deadline": "20s" }), &context)
+            .execute(kind("k8s.wait"), json!({ "target": "deployment/web", "deadline": "20s" }), &context)
             .await,
         "wait for the rollout",
     );
@@ -504,11 +505,11 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
     assert!(waited >= 0.25, "waited {waited}");
 
     let with = json!({ "target": "deployment/web", "condition": "Available", "deadline": "5s" });
-    succeeded(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for Available");
+    succeeded(fixture.execute(kind("k8s.wait"), with, &context).await, "wait for Available");
 
     let with = json!({ "target": "deployment.apps/web", "condition": "Progressing", "deadline": "1s" });
     let message =
-        failure(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for a missing condition");
+        failure(fixture.execute(kind("k8s.wait"), with, &context).await, "wait for a missing condition");
     assert!(
         message.contains("condition Progressing") && message.contains("no Progressing condition"),
         "{message}"
@@ -527,14 +528,14 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
     let started = Instant::now();
     let with = json!({ "target": "deployment/web", "deadline": "60s" });
     let message =
-        failure(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for a stuck rollout");
+        failure(fixture.execute(kind("k8s.wait"), with, &context).await, "wait for a stuck rollout");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(message.contains("progress deadline") && message.contains("timed out progressing"), "{message}");
 
     // StatefulSet rollouts need the controller's report too.
     let _controller = WorkloadController::start(&fixture.client, &fixture.namespace);
     let with = json!({ "target": "statefulset/db", "deadline": "20s" });
-    succeeded(fixture.execute(StepKind::K8sWait, with, &context).await, "wait for the statefulset");
+    succeeded(fixture.execute(kind("k8s.wait"), with, &context).await, "wait for the statefulset");
 }
 
 fn inline_job_spec() -> Json {
@@ -567,7 +568,7 @@ async fn wait_for_jobs_succeeds_on_complete_and_fails_at_once_on_failed() {
     let context = fixture.context("migrated", "wait-job-1");
     succeeded(
         fixture
-            .execute(StepKind::K8sWait, json!({ "target": "job/migrate", "deadline": "20s" }), &context)
+            .execute(kind("k8s.wait"), json!({ "target": "job/migrate", "deadline": "20s" }), &context)
             .await,
         "wait for job/migrate",
     );
@@ -585,7 +586,7 @@ async fn wait_for_jobs_succeeds_on_complete_and_fails_at_once_on_failed() {
     let started = Instant::now();
     let message = failure(
         fixture
-            .execute(StepKind::K8sWait, json!({ "target": "job/broken", "deadline": "60s" }), &context)
+            .execute(kind("k8s.wait"), json!({ "target": "job/broken", "deadline": "60s" }), &context)
             .await,
         "wait for a failed job",
     );
@@ -605,7 +606,7 @@ async fn job_from_a_cronjob_is_what_kubectl_create_job_makes() {
 
     let context = fixture.context("manual-backup", "k8s-test-20250101-120000-ab12");
     let with = json!({ "from_cronjob": "database-backup", "deadline": "20s" });
-    let outputs = succeeded(fixture.execute(StepKind::K8sJob, with, &context).await, "job from cronjob");
+    let outputs = succeeded(fixture.execute(kind("k8s.job"), with, &context).await, "job from cronjob");
     let name = "manual-backup-20250101-120000-ab12";
     assert_eq!(outputs["name"], json!(name));
     assert_eq!(outputs["succeeded"], json!(1));
@@ -636,7 +637,7 @@ async fn inline_job_is_adopted_on_resume_and_a_foreign_job_is_refused() {
 
     // No Job controller yet: the first attempt creates the Job and gives up waiting.
     let message =
-        failure(fixture.execute(StepKind::K8sJob, with.clone(), &context).await, "job without a controller");
+        failure(fixture.execute(kind("k8s.job"), with.clone(), &context).await, "job without a controller");
     assert!(
         message.contains("job/migrate-20250101-120000-cd34") && message.contains("deadline 1s"),
         "{message}"
@@ -646,7 +647,7 @@ async fn inline_job_is_adopted_on_resume_and_a_foreign_job_is_refused() {
     // The resumed step finds its Job instead of creating a second one.
     let _controller = JobController::start(&fixture.client, &fixture.namespace);
     let with = json!({ "spec": inline_job_spec(), "deadline": "20s" });
-    let outputs = succeeded(fixture.execute(StepKind::K8sJob, with.clone(), &context).await, "resumed job");
+    let outputs = succeeded(fixture.execute(kind("k8s.job"), with.clone(), &context).await, "resumed job");
     assert_eq!(outputs["name"], json!("migrate-20250101-120000-cd34"));
     let jobs = fixture.jobs().list(&ListParams::default()).await.expect("jobs");
     assert_eq!(jobs.items.len(), 1, "one Job, adopted");
@@ -655,13 +656,13 @@ async fn inline_job_is_adopted_on_resume_and_a_foreign_job_is_refused() {
     let mut named = with;
     named["name"] = json!("migrate-20250101-120000-cd34");
     let other_run = fixture.context("migrate", "k8s-test-20250102-120000-ef56");
-    let message = failure(fixture.execute(StepKind::K8sJob, named, &other_run).await, "foreign job");
+    let message = failure(fixture.execute(kind("k8s.job"), named, &other_run).await, "foreign job");
     assert!(message.contains("created by run k8s-test-20250101-120000-cd34"), "{message}");
 
     // `keep_logs: false` keeps none.
     let with = json!({ "spec": inline_job_spec(), "keep_logs": false, "name": "quiet" });
     let outputs =
-        succeeded(fixture.execute(StepKind::K8sJob, with, &fixture.context("quiet", "r")).await, "quiet job");
+        succeeded(fixture.execute(kind("k8s.job"), with, &fixture.context("quiet", "r")).await, "quiet job");
     assert_eq!(outputs["logs"], Json::Null);
 }
 
@@ -673,7 +674,7 @@ async fn apply_of_a_directory_is_idempotent_and_records_the_field_manager() {
     let fixture = Fixture::new("apply-dir").await;
     let context = fixture.context("apply", "apply-1");
     let with = json!({ "path": format!("{FIXTURES}/apply") });
-    let outputs = succeeded(fixture.execute(StepKind::K8sApply, with.clone(), &context).await, "apply");
+    let outputs = succeeded(fixture.execute(kind("k8s.apply"), with.clone(), &context).await, "apply");
     assert_eq!(
         outputs["applied"],
         json!([
@@ -700,7 +701,7 @@ async fn apply_of_a_directory_is_idempotent_and_records_the_field_manager() {
 
     // Applying again changes nothing.
     let before = settings.metadata.resource_version.clone();
-    let again = succeeded(fixture.execute(StepKind::K8sApply, with.clone(), &context).await, "apply again");
+    let again = succeeded(fixture.execute(kind("k8s.apply"), with.clone(), &context).await, "apply again");
     assert_eq!(again["applied"], outputs["applied"]);
     let after = config_maps.get("app-settings").await.expect("app-settings").metadata.resource_version;
     assert_eq!(before, after, "an unchanged apply does not write");
@@ -713,11 +714,11 @@ async fn apply_of_a_directory_is_idempotent_and_records_the_field_manager() {
         .await
         .expect("operator's apply");
     let message =
-        failure(fixture.execute(StepKind::K8sApply, with.clone(), &context).await, "conflicting apply");
+        failure(fixture.execute(kind("k8s.apply"), with.clone(), &context).await, "conflicting apply");
     assert!(message.contains("409") && message.contains("force_conflicts"), "{message}");
     let mut forced = with;
     forced["force_conflicts"] = json!(true);
-    succeeded(fixture.execute(StepKind::K8sApply, forced, &context).await, "forced apply");
+    succeeded(fixture.execute(kind("k8s.apply"), forced, &context).await, "forced apply");
     let settings = config_maps.get("app-settings").await.expect("app-settings");
     assert_eq!(settings.data.expect("data")["mode"], "restore");
 
@@ -728,7 +729,7 @@ async fn apply_of_a_directory_is_idempotent_and_records_the_field_manager() {
     ]});
     std::fs::write(&list, items.to_string()).expect("write list");
     let outputs = succeeded(
-        fixture.execute(StepKind::K8sApply, json!({ "path": list.display().to_string() }), &context).await,
+        fixture.execute(kind("k8s.apply"), json!({ "path": list.display().to_string() }), &context).await,
         "apply a JSON list",
     );
     assert_eq!(outputs["applied"], json!(["ConfigMap/apply-dir/from-json"]));
@@ -738,7 +739,7 @@ async fn apply_of_a_directory_is_idempotent_and_records_the_field_manager() {
     std::fs::write(&broken, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
         .expect("write manifest");
     let with = json!({ "path": broken.display().to_string() });
-    let message = failure(fixture.execute(StepKind::K8sApply, with, &context).await, "unknown kind");
+    let message = failure(fixture.execute(kind("k8s.apply"), with, &context).await, "unknown kind");
     assert!(message.contains("unknown.yaml line 4") && message.contains("Widget"), "{message}");
 }
 
@@ -752,7 +753,7 @@ fn spawn_restore(
     context: StepContext,
 ) -> tokio::task::JoinHandle<Result<Outputs, StepError>> {
     let with = fixture.with(with);
-    tokio::spawn(async move { StepKind::VeleroRestore.execute(with, &context).await })
+    tokio::spawn(async move { kind("velero.restore").execute(with, &context).await })
 }
 
 #[tokio::test]
@@ -841,7 +842,7 @@ async fn velero_restore_is_adopted_on_resume_and_drills_restore_into_isolated_na
 
     // The first attempt creates the Restore and runs out of time (Velero is slow).
     let with = json!({ "schedule": "daily", "deadline": "1s" });
-    let message = failure(fixture.execute(StepKind::VeleroRestore, with, &context).await, "first attempt");
+    let message = failure(fixture.execute(kind("velero.restore"), with, &context).await, "first attempt");
     assert!(
         message.contains("Restore velero-resume/restore-20250101-120000-cc03")
             && message.contains("deadline 1s"),
@@ -851,8 +852,7 @@ async fn velero_restore_is_adopted_on_resume_and_drills_restore_into_isolated_na
 
     // The resumed step waits for that Restore rather than making another.
     let with = json!({ "schedule": "daily", "deadline": "10s" });
-    let outputs =
-        succeeded(fixture.execute(StepKind::VeleroRestore, with.clone(), &context).await, "resumed");
+    let outputs = succeeded(fixture.execute(kind("velero.restore"), with.clone(), &context).await, "resumed");
     assert_eq!(outputs["phase"], json!("Completed"));
     let all = restores.list(&ListParams::default()).await.expect("restores");
     assert_eq!(all.items.len(), 1, "no second Restore");
@@ -875,7 +875,7 @@ async fn velero_restore_is_adopted_on_resume_and_drills_restore_into_isolated_na
     // ... and refuses to restore everything in place.
     let with = json!({ "backup": "nightly" });
     let message =
-        failure(fixture.execute(StepKind::VeleroRestore, with, &drill).await, "drill of all namespaces");
+        failure(fixture.execute(kind("velero.restore"), with, &drill).await, "drill of all namespaces");
     assert!(message.contains("included_namespaces") && message.contains("-drill"), "{message}");
 }
 

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dr_plan::diagnostic::{Diagnostic, Severity};
+use dr_plan::kinds::{load_plan, plan_from_source};
+use dr_plan::lang::diagnostic::{Diagnostic, Severity};
+use dr_plan::lang::source::SourceFile;
 use dr_plan::lint::{FileResult, Rule, Summary, format, lint, lint_file};
-use dr_plan::plan::{load_plan, plan_from_source};
-use dr_plan::source::SourceFile;
 
 const FIXTURES: &str = "tests/fixtures/lint";
 

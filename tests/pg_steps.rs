@@ -9,16 +9,17 @@
 // Each test binary compiles `support` on its own and uses only some of it.
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;
+use support::kinds::{KindExt as _, kind};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_plan::secret::{Redactor, SecretValue};
-use dr_plan::steps::{
-    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind,
+use dr_plan::kinds::{
+    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError,
 };
+use dr_plan::lang::secret::{Redactor, SecretValue};
 use serde_json::{Value as Json, json};
 use support::Postgres;
 
@@ -94,7 +95,7 @@ impl Sandbox {
     }
 
     async fn run(&self, kind: &str, step: &str, with: Json) -> Result<Outputs, StepError> {
-        let kind = StepKind::from_name(kind).expect("a known kind");
+        let kind = dr_plan::kinds::find(kind).expect("a known kind");
         kind.execute(with, &self.context(step)).await
     }
 
@@ -657,7 +658,7 @@ async fn pg_query_runs_statements_then_asserts_and_names_every_failure() {
 
 /// `dry-run --preflight`'s check of a step.
 async fn check(kind: &str, with: Json) -> Preflight {
-    StepKind::from_name(kind).expect("a known kind").preflight(with, &PreflightContext::default()).await
+    dr_plan::kinds::find(kind).expect("a known kind").preflight(with, &PreflightContext::default()).await
 }
 
 #[tokio::test]
@@ -728,7 +729,7 @@ async fn a_timed_out_dump_stops_pg_dump_and_leaves_no_file() {
     }
     let dest = sandbox.path("blocked.dump");
     let context = sandbox.context("blocked");
-    let dump = StepKind::PgDump.execute(
+    let dump = kind("pg.dump").execute(
         json!({ "database": "tododb", "dest": dest, "connection": postgres.url("tododb") }),
         &context,
     );

@@ -6,6 +6,7 @@
 // Each test binary compiles `support` on its own and uses only some of it.
 #[allow(dead_code, reason = "each test binary uses a different subset of support")]
 mod support;
+use support::kinds::{KindExt as _, kind};
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_plan::steps::{Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind};
+use dr_plan::kinds::{Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError};
 use serde_json::{Value as Json, json};
 use support::Redis;
 
@@ -140,9 +141,9 @@ fn context(run_dir: &Path) -> StepContext {
         step_id: "restore-redis".to_owned(),
         run_dir: run_dir.to_path_buf(),
         drill: false,
-        approval: dr_plan::steps::ApprovalMode::Unavailable,
+        approval: dr_plan::kinds::ApprovalMode::Unavailable,
         operator: "tester@test-host".to_owned(),
-        redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
+        redactor: Arc::new(dr_plan::lang::secret::Redactor::new(std::iter::empty())),
         progress: ProgressSink::default(),
         rpo: None,
     }
@@ -160,7 +161,7 @@ fn with(target: &TargetRedis, rdb: &Path, expect_keys: Option<u64>) -> Json {
 }
 
 async fn run(with: Json, run_dir: &Path) -> Result<Outputs, StepError> {
-    StepKind::RedisRestore.execute(with, &context(run_dir)).await
+    kind("redis.restore").execute(with, &context(run_dir)).await
 }
 
 #[tokio::test]
@@ -173,7 +174,7 @@ async fn the_rdb_replaces_the_data_and_the_old_dump_is_kept() {
     let old_dump = std::fs::read(target.dir().join("dump.rdb")).expect("the old dump");
 
     let preflight =
-        StepKind::RedisRestore.preflight(with(&target, &backup, Some(4)), &PreflightContext::default()).await;
+        kind("redis.restore").preflight(with(&target, &backup, Some(4)), &PreflightContext::default()).await;
     assert!(matches!(&preflight, Preflight::Passed(text) if text.contains("answers PING")), "{preflight:?}");
     let outputs = run(with(&target, &backup, Some(4)), work.path()).await.expect("the restore succeeds");
 
@@ -245,7 +246,7 @@ async fn a_configuration_that_would_lose_the_restore_is_refused_before_the_shutd
     elsewhere["dir"] = json!(work.path().display().to_string());
     let message = run(elsewhere.clone(), work.path()).await.expect_err("refused").to_string();
     assert!(message.contains(&format!("it keeps its data in {}", target.dir().display())), "{message}");
-    let preflight = StepKind::RedisRestore.preflight(elsewhere, &PreflightContext::default()).await;
+    let preflight = kind("redis.restore").preflight(elsewhere, &PreflightContext::default()).await;
     assert!(matches!(&preflight, Preflight::Failed(text) if text.contains("set `dir` to")), "{preflight:?}");
 
     target.cli(&["CONFIG", "SET", "appendonly", "yes"]);

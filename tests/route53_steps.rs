@@ -15,13 +15,13 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, HostedZoneConfig, ResourceRecord,
     ResourceRecordSet, RrType, Vpc, VpcRegion,
 };
-use dr_plan::steps::{Outputs, Preflight, ProgressSink, StepContext, StepError, StepOutputs, route53_change};
+use dr_plan::kinds::{Outputs, Preflight, ProgressSink, StepContext, StepError, StepOutputs, route53_change};
 use serde_json::{Value as Json, json};
 use support::{HttpServer, Moto, Route53Stub, StubRecord};
 
 struct Harness {
     context: StepContext,
-    notes: tokio::sync::mpsc::UnboundedReceiver<dr_plan::steps::StepUpdate>,
+    notes: tokio::sync::mpsc::UnboundedReceiver<dr_plan::kinds::StepUpdate>,
 }
 
 impl Harness {
@@ -33,9 +33,9 @@ impl Harness {
             step_id: "switch-dns".to_owned(),
             run_dir: run_dir.to_path_buf(),
             drill: false,
-            approval: dr_plan::steps::ApprovalMode::Unavailable,
+            approval: dr_plan::kinds::ApprovalMode::Unavailable,
             operator: "tester@test-host".to_owned(),
-            redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
+            redactor: Arc::new(dr_plan::lang::secret::Redactor::new(std::iter::empty())),
             progress: ProgressSink::new(sender, "switch-dns"),
             rpo: None,
         };
@@ -45,7 +45,7 @@ impl Harness {
     fn notes(&mut self) -> Vec<String> {
         let mut notes = Vec::new();
         while let Ok(update) = self.notes.try_recv() {
-            if let dr_plan::steps::StepUpdate::Progress(progress) = update {
+            if let dr_plan::kinds::StepUpdate::Progress(progress) = update {
                 notes.extend(progress.note);
             }
         }
@@ -54,7 +54,7 @@ impl Harness {
 }
 
 fn parameters(with: &Json) -> route53_change::Parameters {
-    dr_plan::steps::parameters(with.clone()).expect("parameters deserialize")
+    dr_plan::kinds::parameters(with.clone()).expect("parameters deserialize")
 }
 
 async fn run(client: &aws_sdk_route53::Client, with: &Json, harness: &Harness) -> Result<Outputs, StepError> {

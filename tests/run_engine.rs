@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dr_plan::run::journal::{self, Event, Record, RunState, RunStatus, StepState};
+use dr_plan::engine::journal::{self, Event, Record, RunState, RunStatus, StepState};
 use serde_json::{Value as Json, json};
 use support::HttpServer;
 

@@ -18,11 +18,11 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use dr_plan::secret::{Redactor, SecretValue};
-use dr_plan::steps::{
+use dr_plan::kinds::{
     ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepOutputs, parameters,
     s3_fetch, s3_put,
 };
+use dr_plan::lang::secret::{Redactor, SecretValue};
 use serde_json::{Value as Json, json};
 use support::S3;
 

@@ -1,12 +1,12 @@
-//! The template language is ours (see `src/template.rs` for why), but it claims to be
+//! The template language is ours (see `src/lang/template.rs` for why), but it claims to be
 //! Handlebars expressions: this test proves it on every template of the shipped plans
 //! and of the test fixtures. Each is rendered by our engine and by the `handlebars`
 //! crate over the same context, and the text must be the same.
 
 use std::path::{Path, PathBuf};
 
-use dr_plan::node::{Node, Value as NodeValue};
-use dr_plan::template::{Lookup, Template, contains_expression};
+use dr_plan::lang::node::{Node, Value as NodeValue};
+use dr_plan::lang::template::{Lookup, Template, contains_expression};
 use serde_json::{Map, Value};
 
 fn plan_files(directory: &Path, out: &mut Vec<PathBuf>) {
@@ -66,8 +66,8 @@ fn every_template_renders_as_handlebars_renders_it() {
     let mut compared = 0;
     let mut differences = Vec::new();
     for file in files {
-        let Ok(source) = dr_plan::source::SourceFile::read(&file) else { continue };
-        let Ok(node) = dr_plan::load::load(&source) else { continue };
+        let Ok(source) = dr_plan::lang::source::SourceFile::read(&file) else { continue };
+        let Ok(node) = dr_plan::lang::load::load(&source) else { continue };
         let mut templates = Vec::new();
         strings(&node, &mut templates);
         for text in templates {

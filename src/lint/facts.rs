@@ -8,12 +8,12 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::Rule;
-use crate::diagnostic::{Diagnostic, Severity};
-use crate::node::{Node, Value};
-use crate::plan::Plan;
-use crate::source::{SourceFile, Span};
-use crate::steps::StepKind;
-use crate::template::{Lookup, Template, contains_expression};
+use crate::lang::diagnostic::{Diagnostic, Severity};
+use crate::lang::kind::{Role, StepKind};
+use crate::lang::node::{Node, Value};
+use crate::lang::plan::Plan;
+use crate::lang::source::{SourceFile, Span};
+use crate::lang::template::{Lookup, Template, contains_expression};
 
 /// A template reference made by a step.
 #[derive(Clone, Debug)]
@@ -147,10 +147,10 @@ impl<'p> Facts<'p> {
 
     /// The `checksum` value of an `s3.fetch` that is known to be `none`.
     pub fn disabled_checksum(&self, index: usize) -> Option<&'p Node> {
-        if self.kind(index) != StepKind::S3Fetch {
+        let Role::Fetch { checksum } = self.kind(index).info().role else {
             return None;
-        }
-        let checksum = self.parameter(index, "checksum")?;
+        };
+        let checksum = self.parameter(index, checksum)?;
         (self.resolve(checksum)? == Json::String("none".to_owned())).then_some(checksum)
     }
 
@@ -191,7 +191,7 @@ impl<'p> Facts<'p> {
         for (index, step) in self.plan.steps.iter().enumerate() {
             let traced = if self.disabled_checksum(index).is_some() {
                 Provenance::Unverified { origin: index }
-            } else if matches!(step.kind, StepKind::S3Fetch | StepKind::PgDump) {
+            } else if matches!(step.kind.info().role, Role::Fetch { .. } | Role::Backup { .. }) {
                 Provenance::Verified
             } else {
                 let read: Vec<Provenance> = self.uses[index]

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use super::{FileResult, Rule, Summary};
-use crate::diagnostic::{Diagnostic, Severity};
-use crate::source::Span;
+use crate::lang::diagnostic::{Diagnostic, Severity};
+use crate::lang::source::Span;
 
 /// Codes of validation errors (which lint reports for plans that do not validate),
 /// each with one line saying what it means.
@@ -366,7 +366,7 @@ fn escape_property(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceFile;
+    use crate::lang::source::SourceFile;
 
     fn sample() -> Vec<FileResult> {
         let file = SourceFile::new("plans/a b.yaml", "version: 1\nname: x\nsteps: []\n");

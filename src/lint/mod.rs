@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use crate::diagnostic::{Diagnostic, Severity};
-use crate::plan::Plan;
+use crate::lang::diagnostic::{Diagnostic, Severity};
+use crate::lang::plan::Plan;
 
 mod facts;
 pub mod format;
@@ -163,7 +163,7 @@ pub struct FileResult {
 /// Loads and validates `path`, then lints it when it is valid.
 #[must_use]
 pub fn lint_file(path: &Path) -> FileResult {
-    let diagnostics = match crate::plan::load_plan(path) {
+    let diagnostics = match crate::kinds::load_plan(path) {
         Ok(plan) => lint(&plan),
         Err(problems) => problems,
     };

@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 
 use super::Rule;
 use super::facts::{Facts, Provenance};
-use crate::diagnostic::Diagnostic;
-use crate::duration::format_duration;
-use crate::history::History;
-use crate::node::Value;
-use crate::plan::Plan;
-use crate::predict::Prediction;
-use crate::steps::StepKind;
+use crate::lang::diagnostic::Diagnostic;
+use crate::lang::duration::format_duration;
+use crate::lang::kind::{Role, StepKind, Verifies};
+use crate::lang::node::Value;
+use crate::lang::plan::Plan;
+use crate::preview::history::History;
+use crate::preview::predict::Prediction;
 
 /// Runs every rule.
 pub(super) fn check(plan: &Plan) -> Vec<Diagnostic> {
@@ -104,51 +104,44 @@ fn unverified_input(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
 
 /// The parameter naming the file a restore kind puts in place.
 fn restored_file_parameter(kind: StepKind) -> Option<&'static str> {
-    match kind {
-        StepKind::PgRestore => Some("dump"),
-        StepKind::RedisRestore => Some("rdb"),
-        StepKind::K8sScale
-        | StepKind::K8sWait
-        | StepKind::K8sJob
-        | StepKind::K8sApply
-        | StepKind::VeleroRestore
-        | StepKind::S3Fetch
-        | StepKind::S3Put
-        | StepKind::PgDump
-        | StepKind::PgQuery
-        | StepKind::Route53Change
-        | StepKind::HttpCheck
-        | StepKind::Notify
-        | StepKind::Approval
-        | StepKind::Exec
-        | StepKind::Sleep => None,
+    match kind.info().role {
+        Role::Restore { file, .. } => Some(file),
+        Role::Backup { .. }
+        | Role::Fetch { .. }
+        | Role::HealthCheck
+        | Role::DnsSwitch
+        | Role::Approval
+        | Role::Other => None,
     }
 }
 
-/// DRP002: `pg.restore` with `clean` and no `pg.dump` of its database upstream.
+/// DRP002: a restore that drops what its target holds (`pg.restore` with `clean`) and
+/// no backup of that target (`pg.dump`) upstream.
 fn restore_without_safety_backup(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     for index in 0..facts.plan.steps.len() {
-        if facts.kind(index) != StepKind::PgRestore {
-            continue;
-        }
-        // `clean` drops what the target database holds (with `create`, the database
-        // itself). `create` alone makes a new database and overwrites nothing.
-        let Some(flag_node) = facts.parameter(index, "clean").filter(|node| facts.resolves_true(Some(node)))
+        let kind = facts.kind(index);
+        let Role::Restore { target: target_parameters, overwrite_flag: Some(flag), .. } = kind.info().role
         else {
             continue;
         };
-        let flag = "clean";
+        // `clean` drops what the target database holds (with `create`, the database
+        // itself). `create` alone makes a new database and overwrites nothing.
+        let Some(flag_node) = facts.parameter(index, flag).filter(|node| facts.resolves_true(Some(node)))
+        else {
+            continue;
+        };
+        let backs_up = |other: usize| matches!(facts.kind(other).info().role, Role::Backup { target } if target == target_parameters);
         let ancestors = facts.plan.ancestors(index);
         let dumps_of_target: Vec<usize> = (0..facts.plan.steps.len())
-            .filter(|&other| facts.kind(other) == StepKind::PgDump && same_target(facts, index, other, true))
+            .filter(|&other| backs_up(other) && same_target(facts, index, other, target_parameters))
             .collect();
         if dumps_of_target.iter().any(|dump| ancestors.contains(dump)) {
             continue;
         }
         let id = facts.id(index);
-        let database =
-            facts.parameter(index, "database").map_or_else(|| "?".to_owned(), |node| facts.display(node));
-        let target = format!("database `{database}`");
+        let what = target_parameters.first().copied().unwrap_or("target");
+        let value = facts.parameter(index, what).map_or_else(|| "?".to_owned(), |node| facts.display(node));
+        let target = format!("{what} `{value}`");
         let label = "drops the existing objects first";
         let help = match dumps_of_target.first() {
             Some(&dump) => format!(
@@ -156,10 +149,16 @@ fn restore_without_safety_backup(facts: &Facts<'_>, found: &mut Vec<Diagnostic>)
                  through another step)",
                 facts.id(dump)
             ),
-            None => format!(
-                "add a `pg.dump` step of {target} and list it in the `needs` of `{id}`, so a bad restore can be \
-                 undone"
-            ),
+            None => {
+                let backup = facts.plan.spec.kinds.iter().find(|other| {
+                    matches!(other.info().role, Role::Backup { target } if target == target_parameters)
+                });
+                format!(
+                    "add a `{}` step of {target} and list it in the `needs` of `{id}`, so a bad restore can be \
+                     undone",
+                    backup.map_or("backup", |backup| backup.name())
+                )
+            }
         };
         found.push(
             facts
@@ -174,16 +173,15 @@ fn restore_without_safety_backup(facts: &Facts<'_>, found: &mut Vec<Diagnostic>)
     }
 }
 
-/// Whether a `pg.dump` (at `dump`) backs up what a `pg.restore` (at `restore`)
-/// overwrites: the same server, and the same database when `compare_database`.
-/// Values only known at run time are given the benefit of the doubt.
-fn same_target(facts: &Facts<'_>, restore: usize, dump: usize, compare_database: bool) -> bool {
-    let compared: &[&str] = if compare_database { &["database", "connection"] } else { &["connection"] };
-    compared.iter().all(|name| {
+/// Whether a backup (at `backup`) covers what a restore (at `restore`) overwrites: the
+/// same value for every target parameter. Values only known at run time are given the
+/// benefit of the doubt.
+fn same_target(facts: &Facts<'_>, restore: usize, backup: usize, target: &[&str]) -> bool {
+    target.iter().all(|name| {
         let restore_value = facts.parameter(restore, name).and_then(|node| facts.resolve(node));
-        let dump_value = facts.parameter(dump, name).and_then(|node| facts.resolve(node));
-        match (restore_value, dump_value) {
-            (Some(restore_value), Some(dump_value)) => restore_value == dump_value,
+        let backup_value = facts.parameter(backup, name).and_then(|node| facts.resolve(node));
+        match (restore_value, backup_value) {
+            (Some(restore_value), Some(backup_value)) => restore_value == backup_value,
             (Some(_) | None, None) | (None, Some(_)) => true,
         }
     })
@@ -245,9 +243,9 @@ fn objectives(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
 
 /// DRP006: a DNS change with no health check of the new target upstream.
 fn dns_without_health_check(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
-    let is_check = |index: usize| matches!(facts.kind(index), StepKind::HttpCheck | StepKind::K8sWait);
+    let is_check = |index: usize| facts.kind(index).info().role == Role::HealthCheck;
     for index in 0..facts.plan.steps.len() {
-        if facts.kind(index) != StepKind::Route53Change {
+        if facts.kind(index).info().role != Role::DnsSwitch {
             continue;
         }
         let ancestors = facts.plan.ancestors(index);
@@ -281,7 +279,7 @@ fn dns_without_health_check(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
 /// DRP007: a health check `disabled` (healthy to Route53) where `inverted` is meant.
 fn health_check_disabled(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     for index in 0..facts.plan.steps.len() {
-        if facts.kind(index) != StepKind::Route53Change {
+        if facts.kind(index).info().role != Role::DnsSwitch {
             continue;
         }
         let Some(Value::List(checks)) = facts.parameter(index, "health_checks").map(|node| &node.value)
@@ -368,24 +366,12 @@ fn unused(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
 /// DRP009: destructive steps, and nothing that checks the recovery worked.
 fn no_verification(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     let count = facts.plan.steps.len();
-    let verifies = |index: usize| match facts.kind(index) {
-        StepKind::PgQuery | StepKind::HttpCheck | StepKind::K8sWait => true,
-        StepKind::RedisRestore => {
-            facts.parameter(index, "expect_keys").is_some_and(|node| node.value != Value::Null)
+    let verifies = |index: usize| match facts.kind(index).info().verifies {
+        Verifies::Always => true,
+        Verifies::WhenSet(parameter) => {
+            facts.parameter(index, parameter).is_some_and(|node| node.value != Value::Null)
         }
-        StepKind::K8sScale
-        | StepKind::K8sJob
-        | StepKind::K8sApply
-        | StepKind::VeleroRestore
-        | StepKind::S3Fetch
-        | StepKind::S3Put
-        | StepKind::PgDump
-        | StepKind::PgRestore
-        | StepKind::Route53Change
-        | StepKind::Notify
-        | StepKind::Approval
-        | StepKind::Exec
-        | StepKind::Sleep => false,
+        Verifies::Never => false,
     };
     let destructive: Vec<usize> = (0..count).filter(|&index| facts.is_destructive(index)).collect();
     if destructive.is_empty() || (0..count).any(verifies) {
@@ -439,10 +425,10 @@ fn checksum_disabled(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
 /// change in place while the operator believes it was reverted.
 fn undo_command_ignored(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     for (index, step) in facts.plan.steps.iter().enumerate() {
-        if step.kind != StepKind::Exec || step.undo {
+        let Some(parameter) = step.kind.info().undo_parameter.filter(|_| !step.undo) else {
             continue;
-        }
-        let Some(command) = facts.parameter(index, "undo").filter(|node| node.value != Value::Null) else {
+        };
+        let Some(command) = facts.parameter(index, parameter).filter(|node| node.value != Value::Null) else {
             continue;
         };
         let id = facts.id(index);

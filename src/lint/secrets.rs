@@ -11,10 +11,9 @@ use std::ops::Range;
 
 use super::Rule;
 use super::facts::Facts;
-use crate::diagnostic::Diagnostic;
-use crate::node::{Node, Value};
-use crate::steps::StepKind;
-use crate::template::contains_expression;
+use crate::lang::diagnostic::Diagnostic;
+use crate::lang::node::{Node, Value};
+use crate::lang::template::contains_expression;
 
 /// Words that make a name secret wherever they appear in it (`PGPASSWORD`, `GITHUB_TOKEN`).
 const SECRET_STEMS: &[&str] = &[
@@ -113,7 +112,7 @@ pub(super) fn literal_secrets(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     for (index, step) in facts.plan.steps.iter().enumerate() {
         let Some(entries) = step.with.as_map() else { continue };
         // `key` of s3.fetch and s3.put is an object key, not a secret.
-        let object_key = matches!(step.kind, StepKind::S3Fetch | StepKind::S3Put);
+        let object_key = step.kind.info().object_key;
         let with = Place {
             prefix: "",
             path: vec!["with".to_owned()],

@@ -7,10 +7,10 @@
 
 use super::Rule;
 use super::facts::Facts;
-use crate::diagnostic::Diagnostic;
-use crate::node::{Node, Value};
-use crate::source::Syntax;
-use crate::template::{Template, contains_expression};
+use crate::lang::diagnostic::Diagnostic;
+use crate::lang::node::{Node, Value};
+use crate::lang::source::Syntax;
+use crate::lang::template::{Template, contains_expression};
 
 /// Programs that read their `-c` argument as shell code.
 const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "ash"];
@@ -99,7 +99,7 @@ fn shell_script(argv: &[Node]) -> Option<(&str, &Node)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Span;
+    use crate::lang::source::Span;
 
     fn argv(words: &[&str]) -> Vec<Node> {
         words.iter().map(|word| Node::new(Value::String((*word).to_owned()), Span::new(0, 0))).collect()

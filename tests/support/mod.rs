@@ -26,6 +26,7 @@ pub mod desk;
 pub mod festivals;
 pub mod hints;
 mod http_server;
+pub mod kinds;
 mod kube;
 mod moto;
 mod postgres;

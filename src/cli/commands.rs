@@ -1,0 +1,182 @@
+//! `dr-plan status` and `dr-plan report`: read-only views of runs in the state directory.
+
+use std::path::Path;
+
+use crate::cli::{ReportFormat, StatusFormat};
+use crate::engine::journal::{self, Event, RunState};
+use crate::engine::lock::{self, LockError};
+use crate::engine::report::{Report, list_runs};
+use crate::lang::plan::Plan;
+use crate::sys::exit_code;
+
+/// `dr-plan status [RUN_ID]`.
+#[must_use]
+pub fn status(run_id: Option<&str>, format: StatusFormat, state_dir: &Path) -> i32 {
+    if let Some(run_id) = run_id {
+        return run_status(run_id, format, state_dir);
+    }
+    let runs = list_runs(state_dir);
+    match format {
+        StatusFormat::Json => {
+            let list: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|(id, state)| {
+                    serde_json::json!({
+                        "run_id": id,
+                        "plan": plan_name(state),
+                        "started_at": state.started_at,
+                        "status": state.status.map_or("not finished", |status| status.word()),
+                        "steps_succeeded": succeeded(state),
+                    })
+                })
+                .collect();
+            crate::outln!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        }
+        StatusFormat::Human => {
+            if runs.is_empty() {
+                crate::outln!(
+                    "no runs under {} (give the state directory of the run with --state-dir or DR_PLAN_STATE_DIR)",
+                    state_dir.display()
+                );
+            }
+            let width = runs.iter().map(|(id, _)| id.len()).max().unwrap_or(0).max("RUN".len());
+            if !runs.is_empty() {
+                crate::outln!("{:<width$}  {:<24}  {:<24}  {:>5}  STATUS", "RUN", "PLAN", "STARTED", "DONE");
+            }
+            for (id, state) in &runs {
+                crate::outln!(
+                    "{id:<width$}  {:<24}  {:<24}  {:>5}  {}",
+                    plan_name(state),
+                    state.started_at,
+                    succeeded(state),
+                    state.status.map_or("not finished", |status| status.word())
+                );
+            }
+            if runs
+                .iter()
+                .any(|(_, state)| state.status != Some(crate::engine::journal::RunStatus::Succeeded))
+            {
+                crate::outln!(
+                    "\n`{}` shows a run and the command that takes it up.",
+                    crate::engine::decisions::command(&["status".to_owned(), "RUN".to_owned()], state_dir)
+                );
+            }
+        }
+    }
+    exit_code::SUCCESS
+}
+
+fn plan_name(state: &RunState) -> String {
+    match &state.started {
+        Event::RunStarted { plan, .. } => plan.clone(),
+        _ => String::new(),
+    }
+}
+
+fn succeeded(state: &RunState) -> usize {
+    state.steps.values().filter(|step| matches!(step, journal::StepState::Succeeded { .. })).count()
+}
+
+/// `dr-plan report RUN_ID`.
+#[must_use]
+pub fn report(run_id: &str, format: ReportFormat, metrics_file: Option<&Path>, state_dir: &Path) -> i32 {
+    let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
+    let report = Report::new(&plan, &state);
+    match format {
+        ReportFormat::Markdown => crate::out!("{}", report.markdown()),
+        ReportFormat::Json => {
+            crate::outln!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default())
+        }
+    }
+    if let Some(path) = metrics_file
+        && let Err(error) = std::fs::write(path, report.prometheus())
+    {
+        crate::errln!("error: cannot write {}: {error}", path.display());
+        return exit_code::FAILED;
+    }
+    exit_code::SUCCESS
+}
+
+/// `dr-plan status RUN_ID`: the report, then what to type next when the run did not
+/// succeed.
+fn run_status(run_id: &str, format: StatusFormat, state_dir: &Path) -> i32 {
+    let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
+    let report = Report::new(&plan, &state);
+    let next = (state.status != Some(crate::engine::journal::RunStatus::Succeeded))
+        .then(|| next_for_status(&plan, &state, state_dir));
+    match format {
+        StatusFormat::Human => {
+            crate::out!("{}", report.markdown());
+            if let Some((notes, command)) = next {
+                crate::outln!();
+                for note in notes {
+                    crate::outln!("- {note}");
+                }
+                crate::outln!("next: `{command}`");
+            }
+        }
+        StatusFormat::Json => {
+            let mut json = report.json();
+            if let (Some(object), Some((notes, command))) = (json.as_object_mut(), next) {
+                object.insert("next".into(), serde_json::json!({ "command": command, "decisions": notes }));
+            }
+            crate::outln!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        }
+    }
+    exit_code::SUCCESS
+}
+
+/// What to type next for a run that did not succeed; a run whose process still holds
+/// the lock is running, and only watching it makes sense.
+fn next_for_status(plan: &Plan, state: &RunState, state_dir: &Path) -> (Vec<String>, String) {
+    let run_id = state.run_id();
+    if let Some(LockError::Held(holder)) = lock::obstacle(state_dir, plan.name())
+        && holder.run_id == run_id
+    {
+        let watch = crate::engine::decisions::command(&["status".to_owned(), run_id.to_owned()], state_dir);
+        let mut notes =
+            vec![format!("the run is in progress: {holder}; look again later with the command below")];
+        for (step, question) in crate::engine::waiting_questions(state) {
+            notes.push(format!(
+                "approval `{step}` is waiting for an answer at that terminal (pid {}): \"{question}\"",
+                holder.pid
+            ));
+        }
+        return (notes, watch);
+    }
+    crate::engine::next_step(plan, state, &crate::engine::RunOptions::reading(state_dir))
+}
+
+/// A run's plan (as it was when the run started) and its replayed journal.
+fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
+    if let Err(problem) = journal::check_run_id(run_id) {
+        crate::errln!(
+            "error: {problem}; `{}` lists the runs",
+            crate::engine::decisions::command(&["status".to_owned()], state_dir)
+        );
+        return None;
+    }
+    let state = match journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay) {
+        Ok(state) => state,
+        Err(error) => {
+            crate::errln!(
+                "error: run `{run_id}`: {error}; `{}` lists the runs",
+                crate::engine::decisions::command(&["status".to_owned()], state_dir)
+            );
+            return None;
+        }
+    };
+    let snapshot = journal::run_dir(state_dir, run_id).join("plan.snapshot");
+    let Event::RunStarted { plan_path, .. } = &state.started else { return None };
+    // The report reads the plan as it was when the run started.
+    let text = std::fs::read_to_string(&snapshot)
+        .or_else(|_| std::fs::read_to_string(plan_path))
+        .unwrap_or_default();
+    match crate::kinds::plan_from_source(&crate::lang::source::SourceFile::new(plan_path.clone(), text)) {
+        Ok(plan) => Some((plan, state)),
+        Err(problems) => {
+            crate::sys::output::print_diagnostics(&problems);
+            None
+        }
+    }
+}

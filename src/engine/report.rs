@@ -1,0 +1,491 @@
+//! Run reports, read from the journal: per-step times and attempts, measured RTO and
+//! RPO against the objectives, approvals, the drill flag; markdown, JSON and a
+//! Prometheus textfile.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value as Json, json};
+
+use super::journal::{Event, RunState, RunStatus, StepState};
+use crate::lang::duration::{format_duration, format_measured};
+use crate::lang::plan::Plan;
+
+/// One step's line in the report.
+#[derive(Clone, Debug)]
+pub struct StepLine {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// succeeded / failed / skipped / pending / interrupted / undone.
+    pub state: String,
+    /// First start.
+    pub started: Option<String>,
+    /// Last end.
+    pub ended: Option<String>,
+    /// Seconds of the successful (or last) attempt.
+    pub seconds: Option<f64>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Outputs (redacted, as journaled).
+    pub outputs: serde_json::Map<String, Json>,
+    /// Error or skip reason.
+    pub note: Option<String>,
+}
+
+/// A run's report.
+#[derive(Clone, Debug)]
+pub struct Report {
+    run_id: String,
+    plan: String,
+    drill: bool,
+    status: Option<RunStatus>,
+    started_at: String,
+    ended_at: Option<String>,
+    rto: Option<std::time::Duration>,
+    rpo: Option<std::time::Duration>,
+    steps: Vec<StepLine>,
+    approvals: Vec<Approval>,
+    warnings: Vec<(String, String)>,
+    marked_done: Vec<(String, String, String)>,
+    waiting: Vec<(String, String)>,
+}
+
+/// An approval as the report shows it.
+#[derive(Clone, Debug)]
+pub struct Approval {
+    /// The approval step.
+    pub step: String,
+    /// The question.
+    pub question: String,
+    /// `user@host`.
+    pub by: String,
+    /// `--approver` name.
+    pub approver: Option<String>,
+    /// `terminal` or `--approve`.
+    pub via: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Seconds waited.
+    pub waited_seconds: f64,
+}
+
+impl Approval {
+    fn who(&self) -> String {
+        self.approver.as_ref().map_or_else(|| self.by.clone(), |name| format!("{name} ({})", self.by))
+    }
+}
+
+/// A label value as the Prometheus exposition format writes it: `\\`, `"` and newlines
+/// escaped, so a name can never add a line of its own to the textfile.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Text from the journal inside a markdown line: no table breaks, no raw HTML.
+fn markdown_text(text: &str) -> String {
+    crate::lang::diagnostic::escape_controls(text)
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\n', " ")
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|time| time.with_timezone(&Utc))
+}
+
+impl Report {
+    /// Builds the report of a replayed run.
+    #[must_use]
+    pub fn new(plan: &Plan, state: &RunState) -> Report {
+        let (run_id, drill) = match &state.started {
+            Event::RunStarted { run_id, drill, .. } => (run_id.clone(), *drill),
+            _ => (String::new(), false),
+        };
+        let mut first_start: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut last_end: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut seconds: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut approvals = Vec::new();
+        let mut warnings = Vec::new();
+        let mut marked_done = Vec::new();
+        let mut undo_failed: BTreeMap<&str, String> = BTreeMap::new();
+        let mut ended_at = None;
+        for record in &state.records {
+            match &record.event {
+                Event::StepStarted { step, .. } => {
+                    first_start.entry(step).or_insert(&record.at);
+                }
+                Event::StepSucceeded { step, seconds: taken, .. }
+                | Event::StepFailed { step, seconds: taken, .. } => {
+                    last_end.insert(step, &record.at);
+                    seconds.insert(step, *taken);
+                }
+                Event::ApprovalGranted { step, by, via, approver, question, waited_seconds } => {
+                    approvals.push(Approval {
+                        step: step.clone(),
+                        question: question.clone(),
+                        by: by.clone(),
+                        approver: approver.clone(),
+                        via: via.clone(),
+                        at: record.at.clone(),
+                        waited_seconds: *waited_seconds,
+                    });
+                }
+                Event::StepWarning { step, message } => warnings.push((step.clone(), message.clone())),
+                Event::UndoFinished { step, error: Some(error) } => {
+                    undo_failed.insert(step, error.clone());
+                }
+                // Started and never finished (the process died during the undo) until
+                // an `undo_finished` says otherwise.
+                Event::UndoStarted { step } => {
+                    undo_failed.insert(
+                        step,
+                        "the undo started and did not finish (the process stopped during it); check the \
+                         system and compensate by hand"
+                            .to_owned(),
+                    );
+                }
+                Event::UndoFinished { step, error: None } => {
+                    undo_failed.remove(step.as_str());
+                }
+                Event::StepMarkedDone { step, operator, reason } => {
+                    last_end.insert(step, &record.at);
+                    marked_done.push((step.clone(), operator.clone(), reason.clone()));
+                }
+                Event::RunFinished { .. } => ended_at = Some(record.at.clone()),
+                Event::RunStarted { .. }
+                | Event::Resumed { .. }
+                | Event::StepSkipped { .. }
+                | Event::ApprovalNeeded { .. }
+                | Event::ApprovalAsked { .. }
+                | Event::UndoSkipped { .. }
+                | Event::LockBroken { .. }
+                | Event::ValuesOverridden { .. } => {}
+            }
+        }
+        let steps = plan
+            .steps
+            .iter()
+            .map(|step| {
+                let recorded = state.steps.get(&step.id).cloned().unwrap_or(StepState::Pending);
+                let (state_word, note, outputs) = match recorded {
+                    StepState::Pending => ("pending", None, serde_json::Map::new()),
+                    StepState::Interrupted { .. } => ("interrupted", None, serde_json::Map::new()),
+                    StepState::Succeeded { .. } if state.marked_done.contains_key(&step.id) => (
+                        "done by hand",
+                        state.marked_done.get(&step.id).map(|reason| format!("marked done: {reason}")),
+                        serde_json::Map::new(),
+                    ),
+                    // Its compensation failed: the system is neither as the step left it
+                    // nor as it was before; the operator must know, long after the run.
+                    StepState::Succeeded { .. } if undo_failed.contains_key(step.id.as_str()) => {
+                        ("undo FAILED", undo_failed.get(step.id.as_str()).cloned(), serde_json::Map::new())
+                    }
+                    StepState::Succeeded { outputs } => ("succeeded", None, outputs),
+                    StepState::Failed { error } => ("failed", Some(error), serde_json::Map::new()),
+                    StepState::Skipped { reason, .. } => ("skipped", Some(reason), serde_json::Map::new()),
+                    StepState::Undone => ("undone", None, serde_json::Map::new()),
+                };
+                StepLine {
+                    id: step.id.clone(),
+                    kind: step.kind.name().to_owned(),
+                    state: state_word.to_owned(),
+                    started: first_start.get(step.id.as_str()).map(|time| (*time).to_owned()),
+                    ended: last_end.get(step.id.as_str()).map(|time| (*time).to_owned()),
+                    seconds: seconds.get(step.id.as_str()).copied(),
+                    attempts: state.attempts.get(&step.id).copied().unwrap_or(0),
+                    outputs,
+                    note,
+                }
+            })
+            .collect();
+        Report {
+            run_id,
+            plan: plan.name().to_owned(),
+            drill,
+            status: state.status,
+            started_at: state.started_at.clone(),
+            ended_at,
+            rto: plan.spec.objectives.rto.as_ref().map(|rto| rto.value.get()),
+            rpo: plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.get()),
+            steps,
+            approvals,
+            warnings,
+            marked_done,
+            waiting: super::waiting_questions(state),
+        }
+    }
+
+    /// Whether the run recovered: only a run that succeeded did.
+    #[must_use]
+    pub fn recovered(&self) -> bool {
+        self.status == Some(RunStatus::Succeeded)
+    }
+
+    /// Measured RTO: from the start of the run to its last stop.
+    #[must_use]
+    pub fn measured_rto(&self) -> Option<std::time::Duration> {
+        let start = parse_time(&self.started_at)?;
+        let end = parse_time(self.ended_at.as_deref()?)?;
+        (end - start).to_std().ok()
+    }
+
+    /// Measured RPO: the age of the oldest data restored, from steps that report `age` (seconds).
+    #[must_use]
+    pub fn measured_rpo(&self) -> Option<std::time::Duration> {
+        self.steps
+            .iter()
+            .filter_map(|step| step.outputs.get("age").and_then(Json::as_f64))
+            .reduce(f64::max)
+            .map(crate::lang::duration::seconds)
+    }
+
+    /// Steps that failed.
+    #[must_use]
+    pub fn failed_steps(&self) -> Vec<String> {
+        self.steps.iter().filter(|step| step.state == "failed").map(|step| step.id.clone()).collect()
+    }
+
+    /// Seconds per succeeded step, for the drill history.
+    #[must_use]
+    pub fn step_seconds(&self) -> BTreeMap<String, f64> {
+        self.steps
+            .iter()
+            .filter(|step| step.state == "succeeded")
+            .filter_map(|step| Some((step.id.clone(), step.seconds?)))
+            .collect()
+    }
+
+    fn status_word(&self) -> &'static str {
+        self.status.map_or("not finished (running, or the process died: resume it)", RunStatus::word)
+    }
+
+    /// The RTO: "met" or "MISSED" only for a run that recovered; any other run did not
+    /// recover, whatever time it took.
+    fn rto_verdict(&self) -> String {
+        if self.recovered() {
+            return Report::verdict(self.measured_rto(), self.rto);
+        }
+        let objective =
+            self.rto.map(|rto| format!(" (objective {})", format_duration(rto))).unwrap_or_default();
+        match self.measured_rto() {
+            Some(elapsed) => format!(
+                "not recovered — {} elapsed, run {}{objective}",
+                format_measured(elapsed),
+                self.status_word()
+            ),
+            None => format!("not recovered — run {}{objective}", self.status_word()),
+        }
+    }
+
+    fn verdict(measured: Option<std::time::Duration>, objective: Option<std::time::Duration>) -> String {
+        match (measured, objective) {
+            (Some(measured), Some(objective)) if measured <= objective => {
+                format!("{} — met (objective {})", format_measured(measured), format_duration(objective))
+            }
+            (Some(measured), Some(objective)) => {
+                format!("{} — MISSED (objective {})", format_measured(measured), format_duration(objective))
+            }
+            (Some(measured), None) => format!("{} (no objective set)", format_measured(measured)),
+            (None, Some(objective)) => format!("not measured (objective {})", format_duration(objective)),
+            (None, None) => "not measured".to_owned(),
+        }
+    }
+
+    /// One line for the end of a run.
+    #[must_use]
+    pub fn summary_line(&self) -> String {
+        let done = self
+            .steps
+            .iter()
+            .filter(|step| matches!(step.state.as_str(), "succeeded" | "done by hand"))
+            .count();
+        format!(
+            "run {} {}: {done}/{} done; RTO {}",
+            self.run_id,
+            self.status_word(),
+            crate::lang::diagnostic::counted(self.steps.len(), "step", "steps"),
+            self.rto_verdict()
+        )
+    }
+
+    /// Markdown.
+    #[must_use]
+    pub fn markdown(&self) -> String {
+        let mut out =
+            format!("## dr-plan run `{}`{}\n\n", self.run_id, if self.drill { " (drill)" } else { "" });
+        let _ = writeln!(out, "| | |\n|---|---|");
+        let _ = writeln!(out, "| Plan | `{}` |", self.plan);
+        let _ = writeln!(out, "| Status | **{}** |", self.status_word());
+        let _ = writeln!(out, "| Started | {} |", self.started_at);
+        let _ = writeln!(out, "| Ended | {} |", self.ended_at.as_deref().unwrap_or("—"));
+        let _ = writeln!(out, "| Measured RTO | {} |", self.rto_verdict());
+        let _ = writeln!(out, "| Measured RPO | {} |", Report::verdict(self.measured_rpo(), self.rpo));
+        let _ = writeln!(out, "| Drill | {} |\n", if self.drill { "yes" } else { "no" });
+        let _ = writeln!(
+            out,
+            "### Steps\n\n| step | kind | state | started | ended | duration | attempts | note |\n|---|---|---|---|---|---|---|---|"
+        );
+        for step in &self.steps {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+                step.id,
+                step.kind,
+                step.state,
+                step.started.as_deref().unwrap_or("—"),
+                step.ended.as_deref().unwrap_or("—"),
+                step.seconds.map_or_else(
+                    || "—".to_owned(),
+                    |seconds| format_measured(crate::lang::duration::seconds(seconds))
+                ),
+                step.attempts,
+                step.note.as_deref().unwrap_or("").replace('|', "\\|").replace('\n', " ")
+            );
+        }
+        if !self.approvals.is_empty() || !self.waiting.is_empty() {
+            let _ = writeln!(out, "\n### Approvals\n");
+            for approval in &self.approvals {
+                let _ = writeln!(
+                    out,
+                    "- `{}` — \"{}\" — approved by {} via {} at {} after waiting {}",
+                    approval.step,
+                    markdown_text(&approval.question),
+                    approval.who(),
+                    approval.via,
+                    approval.at,
+                    format_measured(crate::lang::duration::seconds(approval.waited_seconds))
+                );
+            }
+            for (step, question) in &self.waiting {
+                let _ = writeln!(
+                    out,
+                    "- `{step}` — \"{}\" — **waiting for a decision**",
+                    markdown_text(question)
+                );
+            }
+        }
+        if !self.marked_done.is_empty() {
+            let _ = writeln!(out, "\n### Steps marked done by hand\n");
+            for (step, operator, reason) in &self.marked_done {
+                let _ = writeln!(out, "- `{step}` by {operator}: {}", markdown_text(reason));
+            }
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out, "\n### Warnings\n");
+            for (step, message) in &self.warnings {
+                let _ = writeln!(out, "- ⚠ `{step}`: {}", markdown_text(message));
+            }
+        }
+        out
+    }
+
+    /// JSON.
+    #[must_use]
+    pub fn json(&self) -> Json {
+        json!({
+            "version": 1,
+            "run_id": self.run_id,
+            "plan": self.plan,
+            "drill": self.drill,
+            "status": self.status.map(RunStatus::word),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "rto": { "objective_seconds": self.rto.map(|rto| rto.as_secs_f64()), "measured_seconds": self.measured_rto().map(|rto| rto.as_secs_f64()), "verdict": self.rto_verdict() },
+            "rpo": { "objective_seconds": self.rpo.map(|rpo| rpo.as_secs_f64()), "measured_seconds": self.measured_rpo().map(|rpo| rpo.as_secs_f64()) },
+            "steps": self.steps.iter().map(|step| json!({
+                "id": step.id, "kind": step.kind, "state": step.state, "started_at": step.started, "ended_at": step.ended,
+                "seconds": step.seconds, "attempts": step.attempts, "outputs": step.outputs, "note": step.note,
+            })).collect::<Vec<_>>(),
+            "recovered": self.recovered(),
+            "approvals": self.approvals.iter().map(|approval| json!({
+                "step": approval.step, "question": approval.question, "by": approval.by, "approver": approval.approver,
+                "via": approval.via, "at": approval.at, "waited_seconds": approval.waited_seconds,
+            })).collect::<Vec<_>>(),
+            "waiting_approvals": self.waiting.iter().map(|(step, question)| json!({"step": step, "question": question})).collect::<Vec<_>>(),
+            "marked_done": self.marked_done.iter().map(|(step, operator, reason)| json!({"step": step, "by": operator, "reason": reason})).collect::<Vec<_>>(),
+            "warnings": self.warnings.iter().map(|(step, message)| json!({"step": step, "message": message})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// A Prometheus textfile (node_exporter's textfile collector).
+    #[must_use]
+    pub fn prometheus(&self) -> String {
+        let plan = label_value(&self.plan);
+        let mut out = String::new();
+        if let Some(rto) = self.measured_rto() {
+            let _ = writeln!(
+                out,
+                "# HELP dr_plan_run_duration_seconds Wall time of the last run of the plan.\n# TYPE dr_plan_run_duration_seconds gauge"
+            );
+            let _ = writeln!(
+                out,
+                "dr_plan_run_duration_seconds{{plan=\"{plan}\",drill=\"{}\"}} {:.3}",
+                self.drill,
+                rto.as_secs_f64()
+            );
+        }
+        if self.status == Some(RunStatus::Succeeded)
+            && let Some(end) = self.ended_at.as_deref().and_then(parse_time)
+        {
+            let _ = writeln!(
+                out,
+                "# HELP dr_plan_last_success_timestamp_seconds When the plan last ran successfully.\n# TYPE dr_plan_last_success_timestamp_seconds gauge"
+            );
+            let _ = writeln!(
+                out,
+                "dr_plan_last_success_timestamp_seconds{{plan=\"{plan}\",drill=\"{}\"}} {}",
+                self.drill,
+                end.timestamp()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP dr_plan_run_status Outcome of the last run of the plan: 1 for its status, 0 for the others.\n# TYPE dr_plan_run_status gauge"
+        );
+        let current = self.status.map_or("not_finished", RunStatus::label);
+        for status in RunStatus::LABELS {
+            let _ = writeln!(
+                out,
+                "dr_plan_run_status{{plan=\"{plan}\",drill=\"{}\",status=\"{status}\"}} {}",
+                self.drill,
+                u8::from(status == current)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP dr_plan_step_duration_seconds Duration of each step in the last run.\n# TYPE dr_plan_step_duration_seconds gauge"
+        );
+        for step in &self.steps {
+            if let Some(seconds) = step.seconds {
+                let _ = writeln!(
+                    out,
+                    "dr_plan_step_duration_seconds{{plan=\"{plan}\",step=\"{}\"}} {seconds:.3}",
+                    label_value(&step.id)
+                );
+            }
+        }
+        out
+    }
+}
+
+/// `dr-plan status`: every run under the state directory, newest last.
+#[must_use]
+pub fn list_runs(state_dir: &std::path::Path) -> Vec<(String, RunState)> {
+    let mut runs: Vec<(String, RunState)> = std::fs::read_dir(state_dir.join("runs"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let state =
+                super::journal::read(&entry.path().join("journal.jsonl")).and_then(RunState::replay).ok()?;
+            Some((id, state))
+        })
+        .collect();
+    runs.sort_by(|left, right| left.1.started_at.cmp(&right.1.started_at).then(left.0.cmp(&right.0)));
+    runs
+}

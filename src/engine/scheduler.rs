@@ -1,0 +1,615 @@
+//! The dispatcher of a run: owns all run state, starts steps when their `needs`
+//! succeeded (up to the concurrency limit), and `select!`s over finished attempts,
+//! operator signals and the run deadline. Steps run as tasks and only return
+//! results; every state change is journaled here, then shown by the reporter.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinSet;
+
+use super::console::{Console, Typed};
+use super::journal::{Event, JournalWriter, Record, RunStatus, SkipCause, StepState};
+use super::reporter::Reporter;
+use crate::kinds::{
+    ApprovalMode, Asker, Outputs, ProgressSink, Question, StepContext, StepError, StepUpdate, Verdict,
+};
+use crate::lang::plan::Plan;
+use crate::lang::render::Context;
+use crate::lang::secret::Redactor;
+use crate::lang::spec::OnFailure;
+
+/// Default per-attempt deadline of a step that sets no `timeout:`.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
+/// Everything the dispatcher needs.
+pub struct Dispatcher<'a> {
+    /// The plan.
+    pub plan: &'a Plan,
+    /// Template context (real secrets; outputs of finished steps).
+    pub context: Context,
+    /// State of each step, by plan index.
+    pub states: Vec<StepState>,
+    /// Attempts made so far, by plan index.
+    pub attempts: Vec<u32>,
+    /// The journal.
+    pub journal: JournalWriter,
+    /// Where progress goes.
+    pub reporter: &'a mut dyn Reporter,
+    /// Steps running at once at most.
+    pub concurrency: usize,
+    /// Approval steps granted with `--approve`.
+    pub approved: BTreeSet<String>,
+    /// Whether an operator can answer prompts.
+    pub interactive: bool,
+    /// Secret scrubber.
+    pub redactor: Arc<Redactor>,
+    /// Run id.
+    pub run_id: String,
+    /// Run directory.
+    pub run_dir: std::path::PathBuf,
+    /// Drill mode.
+    pub drill: bool,
+    /// Run-level deadline.
+    pub deadline: Option<Duration>,
+    /// Order in which steps succeeded (for undo in reverse).
+    pub completed: Vec<usize>,
+    /// Progress updates and warnings from running steps.
+    pub progress: (UnboundedSender<StepUpdate>, UnboundedReceiver<StepUpdate>),
+    /// Signals and the answers typed at the terminal.
+    pub console: &'a mut Console,
+    /// Approval questions from running steps.
+    pub questions: (UnboundedSender<Question>, UnboundedReceiver<Question>),
+    /// Questions waiting for the operator; the first is on screen, since when.
+    pub asking: VecDeque<(Question, Instant)>,
+    /// Approval step → seconds the operator took to answer `yes` at the terminal.
+    pub answered: BTreeMap<String, f64>,
+    /// Approval step → when an earlier process of this run first needed its approval.
+    pub approval_needed_at: BTreeMap<String, String>,
+    /// `user@host`, after the `--approver` name when one was given.
+    pub operator: String,
+    /// `--approver` / `DR_PLAN_APPROVER`.
+    pub approver: Option<String>,
+    /// A step that stops the run on failure could not even start (its `when` or
+    /// parameters did not render): the run aborts like after any such failure.
+    pub aborting: bool,
+}
+
+type AttemptResult = (usize, u32, Result<Outputs, StepError>, Duration);
+
+impl Dispatcher<'_> {
+    fn record(&mut self, event: Event) -> Result<Record, String> {
+        let record =
+            self.journal.append(event).map_err(|error| format!("cannot write the journal: {error}"))?;
+        self.reporter.record(&record);
+        Ok(record)
+    }
+
+    /// Journals a step's success; it becomes durable with the next synced event (the start
+    /// of a step it releases) or before the dispatcher waits again, whichever comes first.
+    fn record_success(&mut self, event: Event) -> Result<Record, String> {
+        let record = self
+            .journal
+            .append_unsynced(event)
+            .map_err(|error| format!("cannot write the journal: {error}"))?;
+        self.reporter.record(&record);
+        Ok(record)
+    }
+
+    fn sync_journal(&mut self) -> Result<(), String> {
+        self.journal.sync().map_err(|error| format!("cannot write the journal: {error}"))
+    }
+
+    fn step_context(&self, index: usize) -> StepContext {
+        let step = &self.plan.steps[index];
+        let approval = if self.approved.contains(&step.id) {
+            ApprovalMode::PreApproved
+        } else if self.interactive {
+            ApprovalMode::Ask(Asker(self.questions.0.clone()))
+        } else {
+            ApprovalMode::Unavailable
+        };
+        StepContext {
+            run_id: self.run_id.clone(),
+            plan: self.plan.name().to_owned(),
+            step_id: step.id.clone(),
+            run_dir: self.run_dir.clone(),
+            drill: self.drill,
+            approval,
+            operator: self.operator.clone(),
+            redactor: Arc::clone(&self.redactor),
+            progress: ProgressSink::new(self.progress.0.clone(), &step.id),
+            rpo: self.plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.0),
+        }
+    }
+
+    /// Runs until every step finished, a failure aborts the run, an approval blocks
+    /// it, or the operator interrupts it.
+    ///
+    /// # Errors
+    /// The journal could not be written (the run stops at once).
+    pub async fn run(&mut self) -> Result<RunStatus, String> {
+        let started = Instant::now();
+        let mut running: JoinSet<AttemptResult> = JoinSet::new();
+        let mut stopping = false;
+        let mut failed = false;
+        let mut blocked = false;
+        let mut interrupted = self.console.interrupted();
+        loop {
+            if interrupted {
+                break;
+            }
+            if !stopping {
+                self.launch_ready(&mut running)?;
+                if self.aborting {
+                    stopping = true;
+                    failed = true;
+                }
+            }
+            // Nothing waits with an event not on disk (a success with nothing to release).
+            self.sync_journal()?;
+            if running.is_empty() {
+                break;
+            }
+            let deadline_left = self.deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
+            let asking = !self.asking.is_empty();
+            let mut interrupts = self.console.interrupt_watch();
+            tokio::select! {
+                joined = running.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (index, attempt, result, elapsed) = joined.map_err(|error| format!("a step task crashed: {error}"))?;
+                    // What the step sent before it returned (a warning) is journaled before
+                    // its result, and never lost when this was the last step.
+                    while let Ok(update) = self.progress.1.try_recv() {
+                        self.take_update(update)?;
+                    }
+                    match self.finish_attempt(index, attempt, result, elapsed, &mut running)? {
+                        Outcome::Continue => {}
+                        Outcome::Abort => {
+                            if !stopping && !running.is_empty() {
+                                self.say_still_running();
+                            }
+                            stopping = true;
+                            failed = true;
+                        }
+                        Outcome::Blocked => { stopping = true; blocked = true; }
+                    }
+                }
+                Some(update) = self.progress.1.recv() => self.take_update(update)?,
+                Some(question) = self.questions.1.recv() => self.enqueue_question(question)?,
+                typed = self.console.next_line(), if asking => match typed {
+                    Typed::Interrupted => interrupted = true,
+                    typed => self.answer(typed),
+                },
+                _ = interrupts.wait_for(|count| *count > 0) => { interrupted = true; }
+                () = sleep_or_forever(deadline_left) => {
+                    self.reporter.message("the run deadline passed: stopping");
+                    failed = true;
+                    interrupted = false;
+                    running.abort_all();
+                    for (index, state) in self.states.iter_mut().enumerate() {
+                        if matches!(state, StepState::Interrupted { .. }) {
+                            *state = StepState::Failed { error: "the run deadline passed".into() };
+                            let step = self.plan.steps[index].id.clone();
+                            let event = Event::StepFailed { step, attempt: self.attempts[index], error: "the run deadline passed".into(), will_retry: false, seconds: 0.0 };
+                            let record = self.journal.append(event).map_err(|error| error.to_string())?;
+                            self.reporter.record(&record);
+                        }
+                    }
+                    break;
+                }
+            }
+            if interrupted {
+                // Dropping the tasks kills their child processes (kill_on_drop); the
+                // steps stay "started, not finished" in the journal, for resume.
+                if !self.asking.is_empty() {
+                    self.asking.clear();
+                    self.reporter.answered(true);
+                }
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+                break;
+            }
+        }
+        let status = if interrupted {
+            RunStatus::Interrupted
+        } else if failed {
+            self.undo().await?;
+            // Ctrl-C during the undo: the operator took over; the run stops as interrupted
+            // (exit 130), what was not compensated is in the journal.
+            if self.console.interrupted() { RunStatus::Interrupted } else { RunStatus::Failed }
+        } else if blocked {
+            RunStatus::Blocked
+        } else if self.states.iter().any(|state| matches!(state, StepState::Failed { .. })) {
+            RunStatus::CompletedWithFailures
+        } else {
+            RunStatus::Succeeded
+        };
+        self.record(Event::RunFinished { status })?;
+        Ok(status)
+    }
+
+    fn launch_ready(&mut self, running: &mut JoinSet<AttemptResult>) -> Result<(), String> {
+        for index in 0..self.plan.steps.len() {
+            if running.len() >= self.concurrency || self.aborting {
+                return Ok(());
+            }
+            if self.states[index] != StepState::Pending {
+                continue;
+            }
+            let step = &self.plan.steps[index];
+            let blocker = step.needs.iter().find_map(|&need| match &self.states[need] {
+                StepState::Failed { .. } => Some(format!("`{}` failed", self.plan.steps[need].id)),
+                StepState::Skipped { .. } => Some(format!("`{}` was skipped", self.plan.steps[need].id)),
+                StepState::Pending
+                | StepState::Interrupted { .. }
+                | StepState::Succeeded { .. }
+                | StepState::Undone => None,
+            });
+            if let Some(blocker) = blocker {
+                self.skip(index, format!("needs {blocker}"), SkipCause::NeedNotDone)?;
+                continue;
+            }
+            if !step.needs.iter().all(|&need| matches!(self.states[need], StepState::Succeeded { .. })) {
+                continue;
+            }
+            match self.context.evaluate_when(step) {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    self.skip(index, "`when` is false".to_owned(), SkipCause::WhenFalse)?;
+                    continue;
+                }
+                Ok(None) | Err(_) => {
+                    let error = self
+                        .context
+                        .evaluate_when(step)
+                        .err()
+                        .map_or_else(|| "`when` has no value".to_owned(), |error| error.0);
+                    self.fail_now(index, &error)?;
+                    continue;
+                }
+            }
+            let with = match self.context.render_with(step) {
+                Ok((with, _)) => with,
+                Err(error) => {
+                    self.fail_now(index, &format!("cannot render parameters: {}", error.0))?;
+                    continue;
+                }
+            };
+            self.spawn(index, with, Duration::ZERO, running)?;
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        &mut self,
+        index: usize,
+        with: Json,
+        backoff: Duration,
+        running: &mut JoinSet<AttemptResult>,
+    ) -> Result<(), String> {
+        self.attempts[index] += 1;
+        let attempt = self.attempts[index];
+        let step = &self.plan.steps[index];
+        self.states[index] = StepState::Interrupted { attempt };
+        self.record(Event::StepStarted { step: step.id.clone(), attempt })?;
+        let context = self.step_context(index);
+        let kind = step.kind;
+        let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+        running.spawn(async move {
+            tokio::time::sleep(backoff).await;
+            let started = Instant::now();
+            let result =
+                match tokio::time::timeout(timeout, crate::kinds::execute(kind, with, &context)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(StepError::Failed(format!(
+                        "timed out after {}; raise `timeout:` if this step legitimately takes longer",
+                        crate::lang::duration::format_duration(timeout)
+                    ))),
+                };
+            (index, attempt, result, started.elapsed())
+        });
+        Ok(())
+    }
+
+    fn skip(&mut self, index: usize, reason: String, cause: SkipCause) -> Result<(), String> {
+        self.states[index] = StepState::Skipped { reason: reason.clone(), cause };
+        self.record(Event::StepSkipped {
+            step: self.plan.steps[index].id.clone(),
+            reason,
+            cause: Some(cause),
+        })?;
+        Ok(())
+    }
+
+    fn fail_now(&mut self, index: usize, error: &str) -> Result<(), String> {
+        let error = self.redactor.redact(error);
+        if self.plan.steps[index].on_failure == OnFailure::Abort {
+            self.aborting = true;
+        }
+        self.states[index] = StepState::Failed { error: error.clone() };
+        let step = self.plan.steps[index].id.clone();
+        self.record(Event::StepFailed {
+            step,
+            attempt: self.attempts[index],
+            error,
+            will_retry: false,
+            seconds: 0.0,
+        })?;
+        Ok(())
+    }
+
+    fn finish_attempt(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        result: Result<Outputs, StepError>,
+        elapsed: Duration,
+        running: &mut JoinSet<AttemptResult>,
+    ) -> Result<Outcome, String> {
+        let step = &self.plan.steps[index];
+        let id = step.id.clone();
+        let seconds = elapsed.as_secs_f64();
+        match result {
+            Ok(outputs) => {
+                let mut seconds = seconds;
+                if step.kind.asks_approval() {
+                    // The approval's duration is the human's wait: it is part of the RTO,
+                    // and what the drill history must predict.
+                    let (via, waited) = match self.answered.remove(&id) {
+                        Some(waited) => ("terminal", waited),
+                        None => ("--approve", self.waited_since_needed(&id)),
+                    };
+                    seconds = waited;
+                    let question = self.approval_question(index);
+                    self.record(Event::ApprovalGranted {
+                        step: id.clone(),
+                        by: crate::engine::lock::operator(),
+                        via: via.to_owned(),
+                        approver: self.approver.clone(),
+                        question,
+                        waited_seconds: waited,
+                    })?;
+                }
+                let redacted = match self.redactor.redact_json(&Json::Object(outputs.clone())) {
+                    Json::Object(map) => map,
+                    _ => Outputs::new(),
+                };
+                let withheld: Vec<String> = outputs
+                    .iter()
+                    .filter(|(name, value)| redacted.get(*name) != Some(value))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                self.context.outputs.insert(id.clone(), Json::Object(outputs.clone()));
+                self.states[index] = StepState::Succeeded { outputs };
+                self.completed.push(index);
+                self.record_success(Event::StepSucceeded {
+                    step: id,
+                    attempt,
+                    outputs: redacted,
+                    withheld,
+                    seconds,
+                })?;
+                Ok(Outcome::Continue)
+            }
+            Err(StepError::NeedsApproval) => {
+                self.states[index] = StepState::Pending;
+                self.attempts[index] -= 1;
+                let question = self.approval_question(index);
+                self.record(Event::ApprovalNeeded { step: id, question })?;
+                Ok(Outcome::Blocked)
+            }
+            Err(error) => {
+                let refused = matches!(error, StepError::Refused(_));
+                let message = self.redactor.redact(&error.to_string());
+                let will_retry = !refused && attempt < step.attempts;
+                self.record(Event::StepFailed {
+                    step: id,
+                    attempt,
+                    error: message.clone(),
+                    will_retry,
+                    seconds,
+                })?;
+                if will_retry {
+                    let backoff = step.backoff.saturating_mul(2u32.saturating_pow(attempt - 1));
+                    let with =
+                        self.context.render_with(step).map(|(with, _)| with).map_err(|error| error.0)?;
+                    self.spawn(index, with, backoff, running)?;
+                    return Ok(Outcome::Continue);
+                }
+                self.states[index] = StepState::Failed { error: message };
+                match step.on_failure {
+                    OnFailure::Abort => Ok(Outcome::Abort),
+                    OnFailure::Continue => {
+                        self.reporter.message(&format!(
+                            "step `{}` failed; the run goes on (on_failure: continue) and will end \
+                             \"completed with failures\"",
+                            step.id
+                        ));
+                        Ok(Outcome::Continue)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shows progress (redacted) and journals warnings (redacted).
+    fn take_update(&mut self, update: StepUpdate) -> Result<(), String> {
+        match update {
+            StepUpdate::Progress(mut progress) => {
+                progress.note = progress.note.map(|note| self.redactor.redact(&note));
+                self.reporter.progress(&progress);
+            }
+            StepUpdate::Warning { step, text } => {
+                let message = self.redactor.redact(&text);
+                self.record(Event::StepWarning { step, message })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The run fails while other steps still run: say why nothing seems to happen.
+    fn say_still_running(&mut self) {
+        let names: Vec<String> = self
+            .states
+            .iter()
+            .enumerate()
+            .filter(|(_, state)| matches!(state, StepState::Interrupted { .. }))
+            .map(|(index, _)| self.plan.steps[index].id.clone())
+            .collect();
+        self.reporter.message(&format!(
+            "the run is failing: no new step starts; waiting for {} to finish (Ctrl-C stops {} now)",
+            super::decisions::quoted_list(&names),
+            if names.len() == 1 { "it" } else { "them" }
+        ));
+    }
+
+    /// The rendered `with.prompt` of an approval step, secrets redacted.
+    fn approval_question(&self, index: usize) -> String {
+        let rendered = self.context.render_with(&self.plan.steps[index]).map(|(with, _)| with);
+        let prompt =
+            rendered.ok().and_then(|with| with.get("prompt").and_then(Json::as_str).map(str::to_owned));
+        self.redactor.redact(&prompt.unwrap_or_default())
+    }
+
+    /// Seconds since an earlier process of this run first needed this approval (0 if
+    /// none did): a run blocked at 03:10 and resumed with `--approve` at 03:25 waited 15
+    /// minutes for it.
+    fn waited_since_needed(&self, step: &str) -> f64 {
+        let needed =
+            self.approval_needed_at.get(step).and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+        needed.map_or(0.0, |needed| {
+            (chrono::Utc::now() - needed.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as f64
+                / 1000.0
+        })
+    }
+
+    /// A running approval step asks its question; one question is on screen at a time.
+    fn enqueue_question(&mut self, question: Question) -> Result<(), String> {
+        self.asking.push_back((question, Instant::now()));
+        if self.asking.len() == 1 {
+            self.show_question()?;
+        }
+        Ok(())
+    }
+
+    fn show_question(&mut self) -> Result<(), String> {
+        let Some((question, since)) = self.asking.front_mut() else { return Ok(()) };
+        *since = Instant::now();
+        let step = question.step.clone();
+        let Some(index) = self.plan.index_of(&step) else { return Ok(()) };
+        let text = self.approval_question(index);
+        self.record(Event::ApprovalAsked { step: step.clone(), question: text.clone() })?;
+        self.console.discard_typed();
+        self.reporter.ask(&step, &text);
+        Ok(())
+    }
+
+    /// The operator typed a line (or input ended) while a question was on screen.
+    fn answer(&mut self, typed: Typed) {
+        let verdict = match &typed {
+            Typed::Line(line) => match super::console::classify(line) {
+                Some(super::console::Answer::Yes) => Verdict::Approved,
+                Some(super::console::Answer::No) => Verdict::Refused,
+                Some(super::console::Answer::Interrupted | super::console::Answer::NoTerminal) | None => {
+                    self.reporter.ask_again(&super::console::retry_prompt(line, ("approve", "refuse")));
+                    return;
+                }
+            },
+            // Nobody can answer any more: every question waits for `--approve` (exit 3).
+            Typed::End | Typed::Interrupted => Verdict::NoTerminal,
+        };
+        self.reporter.answered(verdict == Verdict::NoTerminal);
+        let answered: Vec<(Question, Instant)> = if verdict == Verdict::NoTerminal {
+            self.asking.drain(..).collect()
+        } else {
+            self.asking.pop_front().into_iter().collect()
+        };
+        for (question, since) in answered {
+            if verdict == Verdict::Approved {
+                self.answered.insert(question.step.clone(), since.elapsed().as_secs_f64());
+            }
+            let _ = question.reply.send(verdict);
+        }
+        if !self.asking.is_empty() {
+            let _ = self.show_question();
+        }
+    }
+
+    /// Compensates succeeded steps with `undo: true`, newest first.
+    async fn undo(&mut self) -> Result<(), String> {
+        let order: Vec<usize> =
+            self.completed.iter().rev().copied().filter(|&index| self.plan.steps[index].undo).collect();
+        for index in order {
+            let step = &self.plan.steps[index];
+            let StepState::Succeeded { outputs } = self.states[index].clone() else { continue };
+            // Ctrl-C during the undo: the operator takes over; what is left is said, not done.
+            if self.console.interrupted() {
+                let reason = "not compensated: the operator interrupted the undo; check the system and \
+                              compensate by hand if needed"
+                    .to_owned();
+                self.record(Event::UndoSkipped { step: step.id.clone(), reason })?;
+                continue;
+            }
+            // Compensating is only safe while nothing destructive built on this step: once
+            // e.g. a `pg_restore --clean` that needed "stop writers" has started, scaling the
+            // writers back up would point them at a half-restored database.
+            if let Some(later) = self.destructive_dependent_started(index) {
+                let reason = format!(
+                    "not compensated: destructive step `{later}`, which needs it, had started; \
+                     check the system and compensate by hand if it is safe"
+                );
+                self.record(Event::UndoSkipped { step: step.id.clone(), reason })?;
+                continue;
+            }
+            self.record(Event::UndoStarted { step: step.id.clone() })?;
+            let with = self.context.render_with(step).map(|(with, _)| with);
+            let context = self.step_context(index);
+            let result = match with {
+                Ok(with) => match tokio::time::timeout(
+                    step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
+                    crate::kinds::undo(step.kind, with, &outputs, &context),
+                )
+                .await
+                {
+                    Ok(result) => result.map_err(|error| error.to_string()),
+                    Err(_) => Err("undo timed out".to_owned()),
+                },
+                Err(error) => Err(error.0),
+            };
+            let error = result.err().map(|error| self.redactor.redact(&error));
+            if error.is_none() {
+                self.states[index] = StepState::Undone;
+            }
+            self.record(Event::UndoFinished { step: step.id.clone(), error })?;
+        }
+        Ok(())
+    }
+}
+
+impl Dispatcher<'_> {
+    /// A destructive step that needs `index` (directly or not) and has started.
+    fn destructive_dependent_started(&self, index: usize) -> Option<String> {
+        self.plan.steps.iter().enumerate().find_map(|(other, step)| {
+            let started = !matches!(self.states[other], StepState::Pending | StepState::Skipped { .. });
+            let depends = self.plan.ancestors(other).contains(&index);
+            (started && depends && step.kind.is_destructive(&step.with.to_json())).then(|| step.id.clone())
+        })
+    }
+}
+
+enum Outcome {
+    Continue,
+    Abort,
+    Blocked,
+}
+
+async fn sleep_or_forever(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
+}
