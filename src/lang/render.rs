@@ -89,7 +89,9 @@ impl Context {
     /// A reference with no value (a skipped step's output, a missing key).
     pub fn render_node(&self, node: &Node) -> Result<(Json, bool), RenderError> {
         match &node.value {
-            Value::String(text) if crate::lang::template::contains_expression(text) => {
+            // Every string with `{{` goes through the template, also when each one is
+            // escaped (`\{{`): the escape then renders as a literal `{{`.
+            Value::String(text) if text.contains("{{") => {
                 let template = Template::parse(text).map_err(|error| RenderError(error.message))?;
                 let rendered = template.render(&|path| self.lookup(path));
                 if let Some(path) = rendered.missing.first() {
