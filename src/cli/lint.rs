@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::cli::{LintFormat, plan_files};
+use crate::lang::code::Code;
 use crate::lang::diagnostic::Diagnostic;
 use crate::lint::{self, Summary, format};
 use crate::sys::exit_code;
@@ -21,14 +22,14 @@ pub fn run(paths: &[PathBuf], output: LintFormat, deny_warnings: bool) -> i32 {
         let shown = path.display().to_string();
         let problem = if !path.exists() {
             Some(
-                Diagnostic::about_path("file", &shown, "no such file or directory")
+                Diagnostic::about_path(Code::File, &shown, "no such file or directory")
                     .with_help("check the path: lint takes plan files and directories of plans"),
             )
         } else {
             match plan_files(std::slice::from_ref(path)) {
                 Ok(found) if found.is_empty() => Some(
                     Diagnostic::about_path(
-                        "file",
+                        Code::File,
                         &shown,
                         "no plan files (.yaml, .yml, .toml) in this directory",
                     )
@@ -38,7 +39,7 @@ pub fn run(paths: &[PathBuf], output: LintFormat, deny_warnings: bool) -> i32 {
                     files.extend(found);
                     None
                 }
-                Err(problem) => Some(Diagnostic::about_path("file", &shown, problem)),
+                Err(problem) => Some(Diagnostic::about_path(Code::File, &shown, problem)),
             }
         };
         if let Some(problem) = problem {

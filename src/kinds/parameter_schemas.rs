@@ -17,7 +17,7 @@ fn with(text: &str) -> Node {
 fn codes(kind: StepKind, text: &str) -> Vec<(&'static str, String)> {
     check(&with(text), &kind.parameters_schema(), "with")
         .into_iter()
-        .map(|problem| (problem.code, problem.message))
+        .map(|problem| (problem.code.as_str(), problem.message))
         .collect()
 }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::lang::code::Code;
 use crate::lang::source::{SourceFile, Span};
 
 /// How bad a problem is.
@@ -28,7 +29,8 @@ pub struct Label {
 /// One problem.
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
-    /// Stable code (`unknown-field`, `cycle`, `DRP003`, ...).
+    /// Stable code: a validation [`Code`]'s text (`unknown-field`, `cycle`, ...) or a
+    /// lint rule's (`DRP003`, ...).
     pub code: &'static str,
     /// Error or warning.
     pub severity: Severity,
@@ -45,15 +47,32 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at `span` of `file`.
     #[must_use]
-    pub fn error(
+    pub fn error(code: Code, file: &Arc<SourceFile>, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(code.as_str(), Severity::Error, file, span, message)
+    }
+
+    /// A lint finding (a warning) at `span` of `file`, with the code of the rule that
+    /// found it (`DRP003`): lint's codes are lint's, not [`Code`]s.
+    #[must_use]
+    pub fn finding(
+        rule_code: &'static str,
+        file: &Arc<SourceFile>,
+        span: Span,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic::at(rule_code, Severity::Warning, file, span, message)
+    }
+
+    fn at(
         code: &'static str,
+        severity: Severity,
         file: &Arc<SourceFile>,
         span: Span,
         message: impl Into<String>,
     ) -> Diagnostic {
         Diagnostic {
             code,
-            severity: Severity::Error,
+            severity,
             message: shown_text(&message.into()),
             file: Some(Arc::clone(file)),
             labels: vec![Label { span, message: String::new() }],
@@ -63,9 +82,9 @@ impl Diagnostic {
 
     /// A problem about a file that has no usable text (unreadable, unknown extension).
     #[must_use]
-    pub fn about_path(code: &'static str, path: &str, message: impl Into<String>) -> Diagnostic {
+    pub fn about_path(code: Code, path: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
-            code,
+            code: code.as_str(),
             severity: Severity::Error,
             message: shown_text(&format!("{path}: {}", message.into())),
             file: None,
@@ -550,9 +569,14 @@ mod tests {
     fn at(text: &str, needle: &str) -> Diagnostic {
         let file = SourceFile::new("p.yaml", text);
         let start = text.find(needle).unwrap();
-        Diagnostic::error("x", &file, Span::new(start, start + needle.len()), format!("bad `{needle}`"))
-            .with_label(format!("`{needle}` here"))
-            .with_help(format!("remove `{needle}`"))
+        Diagnostic::error(
+            Code::Syntax,
+            &file,
+            Span::new(start, start + needle.len()),
+            format!("bad `{needle}`"),
+        )
+        .with_label(format!("`{needle}` here"))
+        .with_help(format!("remove `{needle}`"))
     }
 
     #[test]
@@ -565,7 +589,8 @@ mod tests {
             assert!(rendered.contains(&format!("[p.yaml:{line}:{column}]")), "{rendered}");
             assert!(rendered.contains(needle) && rendered.contains('…'), "{rendered}");
             assert!(rendered.len() < 2_000, "{}", rendered.len());
-            let quoted = Diagnostic::error("x", &diagnostic.file.clone().unwrap(), Span::new(0, 1), &text);
+            let quoted =
+                Diagnostic::error(Code::Syntax, &diagnostic.file.clone().unwrap(), Span::new(0, 1), &text);
             assert!(
                 quoted.message.chars().count() <= LONGEST_MESSAGE + 1 && quoted.message.ends_with("# end\n")
             );

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
+use crate::lang::code::Code;
 use crate::lang::diagnostic::Diagnostic;
 use crate::lang::node::{Entry, Node, Value};
 use crate::lang::source::{SourceFile, Span, Syntax};
@@ -30,7 +31,7 @@ pub fn load(file: &Arc<SourceFile>) -> Result<Node, Vec<Diagnostic>> {
         Some(Syntax::Yaml) => YamlLoader::new(file).load(),
         Some(Syntax::Toml) => load_toml(file),
         None => Err(vec![
-            Diagnostic::about_path("file", file.name(), "is not a plan file")
+            Diagnostic::about_path(Code::File, file.name(), "is not a plan file")
                 .with_help("plan files end in .yaml, .yml or .toml"),
         ]),
     }
@@ -98,7 +99,7 @@ impl<'a> YamlLoader<'a> {
                     if root.is_some() {
                         self.problems.push(
                             Diagnostic::error(
-                                "syntax",
+                                Code::Syntax,
                                 self.file,
                                 node.span,
                                 "a plan file holds one YAML document",
@@ -166,7 +167,7 @@ impl<'a> YamlLoader<'a> {
         {
             // Before the bracket check: `ESC [` is a terminal command, not a flow list.
             Diagnostic::error(
-                "syntax",
+                Code::Syntax,
                 self.file,
                 span,
                 format!("invalid YAML: the control character U+{:04X} is not allowed", u32::from(character)),
@@ -177,7 +178,7 @@ impl<'a> YamlLoader<'a> {
             let bracket = &text[opener..=opener];
             let closer = if bracket == "[" { "]" } else { "}" };
             Diagnostic::error(
-                "syntax",
+                Code::Syntax,
                 self.file,
                 Span::new(opener, opener + 1),
                 format!("invalid YAML: `{bracket}` is never closed"),
@@ -188,11 +189,11 @@ impl<'a> YamlLoader<'a> {
                 "close it with `{closer}`, or write the list or map in block style, one item per line"
             ))
         } else if error.info().contains("anchor") {
-            Diagnostic::error("syntax", self.file, span, format!("invalid YAML: {}", error.info()))
+            Diagnostic::error(Code::Syntax, self.file, span, format!("invalid YAML: {}", error.info()))
                 .with_label("here")
                 .with_help("define the anchor (`&name`) before using it (`*name`)")
         } else {
-            Diagnostic::error("syntax", self.file, span, format!("invalid YAML: {}", error.info()))
+            Diagnostic::error(Code::Syntax, self.file, span, format!("invalid YAML: {}", error.info()))
                 .with_label("here")
                 .with_help("check the indentation and quoting around this line")
         };
@@ -246,7 +247,7 @@ impl<'a> YamlLoader<'a> {
                 }
                 None => {
                     self.problems.push(
-                        Diagnostic::error("syntax", self.file, span, "alias to an unknown anchor")
+                        Diagnostic::error(Code::Syntax, self.file, span, "alias to an unknown anchor")
                             .with_help("define the anchor (&name) before using it (*name)"),
                     );
                     Ok(Node::new(Value::Null, span))
@@ -260,7 +261,7 @@ impl<'a> YamlLoader<'a> {
             | Event::SequenceEnd
             | Event::MappingEnd => {
                 self.problems.push(Diagnostic::error(
-                    "syntax",
+                    Code::Syntax,
                     self.file,
                     span,
                     "unexpected end of YAML structure",
@@ -290,8 +291,13 @@ impl<'a> YamlLoader<'a> {
                 | Event::SequenceEnd => {
                     let complex = self.node(event, key_span)?;
                     self.problems.push(
-                        Diagnostic::error("syntax", self.file, complex.span, "map keys must be plain text")
-                            .with_help("write the key as a string"),
+                        Diagnostic::error(
+                            Code::Syntax,
+                            self.file,
+                            complex.span,
+                            "map keys must be plain text",
+                        )
+                        .with_help("write the key as a string"),
                     );
                     String::new()
                 }
@@ -305,10 +311,15 @@ impl<'a> YamlLoader<'a> {
                 (!key.is_empty()).then(|| seen.get(&key)).flatten().map(|&index| &entries[index])
             {
                 self.problems.push(
-                    Diagnostic::error("duplicate-key", self.file, key_span, format!("duplicate key `{key}`"))
-                        .with_label("written again here")
-                        .with_secondary(first.key_span, "first written here")
-                        .with_help("remove one of them; YAML keeps only one value per key"),
+                    Diagnostic::error(
+                        Code::DuplicateKey,
+                        self.file,
+                        key_span,
+                        format!("duplicate key `{key}`"),
+                    )
+                    .with_label("written again here")
+                    .with_secondary(first.key_span, "first written here")
+                    .with_help("remove one of them; YAML keeps only one value per key"),
                 );
             }
             seen.entry(key.clone()).or_insert(entries.len());
@@ -355,7 +366,7 @@ impl<'a> YamlLoader<'a> {
         } else {
             format!("YAML anchors and aliases copy more than {MAX_ALIAS_NODES} values")
         };
-        Diagnostic::error("limit", self.file, span, message)
+        Diagnostic::error(Code::Limit, self.file, span, message)
             .with_label("this goes over the limit")
             .with_help(
                 "each `*alias` copies its anchor; write the values out, or reuse them with fewer, smaller anchors",
@@ -366,7 +377,7 @@ impl<'a> YamlLoader<'a> {
 /// The diagnostic for a list or map opened at `span` deeper than [`MAX_DEPTH`].
 fn too_deep(file: &Arc<SourceFile>, span: Span, limit: usize) -> Diagnostic {
     let span = Span::new(span.start, span.end.max(span.start + 1).min(file.text().len()));
-    Diagnostic::error("limit", file, span, format!("lists and maps nest deeper than {limit} levels"))
+    Diagnostic::error(Code::Limit, file, span, format!("lists and maps nest deeper than {limit} levels"))
         .with_label("this one is too deep")
         .with_help("a plan needs a few levels; look for a repeated `- ` or an unclosed `[` or `{`")
 }
@@ -461,7 +472,7 @@ fn load_toml(file: &Arc<SourceFile>) -> Result<Node, Vec<Diagnostic>> {
                 } else {
                     (error.message().trim_end().replace('\n', " "), "see https://toml.io for the syntax")
                 };
-                Diagnostic::error("syntax", file, span, format!("invalid TOML: {message}"))
+                Diagnostic::error(Code::Syntax, file, span, format!("invalid TOML: {message}"))
                     .with_label("here")
                     .with_help(help)
             })

@@ -1,8 +1,9 @@
 //! The plan language: a file read with limits ([`source`]), a located tree ([`node`],
 //! [`load`]), typed declarations ([`spec`]), the validated graph ([`plan`]), templates
-//! ([`template`], [`render`]), schemas of parameters ([`schema_check`]), diagnostics,
+//! ([`template`], [`render`]), schemas of parameters ([`schema_check`]), diagnostics and their [`code`]s,
 //! durations and secrets. Imports nothing above it.
 
+pub mod code;
 pub mod diagnostic;
 pub mod duration;
 pub mod kind;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use sha2::Digest;
 
+use crate::lang::code::Code;
 use crate::lang::diagnostic::{Diagnostic, Severity, suggestion};
 use crate::lang::kind::{Catalog, StepKind};
 use crate::lang::node::{Node, Value};
@@ -199,7 +200,7 @@ impl<'a> Checker<'a> {
                 sound = false;
                 self.push(
                     Diagnostic::error(
-                        "duplicate-id",
+                        Code::DuplicateId,
                         self.file,
                         step.id.span,
                         format!("duplicate step id `{}`", step.id.value),
@@ -218,7 +219,7 @@ impl<'a> Checker<'a> {
                     sound = false;
                     self.push(
                         Diagnostic::error(
-                            "self-need",
+                            Code::SelfNeed,
                             self.file,
                             need.span,
                             format!("step `{}` needs itself", need.value),
@@ -234,7 +235,7 @@ impl<'a> Checker<'a> {
                         sound = false;
                         self.push(
                             Diagnostic::error(
-                                "unknown-need",
+                                Code::UnknownNeed,
                                 self.file,
                                 need.span,
                                 format!("unknown step `{}` in `needs`", need.value),
@@ -283,7 +284,7 @@ impl<'a> Checker<'a> {
             spelled.push(spelled[0]);
             let first = &steps[cycle[0]];
             let mut diagnostic = Diagnostic::error(
-                "cycle",
+                Code::Cycle,
                 self.file,
                 need_span(first, &steps[cycle[1 % cycle.len()]].id.value).unwrap_or(first.id.span),
                 format!("steps depend on each other in a cycle: {}", spelled.join(" → ")),
@@ -336,7 +337,7 @@ impl<'a> Checker<'a> {
                 (true, false) | (false, true) => {}
                 (false, false) => self.push(
                     Diagnostic::error(
-                        "missing-parameter",
+                        Code::MissingParameter,
                         self.file,
                         with.span,
                         format!("step `{}` needs `{first}` or `{second}`", step.id.value),
@@ -346,7 +347,7 @@ impl<'a> Checker<'a> {
                 ),
                 (true, true) => self.push(
                     Diagnostic::error(
-                        "conflicting-parameters",
+                        Code::ConflictingParameters,
                         self.file,
                         key_span(first).unwrap_or(with.span),
                         format!("step `{}` gives both `{first}` and `{second}`", step.id.value),
@@ -362,8 +363,13 @@ impl<'a> Checker<'a> {
                 && items.is_empty()
             {
                 self.push(
-                    Diagnostic::error("parameter-value", self.file, *span, format!("`with.{name}` is empty"))
-                        .with_help(*help),
+                    Diagnostic::error(
+                        Code::ParameterValue,
+                        self.file,
+                        *span,
+                        format!("`with.{name}` is empty"),
+                    )
+                    .with_help(*help),
                 );
             }
         }
@@ -387,7 +393,7 @@ impl<'a> Checker<'a> {
                     .collect();
                 self.push(
                     Diagnostic::error(
-                        "undo",
+                        Code::Undo,
                         self.file,
                         undo.span,
                         format!("step `{}` has `undo: true`, but {} cannot be undone", step.id.value, a_kind(kind)),
@@ -411,7 +417,7 @@ impl<'a> Checker<'a> {
                     };
                     self.push(
                         Diagnostic::error(
-                            "undo",
+                            Code::Undo,
                             self.file,
                             undo.span,
                             format!(
@@ -425,7 +431,7 @@ impl<'a> Checker<'a> {
                     );
                 }
                 Some(Node { value: Value::List(items), span }) if items.is_empty() => self.push(
-                    Diagnostic::error("parameter-value", self.file, *span, format!("`with.{parameter}` is empty"))
+                    Diagnostic::error(Code::ParameterValue, self.file, *span, format!("`with.{parameter}` is empty"))
                         .with_help("give the program and its arguments that revert this step, e.g. [helm, rollback, api]"),
                 ),
                 Some(_) => {}
@@ -457,7 +463,7 @@ impl<'a> Checker<'a> {
         if !literal && !crate::lang::template::contains_expression(&when.value) {
             self.push(
                 Diagnostic::error(
-                    "when",
+                    Code::When,
                     self.file,
                     when.span,
                     "`when` must be a template that renders to true or false",
@@ -495,7 +501,7 @@ impl<'a> Checker<'a> {
             Ok(template) => template,
             Err(error) => {
                 let mut diagnostic = Diagnostic::error(
-                    "template",
+                    Code::Template,
                     self.file,
                     locate(&error.range),
                     format!("invalid template: {}", error.message),
@@ -518,7 +524,7 @@ impl<'a> Checker<'a> {
                     "unknown reference"
                 };
                 self.push(
-                    Diagnostic::error("reference", self.file, locate(&reference.range), message)
+                    Diagnostic::error(Code::Reference, self.file, locate(&reference.range), message)
                         .with_label(label)
                         .with_help(help),
                 );
@@ -870,7 +876,7 @@ fn capped(file: &SourceFile, mut problems: Vec<Diagnostic>) -> Vec<Diagnostic> {
         problems.truncate(MAX_DIAGNOSTICS);
         problems.push(
             Diagnostic::about_path(
-                "too-many-problems",
+                Code::TooManyProblems,
                 file.name(),
                 format!("{more} more problems are not shown (the first {MAX_DIAGNOSTICS} are)"),
             )

@@ -9,6 +9,7 @@
 
 use serde_json::Value as Json;
 
+use crate::lang::code::Code;
 use crate::lang::diagnostic::{did_you_mean, suggestion};
 use crate::lang::node::{Node, Value};
 use crate::lang::source::Span;
@@ -18,7 +19,7 @@ use crate::lang::template::contains_expression;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Problem {
     /// Stable code.
-    pub code: &'static str,
+    pub code: Code,
     /// Where.
     pub span: Span,
     /// What is wrong.
@@ -48,7 +49,7 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
     if let Some(expected) = schema.get("const") {
         if !same_scalar(node, expected) {
             problems.push(Problem {
-                code: "parameter-value",
+                code: Code::ParameterValue,
                 span: node.span,
                 message: format!("`{path}` must be {expected}"),
                 help: None,
@@ -59,7 +60,7 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
     let types = types_of(schema);
     if !types.is_empty() && !types.iter().any(|expected| matches_type(node, expected)) {
         problems.push(Problem {
-            code: "parameter-type",
+            code: Code::ParameterType,
             span: node.span,
             message: format!("`{path}` must be {}, found {}", describe_types(&types), node.shape()),
             help: type_help(&types, node),
@@ -109,7 +110,7 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
             };
             if let Some((message, help)) = found {
                 problems.push(Problem {
-                    code: "parameter-value",
+                    code: Code::ParameterValue,
                     span: node.span,
                     message,
                     help: Some(help),
@@ -122,7 +123,7 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
                 && let Err(reason) = crate::lang::duration::HumanDuration::parse(text)
             {
                 problems.push(Problem {
-                    code: "duration",
+                    code: Code::Duration,
                     span: node.span,
                     message: format!("`{path}`: {reason}"),
                     help: Some("write a duration such as 90s, 45m, 2h or 1h30m".to_owned()),
@@ -151,7 +152,7 @@ fn check_map(
                     let known: Vec<&str> =
                         properties.map(|map| map.keys().map(String::as_str).collect()).unwrap_or_default();
                     problems.push(Problem {
-                        code: "unknown-parameter",
+                        code: Code::UnknownParameter,
                         span: entry.key_span,
                         message: format!("unknown parameter `{child_path}`"),
                         help: Some(suggestion(&entry.key, known.iter().copied())),
@@ -180,7 +181,7 @@ fn check_map(
                 .map(|text| text.replace('\n', " "));
             let prefix = if path.is_empty() { String::new() } else { format!("{path}.") };
             problems.push(Problem {
-                code: "missing-parameter",
+                code: Code::MissingParameter,
                 span: node.span,
                 message: format!("missing parameter `{prefix}{name}`"),
                 help: Some(match description {
@@ -204,7 +205,7 @@ fn check_alternatives(node: &Node, alternatives: &[Json], path: &str, problems: 
                 None => format!("expected one of: {}", constants.join(", ")),
             };
             problems.push(Problem {
-                code: "parameter-value",
+                code: Code::ParameterValue,
                 span: node.span,
                 message: format!("`{path}` cannot be {found}"),
                 help: Some(help),
@@ -230,7 +231,7 @@ fn check_alternatives(node: &Node, alternatives: &[Json], path: &str, problems: 
     let mut expected: Vec<&str> = alternatives.iter().flat_map(types_of).collect();
     expected.dedup();
     problems.push(Problem {
-        code: "parameter-type",
+        code: Code::ParameterType,
         span: node.span,
         message: format!("`{path}` must be {}, found {}", describe_types(&expected), node.shape()),
         help: type_help(&expected, node),

@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::lang::code::Code;
 use crate::lang::diagnostic::Diagnostic;
 
 /// The largest plan or vars file dr-plan reads: far above any real plan, small enough
@@ -81,11 +82,12 @@ impl SourceFile {
     pub fn read(path: &Path) -> Result<Arc<SourceFile>, Diagnostic> {
         let name = path.display().to_string();
         if syntax_of(&name).is_none() {
-            return Err(Diagnostic::about_path("file", &name, "is not a plan file")
+            return Err(Diagnostic::about_path(Code::File, &name, "is not a plan file")
                 .with_help("plan and vars files end in .yaml, .yml or .toml"));
         }
         let unreadable = |error: std::io::Error| {
-            Diagnostic::about_path("file", &name, format!("cannot read: {error}")).with_help("check the path")
+            Diagnostic::about_path(Code::File, &name, format!("cannot read: {error}"))
+                .with_help("check the path")
         };
         // Only a regular file, never a link or a pipe: a plan in a pull request that is a
         // link to /etc/passwd or to a runner's credentials must not get them quoted into
@@ -95,7 +97,7 @@ impl SourceFile {
             let target =
                 std::fs::read_link(path).map(|target| target.display().to_string()).unwrap_or_default();
             return Err(Diagnostic::about_path(
-                "file",
+                Code::File,
                 &name,
                 format!("is a symbolic link (to {target}); dr-plan reads plans only from regular files"),
             )
@@ -103,7 +105,7 @@ impl SourceFile {
         }
         if !kind.is_file() {
             return Err(Diagnostic::about_path(
-                "file",
+                Code::File,
                 &name,
                 "is not a regular file (a pipe, a device or a directory)",
             )
@@ -116,7 +118,7 @@ impl SourceFile {
         file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(Diagnostic::about_path(
-                "file",
+                Code::File,
                 &name,
                 format!("is larger than {} MiB, the limit for a plan or vars file", MAX_FILE_BYTES >> 20),
             )
@@ -133,7 +135,7 @@ impl SourceFile {
                 let hex: Vec<String> = shown.iter().map(|byte| format!("0x{byte:02x}")).collect();
                 let plural = if shown.len() == 1 { "" } else { "s" };
                 Err(Diagnostic::error(
-                    "encoding",
+                    Code::Encoding,
                     &file,
                     Span::new(at, at + file.text()[at..].chars().next().map_or(0, char::len_utf8)),
                     format!("the file is not valid UTF-8 (byte{plural} {})", hex.join(" ")),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 
+use crate::lang::code::Code;
 use crate::lang::diagnostic::{Diagnostic, suggestion};
 use crate::lang::duration::HumanDuration;
 use crate::lang::kind::{Catalog, StepKind};
@@ -376,7 +377,7 @@ struct Decoder<'a> {
 }
 
 impl Decoder<'_> {
-    fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+    fn error(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
         self.problems.push(Diagnostic::error(code, self.file, span, message));
         self.problems.last_mut().expect("just pushed")
     }
@@ -384,7 +385,7 @@ impl Decoder<'_> {
     fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<&'n [Entry]> {
         let Some(entries) = node.as_map() else {
             let diagnostic =
-                self.error("type", node.span, format!("{what} must be a map, found {}", node.shape()));
+                self.error(Code::Type, node.span, format!("{what} must be a map, found {}", node.shape()));
             *diagnostic = diagnostic
                 .clone()
                 .with_label("expected a map")
@@ -395,7 +396,7 @@ impl Decoder<'_> {
             if !allowed.contains(&entry.key.as_str()) {
                 let help = suggestion(&entry.key, allowed.iter().copied());
                 let diagnostic = self.error(
-                    "unknown-field",
+                    Code::UnknownField,
                     entry.key_span,
                     format!("unknown field `{}` in {what}", entry.key),
                 );
@@ -409,7 +410,7 @@ impl Decoder<'_> {
         let toml_syntax = self.toml;
         let found = field(entries, name);
         if found.is_none() {
-            let diagnostic = self.error("missing-field", at, format!("{what} has no `{name}`"));
+            let diagnostic = self.error(Code::MissingField, at, format!("{what} has no `{name}`"));
             let example = if toml_syntax { format!("add `{name} = ...`") } else { format!("add `{name}:`") };
             *diagnostic = diagnostic.clone().with_help(example);
         }
@@ -422,8 +423,11 @@ impl Decoder<'_> {
             Value::Integer(number) => Some(Located { value: number.to_string(), span: node.span }),
             Value::Float(number) => Some(Located { value: number.to_string(), span: node.span }),
             Value::Null | Value::Bool(_) | Value::List(_) | Value::Map(_) => {
-                let diagnostic =
-                    self.error("type", node.span, format!("{what} must be a string, found {}", node.shape()));
+                let diagnostic = self.error(
+                    Code::Type,
+                    node.span,
+                    format!("{what} must be a string, found {}", node.shape()),
+                );
                 *diagnostic = diagnostic.clone().with_label("expected a string").with_help("quote the value");
                 None
             }
@@ -443,7 +447,7 @@ impl Decoder<'_> {
             | Value::List(_)
             | Value::Map(_) => {
                 let diagnostic = self.error(
-                    "type",
+                    Code::Type,
                     node.span,
                     format!("{what} must be a whole number ≥ 0, found {}", node.shape()),
                 );
@@ -463,8 +467,11 @@ impl Decoder<'_> {
         if let Value::Bool(value) = node.value {
             return Some(Located { value, span: node.span });
         }
-        let diagnostic =
-            self.error("type", node.span, format!("{what} must be true or false, found {}", node.shape()));
+        let diagnostic = self.error(
+            Code::Type,
+            node.span,
+            format!("{what} must be true or false, found {}", node.shape()),
+        );
         *diagnostic = diagnostic
             .clone()
             .with_label("expected true or false")
@@ -477,7 +484,7 @@ impl Decoder<'_> {
         match HumanDuration::parse(&text.value) {
             Ok(duration) => Some(Located { value: duration, span: text.span }),
             Err(reason) => {
-                let diagnostic = self.error("duration", node.span, format!("{what}: {reason}"));
+                let diagnostic = self.error(Code::Duration, node.span, format!("{what}: {reason}"));
                 *diagnostic = diagnostic
                     .clone()
                     .with_label("not a duration")
@@ -500,7 +507,7 @@ impl Decoder<'_> {
         let toml_syntax = self.toml;
         let empty_map = root.as_map().is_some_and(<[Entry]>::is_empty);
         if matches!(root.value, Value::Null) || empty_map {
-            let diagnostic = self.error("empty", root.span, "the plan file is empty");
+            let diagnostic = self.error(Code::Empty, root.span, "the plan file is empty");
             let help = if toml_syntax {
                 "a plan needs at least `version = 1`, `name = \"...\"` and `[[steps]]`"
             } else {
@@ -517,8 +524,11 @@ impl Decoder<'_> {
         if let Some(version) = &version
             && version.value != 1
         {
-            let diagnostic =
-                self.error("version", version.span, format!("unsupported plan version {}", version.value));
+            let diagnostic = self.error(
+                Code::Version,
+                version.span,
+                format!("unsupported plan version {}", version.value),
+            );
             *diagnostic = diagnostic.clone().with_help("this dr-plan reads plans of version 1");
         }
         let name =
@@ -537,7 +547,7 @@ impl Decoder<'_> {
             } else {
                 format!("plan name `{}` is not valid", name.value.escape_debug())
             };
-            let diagnostic = self.error("plan-name", name.span, message);
+            let diagnostic = self.error(Code::PlanName, name.span, message);
             *diagnostic = diagnostic
                 .clone()
                 .with_label(flaw)
@@ -602,7 +612,7 @@ impl Decoder<'_> {
                     });
             if !valid_name {
                 let diagnostic =
-                    self.error("name", entry.key_span, format!("`{}` is not a valid name", entry.key));
+                    self.error(Code::Name, entry.key_span, format!("`{}` is not a valid name", entry.key));
                 *diagnostic = diagnostic
                     .clone()
                     .with_help("names start with a letter and hold letters, digits, `_` and `-`");
@@ -626,7 +636,7 @@ impl Decoder<'_> {
             if found.is_none() {
                 let help = suggestion(&text.value, InputType::NAMES);
                 let diagnostic =
-                    this.error("type", text.span, format!("input type `{}` does not exist", text.value));
+                    this.error(Code::Type, text.span, format!("input type `{}` does not exist", text.value));
                 *diagnostic = diagnostic
                     .clone()
                     .with_label("unknown type")
@@ -641,7 +651,7 @@ impl Decoder<'_> {
             }
             Some(other) => {
                 let diagnostic = self.error(
-                    "type",
+                    Code::Type,
                     other.span,
                     format!("`enum` of input `{name}` must be a non-empty list"),
                 );
@@ -673,7 +683,7 @@ impl Decoder<'_> {
             }
         }
         for (span, message) in refused {
-            let diagnostic = self.error("input-value", span, message);
+            let diagnostic = self.error(Code::InputValue, span, message);
             *diagnostic = diagnostic
                 .clone()
                 .with_label("refused by the input's `type` or `enum`")
@@ -690,7 +700,7 @@ impl Decoder<'_> {
         let file = self.optional(entries, "file", |this, node| this.string(node, "`file`"));
         if env.is_some() == file.is_some() {
             let diagnostic =
-                self.error("secret-source", node.span, format!("{what} needs exactly one source"));
+                self.error(Code::SecretSource, node.span, format!("{what} needs exactly one source"));
             *diagnostic = diagnostic
                 .clone()
                 .with_label(if env.is_some() { "`env` and `file` both given" } else { "no `env` or `file`" })
@@ -723,7 +733,7 @@ impl Decoder<'_> {
                 ("file", format!("give the path of the file that holds the secret, e.g. {example}"))
             };
             let diagnostic =
-                self.error("secret-source", source.span, format!("`{field}` of {what} is empty"));
+                self.error(Code::SecretSource, source.span, format!("`{field}` of {what} is empty"));
             // The secret stays declared: its uses are not reported as unknown too.
             *diagnostic = diagnostic.clone().with_label("empty").with_help(help);
         }
@@ -734,7 +744,7 @@ impl Decoder<'_> {
         let toml_syntax = self.toml;
         let Value::List(items) = &node.value else {
             let diagnostic =
-                self.error("type", node.span, format!("`steps` must be a list, found {}", node.shape()));
+                self.error(Code::Type, node.span, format!("`steps` must be a list, found {}", node.shape()));
             *diagnostic = diagnostic.clone().with_help(if toml_syntax {
                 "write each step as a `[[steps]]` table"
             } else {
@@ -743,7 +753,7 @@ impl Decoder<'_> {
             return Vec::new();
         };
         if items.is_empty() {
-            let diagnostic = self.error("empty", node.span, "the plan has no steps");
+            let diagnostic = self.error(Code::Empty, node.span, "the plan has no steps");
             *diagnostic = diagnostic.clone().with_help("add at least one step");
         }
         items.iter().filter_map(|item| self.step(item)).collect()
@@ -764,7 +774,7 @@ impl Decoder<'_> {
             } else {
                 format!("step id `{}` is not valid", id.value.escape_debug())
             };
-            let diagnostic = self.error("step-id", id.span, message);
+            let diagnostic = self.error(Code::StepId, id.span, message);
             *diagnostic = diagnostic.clone().with_label(flaw).with_help(help);
         }
         let what = format!("step `{}`", id.value);
@@ -775,7 +785,7 @@ impl Decoder<'_> {
             if found.is_none() {
                 let help = suggestion(&kind.value, self.kinds.iter().map(|kind| kind.name()));
                 let diagnostic =
-                    self.error("unknown-kind", kind.span, format!("unknown step kind `{}`", kind.value));
+                    self.error(Code::UnknownKind, kind.span, format!("unknown step kind `{}`", kind.value));
                 *diagnostic = diagnostic
                     .clone()
                     .with_label("unknown kind")
@@ -789,7 +799,7 @@ impl Decoder<'_> {
                 items.iter().filter_map(|item| self.string(item, "an entry of `needs`")).collect()
             }
             Some(single @ Node { value: Value::String(_), .. }) => {
-                let diagnostic = self.error("type", single.span, "`needs` must be a list of step ids");
+                let diagnostic = self.error(Code::Type, single.span, "`needs` must be a list of step ids");
                 *diagnostic = diagnostic.clone().with_help(if toml_syntax {
                     format!("write `needs = [\"{}\"]`", single.as_str().unwrap_or(""))
                 } else {
@@ -799,7 +809,7 @@ impl Decoder<'_> {
             }
             Some(other) => {
                 let diagnostic = self.error(
-                    "type",
+                    Code::Type,
                     other.span,
                     format!("`needs` must be a list of step ids, found {}", other.shape()),
                 );
@@ -821,7 +831,7 @@ impl Decoder<'_> {
                 other => {
                     let help = suggestion(other, ["abort", "continue"]);
                     let diagnostic =
-                        this.error("type", text.span, format!("`on_failure` cannot be `{other}`"));
+                        this.error(Code::Type, text.span, format!("`on_failure` cannot be `{other}`"));
                     *diagnostic = diagnostic.clone().with_help(help);
                     None
                 }
@@ -860,7 +870,7 @@ impl Decoder<'_> {
             .and_then(|node| self.integer(node, "`retry.attempts`"))?;
         if attempts.value == 0 {
             let diagnostic = self.error(
-                "retry",
+                Code::Retry,
                 attempts.span,
                 "`retry.attempts` counts every attempt and must be at least 1",
             );

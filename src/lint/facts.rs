@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::Rule;
-use crate::lang::diagnostic::{Diagnostic, Severity};
+use crate::lang::diagnostic::Diagnostic;
 use crate::lang::kind::{Role, StepKind};
 use crate::lang::node::{Node, Value};
 use crate::lang::plan::Plan;
@@ -161,7 +161,7 @@ impl<'p> Facts<'p> {
 
     /// A lint warning at `span`.
     pub fn warning(&self, rule: Rule, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::error(rule.code(), self.file, span, message).with_severity(Severity::Warning)
+        Diagnostic::finding(rule.code(), self.file, span, message)
     }
 
     fn lookup(&self, path: &[String]) -> Lookup {

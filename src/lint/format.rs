@@ -6,42 +6,13 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use super::{FileResult, Rule, Summary};
+use crate::lang::code::Code;
 use crate::lang::diagnostic::{Diagnostic, Severity};
 use crate::lang::source::Span;
 
-/// Codes of validation errors (which lint reports for plans that do not validate),
-/// each with one line saying what it means.
-pub const VALIDATION_CODES: &[(&str, &str)] = &[
-    ("file", "The file cannot be read, or is not a .yaml, .yml or .toml plan."),
-    ("syntax", "The file is not valid YAML or TOML."),
-    ("duplicate-key", "A key appears twice in the same map."),
-    ("empty", "The plan file, or its list of steps, is empty."),
-    ("unknown-field", "A field the plan format does not have."),
-    ("missing-field", "A required field is missing."),
-    ("type", "A value has the wrong type."),
-    ("version", "The plan format version is not supported."),
-    ("plan-name", "The plan name is not valid: a-z, 0-9 and -, at most 63 characters."),
-    ("name", "A var, input or secret name is not valid."),
-    ("secret-source", "A secret does not name exactly one source (env or file), or names an empty one."),
-    ("step-id", "A step id is not valid: a-z, 0-9 and -, at most 63 characters."),
-    ("unknown-kind", "The step kind does not exist."),
-    ("duration", "A duration cannot be read."),
-    ("retry", "A retry setting is not valid."),
-    ("duplicate-id", "Two steps have the same id."),
-    ("self-need", "A step needs itself."),
-    ("unknown-need", "A step needs a step that does not exist."),
-    ("cycle", "Steps depend on each other in a cycle."),
-    ("unknown-parameter", "A step parameter that its kind does not have."),
-    ("missing-parameter", "A required step parameter is missing."),
-    ("parameter-type", "A step parameter has the wrong type."),
-    ("parameter-value", "A step parameter has a value its kind does not accept."),
-    ("template", "A template cannot be parsed."),
-    ("reference", "A template names something that does not exist or that the step cannot read."),
-    ("when", "A `when` condition is not a template."),
-    ("input-value", "An input's default, or a value of its `enum`, does not match its `type` or `enum`."),
-    ("undo", "`undo: true` on a kind that cannot undo, or on an exec step without `with.undo`."),
-    ("too-many-problems", "More than 100 problems in one file: the rest are counted, not shown."),
-];
+/// Codes of validation errors (which lint reports for plans that do not validate):
+/// every [`Code`], each with [`Code::description`] saying what it means.
+pub const VALIDATION_CODES: &[Code] = &Code::ALL;
 
 /// Version of the [`json`] document's layout; bumped on incompatible changes.
 pub const JSON_FORMAT_VERSION: u32 = 1;
@@ -144,13 +115,20 @@ pub fn sarif(results: &[FileResult]) -> String {
             sarif_rule(rule.code(), rule.name(), rule.summary(), "warning", &rule.anchor(), docs.as_deref())
         })
         .collect();
-    rules.extend(VALIDATION_CODES.iter().map(|(code, summary)| {
-        sarif_rule(code, code, summary, "error", "validation-errors", docs.as_deref())
+    rules.extend(VALIDATION_CODES.iter().map(|code| {
+        sarif_rule(
+            code.as_str(),
+            code.as_str(),
+            code.description(),
+            "error",
+            "validation-errors",
+            docs.as_deref(),
+        )
     }));
     let mut rule_ids: Vec<String> = Rule::ALL
         .into_iter()
         .map(|rule| rule.code().to_owned())
-        .chain(VALIDATION_CODES.iter().map(|(code, _)| (*code).to_owned()))
+        .chain(VALIDATION_CODES.iter().map(|code| code.as_str().to_owned()))
         .collect();
     let mut sarif_results = Vec::new();
     for result in results {
@@ -370,14 +348,17 @@ mod tests {
 
     fn sample() -> Vec<FileResult> {
         let file = SourceFile::new("plans/a b.yaml", "version: 1\nname: x\nsteps: []\n");
-        let warning =
-            Diagnostic::error("DRP003", &file, Span::new(17, 18), "plan `x` has no recovery time objective")
-                .with_severity(Severity::Warning)
-                .with_label("no rto")
-                .with_secondary(Span::new(0, 7), "here, 100%")
-                .with_help("add `objectives: { rto: 30m }`");
-        let error = Diagnostic::error("cycle", &file, Span::new(19, 24), "a → b → a");
-        let unreadable = Diagnostic::about_path("file", "missing.yaml", "cannot read: not found");
+        let warning = Diagnostic::finding(
+            Rule::NoRto.code(),
+            &file,
+            Span::new(17, 18),
+            "plan `x` has no recovery time objective",
+        )
+        .with_label("no rto")
+        .with_secondary(Span::new(0, 7), "here, 100%")
+        .with_help("add `objectives: { rto: 30m }`");
+        let error = Diagnostic::error(Code::Cycle, &file, Span::new(19, 24), "a → b → a");
+        let unreadable = Diagnostic::about_path(Code::File, "missing.yaml", "cannot read: not found");
         vec![
             FileResult { path: "plans/a b.yaml".to_owned(), diagnostics: vec![warning, error] },
             FileResult { path: "missing.yaml".to_owned(), diagnostics: vec![unreadable] },
@@ -441,6 +422,26 @@ mod tests {
         assert_eq!(results[0]["relatedLocations"][0]["id"], 1);
         assert_eq!(results[1]["level"], "error");
         assert!(results[2]["locations"][0]["physicalLocation"].get("region").is_none());
+    }
+
+    #[test]
+    fn every_validation_code_is_in_the_docs_table_and_in_sarif() {
+        let docs = include_str!("../../docs/lint.md");
+        let missing: Vec<&str> = Code::ALL
+            .iter()
+            .map(|code| code.as_str())
+            .filter(|code| !docs.contains(&format!("\n| `{code}` | ")))
+            .collect();
+        assert!(missing.is_empty(), "docs/lint.md's table of validation errors needs a row for: {missing:?}");
+        let log: Json = serde_json::from_str(&sarif(&[])).unwrap();
+        let rules = log["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+        for code in Code::ALL {
+            let rule = rules
+                .iter()
+                .find(|rule| rule["id"] == code.as_str())
+                .unwrap_or_else(|| panic!("rule {code}"));
+            assert_eq!(rule["shortDescription"]["text"], code.description());
+        }
     }
 
     #[test]
