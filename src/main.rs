@@ -49,7 +49,7 @@ fn main() {
                         reason,
                         overrides,
                     };
-                    dr_plan::engine::resume(&run_id, &arguments, &run.options())
+                    cli::exit::of_run(dr_plan::engine::resume(&run_id, &arguments, &run.options()))
                 }
                 Err(problem) => {
                     dr_plan::errln!("error: {problem}");
@@ -76,7 +76,7 @@ fn main() {
 
 fn start(path: &std::path::Path, values: &cli::ValueArgs, run: &cli::RunArgs, drill: bool) -> i32 {
     match dr_plan::lang::render::Overrides::parse(&values.vars, values.vars_file.as_deref()) {
-        Ok(overrides) => dr_plan::engine::start(path, &overrides, drill, &run.options()),
+        Ok(overrides) => cli::exit::of_run(dr_plan::engine::start(path, &overrides, drill, &run.options())),
         Err(problem) => {
             dr_plan::errln!("error: {problem}");
             exit_code::INVALID

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod commands;
+pub mod exit;
 pub mod lint;
 pub mod schema;
 

@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod decisions;
+mod error;
 pub mod journal;
 pub mod lock;
 pub mod report;
@@ -18,10 +19,10 @@ use serde_json::{Map, Value as Json};
 use crate::lang::plan::Plan;
 use crate::lang::render::{Context, Mode, Overrides};
 use crate::lang::secret::{Redactor, SecretValue};
-use crate::sys::exit_code;
 use crate::sys::files;
 use console::{Answer, Console};
 use decisions::{ResumeRequest, resume_command};
+pub use error::{Ended, RunError};
 use journal::{Event, JournalWriter, RunState, RunStatus, StepState};
 use lock::{Lock, LockError};
 use reporter::ProgressFormat;
@@ -99,21 +100,15 @@ struct Session {
 }
 
 impl Session {
-    fn start() -> Result<Session, i32> {
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                crate::errln!("error: cannot start the async runtime: {error}");
-                return Err(exit_code::FAILED);
-            }
-        };
-        match runtime.block_on(async { Console::start() }) {
-            Ok(console) => Ok(Session { runtime: Some(runtime), console }),
-            Err(error) => {
-                crate::errln!("error: cannot watch Ctrl-C: {error}");
-                Err(exit_code::FAILED)
-            }
-        }
+    fn start() -> Result<Session, RunError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| RunError::System(format!("cannot start the async runtime: {error}")))?;
+        let console = runtime
+            .block_on(async { Console::start() })
+            .map_err(|error| RunError::System(format!("cannot watch Ctrl-C: {error}")))?;
+        Ok(Session { runtime: Some(runtime), console })
     }
 
     /// After a second Ctrl-C the process removes this lock and prints `hint`.
@@ -134,52 +129,26 @@ impl Drop for Session {
 }
 
 /// Starts a new run (or drill) of the plan at `path`.
-#[must_use]
-pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptions) -> i32 {
-    let plan = match crate::kinds::load_plan(path) {
-        Ok(plan) => plan,
-        Err(problems) => {
-            crate::sys::output::print_diagnostics(&problems);
-            return exit_code::INVALID;
-        }
-    };
-    if let Some(code) = check_runnable(&plan, options) {
-        return code;
-    }
-    let (inputs, vars) = match crate::lang::render::resolve_values(&plan, overrides) {
-        Ok(values) => values,
-        Err(problems) => return usage_errors(&problems),
-    };
-    let secrets = match resolve_secrets(&plan) {
-        Ok(secrets) => secrets,
-        Err(problems) => return usage_errors(&problems),
-    };
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    if !options.yes && !interactive {
+///
+/// # Errors
+/// Why no run started, or why it stopped around its steps; see [`RunError`].
+pub fn start(
+    path: &Path,
+    overrides: &Overrides,
+    drill: bool,
+    options: &RunOptions,
+) -> Result<Ended, RunError> {
+    let plan = crate::kinds::load_plan(path).map_err(RunError::Plan)?;
+    check_runnable(&plan, options)?;
+    let (inputs, vars) = crate::lang::render::resolve_values(&plan, overrides).map_err(RunError::Usage)?;
+    let secrets = resolve_secrets(&plan)?;
+    if !options.yes && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         // Nobody can answer the start question: a wrapper script, `ssh` without `-t`
         // or a stray pipe must not start a recovery by accident.
-        // Paths made absolute, so the command works from any directory.
-        let mut previous = String::new();
-        let mut words: Vec<String> = Vec::new();
-        for word in std::env::args().skip(1) {
-            let is_path = word == path.display().to_string()
-                || matches!(previous.as_str(), "--state-dir" | "--vars-file" | "--metrics-file");
-            let shown = if is_path {
-                std::path::absolute(&word)
-                    .map_or_else(|_| word.clone(), |absolute| absolute.display().to_string())
-            } else {
-                word.clone()
-            };
-            words.push(decisions::shell_quote(&shown));
-            previous = word;
-        }
-        words.push("--yes".to_owned());
-        crate::errln!(
-            "error: nothing started: there is no terminal to confirm the start at, and `--yes` was not given.\n\
-             next: `dr-plan {}`",
-            words.join(" ")
-        );
-        return exit_code::BLOCKED;
+        return Err(RunError::blocked(
+            "nothing started: there is no terminal to confirm the start at, and `--yes` was not given.",
+            Some(format!("dr-plan {}", this_command_confirmed(path))),
+        ));
     }
     for (unfinished, status) in unfinished_runs(&options.state_dir, plan.name()) {
         crate::errln!(
@@ -187,10 +156,7 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
             stale_run_command(&plan, &unfinished, &options.state_dir)
         );
     }
-    let mut session = match Session::start() {
-        Ok(session) => session,
-        Err(code) => return code,
-    };
+    let mut session = Session::start()?;
     let run_id = format!(
         "{}-{}-{:04x}",
         plan.name(),
@@ -199,42 +165,23 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
     );
     // The lock comes first, so nobody starts the plan while this operator reads the
     // question; nothing is written under runs/ until the operator said yes.
-    let (lock, broken) = match take_lock(&options.state_dir, &plan, &run_id, options.break_stale_lock) {
-        Ok(lock) => lock,
-        Err(code) => return code,
-    };
+    let (lock, broken) = take_lock(&options.state_dir, &plan, &run_id, options.break_stale_lock)?;
     session.last_words(Some(&lock), None);
     if !options.yes {
         let answer = session
             .runtime
             .as_ref()
             .map(|runtime| runtime.block_on(confirm(&mut session.console, &plan, drill)));
-        match answer {
-            Some(Answer::Yes) => {}
-            Some(Answer::Interrupted) => {
-                crate::errln!("\ninterrupted: nothing was started.");
-                return exit_code::INTERRUPTED;
-            }
-            Some(Answer::No | Answer::NoTerminal) | None => {
-                crate::errln!("not started.");
-                return exit_code::FAILED;
-            }
-        }
+        expect_yes(answer, "not started.", "nothing was started.")?;
     }
     let run_dir = journal::run_dir(&options.state_dir, &run_id);
     let snapshot = run_dir.join("plan.snapshot");
-    if let Err(error) = files::private_dir(&run_dir)
+    files::private_dir(&run_dir)
         .and_then(|()| files::create_private(&snapshot, plan.file.text().as_bytes()))
-    {
-        crate::errln!("error: cannot create {}: {error}", snapshot.display());
-        return exit_code::FAILED;
-    }
+        .map_err(|error| RunError::System(format!("cannot create {}: {error}", snapshot.display())))?;
     let redactor = Arc::new(Redactor::new(secrets.values()));
     let (mut writer, mut reporter) =
-        match open_journal(&journal::journal_path(&options.state_dir, &run_id), options.format) {
-            Ok(opened) => opened,
-            Err(code) => return code,
-        };
+        open_journal(&journal::journal_path(&options.state_dir, &run_id), options.format)?;
     if options.state_dir.is_relative() {
         let absolute = std::path::absolute(&options.state_dir).unwrap_or_else(|_| options.state_dir.clone());
         reporter
@@ -256,9 +203,7 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
     if let Some(holder) = broken {
         events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
     }
-    if let Err(code) = append_all(&mut writer, reporter.as_mut(), events) {
-        return code;
-    }
+    append_all(&mut writer, reporter.as_mut(), events)?;
     let context = Context {
         mode: Mode::Run,
         vars,
@@ -285,183 +230,276 @@ pub fn start(path: &Path, overrides: &Overrides, drill: bool, options: &RunOptio
     execute(execution, options, &mut session, lock)
 }
 
+/// This command's words with `--yes` added, paths made absolute, so that it works
+/// pasted from any directory.
+fn this_command_confirmed(path: &Path) -> String {
+    let mut previous = String::new();
+    let mut words: Vec<String> = Vec::new();
+    for word in std::env::args().skip(1) {
+        let is_path = word == path.display().to_string()
+            || matches!(previous.as_str(), "--state-dir" | "--vars-file" | "--metrics-file");
+        let shown = if is_path {
+            std::path::absolute(&word)
+                .map_or_else(|_| word.clone(), |absolute| absolute.display().to_string())
+        } else {
+            word.clone()
+        };
+        words.push(decisions::shell_quote(&shown));
+        previous = word;
+    }
+    words.push("--yes".to_owned());
+    words.join(" ")
+}
+
 /// Takes up an interrupted, failed or blocked run where it stopped.
-#[must_use]
-pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -> i32 {
-    if let Err(problem) = journal::check_run_id(run_id) {
-        crate::errln!(
-            "error: {problem}; `{}` lists the runs",
-            decisions::command(&["status".to_owned()], &options.state_dir)
-        );
-        return exit_code::INVALID;
+///
+/// # Errors
+/// Why the run was not taken up, or why it stopped around its steps; see [`RunError`].
+pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -> Result<Ended, RunError> {
+    let recorded = RecordedRun::read(run_id, &options.state_dir)?;
+    if recorded.state.status == Some(RunStatus::Succeeded) {
+        return Ok(already_succeeded(run_id, options));
     }
-    let journal_file = journal::journal_path(&options.state_dir, run_id);
-    if !journal_file.exists() {
-        crate::errln!(
-            "error: no run `{run_id}` under {}; `{}` lists the runs",
-            options.state_dir.display(),
-            decisions::command(&["status".to_owned()], &options.state_dir)
-        );
-        return exit_code::INVALID;
-    }
-    let state = match journal::read(&journal_file).and_then(RunState::replay) {
-        Ok(state) => state,
-        Err(error) => {
-            crate::errln!("error: {error}");
-            return exit_code::INVALID;
-        }
-    };
-    let Event::RunStarted { plan_path, plan_hash, .. } = state.started.clone() else {
-        crate::errln!("error: {}: the journal does not start with run_started", journal_file.display());
-        return exit_code::INVALID;
-    };
-    if state.status == Some(RunStatus::Succeeded) {
-        return already_succeeded(run_id, options);
-    }
-    let run_dir = journal::run_dir(&options.state_dir, run_id);
-    let snapshot = run_dir.join("plan.snapshot");
-    let loaded = if Path::new(&plan_path).exists() {
-        crate::kinds::load_plan(Path::new(&plan_path))
-    } else {
-        // The plan file is not here (another machine, another directory, a deleted
-        // checkout): the copy taken when the run started is the plan of this run.
-        match std::fs::read_to_string(&snapshot) {
-            Ok(text) => {
-                crate::errln!(
-                    "note: {plan_path} is not here; resuming with the copy taken when the run started ({})",
-                    snapshot.display()
-                );
-                crate::kinds::plan_from_source(&crate::lang::source::SourceFile::new(plan_path.clone(), text))
-            }
-            Err(_) => crate::kinds::load_plan(Path::new(&plan_path)),
-        }
-    };
-    let plan = match loaded {
-        Ok(plan) => plan,
-        Err(problems) => {
-            crate::sys::output::print_diagnostics(&problems);
-            return exit_code::INVALID;
-        }
-    };
-    if plan.content_hash != plan_hash {
-        crate::errln!(
-            "error: {plan_path} changed since run {run_id} started ({}); resume refuses to mix two plans.\n  \
-             help: restore the file as it was (a copy is in {}), or start a new run with `{}`",
-            first_difference(
-                &std::fs::read_to_string(run_dir.join("plan.snapshot")).unwrap_or_default(),
-                plan.file.text()
-            ),
-            run_dir.join("plan.snapshot").display(),
-            decisions::command(&["run".to_owned(), plan_path.clone()], &options.state_dir)
-        );
-        return exit_code::INVALID;
-    }
-    if let Some(code) = check_runnable(&plan, options).or_else(|| check_resume_arguments(&plan, arguments)) {
-        return code;
-    }
-    if let Err(damage) = decisions::check_order(&plan, &state) {
-        crate::errln!(
-            "error: {}:{damage}; the journal is damaged, and resume refuses to run steps out of order. Look at \
-             that line; `{}` shows the run",
-            journal_file.display(),
+    let plan = recorded.plan(options)?;
+    check_runnable(&plan, options)?;
+    check_resume_arguments(&plan, arguments)?;
+    decisions::check_order(&plan, &recorded.state).map_err(|damage| RunError::Records {
+        message: format!(
+            "{}:{damage}; the journal is damaged, and resume refuses to run steps out of order. Look at that line; \
+             `{}` shows the run",
+            recorded.journal_file.display(),
             decisions::command(&["report".to_owned(), run_id.to_owned()], &options.state_dir)
-        );
-        return exit_code::INVALID;
-    }
+        ),
+        help: None,
+    })?;
     let request = ResumeRequest {
         rerun_interrupted: arguments.rerun_interrupted,
         rerun: arguments.rerun.clone(),
         mark_done: arguments.mark_done.clone(),
         overridden: arguments.overrides.values.iter().map(|(name, _)| name.clone()).collect(),
     };
-    // Every decision at once, before anything is written: the lock, interrupted steps,
-    // secret outputs, approvals; then one command that makes them all.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    match lock::obstacle(&options.state_dir, plan.name()) {
-        Some(LockError::Stale(_)) | None => {}
-        Some(obstacle) => return print_lock_error(&plan, obstacle, &options.state_dir),
-    }
-    let outlook = resume_outlook(&plan, &state, &request, options, interactive);
-    if !outlook.refusals.is_empty() {
-        for refusal in &outlook.refusals {
-            crate::errln!("error: {refusal}");
-        }
-        return exit_code::INVALID;
-    }
-    if !outlook.decisions.is_empty() {
-        crate::errln!("error: run {run_id} cannot resume before you decide:");
-        for decision in &outlook.decisions {
-            crate::errln!("  - {decision}");
-        }
-        let mut flags = resumed_flags(arguments, options);
-        flags.extend(outlook.flags.iter().cloned());
-        crate::errln!("next: `{}`", resume_command(run_id, &flags, &options.state_dir));
-        return exit_code::BLOCKED;
-    }
-    let mut session = match Session::start() {
-        Ok(session) => session,
-        Err(code) => return code,
-    };
+    check_decisions(&plan, &recorded.state, &request, arguments, options, interactive)?;
+    let mut session = Session::start()?;
     if !options.yes && interactive {
-        let preview = decisions::plan_resume(&plan, &state, &request);
+        let preview = decisions::plan_resume(&plan, &recorded.state, &request);
         let answer = session
             .runtime
             .as_ref()
             .map(|runtime| runtime.block_on(confirm_resume(&mut session.console, &plan, run_id, &preview)));
-        match answer {
-            Some(Answer::Yes) => {}
-            Some(Answer::Interrupted) => {
-                crate::errln!("\ninterrupted: nothing was resumed.");
-                return exit_code::INTERRUPTED;
-            }
-            Some(Answer::No | Answer::NoTerminal) | None => {
-                crate::errln!("not resumed.");
-                return exit_code::FAILED;
-            }
-        }
+        expect_yes(answer, "not resumed.", "nothing was resumed.")?;
     }
-    let (lock, broken) = match take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock) {
-        Ok(lock) => lock,
-        Err(code) => return code,
-    };
+    let (lock, broken) = take_lock(&options.state_dir, &plan, run_id, options.break_stale_lock)?;
     session.last_words(Some(&lock), None);
     // Read again: the run may have moved on between the first read and the lock.
-    let state = match journal::read(&journal_file).and_then(RunState::replay) {
-        Ok(state) => state,
-        Err(error) => {
-            crate::errln!("error: {error}");
-            return exit_code::INVALID;
+    let recorded = RecordedRun::read(run_id, &options.state_dir)?;
+    if recorded.state.status == Some(RunStatus::Succeeded) {
+        return Ok(already_succeeded(run_id, options));
+    }
+    let resumption = decisions::plan_resume(&plan, &recorded.state, &request);
+    if !resumption.decisions.is_empty() || !resumption.refusals.is_empty() {
+        return Err(RunError::blocked(
+            format!("run {run_id} changed while resume was taking the lock; run the command again"),
+            None,
+        ));
+    }
+    let values = recorded.values(&plan, arguments)?;
+    let redactor = Arc::new(Redactor::new(values.secrets.values()));
+    let (mut writer, mut reporter) = open_journal(&recorded.journal_file, options.format)?;
+    let events = resume_events(arguments, options, &redactor, broken, resumption.rerun.clone());
+    append_all(&mut writer, reporter.as_mut(), events)?;
+    let run_dir = journal::run_dir(&options.state_dir, run_id);
+    let taken_up = TakenUp::from_journal(&plan, &recorded.state, resumption.states);
+    let context = Context {
+        mode: Mode::Run,
+        vars: values.vars,
+        inputs: values.inputs,
+        secrets: values.secrets,
+        run: run_fields(&plan, run_id, values.drill, &recorded.state.started_at, &run_dir),
+        outputs: taken_up.outputs,
+        withheld: taken_up.withheld,
+    };
+    let attempts =
+        plan.steps.iter().map(|step| recorded.state.attempts.get(&step.id).copied().unwrap_or(0)).collect();
+    let execution = Execution {
+        plan: &plan,
+        context,
+        states: taken_up.states,
+        attempts,
+        completed: taken_up.completed,
+        journal: writer,
+        reporter,
+        run_id,
+        run_dir: &run_dir,
+        drill: values.drill,
+        redactor: &redactor,
+        approval_needed_at: recorded.state.approval_needed_at.clone(),
+    };
+    execute(execution, options, &mut session, lock)
+}
+
+/// A run as its journal records it.
+struct RecordedRun {
+    journal_file: PathBuf,
+    state: RunState,
+    /// The plan file it was started from (absolute).
+    plan_path: String,
+    /// The hash of the plan it was started with.
+    plan_hash: String,
+    /// The copy of the plan taken at its start.
+    snapshot: PathBuf,
+}
+
+impl RecordedRun {
+    /// Reads and replays the journal of `run_id`.
+    fn read(run_id: &str, state_dir: &Path) -> Result<RecordedRun, RunError> {
+        let listed = || decisions::command(&["status".to_owned()], state_dir);
+        journal::check_run_id(run_id)
+            .map_err(|problem| RunError::usage(format!("{problem}; `{}` lists the runs", listed())))?;
+        let journal_file = journal::journal_path(state_dir, run_id);
+        if !journal_file.exists() {
+            return Err(RunError::usage(format!(
+                "no run `{run_id}` under {}; `{}` lists the runs",
+                state_dir.display(),
+                listed()
+            )));
         }
-    };
-    if state.status == Some(RunStatus::Succeeded) {
-        return already_succeeded(run_id, options);
+        let state = journal::read(&journal_file)
+            .and_then(RunState::replay)
+            .map_err(|error| RunError::Records { message: error.to_string(), help: None })?;
+        let Event::RunStarted { plan_path, plan_hash, .. } = state.started.clone() else {
+            return Err(RunError::Records {
+                message: format!("{}: the journal does not start with run_started", journal_file.display()),
+                help: None,
+            });
+        };
+        let snapshot = journal::run_dir(state_dir, run_id).join("plan.snapshot");
+        Ok(RecordedRun { journal_file, state, plan_path, plan_hash, snapshot })
     }
-    let resume = decisions::plan_resume(&plan, &state, &request);
-    if !resume.decisions.is_empty() || !resume.refusals.is_empty() {
-        crate::errln!("error: run {run_id} changed while resume was taking the lock; run the command again");
-        return exit_code::BLOCKED;
+
+    /// The plan of this run: its file, or the copy taken at its start when the file is
+    /// not here (another machine, another directory, a deleted checkout). A plan that
+    /// changed since is refused: resume never mixes two plans.
+    fn plan(&self, options: &RunOptions) -> Result<Plan, RunError> {
+        let plan_path = &self.plan_path;
+        let loaded = if Path::new(plan_path).exists() {
+            crate::kinds::load_plan(Path::new(plan_path))
+        } else {
+            match std::fs::read_to_string(&self.snapshot) {
+                Ok(text) => {
+                    crate::errln!(
+                        "note: {plan_path} is not here; resuming with the copy taken when the run started ({})",
+                        self.snapshot.display()
+                    );
+                    crate::kinds::plan_from_source(&crate::lang::source::SourceFile::new(
+                        plan_path.clone(),
+                        text,
+                    ))
+                }
+                Err(_) => crate::kinds::load_plan(Path::new(plan_path)),
+            }
+        };
+        let plan = loaded.map_err(RunError::Plan)?;
+        if plan.content_hash == self.plan_hash {
+            return Ok(plan);
+        }
+        let run_id = self.run_id();
+        Err(RunError::Records {
+            message: format!(
+                "{plan_path} changed since run {run_id} started ({}); resume refuses to mix two plans.",
+                first_difference(
+                    &std::fs::read_to_string(&self.snapshot).unwrap_or_default(),
+                    plan.file.text()
+                ),
+            ),
+            help: Some(format!(
+                "restore the file as it was (a copy is in {}), or start a new run with `{}`",
+                self.snapshot.display(),
+                decisions::command(&["run".to_owned(), plan_path.clone()], &options.state_dir)
+            )),
+        })
     }
-    let Event::RunStarted { drill, inputs, vars, .. } = state.started.clone() else {
-        crate::errln!("error: {}: the journal does not start with run_started", journal_file.display());
-        return exit_code::INVALID;
+
+    fn run_id(&self) -> String {
+        match &self.state.started {
+            Event::RunStarted { run_id, .. } => run_id.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// The run's values with this resume's corrections, and its secrets read again.
+    fn values(&self, plan: &Plan, arguments: &ResumeArguments) -> Result<RunValues, RunError> {
+        let Event::RunStarted { drill, inputs, vars, .. } = self.state.started.clone() else {
+            return Err(RunError::Records {
+                message: format!(
+                    "{}: the journal does not start with run_started",
+                    self.journal_file.display()
+                ),
+                help: None,
+            });
+        };
+        let secrets = resolve_secrets(plan)?;
+        // Corrections of earlier resumes, then this one's: resolved like `run` does, so an
+        // unknown name or a wrong type is refused the same way.
+        let mut corrections = Overrides { values: self.state.overridden.clone() };
+        corrections.values.extend(arguments.overrides.values.iter().cloned());
+        let (inputs, vars) = apply_corrections(plan, inputs, vars, &corrections).map_err(RunError::Usage)?;
+        Ok(RunValues { drill, inputs, vars, secrets })
+    }
+}
+
+/// The values a resumed run goes on with.
+struct RunValues {
+    drill: bool,
+    inputs: Map<String, Json>,
+    vars: Map<String, Json>,
+    secrets: BTreeMap<String, SecretValue>,
+}
+
+/// Every decision at once, before anything is written: the lock, interrupted steps,
+/// secret outputs, approvals; refused with one command that makes them all.
+fn check_decisions(
+    plan: &Plan,
+    state: &RunState,
+    request: &ResumeRequest,
+    arguments: &ResumeArguments,
+    options: &RunOptions,
+    interactive: bool,
+) -> Result<(), RunError> {
+    match lock::obstacle(&options.state_dir, plan.name()) {
+        Some(LockError::Stale(_)) | None => {}
+        Some(obstacle) => return Err(lock_error(plan, obstacle, &options.state_dir)),
+    }
+    let outlook = resume_outlook(plan, state, request, options, interactive);
+    if !outlook.refusals.is_empty() {
+        return Err(RunError::Usage(outlook.refusals));
+    }
+    if outlook.decisions.is_empty() {
+        return Ok(());
+    }
+    let run_id = match &state.started {
+        Event::RunStarted { run_id, .. } => run_id.clone(),
+        _ => String::new(),
     };
-    let secrets = match resolve_secrets(&plan) {
-        Ok(secrets) => secrets,
-        Err(problems) => return usage_errors(&problems),
-    };
-    // Corrections of earlier resumes, then this one's: resolved like `run` does, so an
-    // unknown name or a wrong type is refused the same way.
-    let mut corrections = Overrides { values: state.overridden.clone() };
-    corrections.values.extend(arguments.overrides.values.iter().cloned());
-    let (inputs, vars) = match apply_corrections(&plan, inputs, vars, &corrections) {
-        Ok(values) => values,
-        Err(problems) => return usage_errors(&problems),
-    };
-    let redactor = Arc::new(Redactor::new(secrets.values()));
-    let (mut writer, mut reporter) = match open_journal(&journal_file, options.format) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+    let mut flags = resumed_flags(arguments, options);
+    flags.extend(outlook.flags.iter().cloned());
+    Err(RunError::Blocked {
+        message: format!("run {run_id} cannot resume before you decide:"),
+        details: outlook.decisions,
+        help: None,
+        next: Some(resume_command(&run_id, &flags, &options.state_dir)),
+    })
+}
+
+/// What this resume records before its steps run: a broken lock, steps marked done,
+/// corrected values, and the resume itself.
+fn resume_events(
+    arguments: &ResumeArguments,
+    options: &RunOptions,
+    redactor: &Redactor,
+    broken: Option<lock::Holder>,
+    rerun: Vec<String>,
+) -> Vec<Event> {
     let mut events = Vec::new();
     if let Some(holder) = broken {
         events.push(Event::LockBroken { operator: lock::operator(), holder: holder.to_string() });
@@ -477,83 +515,84 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
         let values: Map<String, Json> = arguments.overrides.values.iter().cloned().collect();
         events.push(Event::ValuesOverridden {
             operator: options.operator(),
-            values: redact_map(&redactor, &values),
+            values: redact_map(redactor, &values),
         });
     }
-    events.push(Event::Resumed { operator: lock::operator(), rerun: resume.rerun.clone() });
-    if let Err(code) = append_all(&mut writer, reporter.as_mut(), events) {
-        return code;
-    }
-    let states = resume.states;
-    // Outputs that held a secret are in the journal redacted: they are left out, so a
-    // step reading one fails saying why instead of receiving `***`.
-    let withheld: BTreeMap<String, Vec<String>> = state
-        .withheld
-        .iter()
-        .filter(|(_, names)| !names.is_empty())
-        .map(|(id, names)| (id.clone(), names.clone()))
-        .collect();
-    let outputs: BTreeMap<String, Json> = plan
-        .steps
-        .iter()
-        .zip(&states)
-        .filter_map(|(step, resumed)| match resumed {
-            StepState::Succeeded { outputs } => {
-                let mut outputs = outputs.clone();
-                outputs.retain(|name, _| !withheld.get(&step.id).is_some_and(|names| names.contains(name)));
-                Some((step.id.clone(), Json::Object(outputs)))
-            }
-            StepState::Pending
-            | StepState::Interrupted { .. }
-            | StepState::Failed { .. }
-            | StepState::Skipped { .. }
-            | StepState::Undone => None,
-        })
-        .collect();
-    // Steps that succeeded before this resume are compensated too if it fails, newest first.
-    let mut completed: Vec<usize> = Vec::new();
-    for record in &state.records {
-        if let Event::StepSucceeded { step, .. } = &record.event
-            && let Some(index) = plan.index_of(step)
-        {
-            completed.retain(|&done| done != index);
-            completed.push(index);
-        }
-    }
-    completed.retain(|&index| matches!(states[index], StepState::Succeeded { .. }));
-    let context = Context {
-        mode: Mode::Run,
-        vars,
-        inputs,
-        secrets,
-        run: run_fields(&plan, run_id, drill, &state.started_at, &run_dir),
-        outputs,
-        withheld,
-    };
-    let attempts = plan.steps.iter().map(|step| state.attempts.get(&step.id).copied().unwrap_or(0)).collect();
-    let execution = Execution {
-        plan: &plan,
-        context,
-        states,
-        attempts,
-        completed,
-        journal: writer,
-        reporter,
-        run_id,
-        run_dir: &run_dir,
-        drill,
-        redactor: &redactor,
-        approval_needed_at: state.approval_needed_at.clone(),
-    };
-    execute(execution, options, &mut session, lock)
+    events.push(Event::Resumed { operator: lock::operator(), rerun });
+    events
 }
 
-fn already_succeeded(run_id: &str, options: &RunOptions) -> i32 {
+/// Where a resumed run's steps start from.
+struct TakenUp {
+    states: Vec<StepState>,
+    /// The outputs of the steps that succeeded, as templates read them.
+    outputs: BTreeMap<String, Json>,
+    /// Outputs that held a secret: the journal keeps them redacted, so they are left
+    /// out and a step reading one fails saying why instead of receiving `***`.
+    withheld: BTreeMap<String, Vec<String>>,
+    /// Steps that succeeded, oldest first: compensated too if this resume fails.
+    completed: Vec<usize>,
+}
+
+impl TakenUp {
+    fn from_journal(plan: &Plan, state: &RunState, states: Vec<StepState>) -> TakenUp {
+        let withheld: BTreeMap<String, Vec<String>> = state
+            .withheld
+            .iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(id, names)| (id.clone(), names.clone()))
+            .collect();
+        let outputs = plan
+            .steps
+            .iter()
+            .zip(&states)
+            .filter_map(|(step, resumed)| match resumed {
+                StepState::Succeeded { outputs } => {
+                    let mut outputs = outputs.clone();
+                    outputs
+                        .retain(|name, _| !withheld.get(&step.id).is_some_and(|names| names.contains(name)));
+                    Some((step.id.clone(), Json::Object(outputs)))
+                }
+                StepState::Pending
+                | StepState::Interrupted { .. }
+                | StepState::Failed { .. }
+                | StepState::Skipped { .. }
+                | StepState::Undone => None,
+            })
+            .collect();
+        let mut completed: Vec<usize> = Vec::new();
+        for record in &state.records {
+            if let Event::StepSucceeded { step, .. } = &record.event
+                && let Some(index) = plan.index_of(step)
+            {
+                completed.retain(|&done| done != index);
+                completed.push(index);
+            }
+        }
+        completed.retain(|&index| matches!(states[index], StepState::Succeeded { .. }));
+        TakenUp { states, outputs, withheld, completed }
+    }
+}
+
+fn already_succeeded(run_id: &str, options: &RunOptions) -> Ended {
     crate::outln!(
         "run {run_id} already succeeded; nothing to resume. `{}` shows it.",
         decisions::command(&["report".to_owned(), run_id.to_owned()], &options.state_dir)
     );
-    exit_code::SUCCESS
+    Ended::AlreadySucceeded
+}
+
+/// The operator's answer at a start or resume question, as the command goes on or ends.
+fn expect_yes(
+    answer: Option<Answer>,
+    declined: &'static str,
+    interrupted: &'static str,
+) -> Result<(), RunError> {
+    match answer {
+        Some(Answer::Yes) => Ok(()),
+        Some(Answer::Interrupted) => Err(RunError::Interrupted(interrupted)),
+        Some(Answer::No | Answer::NoTerminal) | None => Err(RunError::Declined(declined)),
+    }
 }
 
 /// Runs of `plan` under `state_dir` that did not end (interrupted, blocked, or whose
@@ -572,7 +611,7 @@ fn unfinished_runs(state_dir: &Path, plan: &str) -> Vec<(String, &'static str)> 
 }
 
 /// `--mark-done` needs `--reason`, and every step named must exist.
-fn check_resume_arguments(plan: &Plan, arguments: &ResumeArguments) -> Option<i32> {
+fn check_resume_arguments(plan: &Plan, arguments: &ResumeArguments) -> Result<(), RunError> {
     let ids = || plan.steps.iter().map(|step| step.id.as_str());
     for (flag, id) in arguments
         .mark_done
@@ -581,22 +620,20 @@ fn check_resume_arguments(plan: &Plan, arguments: &ResumeArguments) -> Option<i3
         .chain(arguments.rerun.iter().map(|id| ("--rerun", id)))
     {
         if plan.step(id).is_none() {
-            crate::errln!(
-                "error: `{flag} {id}`: no such step; {}",
+            return Err(RunError::usage(format!(
+                "`{flag} {id}`: no such step; {}",
                 crate::lang::diagnostic::suggestion(id, ids())
-            );
-            return Some(exit_code::INVALID);
+            )));
         }
     }
     let reason = arguments.reason.as_deref().map(str::trim).unwrap_or_default();
     if !arguments.mark_done.is_empty() && reason.is_empty() {
-        crate::errln!(
-            "error: `--mark-done` needs `--reason TEXT`: say how you checked that the step finished (it goes \
-             into the journal and the report)"
-        );
-        return Some(exit_code::INVALID);
+        return Err(RunError::usage(
+            "`--mark-done` needs `--reason TEXT`: say how you checked that the step finished (it goes into the \
+             journal and the report)",
+        ));
     }
-    None
+    Ok(())
 }
 
 /// The flags of this resume command that a printed retry must repeat.
@@ -755,7 +792,12 @@ struct Execution<'a> {
     approval_needed_at: BTreeMap<String, String>,
 }
 
-fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session, lock: Lock) -> i32 {
+fn execute(
+    execution: Execution<'_>,
+    options: &RunOptions,
+    session: &mut Session,
+    lock: Lock,
+) -> Result<Ended, RunError> {
     let Execution {
         plan,
         context,
@@ -779,7 +821,9 @@ fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session
         )
     });
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let Some(runtime) = session.runtime.take() else { return exit_code::FAILED };
+    let Some(runtime) = session.runtime.take() else {
+        return Err(RunError::System("the async runtime is gone before the steps started".to_owned()));
+    };
     let mut dispatcher = scheduler::Dispatcher {
         plan,
         context,
@@ -809,16 +853,12 @@ fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session
     let result = runtime.block_on(dispatcher.run());
     drop(dispatcher);
     session.runtime = Some(runtime);
-    let status = match result {
-        Ok(status) => status,
-        Err(error) => {
-            crate::errln!(
-                "error: {error}; the run stopped. `{}` takes it up again.",
-                resume_command(run_id, &[], state_dir)
-            );
-            return exit_code::FAILED;
-        }
-    };
+    let status = result.map_err(|error| {
+        RunError::System(format!(
+            "{error}; the run stopped. `{}` takes it up again.",
+            resume_command(run_id, &[], state_dir)
+        ))
+    })?;
     let state = journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay);
     let report = state.as_ref().ok().map(|state| report::Report::new(plan, state));
     if let Some(report) = &report {
@@ -841,23 +881,17 @@ fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session
     }
     // The lock is released before the hint is computed, so the hint needs no
     // `--break-stale-lock`.
-    let code = match status {
-        RunStatus::Succeeded => {
-            crate::errln!(
-                "next: `{}` for the report",
-                decisions::command(&["report".to_owned(), run_id.to_owned()], state_dir)
-            );
-            return exit_code::SUCCESS;
-        }
-        RunStatus::Failed => exit_code::FAILED,
-        RunStatus::Blocked => exit_code::BLOCKED,
-        RunStatus::Interrupted => exit_code::INTERRUPTED,
-        RunStatus::CompletedWithFailures => exit_code::FAILED,
-    };
+    if status == RunStatus::Succeeded {
+        crate::errln!(
+            "next: `{}` for the report",
+            decisions::command(&["report".to_owned(), run_id.to_owned()], state_dir)
+        );
+        return Ok(Ended::Run(status));
+    }
     // What the steps left running is gone before the lock is released.
     drop(watchdog);
     drop(lock);
-    let Ok(state) = state else { return code };
+    let Ok(state) = state else { return Ok(Ended::Run(status)) };
     let (mut notes, command) = next_step(plan, &state, options);
     notes.extend(decisions::value_hints(plan, &state));
     match status {
@@ -884,7 +918,7 @@ fn execute(execution: Execution<'_>, options: &RunOptions, session: &mut Session
         crate::errln!("  - {note}");
     }
     crate::errln!("next: `{command}`");
-    code
+    Ok(Ended::Run(status))
 }
 
 /// Approval steps waiting for a decision, with their questions.
@@ -901,14 +935,10 @@ pub fn waiting_questions(state: &RunState) -> Vec<(String, String)> {
 fn open_journal(
     path: &Path,
     format: ProgressFormat,
-) -> Result<(JournalWriter, Box<dyn reporter::Reporter>), i32> {
-    match JournalWriter::open(path) {
-        Ok(writer) => Ok((writer, reporter::for_terminal(format))),
-        Err(error) => {
-            crate::errln!("error: cannot open the journal {}: {error}", path.display());
-            Err(exit_code::FAILED)
-        }
-    }
+) -> Result<(JournalWriter, Box<dyn reporter::Reporter>), RunError> {
+    let writer = JournalWriter::open(path)
+        .map_err(|error| RunError::System(format!("cannot open the journal {}: {error}", path.display())))?;
+    Ok((writer, reporter::for_terminal(format)))
 }
 
 /// Journals `events` and shows them; a journal that cannot be written stops the command.
@@ -916,42 +946,37 @@ fn append_all(
     writer: &mut JournalWriter,
     reporter: &mut dyn reporter::Reporter,
     events: Vec<Event>,
-) -> Result<(), i32> {
+) -> Result<(), RunError> {
     for event in events {
-        match writer.append(event) {
-            Ok(record) => reporter.record(&record),
-            Err(error) => {
-                crate::errln!("error: cannot write the journal: {error}");
-                return Err(exit_code::FAILED);
-            }
-        }
+        let record = writer
+            .append(event)
+            .map_err(|error| RunError::System(format!("cannot write the journal: {error}")))?;
+        reporter.record(&record);
     }
     Ok(())
 }
 
-fn check_runnable(plan: &Plan, options: &RunOptions) -> Option<i32> {
+fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
     for id in &options.approve {
         match plan.step(id) {
             Some(step) if step.kind.asks_approval() => {}
             Some(step) => {
-                crate::errln!(
-                    "error: `--approve {id}`: step `{id}` is a {} step, not an approval",
+                return Err(RunError::usage(format!(
+                    "`--approve {id}`: step `{id}` is a {} step, not an approval",
                     step.kind.name()
-                );
-                return Some(exit_code::INVALID);
+                )));
             }
             None => {
                 let ids =
                     plan.steps.iter().filter(|step| step.kind.asks_approval()).map(|step| step.id.as_str());
-                crate::errln!(
-                    "error: `--approve {id}`: no such step; {}",
+                return Err(RunError::usage(format!(
+                    "`--approve {id}`: no such step; {}",
                     crate::lang::diagnostic::suggestion(id, ids)
-                );
-                return Some(exit_code::INVALID);
+                )));
             }
         }
     }
-    None
+    Ok(())
 }
 
 fn take_lock(
@@ -959,9 +984,9 @@ fn take_lock(
     plan: &Plan,
     run_id: &str,
     break_stale: bool,
-) -> Result<(Lock, Option<lock::Holder>), i32> {
+) -> Result<(Lock, Option<lock::Holder>), RunError> {
     Lock::acquire(state_dir, plan.name(), run_id, break_stale)
-        .map_err(|obstacle| print_lock_error(plan, obstacle, state_dir))
+        .map_err(|obstacle| lock_error(plan, obstacle, state_dir))
 }
 
 /// The complete command that takes up the run of a stale lock: every flag it needs.
@@ -972,50 +997,53 @@ fn stale_run_command(plan: &Plan, run_id: &str, state_dir: &Path) -> String {
     }
 }
 
-/// Says why the lock cannot be taken and what to do; returns the exit code.
-fn print_lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> i32 {
+/// Why the lock cannot be taken and what to do.
+fn lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> RunError {
+    let blocked = |message: String, help: String| RunError::Blocked {
+        message,
+        details: Vec::new(),
+        help: Some(help),
+        next: None,
+    };
     match obstacle {
-        LockError::Held(holder) => {
-            crate::errln!(
-                "error: plan {} is already being run by {holder}.\n  help: wait for it, or coordinate with them; \
-                 one run per plan and state directory. `{}` shows where it is",
-                plan.name(),
+        LockError::Held(holder) => blocked(
+            format!("plan {} is already being run by {holder}.", plan.name()),
+            format!(
+                "wait for it, or coordinate with them; one run per plan and state directory. `{}` shows where it is",
                 decisions::command(&["status".to_owned(), holder.run_id.clone()], state_dir)
-            );
-            exit_code::BLOCKED
-        }
-        LockError::Stale(holder) => {
-            crate::errln!(
-                "error: plan {} is locked by {holder}, but that process is gone (stale lock).\n  help: take that \
-                 run up where it stopped: `{}`; or, if it must not go on, start anew with `--break-stale-lock` \
-                 (recorded in the journal)",
-                plan.name(),
+            ),
+        ),
+        LockError::Stale(holder) => blocked(
+            format!("plan {} is locked by {holder}, but that process is gone (stale lock).", plan.name()),
+            format!(
+                "take that run up where it stopped: `{}`; or, if it must not go on, start anew with \
+                 `--break-stale-lock` (recorded in the journal)",
                 stale_run_command(plan, &holder.run_id, state_dir)
-            );
-            exit_code::BLOCKED
-        }
+            ),
+        ),
         LockError::LeftRunning(holder, processes) => {
             let listed: Vec<String> = processes.iter().map(|(pid, name)| format!("{pid} ({name})")).collect();
             let pids: Vec<String> = processes.iter().map(|(pid, _)| pid.to_string()).collect();
-            crate::errln!(
-                "error: plan {} is locked by {holder}; that process is gone, but programs its steps started are \
-                 still running: {}.\n  help: wait for them to end, or stop them (`kill {}`), then `{}`; \
-                 breaking the lock now could run a step twice at the same time",
-                plan.name(),
-                listed.join(", "),
-                pids.join(" "),
-                decisions::command(&["status".to_owned(), holder.run_id.clone()], state_dir)
-            );
-            exit_code::BLOCKED
+            blocked(
+                format!(
+                    "plan {} is locked by {holder}; that process is gone, but programs its steps started are still \
+                     running: {}.",
+                    plan.name(),
+                    listed.join(", ")
+                ),
+                format!(
+                    "wait for them to end, or stop them (`kill {}`), then `{}`; breaking the lock now could run a \
+                     step twice at the same time",
+                    pids.join(" "),
+                    decisions::command(&["status".to_owned(), holder.run_id.clone()], state_dir)
+                ),
+            )
         }
-        LockError::Io(error) => {
-            crate::errln!("error: cannot take the lock: {error}");
-            exit_code::FAILED
-        }
+        LockError::Io(error) => RunError::System(format!("cannot take the lock: {error}")),
     }
 }
 
-fn resolve_secrets(plan: &Plan) -> Result<BTreeMap<String, SecretValue>, Vec<String>> {
+fn resolve_secrets(plan: &Plan) -> Result<BTreeMap<String, SecretValue>, RunError> {
     let mut secrets = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, spec) in &plan.spec.secrets.entries {
@@ -1026,14 +1054,7 @@ fn resolve_secrets(plan: &Plan) -> Result<BTreeMap<String, SecretValue>, Vec<Str
             Err(problem) => problems.push(problem),
         }
     }
-    if problems.is_empty() { Ok(secrets) } else { Err(problems) }
-}
-
-fn usage_errors(problems: &[String]) -> i32 {
-    for problem in problems {
-        crate::errln!("error: {problem}");
-    }
-    exit_code::INVALID
+    if problems.is_empty() { Ok(secrets) } else { Err(RunError::Usage(problems)) }
 }
 
 /// The resume question at a terminal: what will run, what is destructive, what runs again.
