@@ -953,6 +953,19 @@ mod tests {
     }
 
     #[test]
+    fn ancestors_are_the_steps_needed_directly_or_not() {
+        let text = format!(
+            "{HEAD}steps:\n  - {{ id: a, kind: sleep, with: {{ duration: 1s }} }}\n  - {{ id: b, kind: sleep, needs: [a], with: {{ duration: 1s }} }}\n  - {{ id: x, kind: sleep, with: {{ duration: 1s }} }}\n  - {{ id: c, kind: sleep, needs: [b, b], with: {{ duration: 1s }} }}\n"
+        );
+        let plan = plan_from_source(&SourceFile::new("p.yaml", text), crate::kinds::CATALOG).unwrap();
+        let ids = |indices: BTreeSet<usize>| -> Vec<&str> {
+            indices.into_iter().map(|index| plan.steps[index].id.as_str()).collect()
+        };
+        assert_eq!(ids(plan.ancestors(plan.index_of("c").unwrap())), ["a", "b"]);
+        assert!(plan.ancestors(plan.index_of("x").unwrap()).is_empty());
+    }
+
+    #[test]
     fn ancestry_answers_through_long_chains_and_across_branches() {
         // 0 ← 1 ← 2 ← 3, and 4 needs only 0: a diamond-free fork.
         let needs = vec![vec![], vec![0], vec![1], vec![2], vec![0]];
