@@ -6,6 +6,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use petgraph::Direction::Incoming;
+use petgraph::algo::{DfsSpace, has_path_connecting, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Dfs, Visitable};
 use serde_json::Value as Json;
 use sha2::Digest;
 
@@ -34,6 +38,28 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// SHA-256 (hex) of the file's bytes: resume refuses a changed plan.
     pub content_hash: String,
+    /// The steps' needs as a graph (node `i` is `steps[i]`), for [`Plan::ancestors`].
+    needs: NeedsGraph,
+}
+
+/// A graph of needs: node `i` is step `i`, with an edge from each step to each step it
+/// needs.
+type NeedsGraph = DiGraph<(), ()>;
+
+/// Builds the graph of `needs` (the needs of each step, as indices). petgraph lists a
+/// node's edges newest first, so they are added last-first: walks then follow each
+/// step's `needs` in the order written (the cycle reported depends on it).
+fn needs_graph<'n>(needs: impl ExactSizeIterator<Item = &'n [usize]>) -> NeedsGraph {
+    let mut graph = NeedsGraph::with_capacity(needs.len(), needs.len());
+    for _ in 0..needs.len() {
+        graph.add_node(());
+    }
+    for (step, needed) in needs.enumerate() {
+        for &need in needed.iter().rev() {
+            graph.add_edge(NodeIndex::new(step), NodeIndex::new(need), ());
+        }
+    }
+    graph
 }
 
 /// A step of a validated plan.
@@ -89,8 +115,9 @@ impl Plan {
         }
         let order = order.expect("no graph errors means an order exists");
         let steps = assemble(&spec, &order);
+        let needs = needs_graph(steps.iter().map(|step| step.needs.as_slice()));
         let content_hash = hex::encode(sha2::Sha256::digest(file.text().as_bytes()));
-        Ok(Plan { file, spec, steps, content_hash })
+        Ok(Plan { file, spec, steps, content_hash, needs })
     }
 
     /// The plan's name.
@@ -120,14 +147,9 @@ impl Plan {
     /// Indices of every step `index` needs, directly or not.
     #[must_use]
     pub fn ancestors(&self, index: usize) -> BTreeSet<usize> {
-        let mut found = BTreeSet::new();
-        let mut stack: Vec<usize> = self.steps[index].needs.clone();
-        while let Some(next) = stack.pop() {
-            if found.insert(next) {
-                stack.extend(self.steps[next].needs.iter().copied());
-            }
-        }
-        found
+        let mut walk = Dfs::new(&self.needs, NodeIndex::new(index));
+        // The walk starts with the step itself, which a DAG never reaches again.
+        std::iter::from_fn(|| walk.next(&self.needs)).skip(1).map(NodeIndex::index).collect()
     }
 
     /// Steps grouped by stage: each stage can run once the previous ones finished.
@@ -250,15 +272,16 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        let order = topological_order(&edges);
+        let graph = needs_graph(edges.iter().map(Vec::as_slice));
+        let order = topological_order(&graph);
         if order.len() < steps.len() {
             sound = false;
-            self.cycles(&edges, &order);
+            self.cycles(&graph, &order);
         }
         sound.then_some(order)
     }
 
-    fn cycles(&mut self, edges: &[Vec<usize>], ordered: &[usize]) {
+    fn cycles(&mut self, graph: &NeedsGraph, ordered: &[usize]) {
         let steps = &self.spec.steps;
         let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
         let mut in_order = vec![false; steps.len()];
@@ -271,7 +294,7 @@ impl<'a> Checker<'a> {
             if on_reported[start] {
                 continue;
             }
-            let Some(cycle) = find_cycle(edges, start) else { continue };
+            let Some(cycle) = find_cycle(graph, start) else { continue };
             let mut key = cycle.clone();
             key.sort_unstable();
             if !reported.insert(key) {
@@ -458,7 +481,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn when(&mut self, when: &Located<String>, index: usize, ancestors: &mut Ancestry<'_>) {
+    fn when(&mut self, when: &Located<String>, index: usize, ancestors: &mut Ancestry) {
         let literal = matches!(when.value.trim(), "true" | "false");
         if !literal && !crate::lang::template::contains_expression(&when.value) {
             self.push(
@@ -478,7 +501,7 @@ impl<'a> Checker<'a> {
         self.template(&when.value, when.span, index, ancestors);
     }
 
-    fn template(&mut self, text: &str, span: Span, index: usize, ancestors: &mut Ancestry<'_>) {
+    fn template(&mut self, text: &str, span: Span, index: usize, ancestors: &mut Ancestry) {
         if !crate::lang::template::contains_expression(text) {
             return;
         }
@@ -536,7 +559,7 @@ impl<'a> Checker<'a> {
         &self,
         path: &[String],
         index: usize,
-        ancestors: &mut Ancestry<'_>,
+        ancestors: &mut Ancestry,
     ) -> Option<(String, String)> {
         let spec = self.spec;
         let written = path.join(".");
@@ -569,7 +592,7 @@ impl<'a> Checker<'a> {
         &self,
         path: &[String],
         index: usize,
-        ancestors: &mut Ancestry<'_>,
+        ancestors: &mut Ancestry,
     ) -> Option<(String, String)> {
         let steps = &self.spec.steps;
         let written = path.join(".");
@@ -644,22 +667,24 @@ fn name_problem<'n>(
 
 /// Answers "does this step need that one, directly or not?" for template references,
 /// without building every step's set of ancestors (quadratic in a long chain).
-struct Ancestry<'a> {
+struct Ancestry {
     /// Direct needs of each step.
-    needs: &'a [Vec<usize>],
+    needs: NeedsGraph,
     /// Answers found so far, `(step, target)`; shared by later questions about the
     /// same target, so a chain whose every step reads the first is still linear.
     known: HashMap<(usize, usize), bool>,
     /// Whether the needs form no cycle: only then is a memoised "no" final.
     acyclic: bool,
     /// Steps seen by the current search of a graph with cycles.
-    seen: Vec<bool>,
+    seen: DfsSpace<NodeIndex, <NeedsGraph as Visitable>::Map>,
 }
 
-impl<'a> Ancestry<'a> {
-    fn new(needs: &'a [Vec<usize>]) -> Ancestry<'a> {
-        let acyclic = topological_order(needs).len() == needs.len();
-        Ancestry { needs, known: HashMap::new(), acyclic, seen: vec![false; needs.len()] }
+impl Ancestry {
+    fn new(needs: &[Vec<usize>]) -> Ancestry {
+        let needs = needs_graph(needs.iter().map(Vec::as_slice));
+        let acyclic = toposort(&needs, None).is_ok();
+        let seen = DfsSpace::new(&needs);
+        Ancestry { needs, known: HashMap::new(), acyclic, seen }
     }
 
     /// Whether `step` needs `target`, directly or through other steps.
@@ -673,15 +698,14 @@ impl<'a> Ancestry<'a> {
         if let Some(&known) = self.known.get(&(step, target)) {
             return known;
         }
-        // (step, index of its next need to look at)
-        let mut stack = vec![(step, 0_usize)];
-        while let Some(&(current, next)) = stack.last() {
-            let Some(&need) = self.needs[current].get(next) else {
-                self.known.insert((current, target), false);
+        // (step, its needs not looked at yet)
+        let mut stack = vec![(step, self.needs.neighbors(NodeIndex::new(step)))];
+        while let Some((current, needs)) = stack.last_mut() {
+            let Some(need) = needs.next().map(NodeIndex::index) else {
+                self.known.insert((*current, target), false);
                 stack.pop();
                 continue;
             };
-            stack.last_mut().expect("not empty").1 += 1;
             let reached = need == target || self.known.get(&(need, target)) == Some(&true);
             if reached {
                 // Every step on the stack needs the one above it, so all reach `target`.
@@ -691,44 +715,29 @@ impl<'a> Ancestry<'a> {
                 return true;
             }
             if !self.known.contains_key(&(need, target)) {
-                stack.push((need, 0));
+                stack.push((need, self.needs.neighbors(NodeIndex::new(need))));
             }
         }
         false
     }
 
     /// A plain search, for graphs with cycles (already reported; templates are still
-    /// checked so every problem shows at once).
+    /// checked so every problem shows at once). `step` is never `target`.
     fn needs_searched(&mut self, step: usize, target: usize) -> bool {
-        self.seen.fill(false);
-        let mut stack = self.needs[step].clone();
-        while let Some(next) = stack.pop() {
-            if next == target {
-                return true;
-            }
-            if !std::mem::replace(&mut self.seen[next], true) {
-                stack.extend(self.needs[next].iter().copied());
-            }
-        }
-        false
+        has_path_connecting(&self.needs, NodeIndex::new(step), NodeIndex::new(target), Some(&mut self.seen))
     }
 }
 
-/// Kahn's algorithm; ties broken by source order so the order is stable.
-fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
-    let count = edges.len();
-    let mut remaining: Vec<usize> = edges.iter().map(Vec::len).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); count];
-    for (index, needs) in edges.iter().enumerate() {
-        for &need in needs {
-            dependents[need].push(index);
-        }
-    }
-    let mut ready: BTreeSet<usize> = (0..count).filter(|&index| remaining[index] == 0).collect();
-    let mut order = Vec::with_capacity(count);
+/// Kahn's algorithm; ties broken by source order so the order is stable. (petgraph's
+/// `toposort` and `Topo` break ties otherwise, and this order is the order of steps in
+/// dry-runs and runs.) The steps left out are those on a cycle or needing one.
+fn topological_order(graph: &NeedsGraph) -> Vec<usize> {
+    let mut remaining: Vec<usize> = graph.node_indices().map(|step| graph.neighbors(step).count()).collect();
+    let mut ready: BTreeSet<usize> = (0..remaining.len()).filter(|&step| remaining[step] == 0).collect();
+    let mut order = Vec::with_capacity(remaining.len());
     while let Some(next) = ready.pop_first() {
         order.push(next);
-        for &dependent in &dependents[next] {
+        for dependent in graph.neighbors_directed(NodeIndex::new(next), Incoming).map(NodeIndex::index) {
             remaining[dependent] -= 1;
             if remaining[dependent] == 0 {
                 ready.insert(dependent);
@@ -740,27 +749,27 @@ fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
 
 /// A cycle reachable from `start`, as step indices in need order: the first one a
 /// depth-first walk (needs in the order written) meets. Iterative, so a cycle through
-/// thousands of steps cannot overflow the stack.
-fn find_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
+/// thousands of steps cannot overflow the stack (petgraph's `depth_first_search`, which
+/// reports back edges, recurses).
+fn find_cycle(graph: &NeedsGraph, start: usize) -> Option<Vec<usize>> {
     // Position of each step on the current path, if it is on it.
-    let mut on_path: Vec<Option<usize>> = vec![None; edges.len()];
-    let mut visited = vec![false; edges.len()];
-    // (step, index of its next edge)
-    let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+    let mut on_path: Vec<Option<usize>> = vec![None; graph.node_count()];
+    let mut visited = vec![false; graph.node_count()];
+    // (step, its needs not followed yet)
+    let mut path = vec![(start, graph.neighbors(NodeIndex::new(start)))];
     on_path[start] = Some(0);
-    while let Some(&(current, next_edge)) = path.last() {
-        let Some(&next) = edges[current].get(next_edge) else {
-            on_path[current] = None;
+    while let Some((current, needs)) = path.last_mut() {
+        let Some(next) = needs.next().map(NodeIndex::index) else {
+            on_path[*current] = None;
             path.pop();
             continue;
         };
-        path.last_mut().expect("not empty").1 += 1;
         if let Some(position) = on_path[next] {
-            return Some(path[position..].iter().map(|&(index, _)| index).collect());
+            return Some(path[position..].iter().map(|&(step, _)| step).collect());
         }
         if !std::mem::replace(&mut visited[next], true) {
             on_path[next] = Some(path.len());
-            path.push((next, 0));
+            path.push((next, graph.neighbors(NodeIndex::new(next))));
         }
     }
     None
@@ -947,6 +956,19 @@ mod tests {
         let ids: Vec<&str> = plan.steps.iter().map(|step| step.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(plan.stages(), vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn ancestors_are_the_steps_needed_directly_or_not() {
+        let text = format!(
+            "{HEAD}steps:\n  - {{ id: a, kind: sleep, with: {{ duration: 1s }} }}\n  - {{ id: b, kind: sleep, needs: [a], with: {{ duration: 1s }} }}\n  - {{ id: x, kind: sleep, with: {{ duration: 1s }} }}\n  - {{ id: c, kind: sleep, needs: [b, b], with: {{ duration: 1s }} }}\n"
+        );
+        let plan = plan_from_source(&SourceFile::new("p.yaml", text), crate::kinds::CATALOG).unwrap();
+        let ids = |indices: BTreeSet<usize>| -> Vec<&str> {
+            indices.into_iter().map(|index| plan.steps[index].id.as_str()).collect()
+        };
+        assert_eq!(ids(plan.ancestors(plan.index_of("c").unwrap())), ["a", "b"]);
+        assert!(plan.ancestors(plan.index_of("x").unwrap()).is_empty());
     }
 
     #[test]
