@@ -22,7 +22,8 @@ package_installed() {
 }
 
 # procps: kill(1), with which the pg steps stop pg_restore -j and its forked workers.
-wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps)
+# zsh, fish: tests/integrations.rs sources the completion scripts in them.
+wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish)
 missing_packages=()
 for package in "${wanted_packages[@]}"; do
     package_installed "$package" || missing_packages+=("$package")

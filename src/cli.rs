@@ -150,6 +150,17 @@ pub enum Command {
         #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::run::decisions::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh and fish also complete run and step ids).
+    Completions {
+        /// The shell.
+        shell: crate::completions::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command with `--out`.
+    Man {
+        /// Write dr-plan.1, dr-plan-run.1, ... into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Options of `run`, `drill` and `resume`.

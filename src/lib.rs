@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
+pub mod completions;
 pub mod diagnostic;
 pub mod dry_run;
 pub mod duration;
