@@ -1,7 +1,12 @@
 //! dr-plan where it plugs into other tools: the shell completion scripts (sourced in
-//! real bash, zsh and fish) and the manual pages, against the built binary.
+//! real bash, zsh and fish), the manual pages, the pre-commit hook
+//! (`.pre-commit-hooks.yaml`) and the GitHub Action (`action.yml`), each run the way
+//! its host runs it, against the shipped plans and the built binary. Nothing here
+//! touches the network: the action's install and upload steps are GitHub's part, and
+//! `gh` is a stand-in that records what it was asked.
 //!
-//! bash, zsh and fish come from `scripts/install-test-deps.sh`.
+//! bash, zsh, fish and python3 (for pre-commit's `files` regex) come from
+//! `scripts/install-test-deps.sh`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,6 +16,7 @@ use clap::CommandFactory;
 use serde_json::Value as Json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
+const REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");
 
 /// `PATH` with the built `dr-plan` first (and `extra` before it).
 fn path_with_binary(extra: Option<&Path>) -> String {
@@ -381,4 +387,346 @@ fn man_prints_the_main_page_and_writes_one_page_per_command() {
     }
     let run_page = std::fs::read_to_string(pages.join("dr-plan-run.1")).expect("the run page");
     assert!(run_page.contains("\\-\\-approve") && run_page.contains("DR_PLAN_STATE_DIR"), "{run_page}");
+}
+
+// ---- the pre-commit hook ------------------------------------------------------------
+
+/// A YAML file of the repository as JSON, read with dr-plan's own loader.
+fn yaml(name: &str) -> Json {
+    let text = std::fs::read_to_string(Path::new(REPOSITORY).join(name)).expect("the file");
+    let file = dr_plan::source::SourceFile::new(name, text);
+    dr_plan::load::load(&file).unwrap_or_else(|problems| panic!("{name}: {problems:?}")).to_json()
+}
+
+/// Files under `root` (relative, `/`-separated) that pre-commit would pass to a hook
+/// with this `files` pattern (a Python `re.search`, applied here by python3).
+fn matching_files(pattern: &str, root: &Path) -> Vec<String> {
+    fn walk(directory: &Path, root: &Path, files: &mut Vec<String>) {
+        for entry in std::fs::read_dir(directory).expect("a directory") {
+            let path = entry.expect("an entry").path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if path.is_dir() {
+                if name != "target" && name != ".git" {
+                    walk(&path, root, files);
+                }
+            } else {
+                files.push(path.strip_prefix(root).expect("under root").to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, root, &mut files);
+    let mut python = tool("python3")
+        .args(["-c", "import re, sys\nfor line in sys.stdin.read().splitlines():\n    if re.search(sys.argv[1], line): print(line)", pattern])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(&mut python.stdin.take().expect("stdin"), files.join("\n").as_bytes())
+        .expect("the list");
+    let output = python.wait_with_output().expect("python3 ends");
+    assert!(output.status.success(), "{}", describe(&output));
+    let mut matched: Vec<String> = text(&output.stdout).lines().map(str::to_owned).collect();
+    matched.sort();
+    matched
+}
+
+fn pre_commit_hook() -> Json {
+    let hooks = yaml(".pre-commit-hooks.yaml");
+    let hook = hooks.as_array().expect("a list of hooks").iter().find(|hook| hook["id"] == "dr-plan-lint");
+    hook.expect("the dr-plan-lint hook").clone()
+}
+
+/// Runs the hook's entry as pre-commit does: the entry's words, the hook's `args`,
+/// then the files, from the repository's root, with `dr-plan` on `PATH`.
+fn run_hook(hook: &Json, files: &[String], root: &Path) -> Output {
+    let entry: Vec<&str> = hook["entry"].as_str().expect("an entry").split_whitespace().collect();
+    let mut command = Command::new(entry[0]);
+    command
+        .args(&entry[1..])
+        .args(files)
+        .current_dir(root)
+        .env("PATH", path_with_binary(None))
+        .env("NO_COLOR", "1");
+    command.stdin(Stdio::null()).output().expect("the hook's entry runs")
+}
+
+#[test]
+fn the_pre_commit_hook_lints_the_shipped_plans_and_fails_on_a_broken_one() {
+    let hook = pre_commit_hook();
+    assert_eq!(hook["language"], "rust", "pre-commit builds dr-plan with cargo");
+    assert_eq!(hook["entry"], "dr-plan lint");
+    assert_eq!(hook["pass_filenames"], true);
+    let pattern = hook["files"].as_str().expect("a files pattern");
+
+    // What pre-commit passes in this repository: the shipped plans, nothing else (no
+    // workflow, no fixture, not this file, not plans/README.md).
+    let files = matching_files(pattern, Path::new(REPOSITORY));
+    let mut shipped: Vec<String> = std::fs::read_dir(Path::new(REPOSITORY).join("plans"))
+        .expect("plans/")
+        .map(|entry| format!("plans/{}", entry.expect("an entry").file_name().to_string_lossy()))
+        .filter(|name| name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".toml"))
+        .collect();
+    shipped.sort();
+    assert_eq!(files, shipped);
+    let clean = run_hook(&hook, &files, Path::new(REPOSITORY));
+    assert_eq!(clean.status.code(), Some(0), "{}", describe(&clean));
+
+    // A repository whose plans include a broken one: the hook fails with lint's code.
+    let repository = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir_all(repository.path().join("plans")).expect("plans/");
+    std::fs::create_dir_all(repository.path().join(".github/workflows")).expect("workflows/");
+    for plan in &shipped {
+        std::fs::copy(Path::new(REPOSITORY).join(plan), repository.path().join(plan)).expect("a copy");
+    }
+    std::fs::write(repository.path().join(".github/workflows/ci.yml"), "on: push\njobs: {}\n")
+        .expect("a workflow");
+    std::fs::write(
+        repository.path().join("plans/broken.yml"),
+        "version: 1\nname: broken\nsteps:\n  - id: a\n    kind: sleep\n    needs: [nowhere]\n    with: { duration: 1s }\n",
+    )
+    .expect("a broken plan");
+    let files = matching_files(pattern, repository.path());
+    assert!(
+        files.contains(&"plans/broken.yml".to_owned())
+            && !files.iter().any(|file| file.contains("workflows"))
+    );
+    let broken = run_hook(&hook, &files, repository.path());
+    assert_eq!(broken.status.code(), Some(2), "{}", describe(&broken));
+    assert!(text(&broken.stdout).contains("plans/broken.yml"), "{}", describe(&broken));
+}
+
+// ---- the GitHub Action ----------------------------------------------------------------
+
+/// A step of the composite action, run as GitHub runs a `shell: bash` step.
+struct ActionRun {
+    workspace: tempfile::TempDir,
+    temp: tempfile::TempDir,
+    inputs: serde_json::Map<String, Json>,
+    outputs: serde_json::Map<String, Json>,
+}
+
+impl ActionRun {
+    /// A workspace holding a copy of the shipped plans, the action's inputs at their
+    /// defaults overridden by `inputs`, a stand-in `gh` on `PATH`.
+    fn new(inputs: &[(&str, &str)]) -> ActionRun {
+        let workspace = tempfile::tempdir().expect("a workspace");
+        let temp = tempfile::tempdir().expect("a runner temp");
+        let plans = workspace.path().join("plans");
+        std::fs::create_dir_all(&plans).expect("plans/");
+        for entry in std::fs::read_dir(Path::new(REPOSITORY).join("plans")).expect("plans/") {
+            let path = entry.expect("an entry").path();
+            std::fs::copy(&path, plans.join(path.file_name().expect("a name"))).expect("a copy");
+        }
+        let bin = temp.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin/");
+        // `gh pr comment`: records its arguments and the body; `--edit-last` fails the
+        // first time, as when the pull request has no comment of this user yet.
+        let gh = bin.join("gh");
+        std::fs::write(
+            &gh,
+            "#!/usr/bin/env bash\nlog=\"$RUNNER_TEMP/gh.calls\"\necho \"$*\" >> \"$log\"\n\
+             while [ $# -gt 0 ]; do case \"$1\" in --body-file) cp \"$2\" \"$RUNNER_TEMP/gh.body\"; shift;; \
+             --edit-last) if [ ! -e \"$RUNNER_TEMP/gh.commented\" ]; then echo 'no comment to edit' >&2; exit 1; fi;; \
+             esac; shift; done\ntouch \"$RUNNER_TEMP/gh.commented\"\n",
+        )
+        .expect("a stand-in gh");
+        std::fs::set_permissions(&gh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let mut defaults = serde_json::Map::new();
+        for (name, input) in action()["inputs"].as_object().expect("inputs") {
+            defaults
+                .insert(name.clone(), input.get("default").cloned().unwrap_or(Json::String(String::new())));
+        }
+        for (name, value) in inputs {
+            assert!(defaults.contains_key(*name), "action.yml has no input `{name}`");
+            defaults.insert((*name).to_owned(), Json::String((*value).to_owned()));
+        }
+        ActionRun { workspace, temp, inputs: defaults, outputs: serde_json::Map::new() }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.temp.path().join(name)
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.file(name)).unwrap_or_default()
+    }
+
+    /// The value of an expression of a step's `env:`.
+    fn evaluate(&self, value: &str) -> String {
+        let Some(expression) = value.strip_prefix("${{").and_then(|rest| rest.strip_suffix("}}")) else {
+            return value.to_owned();
+        };
+        let expression = expression.trim();
+        if let Some(input) = expression.strip_prefix("inputs.") {
+            return match &self.inputs[input] {
+                Json::String(text) if text == "${{ github.token }}" => "a-token".to_owned(),
+                Json::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+        }
+        if let Some(output) = expression.strip_prefix("steps.lint.outputs.") {
+            return self.outputs.get(output).and_then(Json::as_str).unwrap_or_default().to_owned();
+        }
+        match expression {
+            "github.event.pull_request.number" => "42".to_owned(),
+            other => panic!("the test does not know the expression `{other}`"),
+        }
+    }
+
+    /// Runs step `id`: `bash --noprofile --norc -eo pipefail` on its script, with its
+    /// `env:`, the runner's variables pointing at files, and `dr-plan` and `gh` on
+    /// `PATH`; what it wrote to `GITHUB_OUTPUT` becomes `steps.<id>.outputs`.
+    fn step(&mut self, id: &str) -> Output {
+        let step = action_step(id);
+        assert_eq!(step["shell"], "bash", "{id}");
+        let script = step["run"].as_str().expect("a run script");
+        let script_file = self.file(&format!("{id}.sh"));
+        std::fs::write(&script_file, script).expect("the script");
+        let output_file = self.file(&format!("{id}.output"));
+        let mut command = tool("bash");
+        command
+            .args(["--noprofile", "--norc", "-eo", "pipefail"])
+            .arg(&script_file)
+            .current_dir(self.workspace.path())
+            .env("PATH", path_with_binary(Some(&self.temp.path().join("bin"))))
+            .env("NO_COLOR", "1")
+            .env("RUNNER_TEMP", self.temp.path())
+            .env("GITHUB_OUTPUT", &output_file)
+            .env("GITHUB_STEP_SUMMARY", self.file("summary.md"))
+            .env("GITHUB_PATH", self.file("path"))
+            .env("GITHUB_ENV", self.file("env"))
+            .env("GITHUB_REPOSITORY", "festivals/runbooks")
+            .env("GITHUB_WORKSPACE", self.workspace.path());
+        if let Some(environment) = step["env"].as_object() {
+            for (name, value) in environment {
+                command.env(name, self.evaluate(value.as_str().expect("a string")));
+            }
+        }
+        let output = command.output().expect("bash runs");
+        if id == "lint" {
+            for line in std::fs::read_to_string(&output_file).unwrap_or_default().lines() {
+                if let Some((name, value)) = line.split_once('=') {
+                    self.outputs.insert(name.to_owned(), Json::String(value.to_owned()));
+                }
+            }
+        }
+        output
+    }
+
+    fn sarif(&self) -> Json {
+        let path = self.outputs["sarif-file"].as_str().expect("the sarif-file output");
+        let path = self.workspace.path().join(path);
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the SARIF log")).expect("SARIF is JSON")
+    }
+}
+
+fn action() -> Json {
+    yaml("action.yml")
+}
+
+fn action_step(id: &str) -> Json {
+    let action = action();
+    let steps = action["runs"]["steps"].as_array().expect("steps");
+    steps.iter().find(|step| step["id"] == id).unwrap_or_else(|| panic!("no step `{id}`")).clone()
+}
+
+#[test]
+fn the_action_is_a_composite_that_never_interpolates_into_scripts() {
+    let action = action();
+    assert_eq!(action["runs"]["using"], "composite");
+    for step in action["runs"]["steps"].as_array().expect("steps") {
+        if let Some(script) = step["run"].as_str() {
+            assert!(!script.contains("${{"), "step {}: an expression inside `run:`", step["id"]);
+            assert_eq!(step["shell"], "bash", "step {}", step["id"]);
+        }
+    }
+    let install = action_step("install")["run"].as_str().expect("a script").to_owned();
+    assert!(
+        install.contains("cargo install --locked") && install.contains("--git") && install.contains("--rev")
+    );
+    let upload = action_step("upload");
+    assert!(upload["uses"].as_str().expect("uses").starts_with("github/codeql-action/upload-sarif@"));
+    assert!(
+        upload["if"].as_str().expect("if").contains("!cancelled()"),
+        "uploaded even when lint found errors"
+    );
+    assert_eq!(upload["with"]["sarif_file"], "${{ steps.lint.outputs.sarif-file }}");
+    let verdict = action_step("verdict");
+    assert!(verdict["if"].as_str().expect("if").contains("steps.lint.outputs.exit-code != '0'"));
+    assert!(action_step("dry-run")["if"].as_str().expect("if").contains("inputs.comment-dry-run != ''"));
+}
+
+#[test]
+fn the_action_lints_into_sarif_and_comments_the_dry_run() {
+    let mut run = ActionRun::new(&[("plans", "plans"), ("comment-dry-run", "plans/db-corruption.yaml")]);
+    let lint = run.step("lint");
+    assert!(lint.status.success(), "{}", describe(&lint));
+    assert_eq!(run.outputs["exit-code"], "0");
+    let sarif = run.sarif();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert_eq!(sarif["runs"][0]["tool"]["driver"]["name"], "dr-plan");
+    assert_eq!(sarif["runs"][0]["results"].as_array().map(Vec::len), Some(0), "{sarif}");
+
+    let dry_run = run.step("dry-run");
+    assert!(dry_run.status.success(), "{}", describe(&dry_run));
+    let expected =
+        dr_plan(&["dry-run", "--format", "markdown", "plans/db-corruption.yaml"], run.workspace.path());
+    let expected = text(&expected.stdout);
+    assert!(expected.starts_with("## dr-plan dry-run: `db-corruption`"), "{expected}");
+    assert_eq!(run.read("gh.body"), expected, "the comment's body is the dry-run");
+    assert_eq!(run.read("summary.md"), expected, "and so is the job summary");
+    // `--edit-last` found no comment, so one was created.
+    let calls: Vec<String> = run.read("gh.calls").lines().map(str::to_owned).collect();
+    let body = run.file("dr-plan-dry-run.md").display().to_string();
+    assert_eq!(
+        calls,
+        [
+            format!("pr comment 42 --repo festivals/runbooks --edit-last --body-file {body}"),
+            format!("pr comment 42 --repo festivals/runbooks --body-file {body}"),
+        ]
+    );
+    // On the next push the comment is edited in place.
+    let again = run.step("dry-run");
+    assert!(again.status.success(), "{}", describe(&again));
+    assert_eq!(run.read("gh.calls").lines().count(), 3);
+}
+
+#[test]
+fn the_action_uploads_before_it_fails_on_a_broken_plan() {
+    let mut run = ActionRun::new(&[("plans", "plans"), ("deny-warnings", "true")]);
+    std::fs::write(
+        run.workspace.path().join("plans/broken.yaml"),
+        "version: 1\nname: broken\nsteps:\n  - id: a\n    kind: sleep\n    needs: [nowhere]\n    with: { duration: 1s }\n",
+    )
+    .expect("a broken plan");
+    // The lint step succeeds, so the upload runs; it records lint's exit code.
+    let lint = run.step("lint");
+    assert!(lint.status.success(), "{}", describe(&lint));
+    assert_eq!(run.outputs["exit-code"], "2");
+    assert!(
+        text(&lint.stdout).contains("::error file=plans/broken.yaml"),
+        "annotations: {}",
+        describe(&lint)
+    );
+    let sarif = run.sarif();
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().expect("results");
+    assert!(
+        results.iter().any(|result| result["level"] == "error"
+            && result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                .as_str()
+                .is_some_and(|uri| uri.ends_with("broken.yaml"))),
+        "{sarif}"
+    );
+    // Then the last step fails the job with lint's code.
+    let verdict = run.step("verdict");
+    assert_eq!(verdict.status.code(), Some(2), "{}", describe(&verdict));
+    assert!(text(&verdict.stdout).contains("::error::dr-plan lint exited 2"), "{}", describe(&verdict));
+
+    // A path that does not exist is an error in the log too, not a green job.
+    let mut missing = ActionRun::new(&[("plans", "plans nowhere")]);
+    let lint = missing.step("lint");
+    assert!(lint.status.success(), "{}", describe(&lint));
+    assert_eq!(missing.outputs["exit-code"], "2");
 }
