@@ -22,7 +22,9 @@ package_installed() {
 }
 
 # procps: kill(1), with which the pg steps stop pg_restore -j and its forked workers.
-wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps)
+# zsh, fish: tests/integrations.rs sources the completion scripts in them; python3
+# applies pre-commit's `files` pattern of .pre-commit-hooks.yaml the way pre-commit does.
+wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish python3)
 missing_packages=()
 for package in "${wanted_packages[@]}"; do
     package_installed "$package" || missing_packages+=("$package")

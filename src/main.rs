@@ -12,6 +12,10 @@ fn main() {
     if let Some(dr_plan_pid) = dr_plan::sys::orphan_watchdog::requested(std::env::args_os()) {
         std::process::exit(dr_plan::sys::orphan_watchdog::serve(dr_plan_pid));
     }
+    // The hidden helper through which the completion scripts ask for run and step ids.
+    if let Some(request) = dr_plan::cli::completions::requested(std::env::args_os()) {
+        std::process::exit(dr_plan::cli::completions::serve(&request));
+    }
     // One TLS crypto provider for every HTTP client in the process (see DEPENDENCIES.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
@@ -63,6 +67,8 @@ fn main() {
         Command::Report { run_id, format, metrics_file, state_dir } => {
             dr_plan::cli::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
         }
+        Command::Completions { shell } => dr_plan::cli::completions::print_script(shell),
+        Command::Man { out } => dr_plan::cli::completions::man(out.as_deref()),
         Command::Schema => {
             dr_plan::outln!(
                 "{}",

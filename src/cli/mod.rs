@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod commands;
+pub mod completions;
 pub mod exit;
 pub mod lint;
 pub mod schema;
@@ -154,6 +155,17 @@ pub enum Command {
         /// Where runs are kept.
         #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh and fish also complete run and step ids).
+    Completions {
+        /// The shell.
+        shell: completions::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command with `--out`.
+    Man {
+        /// Write dr-plan.1, dr-plan-run.1, ... into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
