@@ -92,6 +92,18 @@ pub struct ResumeArguments {
     pub overrides: Overrides,
 }
 
+impl ResumeArguments {
+    /// What the resume planner is asked to decide.
+    fn request(&self) -> ResumeRequest {
+        ResumeRequest {
+            rerun_interrupted: self.rerun_interrupted,
+            rerun: self.rerun.clone(),
+            mark_done: self.mark_done.clone(),
+            overridden: self.overrides.values.iter().map(|(name, _)| name.clone()).collect(),
+        }
+    }
+}
+
 /// The async runtime and the operator's console of one command. Dropping it does not
 /// wait for a prompt's reader: Ctrl-C at a question ends the command at once.
 struct Session {
@@ -150,19 +162,9 @@ pub fn start(
             Some(format!("dr-plan {}", this_command_confirmed(path))),
         ));
     }
-    for (unfinished, status) in unfinished_runs(&options.state_dir, plan.name()) {
-        crate::errln!(
-            "note: run {unfinished} of this plan is {status}; to take it up instead of starting anew: `{}`",
-            stale_run_command(&plan, &unfinished, &options.state_dir)
-        );
-    }
+    note_unfinished_runs(&plan, &options.state_dir);
     let mut session = Session::start()?;
-    let run_id = format!(
-        "{}-{}-{:04x}",
-        plan.name(),
-        chrono::Utc::now().format("%Y%m%d-%H%M%S"),
-        rand::random::<u16>()
-    );
+    let run_id = new_run_id(&plan);
     // The lock comes first, so nobody starts the plan while this operator reads the
     // question; nothing is written under runs/ until the operator said yes.
     let (lock, broken) = take_lock(&options.state_dir, &plan, &run_id, options.break_stale_lock)?;
@@ -174,19 +176,8 @@ pub fn start(
             .map(|runtime| runtime.block_on(confirm(&mut session.console, &plan, drill)));
         expect_yes(answer, "not started.", "nothing was started.")?;
     }
-    let run_dir = journal::run_dir(&options.state_dir, &run_id);
-    let snapshot = run_dir.join("plan.snapshot");
-    files::private_dir(&run_dir)
-        .and_then(|()| files::create_private(&snapshot, plan.file.text().as_bytes()))
-        .map_err(|error| RunError::System(format!("cannot create {}: {error}", snapshot.display())))?;
+    let (run_dir, mut writer, mut reporter) = create_run(&plan, &run_id, options)?;
     let redactor = Arc::new(Redactor::new(secrets.values()));
-    let (mut writer, mut reporter) =
-        open_journal(&journal::journal_path(&options.state_dir, &run_id), options.format)?;
-    if options.state_dir.is_relative() {
-        let absolute = std::path::absolute(&options.state_dir).unwrap_or_else(|_| options.state_dir.clone());
-        reporter
-            .message(&format!("state directory: {} (--state-dir, DR_PLAN_STATE_DIR)", absolute.display()));
-    }
     let started = Event::RunStarted {
         format: journal::FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -228,6 +219,44 @@ pub fn start(
         approval_needed_at: BTreeMap::new(),
     };
     execute(execution, options, &mut session, lock)
+}
+
+/// `<plan>-<yyyymmdd>-<hhmmss>-<4 hex>`: sorted by time, unique enough for one plan.
+fn new_run_id(plan: &Plan) -> String {
+    format!("{}-{}-{:04x}", plan.name(), chrono::Utc::now().format("%Y%m%d-%H%M%S"), rand::random::<u16>())
+}
+
+/// Names the runs of this plan that did not end, with the command that takes each up:
+/// starting anew may not be what the operator wants.
+fn note_unfinished_runs(plan: &Plan, state_dir: &Path) {
+    for (unfinished, status) in unfinished_runs(state_dir, plan.name()) {
+        crate::errln!(
+            "note: run {unfinished} of this plan is {status}; to take it up instead of starting anew: `{}`",
+            stale_run_command(plan, &unfinished, state_dir)
+        );
+    }
+}
+
+/// A new run's directory with the copy of its plan, and its journal opened for the
+/// reporter of this terminal.
+fn create_run(
+    plan: &Plan,
+    run_id: &str,
+    options: &RunOptions,
+) -> Result<(PathBuf, JournalWriter, Box<dyn reporter::Reporter>), RunError> {
+    let run_dir = journal::run_dir(&options.state_dir, run_id);
+    let snapshot = run_dir.join("plan.snapshot");
+    files::private_dir(&run_dir)
+        .and_then(|()| files::create_private(&snapshot, plan.file.text().as_bytes()))
+        .map_err(|error| RunError::System(format!("cannot create {}: {error}", snapshot.display())))?;
+    let (writer, mut reporter) =
+        open_journal(&journal::journal_path(&options.state_dir, run_id), options.format)?;
+    if options.state_dir.is_relative() {
+        let absolute = std::path::absolute(&options.state_dir).unwrap_or_else(|_| options.state_dir.clone());
+        reporter
+            .message(&format!("state directory: {} (--state-dir, DR_PLAN_STATE_DIR)", absolute.display()));
+    }
+    Ok((run_dir, writer, reporter))
 }
 
 /// This command's words with `--yes` added, paths made absolute, so that it works
@@ -272,12 +301,7 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
         ),
         help: None,
     })?;
-    let request = ResumeRequest {
-        rerun_interrupted: arguments.rerun_interrupted,
-        rerun: arguments.rerun.clone(),
-        mark_done: arguments.mark_done.clone(),
-        overridden: arguments.overrides.values.iter().map(|(name, _)| name.clone()).collect(),
-    };
+    let request = arguments.request();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     check_decisions(&plan, &recorded.state, &request, arguments, options, interactive)?;
     let mut session = Session::start()?;
@@ -306,8 +330,11 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
     let values = recorded.values(&plan, arguments)?;
     let redactor = Arc::new(Redactor::new(values.secrets.values()));
     let (mut writer, mut reporter) = open_journal(&recorded.journal_file, options.format)?;
-    let events = resume_events(arguments, options, &redactor, broken, resumption.rerun.clone());
-    append_all(&mut writer, reporter.as_mut(), events)?;
+    append_all(
+        &mut writer,
+        reporter.as_mut(),
+        resume_events(arguments, options, &redactor, broken, resumption.rerun.clone()),
+    )?;
     let run_dir = journal::run_dir(&options.state_dir, run_id);
     let taken_up = TakenUp::from_journal(&plan, &recorded.state, resumption.states);
     let context = Context {
@@ -792,12 +819,58 @@ struct Execution<'a> {
     approval_needed_at: BTreeMap<String, String>,
 }
 
+/// Runs the steps: the orphan watchdog, the dispatcher, then the records of the end
+/// (drill history, metrics, the summary line) and the next command.
 fn execute(
     execution: Execution<'_>,
     options: &RunOptions,
     session: &mut Session,
     lock: Lock,
 ) -> Result<Ended, RunError> {
+    let (plan, run_id, drill) = (execution.plan, execution.run_id, execution.drill);
+    let state_dir = &options.state_dir;
+    session.last_words(Some(&lock), Some(format!("next: `{}`", resume_command(run_id, &[], state_dir))));
+    // Kills the steps' programs should this process die without stopping them (kill -9).
+    let watchdog = crate::sys::orphan_watchdog::start().inspect_err(|error| {
+        crate::errln!(
+            "warning: no orphan watchdog ({error}): a kill -9 would leave the steps' programs running"
+        )
+    });
+    let status = dispatch(execution, options, session).map_err(|error| {
+        RunError::System(format!(
+            "{error}; the run stopped. `{}` takes it up again.",
+            resume_command(run_id, &[], state_dir)
+        ))
+    })?;
+    let state = journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay);
+    let report = state.as_ref().ok().map(|state| report::Report::new(plan, state));
+    if let Some(report) = &report {
+        record_the_end(report, plan, run_id, drill && status == RunStatus::Succeeded, options);
+    }
+    // The lock is released before the hint is computed, so the hint needs no
+    // `--break-stale-lock`.
+    if status == RunStatus::Succeeded {
+        crate::errln!(
+            "next: `{}` for the report",
+            decisions::command(&["report".to_owned(), run_id.to_owned()], state_dir)
+        );
+        return Ok(Ended::Run(status));
+    }
+    // What the steps left running is gone before the lock is released.
+    drop(watchdog);
+    drop(lock);
+    if let Ok(state) = state {
+        print_what_next(plan, &state, status, report.as_ref(), options);
+    }
+    Ok(Ended::Run(status))
+}
+
+/// Runs the dispatcher to the run's end on the session's runtime.
+fn dispatch(
+    execution: Execution<'_>,
+    options: &RunOptions,
+    session: &mut Session,
+) -> Result<RunStatus, String> {
     let Execution {
         plan,
         context,
@@ -812,17 +885,8 @@ fn execute(
         redactor,
         approval_needed_at,
     } = execution;
-    let state_dir = &options.state_dir;
-    session.last_words(Some(&lock), Some(format!("next: `{}`", resume_command(run_id, &[], state_dir))));
-    // Kills the steps' programs should this process die without stopping them (kill -9).
-    let watchdog = crate::sys::orphan_watchdog::start().inspect_err(|error| {
-        crate::errln!(
-            "warning: no orphan watchdog ({error}): a kill -9 would leave the steps' programs running"
-        )
-    });
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let Some(runtime) = session.runtime.take() else {
-        return Err(RunError::System("the async runtime is gone before the steps started".to_owned()));
+        return Err("the async runtime is gone before the steps started".to_owned());
     };
     let mut dispatcher = scheduler::Dispatcher {
         plan,
@@ -833,7 +897,7 @@ fn execute(
         reporter: reporter.as_mut(),
         concurrency: options.concurrency.max(1),
         approved: options.approve.iter().cloned().collect::<BTreeSet<_>>(),
-        interactive,
+        interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
         redactor: Arc::clone(redactor),
         run_id: run_id.to_owned(),
         run_dir: run_dir.to_path_buf(),
@@ -853,57 +917,57 @@ fn execute(
     let result = runtime.block_on(dispatcher.run());
     drop(dispatcher);
     session.runtime = Some(runtime);
-    let status = result.map_err(|error| {
-        RunError::System(format!(
-            "{error}; the run stopped. `{}` takes it up again.",
-            resume_command(run_id, &[], state_dir)
-        ))
-    })?;
-    let state = journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay);
-    let report = state.as_ref().ok().map(|state| report::Report::new(plan, state));
-    if let Some(report) = &report {
-        if drill && status == RunStatus::Succeeded {
-            let record = crate::preview::history::DrillRecord {
-                run_id: run_id.to_owned(),
-                finished_at: crate::sys::clock::now(),
-                steps: report.step_seconds(),
-            };
-            if let Err(error) = crate::preview::history::History::append(state_dir, plan.name(), &record) {
-                crate::errln!("warning: cannot record the drill's durations: {error}");
-            }
-        }
-        if let Some(path) = &options.metrics_file
-            && let Err(error) = std::fs::write(path, report.prometheus())
+    result
+}
+
+/// What outlives the run: a successful drill's durations (for predictions), the
+/// metrics file, and the summary line.
+fn record_the_end(
+    report: &report::Report,
+    plan: &Plan,
+    run_id: &str,
+    drill_succeeded: bool,
+    options: &RunOptions,
+) {
+    if drill_succeeded {
+        let record = crate::preview::history::DrillRecord {
+            run_id: run_id.to_owned(),
+            finished_at: crate::sys::clock::now(),
+            steps: report.step_seconds(),
+        };
+        if let Err(error) = crate::preview::history::History::append(&options.state_dir, plan.name(), &record)
         {
-            crate::errln!("warning: cannot write {}: {error}", path.display());
+            crate::errln!("warning: cannot record the drill's durations: {error}");
         }
-        crate::errln!("{}", report.summary_line());
     }
-    // The lock is released before the hint is computed, so the hint needs no
-    // `--break-stale-lock`.
-    if status == RunStatus::Succeeded {
-        crate::errln!(
-            "next: `{}` for the report",
-            decisions::command(&["report".to_owned(), run_id.to_owned()], state_dir)
-        );
-        return Ok(Ended::Run(status));
+    if let Some(path) = &options.metrics_file
+        && let Err(error) = std::fs::write(path, report.prometheus())
+    {
+        crate::errln!("warning: cannot write {}: {error}", path.display());
     }
-    // What the steps left running is gone before the lock is released.
-    drop(watchdog);
-    drop(lock);
-    let Ok(state) = state else { return Ok(Ended::Run(status)) };
-    let (mut notes, command) = next_step(plan, &state, options);
-    notes.extend(decisions::value_hints(plan, &state));
+    crate::errln!("{}", report.summary_line());
+}
+
+/// Why a run that did not succeed stopped, what to check, and the command that goes on.
+fn print_what_next(
+    plan: &Plan,
+    state: &RunState,
+    status: RunStatus,
+    report: Option<&report::Report>,
+    options: &RunOptions,
+) {
+    let (mut notes, command) = next_step(plan, state, options);
+    notes.extend(decisions::value_hints(plan, state));
     match status {
         RunStatus::Blocked => {
-            for (step, question) in waiting_questions(&state) {
+            for (step, question) in waiting_questions(state) {
                 crate::errln!("⏸ approval `{step}` asks: {question}");
             }
             crate::errln!("an approval is needed: answer it at a terminal, or grant it with `--approve`.");
         }
         RunStatus::Interrupted => crate::errln!("interrupted; the run can be resumed."),
         RunStatus::CompletedWithFailures => {
-            let failed: Vec<String> = report.as_ref().map(report::Report::failed_steps).unwrap_or_default();
+            let failed: Vec<String> = report.map(report::Report::failed_steps).unwrap_or_default();
             crate::errln!(
                 "{} failed (on_failure: continue; nothing was undone): check {}, then resume: the failed steps \
                  run again",
@@ -918,7 +982,6 @@ fn execute(
         crate::errln!("  - {note}");
     }
     crate::errln!("next: `{command}`");
-    Ok(Ended::Run(status))
 }
 
 /// Approval steps waiting for a decision, with their questions.
