@@ -416,6 +416,36 @@ impl DryRun {
         if let Some(description) = &self.description {
             let _ = writeln!(out, "{}\n", escape_markdown(description));
         }
+        self.markdown_summary(&mut out);
+        let _ = writeln!(out, "### What would happen\n");
+        for (number, stage) in self.stages().iter().enumerate() {
+            let together = if stage.len() > 1 { " — concurrently" } else { "" };
+            let _ = writeln!(out, "**Stage {}**{together}\n", number + 1);
+            for step in stage {
+                markdown_step(&mut out, step);
+            }
+            out.push('\n');
+        }
+        for problem in &self.problems {
+            let _ = writeln!(out, "> ⚠️ {}\n", escape_markdown(problem));
+        }
+        let _ = writeln!(
+            out,
+            "<details><summary>Dependency graph</summary>\n\n```mermaid\n{graph}```\n\n</details>\n"
+        );
+        let details = self.markdown_parameters();
+        let footer = "\n_Nothing was changed: this was a dry-run._\n";
+        if out.len() + details.len() + footer.len() <= LIMIT {
+            out.push_str(&details);
+        } else {
+            out.push_str("<details><summary>Rendered parameters</summary>\n\nOmitted: the comment would exceed 60,000 characters. Run `dr-plan dry-run --format json` to see them.\n\n</details>\n");
+        }
+        out.push_str(footer);
+        out
+    }
+
+    /// The table at the top of the comment: objectives, predicted RTO, critical path, counts.
+    fn markdown_summary(&self, out: &mut String) {
         let exceeded = matches!(self.rto, Some(rto) if self.prediction.total > rto);
         let _ = writeln!(out, "| | |\n|---|---|");
         let _ = writeln!(out, "| Objectives | {} |", self.objectives_text());
@@ -429,73 +459,17 @@ impl DryRun {
             crate::lang::diagnostic::counted(self.stages().len(), "stage", "stages"),
             self.destructive_count()
         );
-        let _ = writeln!(out, "### What would happen\n");
-        for (number, stage) in self.stages().iter().enumerate() {
-            let together = if stage.len() > 1 { " — concurrently" } else { "" };
-            let _ = writeln!(out, "**Stage {}**{together}\n", number + 1);
-            for step in stage {
-                let mut marks = String::new();
-                if step.destructive {
-                    marks.push_str(" ⚠️ **destructive**");
-                }
-                if step.undo {
-                    marks.push_str(" ↩️ undo on abort");
-                }
-                if let Some(expected) = step.expected {
-                    let _ = write!(marks, " · ~{}", format_duration(expected));
-                }
-                let _ = writeln!(
-                    out,
-                    "- `{}` ({}){marks}: {}",
-                    step.id,
-                    step.kind,
-                    escape_markdown(&step.action)
-                );
-                if let Some(description) = &step.description {
-                    let _ = writeln!(out, "  - _{}_", escape_markdown(description));
-                }
-                if let Some(undo) = &step.undo_action {
-                    let _ = writeln!(out, "  - ↩️ on abort: {}", escape_markdown(undo));
-                }
-                if !step.needs.is_empty() {
-                    let needs: Vec<String> = step.needs.iter().map(|need| format!("`{need}`")).collect();
-                    let _ = writeln!(out, "  - after {}", needs.join(", "));
-                }
-                if step.continue_on_failure {
-                    let _ = writeln!(out, "  - a failure does not stop the run (`on_failure: continue`)");
-                }
-                if let Some((condition, value)) = &step.when {
-                    let verdict = match value {
-                        Some(true) => "true now",
-                        Some(false) => "false now",
-                        None => "decided at run time",
-                    };
-                    let _ = writeln!(out, "  - when `{condition}` ({verdict})");
-                }
-            }
-            out.push('\n');
-        }
-        for problem in &self.problems {
-            let _ = writeln!(out, "> ⚠️ {}\n", escape_markdown(problem));
-        }
-        let _ = writeln!(
-            out,
-            "<details><summary>Dependency graph</summary>\n\n```mermaid\n{graph}```\n\n</details>\n"
-        );
+    }
+
+    /// Every step's rendered parameters, collapsed.
+    fn markdown_parameters(&self) -> String {
         let mut details = String::from("<details><summary>Rendered parameters</summary>\n\n");
         for step in &self.steps {
             let parameters = serde_json::to_string_pretty(&step.parameters).unwrap_or_default();
             let _ = writeln!(details, "`{}` ({})\n\n```json\n{parameters}\n```\n", step.id, step.kind);
         }
         details.push_str("</details>\n");
-        let footer = "\n_Nothing was changed: this was a dry-run._\n";
-        if out.len() + details.len() + footer.len() <= LIMIT {
-            out.push_str(&details);
-        } else {
-            out.push_str("<details><summary>Rendered parameters</summary>\n\nOmitted: the comment would exceed 60,000 characters. Run `dr-plan dry-run --format json` to see them.\n\n</details>\n");
-        }
-        out.push_str(footer);
-        out
+        details
     }
 
     /// A JSON document.
@@ -545,6 +519,42 @@ impl DryRun {
             "problems": self.problems,
             "preflight": self.preflight.as_ref().map(|results| results.iter().map(|(id, result)| json!({"step": id, "check": result})).collect::<Vec<_>>()),
         })
+    }
+}
+
+/// One step of "What would happen": its line, then what else a reviewer should know.
+fn markdown_step(out: &mut String, step: &StepPreview) {
+    let mut marks = String::new();
+    if step.destructive {
+        marks.push_str(" ⚠️ **destructive**");
+    }
+    if step.undo {
+        marks.push_str(" ↩️ undo on abort");
+    }
+    if let Some(expected) = step.expected {
+        let _ = write!(marks, " · ~{}", format_duration(expected));
+    }
+    let _ = writeln!(out, "- `{}` ({}){marks}: {}", step.id, step.kind, escape_markdown(&step.action));
+    if let Some(description) = &step.description {
+        let _ = writeln!(out, "  - _{}_", escape_markdown(description));
+    }
+    if let Some(undo) = &step.undo_action {
+        let _ = writeln!(out, "  - ↩️ on abort: {}", escape_markdown(undo));
+    }
+    if !step.needs.is_empty() {
+        let needs: Vec<String> = step.needs.iter().map(|need| format!("`{need}`")).collect();
+        let _ = writeln!(out, "  - after {}", needs.join(", "));
+    }
+    if step.continue_on_failure {
+        let _ = writeln!(out, "  - a failure does not stop the run (`on_failure: continue`)");
+    }
+    if let Some((condition, value)) = &step.when {
+        let verdict = match value {
+            Some(true) => "true now",
+            Some(false) => "false now",
+            None => "decided at run time",
+        };
+        let _ = writeln!(out, "  - when `{condition}` ({verdict})");
     }
 }
 
