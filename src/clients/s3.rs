@@ -734,21 +734,14 @@ async fn read_range(
     sink: &mut BlockSink<'_>,
     pool: &ChunkPool,
 ) -> Result<(), DownloadFailure> {
-    let location = object.uri();
-    let mut offset = start;
-    let mut block = pool.take();
+    let mut read = RangeRead { object, location: object.uri(), end, offset: start, block: pool.take() };
     let mut fruitless = 0_u32;
     loop {
-        if offset >= end {
-            if block.is_empty() {
-                pool.give(block);
-            } else {
-                sink.deliver(block).await?;
-            }
-            return Ok(());
+        if read.offset >= end {
+            return read.finish(sink, pool).await;
         }
-        let whole_object = start == 0 && end == object.size && offset == 0;
-        let range = format!("bytes={offset}-{}", end - 1);
+        let whole_object = start == 0 && end == object.size && read.offset == 0;
+        let range = format!("bytes={}-{}", read.offset, end - 1);
         let mut request = client.get_object().bucket(&object.bucket).key(&object.key);
         if !whole_object {
             request = request.range(&range);
@@ -756,10 +749,10 @@ async fn read_range(
         if let Some(etag) = &object.etag {
             request = request.if_match(etag);
         }
-        let reached_before = offset;
+        let reached_before = read.offset;
         let interruption = match request.send().await {
             Err(error) => {
-                let error = request_error(&error, "read", "s3:GetObject", &object.bucket, &location);
+                let error = request_error(&error, "read", "s3:GetObject", &object.bucket, &read.location);
                 match error {
                     // The SDK has already retried these; one more round after a pause
                     // costs little when the network is flapping.
@@ -767,56 +760,100 @@ async fn read_range(
                     other => return Err(DownloadFailure::Failed(other)),
                 }
             }
-            Ok(response) => {
-                let mut body = response.body;
-                loop {
-                    match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
-                        Err(_) => break format!("no data for {}s", STALL_TIMEOUT.as_secs()),
-                        Ok(None) => break "the response ended early".to_owned(),
-                        Ok(Some(Err(error))) => break error_chain(&error),
-                        Ok(Some(Ok(bytes))) => {
-                            let length = bytes.len() as u64;
-                            if offset + length > end {
-                                return Err(DownloadFailure::Failed(S3Error::TooManyBytes {
-                                    location,
-                                    size: object.size,
-                                    range,
-                                }));
-                            }
-                            offset += length;
-                            let mut rest: &[u8] = &bytes;
-                            while !rest.is_empty() {
-                                let room = BLOCK_SIZE - block.len();
-                                let (now, later) = rest.split_at(room.min(rest.len()));
-                                block.extend_from_slice(now);
-                                rest = later;
-                                if block.len() == BLOCK_SIZE {
-                                    let full = std::mem::replace(&mut block, pool.take());
-                                    sink.deliver(full).await?;
-                                }
-                            }
-                            if offset == end {
-                                break String::new();
-                            }
-                        }
-                    }
-                }
-            }
+            Ok(response) => read.copy_body(response.body, &range, sink, pool).await?,
         };
-        if offset >= end {
+        if read.offset >= end {
             continue;
         }
-        fruitless = if offset > reached_before { 1 } else { fruitless + 1 };
+        fruitless = if read.offset > reached_before { 1 } else { fruitless + 1 };
         if fruitless > RESUME_ATTEMPTS {
             return Err(DownloadFailure::Failed(S3Error::DownloadInterrupted {
-                location,
-                bytes: offset,
+                location: read.location,
+                bytes: read.offset,
                 size: object.size,
                 reason: interruption,
                 attempts: RESUME_ATTEMPTS,
             }));
         }
         tokio::time::sleep(backoff(fruitless)).await;
+    }
+}
+
+/// A [`read_range`] under way: the first byte it lacks, and the block it is filling.
+struct RangeRead<'a> {
+    object: &'a ObjectVersion,
+    /// `s3://bucket/key`.
+    location: String,
+    /// One past the last byte to read.
+    end: u64,
+    /// The first byte not read yet.
+    offset: u64,
+    /// Read bytes not delivered yet, fewer than [`BLOCK_SIZE`].
+    block: Vec<u8>,
+}
+
+impl RangeRead<'_> {
+    /// Copies one response's body into blocks until it ends, stalls or fails, or the
+    /// range is complete; returns why it stopped (empty when complete).
+    async fn copy_body(
+        &mut self,
+        mut body: ByteStream,
+        range: &str,
+        sink: &mut BlockSink<'_>,
+        pool: &ChunkPool,
+    ) -> Result<String, DownloadFailure> {
+        loop {
+            match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
+                Err(_) => return Ok(format!("no data for {}s", STALL_TIMEOUT.as_secs())),
+                Ok(None) => return Ok("the response ended early".to_owned()),
+                Ok(Some(Err(error))) => return Ok(error_chain(&error)),
+                Ok(Some(Ok(bytes))) => {
+                    let length = bytes.len() as u64;
+                    if self.offset + length > self.end {
+                        return Err(DownloadFailure::Failed(S3Error::TooManyBytes {
+                            location: self.location.clone(),
+                            size: self.object.size,
+                            range: range.to_owned(),
+                        }));
+                    }
+                    self.offset += length;
+                    self.fill_blocks(&bytes, sink, pool).await?;
+                    if self.offset == self.end {
+                        return Ok(String::new());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends `bytes` to the block, delivering each block that fills up.
+    async fn fill_blocks(
+        &mut self,
+        mut rest: &[u8],
+        sink: &mut BlockSink<'_>,
+        pool: &ChunkPool,
+    ) -> Result<(), Stopped> {
+        while !rest.is_empty() {
+            let room = BLOCK_SIZE - self.block.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.block.extend_from_slice(now);
+            rest = later;
+            if self.block.len() == BLOCK_SIZE {
+                let full = std::mem::replace(&mut self.block, pool.take());
+                sink.deliver(full).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers the last, partly filled block, or gives an empty one back to the pool.
+    async fn finish(self, sink: &mut BlockSink<'_>, pool: &ChunkPool) -> Result<(), DownloadFailure> {
+        if self.block.is_empty() {
+            pool.give(self.block);
+        } else {
+            sink.deliver(self.block).await?;
+        }
+        Ok(())
     }
 }
 

@@ -278,8 +278,22 @@ async fn dump_stream(
     context: &super::StepContext,
     destination: &std::path::Path,
 ) -> Result<Written, super::StepError> {
-    use crate::clients::postgres::{Program, describe_command, describe_status, read_all, tail};
-    use crate::artifact::{BackupOptions, Compression, EncryptionKey, PartialFile, Password, backup_stream};
+    let options = backup_options(parameters)?;
+    let running = start_pg_dump(parameters, runner, context)?;
+    let where_ = running.where_.clone();
+    let ended = pipe_into_partial_file(running, options, runner, context, destination).await;
+    let (partial, summary) = checked_dump(ended, runner, context, destination, &where_)?;
+    tokio::task::spawn_blocking(move || partial.commit())
+        .await
+        .map_err(|error| super::StepError::Failed(format!("saving the dump stopped unexpectedly: {error}")))?
+        .map_err(|error| super::StepError::Failed(format!("saving the dump of {where_} failed: {error}")))?;
+    context.progress.bytes(summary.bytes_in, Some(summary.bytes_in));
+    Ok(Written { bytes: summary.bytes_out, sha256: summary.sha256.to_hex() })
+}
+
+/// The compression and encryption of the stream, as the parameters ask.
+fn backup_options(parameters: &Parameters) -> Result<crate::artifact::BackupOptions, super::StepError> {
+    use crate::artifact::{BackupOptions, Compression, EncryptionKey, Password};
 
     let encrypt = match &parameters.encrypt {
         Some(encryption) => Some(
@@ -288,14 +302,35 @@ async fn dump_stream(
         ),
         None => None,
     };
-    let options = BackupOptions {
+    Ok(BackupOptions {
         compress: match parameters.compress {
             DumpCompression::None => Compression::None,
             DumpCompression::Gzip => Compression::Gzip { level: GZIP_LEVEL },
             DumpCompression::Zstd => Compression::Zstd { level: ZSTD_LEVEL },
         },
         encrypt,
-    };
+    })
+}
+
+/// A started pg_dump whose stdout is the dump.
+struct RunningDump {
+    child: tokio::process::Child,
+    tree: crate::sys::process_tree::ProcessTree,
+    stdout: std::fs::File,
+    /// The command line, for the log.
+    shown: String,
+    /// The database, as messages name it.
+    where_: String,
+}
+
+/// Starts pg_dump with its stdout as a pipe.
+fn start_pg_dump(
+    parameters: &Parameters,
+    runner: &crate::clients::postgres::Runner<'_>,
+    context: &super::StepContext,
+) -> Result<RunningDump, super::StepError> {
+    use crate::clients::postgres::{Program, describe_command};
+
     let mut command = runner.command(Program::Dump, &parameters.database)?;
     command.args(dump_arguments(parameters));
     let shown = describe_command(&command);
@@ -313,6 +348,31 @@ async fn dump_stream(
     let Some(stdout) = stdout else {
         return Err(super::StepError::Failed("pg_dump started without an output pipe".to_owned()));
     };
+    Ok(RunningDump { child, tree, stdout, shown, where_ })
+}
+
+/// How pg_dump and the pipeline that wrote its output ended, each as it was reported.
+struct EndedDump {
+    status: std::io::Result<std::process::ExitStatus>,
+    pipeline: Result<
+        Result<(crate::artifact::PartialFile, crate::artifact::BackupSummary), crate::artifact::ArtifactError>,
+        tokio::task::JoinError,
+    >,
+    stderr: Vec<u8>,
+}
+
+/// Runs pg_dump's stdout through the pipeline into a partial file until both end.
+async fn pipe_into_partial_file(
+    running: RunningDump,
+    options: crate::artifact::BackupOptions,
+    runner: &crate::clients::postgres::Runner<'_>,
+    context: &super::StepContext,
+    destination: &std::path::Path,
+) -> EndedDump {
+    use crate::artifact::{PartialFile, backup_stream};
+    use crate::clients::postgres::read_all;
+
+    let RunningDump { mut child, tree, stdout, shown, .. } = running;
     let progress = context.progress.clone();
     let file = destination.to_path_buf();
     // The pipeline blocks, so it runs on a blocking thread. If this step is cancelled,
@@ -334,6 +394,21 @@ async fn dump_stream(
         tree.finished();
     }
     runner.log(&shown, status.as_ref().ok().copied(), &stderr);
+    EndedDump { status, pipeline, stderr }
+}
+
+/// The partial file and its summary when both pg_dump and the pipeline succeeded, or
+/// the error that explains why not.
+fn checked_dump(
+    ended: EndedDump,
+    runner: &crate::clients::postgres::Runner<'_>,
+    context: &super::StepContext,
+    destination: &std::path::Path,
+    where_: &str,
+) -> Result<(crate::artifact::PartialFile, crate::artifact::BackupSummary), super::StepError> {
+    use crate::clients::postgres::{describe_status, tail};
+
+    let EndedDump { status, pipeline, stderr } = ended;
     let status =
         status.map_err(|error| super::StepError::Failed(format!("lost track of pg_dump: {error}")))?;
     let pipeline = pipeline.map_err(|error| {
@@ -359,12 +434,7 @@ async fn dump_stream(
             context.step_id
         ))));
     }
-    tokio::task::spawn_blocking(move || partial.commit())
-        .await
-        .map_err(|error| super::StepError::Failed(format!("saving the dump stopped unexpectedly: {error}")))?
-        .map_err(|error| super::StepError::Failed(format!("saving the dump of {where_} failed: {error}")))?;
-    context.progress.bytes(summary.bytes_in, Some(summary.bytes_in));
-    Ok(Written { bytes: summary.bytes_out, sha256: summary.sha256.to_hex() })
+    Ok((partial, summary))
 }
 
 /// Directory format: pg_dump writes `<dest>.partial/`, renamed to `dest` on success.

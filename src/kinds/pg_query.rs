@@ -224,7 +224,7 @@ pub async fn run(
     parameters: Parameters,
     context: &super::StepContext,
 ) -> Result<PgQueryOutputs, super::StepError> {
-    use crate::clients::postgres::{Connection, PsqlError, PsqlOptions, Runner};
+    use crate::clients::postgres::{Connection, Runner};
     let failed = super::StepError::Failed;
     let expectations = parameters
         .assert
@@ -234,15 +234,28 @@ pub async fn run(
         .map_err(failed)?;
     let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
     let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
-    let database = &parameters.database;
-    let where_ = connection.describe(database);
-    runner.check_reachable(database).await.map_err(failed)?;
+    let where_ = connection.describe(&parameters.database);
+    runner.check_reachable(&parameters.database).await.map_err(failed)?;
 
+    run_statements(&runner, &parameters, &where_, context).await?;
+    let results = check_assertions(&runner, &parameters, &expectations, &where_, context).await?;
+    Ok(PgQueryOutputs { results })
+}
+
+/// Runs the `sql` statements, if any, in one transaction.
+async fn run_statements(
+    runner: &crate::clients::postgres::Runner<'_>,
+    parameters: &Parameters,
+    where_: &str,
+    context: &super::StepContext,
+) -> Result<(), super::StepError> {
+    use crate::clients::postgres::{PsqlError, PsqlOptions};
+    let failed = super::StepError::Failed;
     if !parameters.sql.is_empty() {
         context.progress.note(format!("running {} statement(s)", parameters.sql.len()));
         let script = statements_script(&parameters.sql);
         runner
-            .psql(database, &script, PsqlOptions { single_transaction: true, ..PsqlOptions::default() })
+            .psql(&parameters.database, &script, PsqlOptions { single_transaction: true, ..PsqlOptions::default() })
             .await
             .map_err(|error| match error {
                 PsqlError::Start(error) => error.into(),
@@ -252,10 +265,24 @@ pub async fn run(
                 ))),
             })?;
     }
+    Ok(())
+}
 
+/// Runs every assertion's query and returns their values (`None` where a query did not
+/// return one value), or every assertion that does not hold, in one error.
+async fn check_assertions(
+    runner: &crate::clients::postgres::Runner<'_>,
+    parameters: &Parameters,
+    expectations: &[Expectation],
+    where_: &str,
+    context: &super::StepContext,
+) -> Result<Vec<Option<String>>, super::StepError> {
+    use crate::clients::postgres::{PsqlError, PsqlOptions};
+    let failed = super::StepError::Failed;
+    let database = &parameters.database;
     let mut results = Vec::with_capacity(parameters.assert.len());
     let mut failures = Vec::new();
-    for (assertion, expectation) in parameters.assert.iter().zip(&expectations) {
+    for (assertion, expectation) in parameters.assert.iter().zip(expectations) {
         let query = assertion.sql.trim().trim_end_matches(';').trim();
         context.progress.note(format!("checking `{query}`"));
         let rows =
@@ -267,39 +294,52 @@ pub async fn run(
                     }
                 },
             )?;
-        let Some(value) = rows.single() else {
-            let shape = match rows.0.as_slice() {
-                [] => "no rows".to_owned(),
-                [row] => format!("one row of {} columns", row.len()),
-                more => format!("{} rows", more.len()),
-            };
-            failures.push(format!(
-                "{query} returned {shape}, expected one value {} (database {database}); make the query return \
-                 a single value, e.g. with count(*) or limit 1",
-                assertion.expect.trim()
-            ));
-            results.push(None);
-            continue;
-        };
-        match expectation.accepts(&value) {
-            Ok(true) => {}
-            Ok(false) => failures.push(format!(
-                "{query} returned {}, expected {} (database {database})",
-                value.trim(),
-                assertion.expect.trim()
-            )),
-            Err(why) => failures.push(format!(
-                "{query} returned {}, {why}, expected {} (database {database})",
-                value.trim(),
-                assertion.expect.trim()
-            )),
-        }
-        results.push(Some(value.trim().to_owned()));
+        let (result, failure) = judge(query, assertion, expectation, &rows, database);
+        failures.extend(failure);
+        results.push(result);
     }
     if !failures.is_empty() {
         return Err(failed(runner.redact(&failures.join("; "))));
     }
-    Ok(PgQueryOutputs { results })
+    Ok(results)
+}
+
+/// What one assertion's rows say: the value, if they are one, and why the assertion
+/// does not hold, if it does not.
+fn judge(
+    query: &str,
+    assertion: &Assertion,
+    expectation: &Expectation,
+    rows: &crate::clients::postgres::Rows,
+    database: &str,
+) -> (Option<String>, Option<String>) {
+    let Some(value) = rows.single() else {
+        let shape = match rows.0.as_slice() {
+            [] => "no rows".to_owned(),
+            [row] => format!("one row of {} columns", row.len()),
+            more => format!("{} rows", more.len()),
+        };
+        let failure = format!(
+            "{query} returned {shape}, expected one value {} (database {database}); make the query return \
+             a single value, e.g. with count(*) or limit 1",
+            assertion.expect.trim()
+        );
+        return (None, Some(failure));
+    };
+    let failure = match expectation.accepts(&value) {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "{query} returned {}, expected {} (database {database})",
+            value.trim(),
+            assertion.expect.trim()
+        )),
+        Err(why) => Some(format!(
+            "{query} returned {}, {why}, expected {} (database {database})",
+            value.trim(),
+            assertion.expect.trim()
+        )),
+    };
+    (Some(value.trim().to_owned()), failure)
 }
 
 /// The statements as one psql script: each ends on its own line with `;`, so a

@@ -355,62 +355,29 @@ async fn restore(
     // A file that is not an RDB stops the step before anything else happens.
     let header = rdb::header(source)?;
 
-    let running = match server.connect().await {
-        Ok(connection) => Some(connection),
-        Err(ConnectFailure::Refused) => {
-            context.progress.note(format!(
-                "nothing listens at {server}: Redis is not running (an earlier attempt may have stopped it); \
-                 restoring without a shutdown"
-            ));
-            None
-        }
-        Err(ConnectFailure::Other(detail)) => return Err(connect_error(&server, detail)),
-    };
-    let mut running = running;
+    let mut running = connect_if_running(&server, context).await?;
     let file_name = match &mut running {
         Some(connection) => check_configuration(connection, &server, directory, Some(context)).await?,
         None => "dump.rdb".to_owned(),
     };
-    let target = directory.join(&file_name);
-    let partial = directory.join(format!("{file_name}.partial"));
-    let kept = directory.join(format!("{file_name}.before-restore"));
+    let paths = DumpPaths::in_directory(directory, &file_name);
 
-    context.progress.note(format!("checking and copying {} to {}", source.display(), partial.display()));
-    let bytes = copy_in_place(source, &partial, header, context).await?;
+    context.progress.note(format!("checking and copying {} to {}", source.display(), paths.partial.display()));
+    let bytes = copy_in_place(source, &paths.partial, header, context).await?;
 
     if let Some(connection) = running {
         shut_down(connection, &server, context).await?;
         wait_until_closed(&server, deadline).await?;
     }
 
-    let recovery_before_swap =
-        format!("{} is unchanged: start Redis as before to serve the old data", target.display());
-    let previous_dump = swap(&target, &partial, &kept).map_err(|detail| RedisRestoreError::AfterStop {
-        server: server.to_string(),
-        problem: format!("cannot put the restored dump in place: {detail}"),
-        recovery: recovery_before_swap,
-    })?;
+    let previous_dump = put_restored_dump_in_place(&paths, &server)?;
     let recovery = match &previous_dump {
-        Some(kept) => format!("to go back, move {} to {} and start Redis", kept.display(), target.display()),
-        None => format!("there was no previous {} to go back to", target.display()),
+        Some(kept) => format!("to go back, move {} to {} and start Redis", kept.display(), paths.target.display()),
+        None => format!("there was no previous {} to go back to", paths.target.display()),
     };
 
     let log = context.run_dir.join(format!("{}.redis-server.log", context.step_id));
-    context.progress.note(format!("starting Redis: {}", parameters.start.join(" ")));
-    let mut child = start(&parameters.start, &log).map_err(|problem| RedisRestoreError::AfterStop {
-        server: server.to_string(),
-        problem,
-        recovery: recovery.clone(),
-    })?;
-    let mut connection =
-        wait_until_ready(&server, &mut child, deadline, &log, context).await.map_err(|problem| {
-            RedisRestoreError::AfterStop { server: server.to_string(), problem, recovery: recovery.clone() }
-        })?;
-    let keys = count_keys(&mut connection).await.map_err(|problem| RedisRestoreError::AfterStop {
-        server: server.to_string(),
-        problem,
-        recovery: recovery.clone(),
-    })?;
+    let keys = start_and_count_keys(parameters, &server, deadline, &log, &recovery, context).await?;
     if let Some(expected) = parameters.expect_keys
         && keys < expected
     {
@@ -427,6 +394,83 @@ async fn restore(
         keys,
         previous_dump: previous_dump.map(|path| path.display().to_string()),
         log: log.display().to_string(),
+    })
+}
+
+/// A connection to the server, or `None` when nothing listens (Redis is not running).
+async fn connect_if_running(
+    server: &ServerAddress,
+    context: &StepContext,
+) -> Result<Option<Connection>, RedisRestoreError> {
+    match server.connect().await {
+        Ok(connection) => Ok(Some(connection)),
+        Err(ConnectFailure::Refused) => {
+            context.progress.note(format!(
+                "nothing listens at {server}: Redis is not running (an earlier attempt may have stopped it); \
+                 restoring without a shutdown"
+            ));
+            Ok(None)
+        }
+        Err(ConnectFailure::Other(detail)) => Err(connect_error(server, detail)),
+    }
+}
+
+/// The files of a restore in the server's directory.
+struct DumpPaths {
+    /// The dump the server loads.
+    target: PathBuf,
+    /// The restored dump, copied and checked before the server is stopped.
+    partial: PathBuf,
+    /// Where the dump the server held is kept.
+    kept: PathBuf,
+}
+
+impl DumpPaths {
+    fn in_directory(directory: &Path, file_name: &str) -> DumpPaths {
+        DumpPaths {
+            target: directory.join(file_name),
+            partial: directory.join(format!("{file_name}.partial")),
+            kept: directory.join(format!("{file_name}.before-restore")),
+        }
+    }
+}
+
+/// With the server stopped: swaps the restored dump in, keeping the one it held (its
+/// path is returned, if there was one).
+fn put_restored_dump_in_place(paths: &DumpPaths, server: &ServerAddress) -> Result<Option<PathBuf>, RedisRestoreError> {
+    let recovery_before_swap =
+        format!("{} is unchanged: start Redis as before to serve the old data", paths.target.display());
+    swap(&paths.target, &paths.partial, &paths.kept).map_err(|detail| RedisRestoreError::AfterStop {
+        server: server.to_string(),
+        problem: format!("cannot put the restored dump in place: {detail}"),
+        recovery: recovery_before_swap,
+    })
+}
+
+/// Starts the server on the restored dump, waits until it serves, and counts its keys;
+/// a failure says how to go back (`recovery`).
+async fn start_and_count_keys(
+    parameters: &Parameters,
+    server: &ServerAddress,
+    deadline: Instant,
+    log: &Path,
+    recovery: &str,
+    context: &StepContext,
+) -> Result<u64, RedisRestoreError> {
+    context.progress.note(format!("starting Redis: {}", parameters.start.join(" ")));
+    let mut child = start(&parameters.start, log).map_err(|problem| RedisRestoreError::AfterStop {
+        server: server.to_string(),
+        problem,
+        recovery: recovery.to_owned(),
+    })?;
+    let mut connection =
+        wait_until_ready(server, &mut child, deadline, log, context).await.map_err(|problem| {
+            RedisRestoreError::AfterStop { server: server.to_string(), problem, recovery: recovery.to_owned() }
+        })?;
+    count_keys(&mut connection).await.map_err(|problem| RedisRestoreError::AfterStop {
+        server: server.to_string(),
+        problem,
+        recovery: recovery.to_owned(),
     })
 }
 

@@ -12,6 +12,7 @@ use crate::clients::route53 as api;
 use crate::clients::route53::records;
 pub use crate::clients::route53::{ChangeAction, Failover, RecordChange, Route53Error};
 
+use std::path::Path;
 use std::time::Instant;
 
 use schemars::JsonSchema;
@@ -223,94 +224,11 @@ async fn change(
     let session =
         Session { client, deadline: Instant::now() + parameters.deadline.get(), progress: &context.progress };
     validate(parameters)?;
-    let zone = session.zone(&parameters.zone).await?;
-    check_names_in_zone(parameters, &zone)?;
-    let keys = distinct_keys(parameters);
-    let mut live = read_records(&session, &zone, &keys).await?;
-    let mut live_checks = Vec::new();
-    for update in &parameters.health_checks {
-        live_checks.push(session.health_check(&update.id).await?);
-    }
-
+    let mut live = read_live_state(&session, parameters).await?;
     let checkpoint_path = checkpoint::path(&context.run_dir, &context.step_id);
-    let fingerprint = checkpoint::fingerprint(&request_of(parameters, &zone));
-    let mut checkpoint = if let Some(saved) = checkpoint::load(&checkpoint_path, &fingerprint)? {
-        context.progress.note("an earlier attempt recorded the record sets before its change: using those");
-        saved
-    } else {
-        let fresh = checkpoint::Checkpoint {
-            fingerprint,
-            zone_id: zone.id.clone(),
-            previous: keys
-                .iter()
-                .zip(&live)
-                .map(|(key, record)| PreviousRecord {
-                    name: key.name.clone(),
-                    record_type: key.record_type.clone(),
-                    set_identifier: key.set_identifier.clone(),
-                    record: record.clone(),
-                })
-                .collect(),
-            previous_health_checks: live_checks.clone(),
-            change_id: None,
-        };
-        // Recorded before anything changes: whatever happens next, undo knows the old state.
-        checkpoint::save(&checkpoint_path, &fresh)?;
-        fresh
-    };
-
-    let before: Vec<Option<RecordSnapshot>> = keys
-        .iter()
-        .map(|key| {
-            checkpoint
-                .previous
-                .iter()
-                .find(|previous| previous.key().same_as(key))
-                .and_then(|found| found.record.clone())
-        })
-        .collect();
-    let wanted = final_state(parameters, &keys, &before)?;
-    let comment = format!("dr-plan run {} step {}", context.run_id, context.step_id);
-    let mut rounds = 0;
-    loop {
-        if holds(&live, &wanted) {
-            if rounds > 0 {
-                context.progress.note(
-                    "the zone holds every change now: the batch whose answer was lost was applied (its change \
-                     id is unknown, so there is no INSYNC to wait for)",
-                );
-            } else if checkpoint.change_id.is_none() {
-                context.progress.note("the zone already holds every change: nothing submitted");
-            }
-            break;
-        }
-        let batch = batch_from(parameters, &keys, &live)?;
-        match session.submit(&zone, batch, &comment).await {
-            Ok(change_id) => {
-                checkpoint.change_id = Some(change_id);
-                checkpoint::save(&checkpoint_path, &checkpoint)?;
-                break;
-            }
-            Err(Route53Error::Unconfirmed { detail, .. }) if rounds < UNCONFIRMED_ROUNDS => {
-                // The batch may have been applied: read the zone again rather than
-                // sending a CREATE or DELETE twice.
-                rounds += 1;
-                context
-                    .progress
-                    .note(format!("the answer to the change was lost ({detail}); reading the zone again"));
-                live = read_records(&session, &zone, &keys).await?;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-
-    for (update, current) in parameters.health_checks.iter().zip(&live_checks) {
-        let inverted = update.inverted.filter(|&inverted| inverted != current.inverted);
-        let disabled = update.disabled.filter(|&disabled| disabled != current.disabled);
-        if inverted.is_some() || disabled.is_some() {
-            session.update_health_check(&update.id, inverted, disabled).await?;
-        }
-    }
+    let mut checkpoint = load_or_record_checkpoint(&checkpoint_path, parameters, &live, context)?;
+    submit_missing_changes(&session, parameters, &mut live, &mut checkpoint, &checkpoint_path, context).await?;
+    update_health_checks(&session, parameters, &live.health_checks).await?;
 
     if parameters.wait
         && let Some(change_id) = &checkpoint.change_id
@@ -322,8 +240,142 @@ async fn change(
         change_id: checkpoint.change_id,
         previous: checkpoint.previous,
         previous_health_checks: checkpoint.previous_health_checks,
-        zone_id: zone.id,
+        zone_id: live.zone.id,
     })
+}
+
+/// What the zone holds, for the record sets and health checks a change touches.
+struct LiveState {
+    zone: Zone,
+    /// The record sets the changes touch, each once, in the order of the plan.
+    keys: Vec<RecordKey>,
+    /// What the zone holds for each of `keys` (`None`: no such record set).
+    records: Vec<Option<RecordSnapshot>>,
+    /// The health checks to update, as they are, in the order of the plan.
+    health_checks: Vec<PreviousHealthCheck>,
+}
+
+/// Finds the zone, checks every name belongs to it, and reads the record sets and
+/// health checks the change touches.
+async fn read_live_state(session: &Session<'_>, parameters: &Parameters) -> Result<LiveState, Route53Error> {
+    let zone = session.zone(&parameters.zone).await?;
+    check_names_in_zone(parameters, &zone)?;
+    let keys = distinct_keys(parameters);
+    let records = read_records(session, &zone, &keys).await?;
+    let mut health_checks = Vec::new();
+    for update in &parameters.health_checks {
+        health_checks.push(session.health_check(&update.id).await?);
+    }
+    Ok(LiveState { zone, keys, records, health_checks })
+}
+
+/// The checkpoint of an earlier attempt of the same request, or a new one recording the
+/// live state, saved before anything changes.
+fn load_or_record_checkpoint(
+    checkpoint_path: &Path,
+    parameters: &Parameters,
+    live: &LiveState,
+    context: &StepContext,
+) -> Result<checkpoint::Checkpoint, Route53Error> {
+    let fingerprint = checkpoint::fingerprint(&request_of(parameters, &live.zone));
+    if let Some(saved) = checkpoint::load(checkpoint_path, &fingerprint)? {
+        context.progress.note("an earlier attempt recorded the record sets before its change: using those");
+        return Ok(saved);
+    }
+    let fresh = checkpoint::Checkpoint {
+        fingerprint,
+        zone_id: live.zone.id.clone(),
+        previous: live
+            .keys
+            .iter()
+            .zip(&live.records)
+            .map(|(key, record)| PreviousRecord {
+                name: key.name.clone(),
+                record_type: key.record_type.clone(),
+                set_identifier: key.set_identifier.clone(),
+                record: record.clone(),
+            })
+            .collect(),
+        previous_health_checks: live.health_checks.clone(),
+        change_id: None,
+    };
+    // Recorded before anything changes: whatever happens next, undo knows the old state.
+    checkpoint::save(checkpoint_path, &fresh)?;
+    Ok(fresh)
+}
+
+/// Submits the batch the zone still needs to reach what the plan asks from the recorded
+/// state, and records its change id. A lost answer is followed by reading the zone again,
+/// so a batch that was applied is not sent twice.
+async fn submit_missing_changes(
+    session: &Session<'_>,
+    parameters: &Parameters,
+    live: &mut LiveState,
+    checkpoint: &mut checkpoint::Checkpoint,
+    checkpoint_path: &Path,
+    context: &StepContext,
+) -> Result<(), Route53Error> {
+    let before: Vec<Option<RecordSnapshot>> = live
+        .keys
+        .iter()
+        .map(|key| {
+            checkpoint
+                .previous
+                .iter()
+                .find(|previous| previous.key().same_as(key))
+                .and_then(|found| found.record.clone())
+        })
+        .collect();
+    let wanted = final_state(parameters, &live.keys, &before)?;
+    let comment = format!("dr-plan run {} step {}", context.run_id, context.step_id);
+    let mut rounds = 0;
+    loop {
+        if holds(&live.records, &wanted) {
+            if rounds > 0 {
+                context.progress.note(
+                    "the zone holds every change now: the batch whose answer was lost was applied (its change \
+                     id is unknown, so there is no INSYNC to wait for)",
+                );
+            } else if checkpoint.change_id.is_none() {
+                context.progress.note("the zone already holds every change: nothing submitted");
+            }
+            return Ok(());
+        }
+        let batch = batch_from(parameters, &live.keys, &live.records)?;
+        match session.submit(&live.zone, batch, &comment).await {
+            Ok(change_id) => {
+                checkpoint.change_id = Some(change_id);
+                checkpoint::save(checkpoint_path, checkpoint)?;
+                return Ok(());
+            }
+            Err(Route53Error::Unconfirmed { detail, .. }) if rounds < UNCONFIRMED_ROUNDS => {
+                // The batch may have been applied: read the zone again rather than
+                // sending a CREATE or DELETE twice.
+                rounds += 1;
+                context
+                    .progress
+                    .note(format!("the answer to the change was lost ({detail}); reading the zone again"));
+                live.records = read_records(session, &live.zone, &live.keys).await?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Updates the health checks whose `inverted` or `disabled` differs from what is asked.
+async fn update_health_checks(
+    session: &Session<'_>,
+    parameters: &Parameters,
+    live_checks: &[PreviousHealthCheck],
+) -> Result<(), Route53Error> {
+    for (update, current) in parameters.health_checks.iter().zip(live_checks) {
+        let inverted = update.inverted.filter(|&inverted| inverted != current.inverted);
+        let disabled = update.disabled.filter(|&disabled| disabled != current.disabled);
+        if inverted.is_some() || disabled.is_some() {
+            session.update_health_check(&update.id, inverted, disabled).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn restore(

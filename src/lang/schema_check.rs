@@ -76,61 +76,62 @@ fn check_into(node: &Node, schema: &Json, path: &str, problems: &mut Vec<Problem
                 }
             }
         }
-        Value::Integer(integer) => {
-            // The type's own bounds, so a value that would not decode at run time is
-            // refused here with its location.
-            let (type_minimum, type_maximum) = match schema.get("format").and_then(Json::as_str) {
-                Some("uint8") => (Some(0), Some(i64::from(u8::MAX))),
-                Some("uint16") => (Some(0), Some(i64::from(u16::MAX))),
-                Some("uint32") => (Some(0), Some(i64::from(u32::MAX))),
-                Some("int32") => (Some(i64::from(i32::MIN)), Some(i64::from(i32::MAX))),
-                Some(format) if format.starts_with("uint") => (Some(0), None),
-                Some(_) | None => (None, None),
-            };
-            let minimum = schema.get("minimum").and_then(Json::as_i64).or(type_minimum);
-            let stated_maximum = schema.get("maximum").and_then(Json::as_i64);
-            let maximum = stated_maximum.or(type_maximum);
-            // The help names the type's own maximum only to a value beyond it.
-            let range = |minimum: Option<i64>, maximum: Option<i64>| match (minimum, maximum) {
-                (Some(minimum), Some(maximum)) => format!("write a whole number from {minimum} to {maximum}"),
-                (Some(minimum), None) => format!("write a whole number of {minimum} or more"),
-                (None, Some(maximum)) => format!("write a whole number of at most {maximum}"),
-                (None, None) => "write a whole number".to_owned(),
-            };
-            let found = match (minimum, maximum) {
-                (Some(minimum), _) if *integer < minimum => Some((
-                    format!("`{path}` must be at least {minimum}, found {integer}"),
-                    range(Some(minimum), stated_maximum),
-                )),
-                (_, Some(maximum)) if *integer > maximum => Some((
-                    format!("`{path}` must be at most {maximum}, found {integer}"),
-                    range(minimum, Some(maximum)),
-                )),
-                _ => None,
-            };
-            if let Some((message, help)) = found {
-                problems.push(Problem {
-                    code: Code::ParameterValue,
-                    span: node.span,
-                    message,
-                    help: Some(help),
-                });
-            }
-        }
-        Value::String(text) => {
-            if let Some(pattern) = schema.get("pattern").and_then(Json::as_str)
-                && pattern.contains("ms|s|m|h|d")
-                && let Err(reason) = crate::lang::duration::HumanDuration::parse(text)
-            {
-                problems.push(Problem {
-                    code: Code::Duration,
-                    span: node.span,
-                    message: format!("`{path}`: {reason}"),
-                    help: Some("write a duration such as 90s, 45m, 2h or 1h30m".to_owned()),
-                });
-            }
-        }
+        Value::Integer(integer) => check_integer(node, *integer, schema, path, problems),
+        Value::String(text) => check_duration(node, text, schema, path, problems),
         Value::Null | Value::Bool(_) | Value::Float(_) => {}
+    }
+}
+
+/// An integer within the schema's `minimum`/`maximum` and the bounds of its `format`.
+fn check_integer(node: &Node, integer: i64, schema: &Json, path: &str, problems: &mut Vec<Problem>) {
+    // The type's own bounds, so a value that would not decode at run time is
+    // refused here with its location.
+    let (type_minimum, type_maximum) = match schema.get("format").and_then(Json::as_str) {
+        Some("uint8") => (Some(0), Some(i64::from(u8::MAX))),
+        Some("uint16") => (Some(0), Some(i64::from(u16::MAX))),
+        Some("uint32") => (Some(0), Some(i64::from(u32::MAX))),
+        Some("int32") => (Some(i64::from(i32::MIN)), Some(i64::from(i32::MAX))),
+        Some(format) if format.starts_with("uint") => (Some(0), None),
+        Some(_) | None => (None, None),
+    };
+    let minimum = schema.get("minimum").and_then(Json::as_i64).or(type_minimum);
+    let stated_maximum = schema.get("maximum").and_then(Json::as_i64);
+    let maximum = stated_maximum.or(type_maximum);
+    // The help names the type's own maximum only to a value beyond it.
+    let range = |minimum: Option<i64>, maximum: Option<i64>| match (minimum, maximum) {
+        (Some(minimum), Some(maximum)) => format!("write a whole number from {minimum} to {maximum}"),
+        (Some(minimum), None) => format!("write a whole number of {minimum} or more"),
+        (None, Some(maximum)) => format!("write a whole number of at most {maximum}"),
+        (None, None) => "write a whole number".to_owned(),
+    };
+    let found = match (minimum, maximum) {
+        (Some(minimum), _) if integer < minimum => Some((
+            format!("`{path}` must be at least {minimum}, found {integer}"),
+            range(Some(minimum), stated_maximum),
+        )),
+        (_, Some(maximum)) if integer > maximum => Some((
+            format!("`{path}` must be at most {maximum}, found {integer}"),
+            range(minimum, Some(maximum)),
+        )),
+        _ => None,
+    };
+    if let Some((message, help)) = found {
+        problems.push(Problem { code: Code::ParameterValue, span: node.span, message, help: Some(help) });
+    }
+}
+
+/// A string whose schema pattern is the duration pattern must parse as a duration.
+fn check_duration(node: &Node, text: &str, schema: &Json, path: &str, problems: &mut Vec<Problem>) {
+    if let Some(pattern) = schema.get("pattern").and_then(Json::as_str)
+        && pattern.contains("ms|s|m|h|d")
+        && let Err(reason) = crate::lang::duration::HumanDuration::parse(text)
+    {
+        problems.push(Problem {
+            code: Code::Duration,
+            span: node.span,
+            message: format!("`{path}`: {reason}"),
+            help: Some("write a duration such as 90s, 45m, 2h or 1h30m".to_owned()),
+        });
     }
 }
 

@@ -760,40 +760,81 @@ impl Decoder<'_> {
     }
 
     fn step(&mut self, node: &Node) -> Option<StepSpec> {
-        let toml_syntax = self.toml;
         let entries = self.fields(node, "a step", STEP_FIELDS)?;
         let at = Span::new(node.span.start, node.span.start);
         let id = self.required(entries, "id", "this step", at).and_then(|node| self.string(node, "`id`"))?;
-        if let Some(flaw) = name_flaw(&id.value, "ids") {
-            let help = match suggested_name(&id.value) {
-                Some(suggested) => format!("write it as `{suggested}`"),
-                None => "write e.g. `stop-writers`".to_owned(),
-            };
-            let message = if id.value.is_empty() {
-                "step id is empty".to_owned()
-            } else {
-                format!("step id `{}` is not valid", id.value.escape_debug())
-            };
-            let diagnostic = self.error(Code::StepId, id.span, message);
-            *diagnostic = diagnostic.clone().with_label(flaw).with_help(help);
-        }
+        self.check_step_id(&id);
         let what = format!("step `{}`", id.value);
         let kind =
             self.required(entries, "kind", &what, id.span).and_then(|node| self.string(node, "`kind`"));
-        let resolved_kind = kind.as_ref().and_then(|kind| {
-            let found = StepKind::find(self.kinds, &kind.value);
-            if found.is_none() {
-                let help = suggestion(&kind.value, self.kinds.iter().map(|kind| kind.name()));
-                let diagnostic =
-                    self.error(Code::UnknownKind, kind.span, format!("unknown step kind `{}`", kind.value));
-                *diagnostic = diagnostic
-                    .clone()
-                    .with_label("unknown kind")
-                    .with_help(format!("{help} (`dr-plan steps` lists every kind)"));
-            }
-            found
-        });
-        let needs = match field(entries, "needs") {
+        let resolved_kind = kind.as_ref().and_then(|kind| self.resolve_kind(kind));
+        let needs = self.needs(field(entries, "needs"));
+        let with = field(entries, "with").map(|node| AnyValue(node.clone()));
+        let retry = field(entries, "retry").and_then(|node| self.retry(node));
+        let on_failure = self.optional(entries, "on_failure", Self::on_failure);
+        Some(StepSpec {
+            when: self.optional(entries, "when", |this, node| match &node.value {
+                Value::Bool(value) => Some(Located { value: value.to_string(), span: node.span }),
+                Value::Null
+                | Value::Integer(_)
+                | Value::Float(_)
+                | Value::String(_)
+                | Value::List(_)
+                | Value::Map(_) => this.string(node, "`when`"),
+            }),
+            timeout: self.optional(entries, "timeout", |this, node| this.duration(node, "`timeout`")),
+            undo: self.optional(entries, "undo", |this, node| this.boolean(node, "`undo`")),
+            estimate: self.optional(entries, "estimate", |this, node| this.duration(node, "`estimate`")),
+            description: self
+                .optional(entries, "description", |this, node| this.string(node, "`description`")),
+            id,
+            kind: kind.unwrap_or(Located { value: String::new(), span: at }),
+            needs,
+            with,
+            retry,
+            on_failure,
+            resolved_kind,
+            span: node.span,
+        })
+    }
+
+    /// Reports an id that is not a valid step name, with a suggested spelling.
+    fn check_step_id(&mut self, id: &Located<String>) {
+        let Some(flaw) = name_flaw(&id.value, "ids") else {
+            return;
+        };
+        let help = match suggested_name(&id.value) {
+            Some(suggested) => format!("write it as `{suggested}`"),
+            None => "write e.g. `stop-writers`".to_owned(),
+        };
+        let message = if id.value.is_empty() {
+            "step id is empty".to_owned()
+        } else {
+            format!("step id `{}` is not valid", id.value.escape_debug())
+        };
+        let diagnostic = self.error(Code::StepId, id.span, message);
+        *diagnostic = diagnostic.clone().with_label(flaw).with_help(help);
+    }
+
+    /// The kind a step names, or `None` (reported, with a suggestion) when there is none.
+    fn resolve_kind(&mut self, kind: &Located<String>) -> Option<StepKind> {
+        let found = StepKind::find(self.kinds, &kind.value);
+        if found.is_none() {
+            let help = suggestion(&kind.value, self.kinds.iter().map(|kind| kind.name()));
+            let diagnostic =
+                self.error(Code::UnknownKind, kind.span, format!("unknown step kind `{}`", kind.value));
+            *diagnostic = diagnostic
+                .clone()
+                .with_label("unknown kind")
+                .with_help(format!("{help} (`dr-plan steps` lists every kind)"));
+        }
+        found
+    }
+
+    /// The `needs` of a step: a list of step ids (anything else is reported, and read as none).
+    fn needs(&mut self, node: Option<&Node>) -> Vec<Located<String>> {
+        let toml_syntax = self.toml;
+        match node {
             None => Vec::new(),
             Some(Node { value: Value::List(items), .. }) => {
                 items.iter().filter_map(|item| self.string(item, "an entry of `needs`")).collect()
@@ -820,47 +861,23 @@ impl Decoder<'_> {
                 });
                 Vec::new()
             }
-        };
-        let with = field(entries, "with").map(|node| AnyValue(node.clone()));
-        let retry = field(entries, "retry").and_then(|node| self.retry(node));
-        let on_failure = self.optional(entries, "on_failure", |this, node| {
-            let text = this.string(node, "`on_failure`")?;
-            match text.value.as_str() {
-                "abort" => Some(Located { value: OnFailure::Abort, span: text.span }),
-                "continue" => Some(Located { value: OnFailure::Continue, span: text.span }),
-                other => {
-                    let help = suggestion(other, ["abort", "continue"]);
-                    let diagnostic =
-                        this.error(Code::Type, text.span, format!("`on_failure` cannot be `{other}`"));
-                    *diagnostic = diagnostic.clone().with_help(help);
-                    None
-                }
+        }
+    }
+
+    /// `on_failure`: `abort` or `continue`.
+    fn on_failure(&mut self, node: &Node) -> Option<Located<OnFailure>> {
+        let text = self.string(node, "`on_failure`")?;
+        match text.value.as_str() {
+            "abort" => Some(Located { value: OnFailure::Abort, span: text.span }),
+            "continue" => Some(Located { value: OnFailure::Continue, span: text.span }),
+            other => {
+                let help = suggestion(other, ["abort", "continue"]);
+                let diagnostic =
+                    self.error(Code::Type, text.span, format!("`on_failure` cannot be `{other}`"));
+                *diagnostic = diagnostic.clone().with_help(help);
+                None
             }
-        });
-        Some(StepSpec {
-            when: self.optional(entries, "when", |this, node| match &node.value {
-                Value::Bool(value) => Some(Located { value: value.to_string(), span: node.span }),
-                Value::Null
-                | Value::Integer(_)
-                | Value::Float(_)
-                | Value::String(_)
-                | Value::List(_)
-                | Value::Map(_) => this.string(node, "`when`"),
-            }),
-            timeout: self.optional(entries, "timeout", |this, node| this.duration(node, "`timeout`")),
-            undo: self.optional(entries, "undo", |this, node| this.boolean(node, "`undo`")),
-            estimate: self.optional(entries, "estimate", |this, node| this.duration(node, "`estimate`")),
-            description: self
-                .optional(entries, "description", |this, node| this.string(node, "`description`")),
-            id,
-            kind: kind.unwrap_or(Located { value: String::new(), span: at }),
-            needs,
-            with,
-            retry,
-            on_failure,
-            resolved_kind,
-            span: node.span,
-        })
+        }
     }
 
     fn retry(&mut self, node: &Node) -> Option<RetrySpec> {

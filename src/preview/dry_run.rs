@@ -83,6 +83,95 @@ pub struct DryRun {
     unknown: Vec<bool>,
 }
 
+/// Every step rendered with placeholders, in plan order.
+struct RenderedSteps {
+    steps: Vec<RenderedStep>,
+    /// Whether each step is skipped: its `when` is false, or a step it needs is skipped.
+    skipped: Vec<bool>,
+    /// What could not be evaluated or rendered, each naming its step.
+    problems: Vec<String>,
+}
+
+/// One step's `when` and parameters, as far as a dry run can know them.
+struct RenderedStep {
+    when: Option<bool>,
+    parameters: Json,
+    /// Whether the parameters hold values known only at run time.
+    unknown: bool,
+}
+
+/// Evaluates every step's `when` and renders its parameters; a step that cannot be
+/// rendered keeps its parameters as written, and its problem is collected.
+fn render_steps(plan: &Plan, context: &Context) -> RenderedSteps {
+    let mut problems = Vec::new();
+    let mut skipped = vec![false; plan.steps.len()];
+    let mut rendered = Vec::with_capacity(plan.steps.len());
+    for (index, step) in plan.steps.iter().enumerate() {
+        let when = match context.evaluate_when(step) {
+            Ok(value) => value,
+            Err(error) => {
+                problems.push(error.0);
+                None
+            }
+        };
+        skipped[index] = when == Some(false) || step.needs.iter().any(|&need| skipped[need]);
+        let (parameters, unknown) = match context.render_with(step) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                problems.push(format!("step `{}`: {}", step.id, error.0));
+                (step.with.to_json(), true)
+            }
+        };
+        rendered.push(RenderedStep { when, parameters, unknown });
+    }
+    RenderedSteps { steps: rendered, skipped, problems }
+}
+
+/// The preview of the step at `index`: what it will do, and when and how long.
+fn step_preview(
+    plan: &Plan,
+    step: &crate::lang::plan::Step,
+    index: usize,
+    rendered: RenderedStep,
+    skipped: bool,
+    prediction: &Prediction,
+) -> StepPreview {
+    let RenderedStep { when, parameters, .. } = rendered;
+    let spec = plan.spec_of(step);
+    let mut action = step.kind.describe(&parameters);
+    // Which cluster a Kubernetes step acts on matters as much as what it does.
+    if let Some(context) = parameters.get("context").and_then(Json::as_str) {
+        action.push_str(&format!(" (kube context {context})"));
+    }
+    if skipped && when != Some(false) {
+        action = format!("skipped (a step it needs is skipped): {action}");
+    } else if when == Some(false) {
+        action = format!("skipped (`when` is false): {action}");
+    }
+    let (expected, expected_from) = prediction.durations[index];
+    StepPreview {
+        id: step.id.clone(),
+        kind: step.kind.name(),
+        stage: step.stage + 1,
+        needs: step.needs.iter().map(|&need| plan.steps[need].id.clone()).collect(),
+        destructive: step.kind.is_destructive(&parameters),
+        undo: step.undo,
+        undo_action: if step.undo { step.kind.describe_undo(&parameters) } else { None },
+        when: spec.when.as_ref().map(|text| (text.value.clone(), when)),
+        expected: matches!(expected_from, EstimateSource::Estimate | EstimateSource::DrillHistory(_))
+            .then_some(expected),
+        expected_from,
+        timeout: step.timeout,
+        attempts: step.attempts,
+        critical: prediction.critical_path.contains(&index),
+        description: step.description.clone(),
+        continue_on_failure: step.on_failure == crate::lang::spec::OnFailure::Continue,
+        skipped,
+        action,
+        parameters,
+    }
+}
+
 impl DryRun {
     /// Builds the preview.
     #[must_use]
@@ -102,71 +191,16 @@ impl DryRun {
             outputs: std::collections::BTreeMap::new(),
             withheld: std::collections::BTreeMap::new(),
         };
-        let mut problems = Vec::new();
-        let mut skipped = vec![false; plan.steps.len()];
-        let mut rendered = Vec::with_capacity(plan.steps.len());
-        for (index, step) in plan.steps.iter().enumerate() {
-            let when = match context.evaluate_when(step) {
-                Ok(value) => value,
-                Err(error) => {
-                    problems.push(error.0);
-                    None
-                }
-            };
-            skipped[index] = when == Some(false) || step.needs.iter().any(|&need| skipped[need]);
-            let (parameters, unknown) = match context.render_with(step) {
-                Ok(rendered) => rendered,
-                Err(error) => {
-                    problems.push(format!("step `{}`: {}", step.id, error.0));
-                    (step.with.to_json(), true)
-                }
-            };
-            rendered.push((when, parameters, unknown));
-        }
+        let RenderedSteps { steps: rendered, skipped, problems } = render_steps(plan, &context);
         let prediction = Prediction::new(plan, history, &skipped);
-        let unknown: Vec<bool> = rendered.iter().map(|(_, _, unknown)| *unknown).collect();
+        let unknown: Vec<bool> = rendered.iter().map(|rendered| rendered.unknown).collect();
         let steps = plan
             .steps
             .iter()
             .zip(rendered)
             .enumerate()
-            .map(|(index, (step, (when, parameters, _)))| {
-                let spec = plan.spec_of(step);
-                let mut action = step.kind.describe(&parameters);
-                // Which cluster a Kubernetes step acts on matters as much as what it does.
-                if let Some(context) = parameters.get("context").and_then(Json::as_str) {
-                    action.push_str(&format!(" (kube context {context})"));
-                }
-                if skipped[index] && when != Some(false) {
-                    action = format!("skipped (a step it needs is skipped): {action}");
-                } else if when == Some(false) {
-                    action = format!("skipped (`when` is false): {action}");
-                }
-                let (expected, expected_from) = prediction.durations[index];
-                StepPreview {
-                    id: step.id.clone(),
-                    kind: step.kind.name(),
-                    stage: step.stage + 1,
-                    needs: step.needs.iter().map(|&need| plan.steps[need].id.clone()).collect(),
-                    destructive: step.kind.is_destructive(&parameters),
-                    undo: step.undo,
-                    undo_action: if step.undo { step.kind.describe_undo(&parameters) } else { None },
-                    when: spec.when.as_ref().map(|text| (text.value.clone(), when)),
-                    expected: matches!(
-                        expected_from,
-                        EstimateSource::Estimate | EstimateSource::DrillHistory(_)
-                    )
-                    .then_some(expected),
-                    expected_from,
-                    timeout: step.timeout,
-                    attempts: step.attempts,
-                    critical: prediction.critical_path.contains(&index),
-                    description: step.description.clone(),
-                    continue_on_failure: step.on_failure == crate::lang::spec::OnFailure::Continue,
-                    skipped: skipped[index],
-                    action,
-                    parameters,
-                }
+            .map(|(index, (step, rendered))| {
+                step_preview(plan, step, index, rendered, skipped[index], &prediction)
             })
             .collect();
         DryRun {
@@ -382,6 +416,36 @@ impl DryRun {
         if let Some(description) = &self.description {
             let _ = writeln!(out, "{}\n", escape_markdown(description));
         }
+        self.markdown_summary(&mut out);
+        let _ = writeln!(out, "### What would happen\n");
+        for (number, stage) in self.stages().iter().enumerate() {
+            let together = if stage.len() > 1 { " — concurrently" } else { "" };
+            let _ = writeln!(out, "**Stage {}**{together}\n", number + 1);
+            for step in stage {
+                markdown_step(&mut out, step);
+            }
+            out.push('\n');
+        }
+        for problem in &self.problems {
+            let _ = writeln!(out, "> ⚠️ {}\n", escape_markdown(problem));
+        }
+        let _ = writeln!(
+            out,
+            "<details><summary>Dependency graph</summary>\n\n```mermaid\n{graph}```\n\n</details>\n"
+        );
+        let details = self.markdown_parameters();
+        let footer = "\n_Nothing was changed: this was a dry-run._\n";
+        if out.len() + details.len() + footer.len() <= LIMIT {
+            out.push_str(&details);
+        } else {
+            out.push_str("<details><summary>Rendered parameters</summary>\n\nOmitted: the comment would exceed 60,000 characters. Run `dr-plan dry-run --format json` to see them.\n\n</details>\n");
+        }
+        out.push_str(footer);
+        out
+    }
+
+    /// The table at the top of the comment: objectives, predicted RTO, critical path, counts.
+    fn markdown_summary(&self, out: &mut String) {
         let exceeded = matches!(self.rto, Some(rto) if self.prediction.total > rto);
         let _ = writeln!(out, "| | |\n|---|---|");
         let _ = writeln!(out, "| Objectives | {} |", self.objectives_text());
@@ -395,73 +459,17 @@ impl DryRun {
             crate::lang::diagnostic::counted(self.stages().len(), "stage", "stages"),
             self.destructive_count()
         );
-        let _ = writeln!(out, "### What would happen\n");
-        for (number, stage) in self.stages().iter().enumerate() {
-            let together = if stage.len() > 1 { " — concurrently" } else { "" };
-            let _ = writeln!(out, "**Stage {}**{together}\n", number + 1);
-            for step in stage {
-                let mut marks = String::new();
-                if step.destructive {
-                    marks.push_str(" ⚠️ **destructive**");
-                }
-                if step.undo {
-                    marks.push_str(" ↩️ undo on abort");
-                }
-                if let Some(expected) = step.expected {
-                    let _ = write!(marks, " · ~{}", format_duration(expected));
-                }
-                let _ = writeln!(
-                    out,
-                    "- `{}` ({}){marks}: {}",
-                    step.id,
-                    step.kind,
-                    escape_markdown(&step.action)
-                );
-                if let Some(description) = &step.description {
-                    let _ = writeln!(out, "  - _{}_", escape_markdown(description));
-                }
-                if let Some(undo) = &step.undo_action {
-                    let _ = writeln!(out, "  - ↩️ on abort: {}", escape_markdown(undo));
-                }
-                if !step.needs.is_empty() {
-                    let needs: Vec<String> = step.needs.iter().map(|need| format!("`{need}`")).collect();
-                    let _ = writeln!(out, "  - after {}", needs.join(", "));
-                }
-                if step.continue_on_failure {
-                    let _ = writeln!(out, "  - a failure does not stop the run (`on_failure: continue`)");
-                }
-                if let Some((condition, value)) = &step.when {
-                    let verdict = match value {
-                        Some(true) => "true now",
-                        Some(false) => "false now",
-                        None => "decided at run time",
-                    };
-                    let _ = writeln!(out, "  - when `{condition}` ({verdict})");
-                }
-            }
-            out.push('\n');
-        }
-        for problem in &self.problems {
-            let _ = writeln!(out, "> ⚠️ {}\n", escape_markdown(problem));
-        }
-        let _ = writeln!(
-            out,
-            "<details><summary>Dependency graph</summary>\n\n```mermaid\n{graph}```\n\n</details>\n"
-        );
+    }
+
+    /// Every step's rendered parameters, collapsed.
+    fn markdown_parameters(&self) -> String {
         let mut details = String::from("<details><summary>Rendered parameters</summary>\n\n");
         for step in &self.steps {
             let parameters = serde_json::to_string_pretty(&step.parameters).unwrap_or_default();
             let _ = writeln!(details, "`{}` ({})\n\n```json\n{parameters}\n```\n", step.id, step.kind);
         }
         details.push_str("</details>\n");
-        let footer = "\n_Nothing was changed: this was a dry-run._\n";
-        if out.len() + details.len() + footer.len() <= LIMIT {
-            out.push_str(&details);
-        } else {
-            out.push_str("<details><summary>Rendered parameters</summary>\n\nOmitted: the comment would exceed 60,000 characters. Run `dr-plan dry-run --format json` to see them.\n\n</details>\n");
-        }
-        out.push_str(footer);
-        out
+        details
     }
 
     /// A JSON document.
@@ -511,6 +519,42 @@ impl DryRun {
             "problems": self.problems,
             "preflight": self.preflight.as_ref().map(|results| results.iter().map(|(id, result)| json!({"step": id, "check": result})).collect::<Vec<_>>()),
         })
+    }
+}
+
+/// One step of "What would happen": its line, then what else a reviewer should know.
+fn markdown_step(out: &mut String, step: &StepPreview) {
+    let mut marks = String::new();
+    if step.destructive {
+        marks.push_str(" ⚠️ **destructive**");
+    }
+    if step.undo {
+        marks.push_str(" ↩️ undo on abort");
+    }
+    if let Some(expected) = step.expected {
+        let _ = write!(marks, " · ~{}", format_duration(expected));
+    }
+    let _ = writeln!(out, "- `{}` ({}){marks}: {}", step.id, step.kind, escape_markdown(&step.action));
+    if let Some(description) = &step.description {
+        let _ = writeln!(out, "  - _{}_", escape_markdown(description));
+    }
+    if let Some(undo) = &step.undo_action {
+        let _ = writeln!(out, "  - ↩️ on abort: {}", escape_markdown(undo));
+    }
+    if !step.needs.is_empty() {
+        let needs: Vec<String> = step.needs.iter().map(|need| format!("`{need}`")).collect();
+        let _ = writeln!(out, "  - after {}", needs.join(", "));
+    }
+    if step.continue_on_failure {
+        let _ = writeln!(out, "  - a failure does not stop the run (`on_failure: continue`)");
+    }
+    if let Some((condition, value)) = &step.when {
+        let verdict = match value {
+            Some(true) => "true now",
+            Some(false) => "false now",
+            None => "decided at run time",
+        };
+        let _ = writeln!(out, "  - when `{condition}` ({verdict})");
     }
 }
 
