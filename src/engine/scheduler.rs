@@ -186,35 +186,64 @@ impl Dispatcher<'_> {
                 },
                 _ = interrupts.wait_for(|count| *count > 0) => { interrupted = true; }
                 () = sleep_or_forever(deadline_left) => {
-                    self.reporter.message("the run deadline passed: stopping");
+                    self.deadline_passed(&mut running)?;
                     failed = true;
                     interrupted = false;
-                    running.abort_all();
-                    for (index, state) in self.states.iter_mut().enumerate() {
-                        if matches!(state, StepState::Interrupted { .. }) {
-                            *state = StepState::Failed { error: "the run deadline passed".into() };
-                            let step = self.plan.steps[index].id.clone();
-                            let event = Event::StepFailed { step, attempt: self.attempts[index], error: "the run deadline passed".into(), will_retry: false, seconds: 0.0 };
-                            let record = self.journal.append(event).map_err(|error| error.to_string())?;
-                            self.reporter.record(&record);
-                        }
-                    }
                     break;
                 }
             }
             if interrupted {
-                // Dropping the tasks kills their child processes (kill_on_drop); the
-                // steps stay "started, not finished" in the journal, for resume.
-                if !self.asking.is_empty() {
-                    self.asking.clear();
-                    self.reporter.answered(true);
-                }
-                running.abort_all();
-                while running.join_next().await.is_some() {}
+                self.stop_all(&mut running).await;
                 break;
             }
         }
-        let status = if interrupted {
+        let status = self.final_status(interrupted, failed, blocked).await?;
+        self.record(Event::RunFinished { status })?;
+        Ok(status)
+    }
+
+    /// The run deadline passed: every step still running is stopped and recorded failed.
+    fn deadline_passed(&mut self, running: &mut JoinSet<AttemptResult>) -> Result<(), String> {
+        self.reporter.message("the run deadline passed: stopping");
+        running.abort_all();
+        for (index, state) in self.states.iter_mut().enumerate() {
+            if matches!(state, StepState::Interrupted { .. }) {
+                *state = StepState::Failed { error: "the run deadline passed".into() };
+                let step = self.plan.steps[index].id.clone();
+                let event = Event::StepFailed {
+                    step,
+                    attempt: self.attempts[index],
+                    error: "the run deadline passed".into(),
+                    will_retry: false,
+                    seconds: 0.0,
+                };
+                let record = self.journal.append(event).map_err(|error| error.to_string())?;
+                self.reporter.record(&record);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ctrl-C: a question waiting is withdrawn and every running step stopped. Dropping
+    /// the tasks kills their child processes (kill_on_drop); the steps stay "started, not
+    /// finished" in the journal, for resume.
+    async fn stop_all(&mut self, running: &mut JoinSet<AttemptResult>) {
+        if !self.asking.is_empty() {
+            self.asking.clear();
+            self.reporter.answered(true);
+        }
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+    }
+
+    /// How the run ended; a failed run is compensated (undo) first.
+    async fn final_status(
+        &mut self,
+        interrupted: bool,
+        failed: bool,
+        blocked: bool,
+    ) -> Result<RunStatus, String> {
+        Ok(if interrupted {
             RunStatus::Interrupted
         } else if failed {
             self.undo().await?;
@@ -227,9 +256,7 @@ impl Dispatcher<'_> {
             RunStatus::CompletedWithFailures
         } else {
             RunStatus::Succeeded
-        };
-        self.record(Event::RunFinished { status })?;
-        Ok(status)
+        })
     }
 
     fn launch_ready(&mut self, running: &mut JoinSet<AttemptResult>) -> Result<(), String> {
@@ -350,49 +377,11 @@ impl Dispatcher<'_> {
         elapsed: Duration,
         running: &mut JoinSet<AttemptResult>,
     ) -> Result<Outcome, String> {
-        let step = &self.plan.steps[index];
-        let id = step.id.clone();
+        let id = self.plan.steps[index].id.clone();
         let seconds = elapsed.as_secs_f64();
         match result {
             Ok(outputs) => {
-                let mut seconds = seconds;
-                if step.kind.asks_approval() {
-                    // The approval's duration is the human's wait: it is part of the RTO,
-                    // and what the drill history must predict.
-                    let (via, waited) = match self.answered.remove(&id) {
-                        Some(waited) => ("terminal", waited),
-                        None => ("--approve", self.waited_since_needed(&id)),
-                    };
-                    seconds = waited;
-                    let question = self.approval_question(index);
-                    self.record(Event::ApprovalGranted {
-                        step: id.clone(),
-                        by: crate::engine::lock::operator(),
-                        via: via.to_owned(),
-                        approver: self.approver.clone(),
-                        question,
-                        waited_seconds: waited,
-                    })?;
-                }
-                let redacted = match self.redactor.redact_json(&Json::Object(outputs.clone())) {
-                    Json::Object(map) => map,
-                    _ => Outputs::new(),
-                };
-                let withheld: Vec<String> = outputs
-                    .iter()
-                    .filter(|(name, value)| redacted.get(*name) != Some(value))
-                    .map(|(name, _)| name.clone())
-                    .collect();
-                self.context.outputs.insert(id.clone(), Json::Object(outputs.clone()));
-                self.states[index] = StepState::Succeeded { outputs };
-                self.completed.push(index);
-                self.record_success(Event::StepSucceeded {
-                    step: id,
-                    attempt,
-                    outputs: redacted,
-                    withheld,
-                    seconds,
-                })?;
+                self.succeeded(index, attempt, outputs, seconds)?;
                 Ok(Outcome::Continue)
             }
             Err(StepError::NeedsApproval) => {
@@ -402,36 +391,98 @@ impl Dispatcher<'_> {
                 self.record(Event::ApprovalNeeded { step: id, question })?;
                 Ok(Outcome::Blocked)
             }
-            Err(error) => {
-                let refused = matches!(error, StepError::Refused(_));
-                let message = self.redactor.redact(&error.to_string());
-                let will_retry = !refused && attempt < step.attempts;
-                self.record(Event::StepFailed {
-                    step: id,
-                    attempt,
-                    error: message.clone(),
-                    will_retry,
-                    seconds,
-                })?;
-                if will_retry {
-                    let backoff = step.backoff.saturating_mul(2u32.saturating_pow(attempt - 1));
-                    let with =
-                        self.context.render_with(step).map(|(with, _)| with).map_err(|error| error.0)?;
-                    self.spawn(index, with, backoff, running)?;
-                    return Ok(Outcome::Continue);
-                }
-                self.states[index] = StepState::Failed { error: message };
-                match step.on_failure {
-                    OnFailure::Abort => Ok(Outcome::Abort),
-                    OnFailure::Continue => {
-                        self.reporter.message(&format!(
-                            "step `{}` failed; the run goes on (on_failure: continue) and will end \
-                             \"completed with failures\"",
-                            step.id
-                        ));
-                        Ok(Outcome::Continue)
-                    }
-                }
+            Err(error) => self.failed(index, attempt, &error, seconds, running),
+        }
+    }
+
+    /// Records a success: an approval's grant first, then the outputs (redacted in the
+    /// journal, whole for the templates of this run).
+    fn succeeded(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        outputs: Outputs,
+        seconds: f64,
+    ) -> Result<(), String> {
+        let id = self.plan.steps[index].id.clone();
+        let mut seconds = seconds;
+        if self.plan.steps[index].kind.asks_approval() {
+            // The approval's duration is the human's wait: it is part of the RTO,
+            // and what the drill history must predict.
+            let (via, waited) = match self.answered.remove(&id) {
+                Some(waited) => ("terminal", waited),
+                None => ("--approve", self.waited_since_needed(&id)),
+            };
+            seconds = waited;
+            let question = self.approval_question(index);
+            self.record(Event::ApprovalGranted {
+                step: id.clone(),
+                by: crate::engine::lock::operator(),
+                via: via.to_owned(),
+                approver: self.approver.clone(),
+                question,
+                waited_seconds: waited,
+            })?;
+        }
+        let redacted = match self.redactor.redact_json(&Json::Object(outputs.clone())) {
+            Json::Object(map) => map,
+            _ => Outputs::new(),
+        };
+        let withheld: Vec<String> = outputs
+            .iter()
+            .filter(|(name, value)| redacted.get(*name) != Some(value))
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.context.outputs.insert(id.clone(), Json::Object(outputs.clone()));
+        self.states[index] = StepState::Succeeded { outputs };
+        self.completed.push(index);
+        self.record_success(Event::StepSucceeded {
+            step: id,
+            attempt,
+            outputs: redacted,
+            withheld,
+            seconds,
+        })?;
+        Ok(())
+    }
+
+    /// Records a failure; retries with backoff while attempts remain, then aborts the
+    /// run or lets it go on, as the step's `on_failure` says.
+    fn failed(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        error: &StepError,
+        seconds: f64,
+        running: &mut JoinSet<AttemptResult>,
+    ) -> Result<Outcome, String> {
+        let step = &self.plan.steps[index];
+        let refused = matches!(error, StepError::Refused(_));
+        let message = self.redactor.redact(&error.to_string());
+        let will_retry = !refused && attempt < step.attempts;
+        self.record(Event::StepFailed {
+            step: step.id.clone(),
+            attempt,
+            error: message.clone(),
+            will_retry,
+            seconds,
+        })?;
+        if will_retry {
+            let backoff = step.backoff.saturating_mul(2u32.saturating_pow(attempt - 1));
+            let with = self.context.render_with(step).map(|(with, _)| with).map_err(|error| error.0)?;
+            self.spawn(index, with, backoff, running)?;
+            return Ok(Outcome::Continue);
+        }
+        self.states[index] = StepState::Failed { error: message };
+        match step.on_failure {
+            OnFailure::Abort => Ok(Outcome::Abort),
+            OnFailure::Continue => {
+                self.reporter.message(&format!(
+                    "step `{}` failed; the run goes on (on_failure: continue) and will end \
+                     \"completed with failures\"",
+                    step.id
+                ));
+                Ok(Outcome::Continue)
             }
         }
     }
