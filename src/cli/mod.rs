@@ -4,9 +4,12 @@
 pub mod catalog;
 pub mod commands;
 pub mod completions;
+pub mod dry_run;
 pub mod exit;
 pub mod lint;
+pub mod run;
 pub mod schema;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 
