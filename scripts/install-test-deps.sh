@@ -6,7 +6,7 @@
 # Idempotent and quick when everything is present: apt-get runs only for packages that
 # are missing, and `apt-get update` only when something must be installed. Tools that
 # are not Debian packages go under $DR_PLAN_TEST_TOOLS (default
-# $HOME/.cache/dr-plan-test-tools), which scripts/test.sh and tests/support read.
+# $HOME/.cache/dr-plan-test-tools), which scripts/test.sh and tests/it/support read.
 set -euo pipefail
 
 tools_dir="${DR_PLAN_TEST_TOOLS:-$HOME/.cache/dr-plan-test-tools}"

@@ -1,0 +1,426 @@
+//! The incident path as a person at a terminal meets it: `dr-plan run` in a
+//! pseudo-terminal, with its start prompt, its spinners, its approval questions and
+//! Ctrl-C typed at the keyboard. The tests read the emulated screen (what a person
+//! sees after carriage returns and redraws), the state directory and the journal.
+//! Plans are in `tests/fixtures/terminal/`; each test has its own `--state-dir`.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use support::process::run_bounded;
+use support::terminal::{Exit, Terminal};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
+
+/// Time for a prompt or a line to show up (a debug binary on a loaded machine).
+const APPEAR: Duration = Duration::from_secs(10);
+/// What the operator is promised after Ctrl-C: the run stops within this.
+const AFTER_CTRL_C: Duration = Duration::from_secs(2);
+/// A short plan runs to its end within this.
+const FINISH: Duration = Duration::from_secs(12);
+/// The exit code of an interrupted run.
+const INTERRUPTED: Exit = Exit::Code(130);
+
+/// A temporary directory with copies of the plans, the state directory, and
+/// markers the plans' commands write.
+struct Sandbox {
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox { root: support::process::temporary_directory("terminal") }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    /// Copies a fixture into the sandbox; returns the name the commands use for it.
+    fn plan(&self, fixture: &str) -> String {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/terminal").join(fixture);
+        std::fs::copy(&source, self.path(fixture))
+            .unwrap_or_else(|error| panic!("cannot copy {}: {error}", source.display()));
+        fixture.to_owned()
+    }
+
+    /// `dr-plan ARGUMENTS --state-dir D` at a terminal.
+    fn terminal(&self, arguments: &[&str]) -> Terminal {
+        let state_dir = self.state_dir().display().to_string();
+        let mut all = arguments.to_vec();
+        all.extend(["--state-dir", &state_dir]);
+        Terminal::spawn(BINARY, &all, self.root.path(), &[])
+    }
+
+    /// `dr-plan ARGUMENTS --state-dir D` without a terminal (stdin closed).
+    fn dr_plan(&self, arguments: &[&str]) -> Output {
+        let mut command = Command::new(BINARY);
+        command
+            .current_dir(self.root.path())
+            .args(arguments)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .env("NO_COLOR", "1");
+        run_bounded(&mut command, None, FINISH, "dr-plan")
+    }
+
+    /// Names of the entries of a directory of the state directory, sorted.
+    fn entries(&self, directory: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.state_dir().join(directory))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn run_ids(&self) -> Vec<String> {
+        self.entries("runs")
+    }
+
+    fn lock_files(&self) -> Vec<String> {
+        self.entries("locks")
+    }
+
+    /// The one run of the state directory; panics with the screen otherwise.
+    fn only_run(&self, terminal: &Terminal) -> String {
+        match self.run_ids().as_slice() {
+            [id] => id.clone(),
+            ids => panic!("expected exactly one run under state/runs, found {ids:?}\n{}", terminal.report()),
+        }
+    }
+
+    /// The journal's events as JSON (not the crate's types, which these tests must not
+    /// depend on: the events may gain fields).
+    fn journal(&self, run_id: &str) -> Vec<Json> {
+        let path = self.state_dir().join("runs").join(run_id).join("journal.jsonl");
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|error| panic!("{path:?}: {line}: {error}"))
+            })
+            .collect()
+    }
+
+    fn events(&self, run_id: &str) -> Vec<String> {
+        self.journal(run_id).iter().filter_map(|record| record["event"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// Waits until the journal of the only run says `step` started.
+    fn wait_step_started(&self, terminal: &Terminal, step: &str) {
+        let started = support::process::wait_until(APPEAR, || {
+            self.run_ids().iter().any(|id| {
+                self.journal(id)
+                    .iter()
+                    .any(|record| record["event"] == "step_started" && record["step"] == step)
+            })
+        });
+        assert!(started, "step `{step}` did not start\n{}", terminal.report());
+    }
+}
+
+/// How many times `needle` is on the screen.
+fn count(screen: &str, needle: &str) -> usize {
+    screen.matches(needle).count()
+}
+
+/// Types `answer` at a question that shows `instruction`, and waits for the question
+/// to be asked again: one more `instruction` on the screen.
+fn answer_expecting_question_again(terminal: &mut Terminal, answer: &str, instruction: &str) -> String {
+    let before = count(&terminal.screen(), instruction);
+    terminal.type_line(answer);
+    terminal
+        .wait_for_screen(|screen| count(screen, instruction) > before, Duration::from_secs(5))
+        .unwrap_or_else(|screen| {
+            panic!(
+                "after {answer:?} the question was not asked again ({instruction:?} still {before} times)\n{}",
+                terminal.report_with(&screen)
+            )
+        })
+}
+
+fn describe(output: &Output) -> String {
+    support::process::describe_output(output)
+}
+
+// --- a. the start prompt -------------------------------------------------------------
+
+#[test]
+fn yes_at_the_start_prompt_starts_the_run() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("start.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan]);
+    terminal.expect_text("Type `yes` to start", APPEAR);
+    terminal.type_line("yes");
+    let screen = terminal.expect_exit(&Exit::Code(0), FINISH);
+    let run_id = sandbox.only_run(&terminal);
+    assert!(screen.contains(&format!("run {run_id} of plan start started")), "{}", terminal.report());
+    assert!(sandbox.lock_files().is_empty(), "lock left: {:?}", sandbox.lock_files());
+}
+
+#[test]
+fn anything_but_yes_at_the_start_prompt_asks_again() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("start.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan]);
+    terminal.expect_text("Type `yes` to start", APPEAR);
+    for answer in ["y", "", "ye"] {
+        answer_expecting_question_again(&mut terminal, answer, "`yes`");
+        assert_eq!(terminal.try_exit(), None, "{answer:?} ended the program\n{}", terminal.report());
+        let journals: Vec<String> =
+            sandbox.run_ids().into_iter().filter(|id| !sandbox.journal(id).is_empty()).collect();
+        assert!(journals.is_empty(), "{answer:?} started a run: {journals:?}\n{}", terminal.report());
+    }
+    terminal.type_line("yes");
+    terminal.expect_exit(&Exit::Code(0), FINISH);
+    let run_id = sandbox.only_run(&terminal);
+    assert!(sandbox.events(&run_id).contains(&"run_finished".to_owned()), "{}", terminal.report());
+}
+
+#[test]
+fn no_at_the_start_prompt_starts_nothing() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("start.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan]);
+    terminal.expect_text("Type `yes` to start", APPEAR);
+    terminal.type_line("no");
+    terminal.expect_exit(&Exit::Code(1), FINISH);
+    assert_eq!(sandbox.run_ids(), Vec::<String>::new(), "a run directory was left\n{}", terminal.report());
+    assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
+}
+
+// --- b. Ctrl-C at the start prompt -----------------------------------------------------
+
+#[test]
+fn ctrl_c_at_the_start_prompt_leaves_nothing_behind() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("start.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan]);
+    terminal.expect_text("Type `yes` to start", APPEAR);
+    terminal.ctrl_c();
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
+    assert_eq!(sandbox.run_ids(), Vec::<String>::new(), "a run directory was left\n{}", terminal.report());
+    let again = sandbox.dr_plan(&["run", &plan, "--yes"]);
+    assert_eq!(again.status.code(), Some(0), "the next run was blocked: {}", describe(&again));
+}
+
+// --- c, d, e. the approval question ----------------------------------------------------
+
+const QUESTION: &str = "Fail DNS over to eu-west-2?";
+
+/// Starts the approval plan (past the start prompt) and waits for its question,
+/// with the `settle` spinner running beside it; returns when the question appeared.
+fn at_the_approval_question(sandbox: &Sandbox) -> (Terminal, Instant) {
+    let plan = sandbox.plan("approval.yaml");
+    let terminal = sandbox.terminal(&["run", &plan, "--yes"]);
+    terminal
+        .wait_for_screen(|screen| screen.contains(QUESTION) && screen.contains("Type `yes`"), APPEAR)
+        .unwrap_or_else(|screen| {
+            panic!("the approval question did not appear\n{}", terminal.report_with(&screen))
+        });
+    (terminal, Instant::now())
+}
+
+#[test]
+fn the_approval_question_stays_on_screen_and_asks_again_until_yes() {
+    let sandbox = Sandbox::new();
+    let (mut terminal, asked) = at_the_approval_question(&sandbox);
+    // The spinner of `settle` redraws several times a second meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
+    let screen = terminal.screen();
+    assert!(screen.contains("settle"), "no spinner for `settle` is drawn\n{}", terminal.report());
+    assert!(
+        screen.contains(QUESTION) && screen.contains("Type `yes`"),
+        "the question left the screen while the spinner ran\n{}",
+        terminal.report()
+    );
+
+    let screen = answer_expecting_question_again(&mut terminal, "y", "`yes`");
+    assert!(screen.contains("`no`"), "the question again does not say `no` refuses\n{}", terminal.report());
+    assert_eq!(terminal.try_exit(), None, "`y` ended the run\n{}", terminal.report());
+    let run_id = sandbox.only_run(&terminal);
+    let events = sandbox.events(&run_id);
+    for event in ["step_failed", "undo_started", "run_finished"] {
+        assert!(!events.contains(&event.to_owned()), "`y` led to {event}: {events:?}\n{}", terminal.report());
+    }
+
+    std::thread::sleep(Duration::from_millis(500));
+    let waited = asked.elapsed().as_secs_f64();
+    terminal.type_line("yes");
+    terminal.expect_exit(&Exit::Code(0), FINISH);
+    let journal = sandbox.journal(&run_id);
+    let granted = journal
+        .iter()
+        .find(|record| record["event"] == "approval_granted" && record["step"] == "go-ahead")
+        .unwrap_or_else(|| panic!("no approval_granted for go-ahead in {journal:#?}\n{}", terminal.report()));
+    assert_eq!(granted["via"], "terminal", "{granted}");
+    let waited_seconds = granted["waited_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("approval_granted has no numeric waited_seconds: {granted}"));
+    // The question was on the screen a little after the engine asked it.
+    assert!(
+        waited_seconds >= waited - 0.5,
+        "waited_seconds {waited_seconds} but the question was on the screen {waited:.1}s: {granted}"
+    );
+}
+
+#[test]
+fn status_from_another_shell_shows_the_question_waiting_at_the_terminal() {
+    let sandbox = Sandbox::new();
+    let (mut terminal, _) = at_the_approval_question(&sandbox);
+    let run_id = sandbox.only_run(&terminal);
+    let status = sandbox.dr_plan(&["status", &run_id]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("waiting for an answer at that terminal") && text.contains(QUESTION), "{text}");
+    terminal.type_line("yes");
+    terminal.expect_exit(&Exit::Code(0), FINISH);
+}
+
+#[test]
+fn no_at_the_approval_question_fails_the_run() {
+    let sandbox = Sandbox::new();
+    let (mut terminal, _) = at_the_approval_question(&sandbox);
+    terminal.type_line("no");
+    let screen = terminal.expect_exit(&Exit::Code(1), FINISH);
+    assert!(
+        screen.contains("refused"),
+        "the screen does not say the approval was refused\n{}",
+        terminal.report()
+    );
+}
+
+#[test]
+fn ctrl_c_at_the_approval_question_interrupts_and_the_next_command_finishes_the_run() {
+    let sandbox = Sandbox::new();
+    let (mut terminal, _) = at_the_approval_question(&sandbox);
+    terminal.ctrl_c();
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
+    let run_id = sandbox.only_run(&terminal);
+
+    let status = sandbox.dr_plan(&["status", &run_id]);
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&status.stdout), String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains("interrupted"), "status does not say interrupted: {}", describe(&status));
+    let next = next_command(&status)
+        .unwrap_or_else(|| panic!("status does not end with `next:`: {}", describe(&status)));
+    let command =
+        if next.contains("--approve go-ahead") { next } else { format!("{next} --approve go-ahead") };
+
+    // The printed command names `dr-plan`, which is wherever cargo built it.
+    let directory = Path::new(BINARY).parent().expect("the binary's directory");
+    let path = std::env::join_paths(
+        std::iter::once(directory.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .expect("a PATH");
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(&command).current_dir(sandbox.root.path()).env("PATH", path).env("NO_COLOR", "1");
+    let resumed = run_bounded(&mut shell, None, FINISH, &command);
+    assert_eq!(resumed.status.code(), Some(0), "`{command}` did not finish the run: {}", describe(&resumed));
+    assert!(
+        sandbox.events(&run_id).iter().filter(|event| *event == "approval_granted").count() == 1,
+        "{:?}",
+        sandbox.events(&run_id)
+    );
+}
+
+/// The command of the `next:` line that ends `dr-plan status` (stdout, else stderr):
+/// the text between its first pair of backticks, or all of it after `next:`.
+fn next_command(output: &Output) -> Option<String> {
+    [&output.stdout, &output.stderr].into_iter().find_map(|stream| {
+        let text = String::from_utf8_lossy(stream);
+        let last = text.lines().rev().find(|line| !line.trim().is_empty())?;
+        let after = &last[last.find("next:")? + "next:".len()..];
+        let mut quoted = after.split('`');
+        match (quoted.next(), quoted.next()) {
+            (Some(_), Some(command)) if after.contains('`') => Some(command.trim().to_owned()),
+            _ => Some(after.trim().to_owned()),
+        }
+    })
+}
+
+// --- f, g. Ctrl-C while steps run ------------------------------------------------------
+
+#[test]
+fn ctrl_c_during_a_sleep_interrupts_and_resume_finishes_it() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("sleep.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
+    sandbox.wait_step_started(&terminal, "pause");
+    terminal.expect_text("pause", APPEAR);
+    std::thread::sleep(Duration::from_millis(300));
+    terminal.ctrl_c();
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
+    let run_id = sandbox.only_run(&terminal);
+    let resumed = sandbox.dr_plan(&["resume", &run_id, "--yes"]);
+    assert_eq!(resumed.status.code(), Some(0), "resume did not finish the run: {}", describe(&resumed));
+}
+
+#[test]
+fn resume_at_a_terminal_says_what_it_will_run_and_waits_for_yes() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("sleep.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
+    sandbox.wait_step_started(&terminal, "pause");
+    std::thread::sleep(Duration::from_millis(300));
+    terminal.ctrl_c();
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    let run_id = sandbox.only_run(&terminal);
+    let mut resume = sandbox.terminal(&["resume", &run_id]);
+    resume.expect_text("running again: `pause`", APPEAR);
+    resume.type_line("y");
+    resume.expect_text("Got `y`", APPEAR);
+    assert_eq!(resume.try_exit(), None, "`y` must not resume nor cancel\n{}", resume.report());
+    resume.type_line("yes");
+    resume.expect_exit(&Exit::Code(0), FINISH);
+}
+
+#[test]
+fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("undo.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
+    terminal.expect_text("undoing b", APPEAR);
+    std::thread::sleep(Duration::from_millis(300));
+    terminal.ctrl_c();
+    let screen = terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    assert!(screen.contains("undo of b FAILED"), "{}", terminal.report());
+    assert!(screen.contains("a not compensated: the operator interrupted the undo"), "{}", terminal.report());
+    let run_id = sandbox.only_run(&terminal);
+    let report = sandbox.dr_plan(&["report", &run_id]);
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("| `b` | exec | undo FAILED |"), "{report}");
+}
+
+#[test]
+fn a_second_ctrl_c_ends_the_process_even_when_a_step_ignores_signals() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("stubborn.yaml");
+    let ready = sandbox.path("ready");
+    let ready_var = format!("ready={}", ready.display());
+    let mut terminal = sandbox.terminal(&["run", &plan, "--yes", "--var", &ready_var]);
+    let trapped = support::process::wait_until(APPEAR, || ready.exists());
+    assert!(trapped, "the stubborn program did not start\n{}", terminal.report());
+    terminal.ctrl_c();
+    std::thread::sleep(Duration::from_millis(500));
+    if terminal.try_exit().is_none() {
+        terminal.ctrl_c();
+    }
+    terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+}
