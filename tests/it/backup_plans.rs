@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use dr_plan::run::journal::{self, Event};
 use support::festivals::{self, fingerprint, seed, sha256_hex};
+use support::sandbox::shipped_plan;
 use support::{HttpServer, Postgres, S3};
 
 const BUCKET: &str = "festivals-backups";
@@ -77,15 +78,7 @@ impl Sandbox {
 
     /// A copy of a shipped plan whose key file is the test's.
     fn shipped_plan(&self, name: &str) -> String {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans").join(name);
-        let text = std::fs::read_to_string(&source).unwrap_or_else(|error| {
-            panic!("cannot read {}: {error} (the shipped plans come with the plans branch)", source.display())
-        });
-        assert!(
-            text.contains("/etc/backup/encryption.key"),
-            "{name} reads the key from /etc/backup/encryption.key"
-        );
-        text.replace("/etc/backup/encryption.key", &self.key_file().display().to_string())
+        shipped_plan(name, &self.key_file())
     }
 
     fn write(&self, name: &str, text: &str) -> String {

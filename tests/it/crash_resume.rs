@@ -13,8 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use dr_plan::run::journal::{self, Event, RunState, RunStatus, StepState};
@@ -23,9 +22,9 @@ use dr_plan::steps::process_tree::left_running_by;
 
 use crate::support;
 
-use support::process::wait_until;
+use support::process::{send_signal, wait_until};
+use support::sandbox::Sandbox;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
 const STEPS: usize = 12;
 /// Kill points across the test (each round adds its kills until this is reached).
 const KILLS_WANTED: usize = 150;
@@ -55,8 +54,15 @@ struct Snapshot {
     log_counts: BTreeMap<String, usize>,
 }
 
-struct Round {
-    root: tempfile::TempDir,
+/// A sandbox of plans from `tests/fixtures/run/`, where each attempt's output goes to
+/// files of its own.
+struct Round(Sandbox);
+
+impl std::ops::Deref for Round {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.0
+    }
 }
 
 impl Round {
@@ -65,18 +71,9 @@ impl Round {
     }
 
     fn with_plan(fixture: &str) -> Round {
-        let root = tempfile::tempdir().expect("a temporary directory");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run").join(fixture);
-        std::fs::copy(source, root.path().join(fixture)).expect("copy the plan");
-        Round { root }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.path("state")
+        let sandbox = Sandbox::new(&["run"]);
+        sandbox.plan(fixture);
+        Round(sandbox)
     }
 
     /// `dr-plan` in its own process group, output to files, stdin closed.
@@ -84,17 +81,8 @@ impl Round {
         let output = |stream: &str| {
             std::fs::File::create(self.path(&format!("attempt-{attempt}.{stream}"))).expect("an output file")
         };
-        let mut command = Command::new(BINARY);
-        command
-            .current_dir(self.root.path())
-            .args(arguments)
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .stdin(Stdio::null())
-            .stdout(output("stdout"))
-            .stderr(output("stderr"))
-            .env("NO_COLOR", "1")
-            .process_group(0);
+        let mut command = self.0.command(arguments);
+        command.stdout(output("stdout")).stderr(output("stderr")).process_group(0);
         command
     }
 
@@ -107,18 +95,13 @@ impl Round {
 
     /// The run whose journal has begun (a kill before `run_started` leaves none).
     fn started_run(&self) -> Option<String> {
-        let entries = std::fs::read_dir(self.state_dir().join("runs")).ok()?;
-        let mut started: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        let mut started: Vec<String> = self
+            .run_ids()
+            .into_iter()
             .filter(|id| journal::read(&self.journal_path(id)).is_ok_and(|records| !records.is_empty()))
             .collect();
         assert!(started.len() <= 1, "more than one run began: {started:?}");
         started.pop()
-    }
-
-    fn journal_path(&self, run_id: &str) -> PathBuf {
-        journal::journal_path(&self.state_dir(), run_id)
     }
 
     /// Reads and replays the journal; a journal that does not read is a failure.
@@ -137,13 +120,9 @@ impl Round {
     }
 }
 
+/// SIGKILL to the whole process group of `child`, as a machine crash would; reaps it.
 fn kill_group(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-s", "KILL", "--"])
-        .arg(format!("-{}", child.id()))
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -KILL -{} failed", child.id());
+    send_signal("KILL", &format!("-{}", child.id()));
     child.wait().expect("reap the killed process");
 }
 
@@ -302,22 +281,16 @@ fn a_torn_last_journal_line_is_cut_off_before_resume_appends() {
     let log = format!("log={}", round.path("log").display());
     let mut child =
         round.command(&["run", "crash.yaml", "--yes", "--var", &log], 1).spawn().expect("dr-plan starts");
-    let started = Instant::now();
-    let run_id = loop {
-        let finished_steps = round.started_run().map(|id| {
-            let records = journal::read(&round.journal_path(&id)).unwrap_or_default();
-            let count =
-                records.iter().filter(|record| matches!(record.event, Event::StepSucceeded { .. })).count();
-            (id, count)
+    let mut run_id = None;
+    let three_finished = wait_until(Duration::from_secs(20), || {
+        run_id = round.started_run().filter(|id| {
+            let records = journal::read(&round.journal_path(id)).unwrap_or_default();
+            records.iter().filter(|record| matches!(record.event, Event::StepSucceeded { .. })).count() >= 3
         });
-        if let Some((id, count)) = finished_steps
-            && count >= 3
-        {
-            break id;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "three steps never finished");
-        std::thread::sleep(Duration::from_millis(1));
-    };
+        run_id.is_some()
+    });
+    assert!(three_finished, "three steps never finished");
+    let run_id = run_id.expect("found above");
     kill_group(&mut child);
     let before = round.replay(&run_id);
     assert_ne!(before.status, Some(RunStatus::Succeeded), "killed before the end");
@@ -358,11 +331,8 @@ fn start_until_long_runs(round: &Round) -> Child {
     let release = format!("release={}", round.path("release").display());
     let arguments = ["run", "interrupt.yaml", "--yes", "--var", &log, "--var", &release];
     let child = round.command(&arguments, 1).spawn().expect("dr-plan starts");
-    let started = Instant::now();
-    while !std::fs::read_to_string(round.path("log")).unwrap_or_default().contains("long started") {
-        assert!(started.elapsed() < Duration::from_secs(20), "`long` never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let started = wait_until(Duration::from_secs(20), || round.text("log").contains("long started"));
+    assert!(started, "`long` never started");
     child
 }
 
@@ -472,12 +442,6 @@ fn watchdog_of(dr_plan: u32) -> u32 {
         "no watchdog for {dr_plan}"
     );
     found.expect("found above")
-}
-
-/// `kill -s SIGNAL -- TARGET` (a pid, or `-pgid` for a process group).
-fn send_signal(signal: &str, target: &str) {
-    let status = Command::new("kill").args(["-s", signal, "--", target]).status().expect("kill runs");
-    assert!(status.success(), "kill -s {signal} -- {target} failed");
 }
 
 /// Asserts that nothing a step of the dead dr-plan `pid` started is left, soon.

@@ -24,13 +24,11 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-use dr_plan::secret::Redactor;
-use dr_plan::steps::{ApprovalMode, ProgressSink, StepContext, StepKind, route53_change};
+use dr_plan::steps::{ApprovalMode, StepContext, StepKind, route53_change};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{DynamicObject, ListParams};
@@ -38,6 +36,7 @@ use serde_json::{Value as Json, json};
 use support::cluster::{ClusterPlayer, velero_resource};
 use support::festivals::{fingerprint, put_with_sidecar, runbook_backup, seed};
 use support::process::{free_port, wait_bounded, wait_until};
+use support::sandbox::shipped_plan;
 use support::{HttpServer, KubeApiServer, Moto, Postgres, RecordingProxy, S3};
 
 /// The passphrase of the test's backup key file.
@@ -53,8 +52,13 @@ const RUN_LIMIT: Duration = Duration::from_secs(300);
 // Scaffolding
 
 /// A directory with the key file, the plan copy, the vars file, stand-ins and state.
-struct Sandbox {
-    directory: tempfile::TempDir,
+struct Sandbox(support::sandbox::Sandbox);
+
+impl std::ops::Deref for Sandbox {
+    type Target = support::sandbox::Sandbox;
+    fn deref(&self) -> &support::sandbox::Sandbox {
+        &self.0
+    }
 }
 
 /// How a `dr-plan` process ended.
@@ -65,36 +69,21 @@ struct Finished {
 
 impl Sandbox {
     fn new() -> Sandbox {
-        let sandbox = Sandbox { directory: tempfile::tempdir().expect("a temporary directory") };
+        let sandbox = Sandbox(support::sandbox::Sandbox::new(&[]));
         std::fs::write(sandbox.key_file(), format!("{PASSPHRASE}\n")).unwrap();
         std::fs::create_dir(sandbox.path("bin")).unwrap();
         sandbox
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.directory.path().join(name)
     }
 
     fn key_file(&self) -> PathBuf {
         self.path("encryption.key")
     }
 
-    fn state(&self) -> PathBuf {
-        self.path("state")
-    }
-
     /// Writes the copy of `plans/NAME` the test runs (its key file the test's) and
     /// the vars file; returns the plan's path.
     fn plan(&self, name: &str, vars: &Json) -> PathBuf {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans").join(name);
-        let text = std::fs::read_to_string(&source).unwrap();
-        assert!(text.contains("/etc/backup/encryption.key"), "{name} reads /etc/backup/encryption.key");
         let copy = self.path(name);
-        std::fs::write(
-            &copy,
-            text.replace("/etc/backup/encryption.key", &self.key_file().display().to_string()),
-        )
-        .unwrap();
+        std::fs::write(&copy, shipped_plan(name, &self.key_file())).unwrap();
         // JSON is YAML: the vars file is written as JSON.
         std::fs::write(self.path("vars.yaml"), serde_json::to_string_pretty(vars).unwrap()).unwrap();
         copy
@@ -102,16 +91,10 @@ impl Sandbox {
 
     /// A `dr-plan` command in the sandbox with `env`, output to `log` in the sandbox.
     fn command(&self, arguments: &[&str], env: &[(String, String)], log: &str) -> Command {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin("dr-plan"));
         let output = std::fs::File::create(self.path(log)).unwrap();
+        let mut command = self.0.command(arguments);
         command
-            .current_dir(self.directory.path())
-            .args(arguments)
-            .arg("--state-dir")
-            .arg(self.state())
             .envs(env.iter().map(|(name, value)| (name, value)))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
             .stdout(output.try_clone().unwrap())
             .stderr(output);
         command
@@ -127,41 +110,19 @@ impl Sandbox {
 
     /// `dr-plan resume RUN --yes --break-stale-lock --rerun-interrupted`, to its end.
     fn resume(&self, env: &[(String, String)]) -> Finished {
-        let run_id = self.run_id();
+        let run_id = self.only_run();
         let arguments = ["resume", &run_id, "--yes", "--break-stale-lock", "--rerun-interrupted"];
         let mut child = self.command(&arguments, env, "resume.log").spawn().expect("dr-plan resume starts");
         let status = wait_bounded(&mut child, RUN_LIMIT);
         Finished {
             code: status.and_then(|status| status.code()),
-            output: format!("--- run\n{}--- resume\n{}", self.log("run.log"), self.log("resume.log")),
+            output: format!("--- run\n{}--- resume\n{}", self.text("run.log"), self.text("resume.log")),
         }
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    /// The one run in the state directory.
-    fn run_id(&self) -> String {
-        let runs: Vec<String> = std::fs::read_dir(self.state().join("runs"))
-            .expect("a runs directory")
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(runs.len(), 1, "one run: {runs:?}");
-        runs[0].clone()
-    }
-
-    /// Every journal line of the run.
-    fn journal(&self) -> Vec<Json> {
-        let path = self.state().join("runs").join(self.run_id()).join("journal.jsonl");
-        let text = std::fs::read_to_string(&path).expect("the journal");
-        text.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
     }
 
     /// The outputs `step` succeeded with (the last time it did).
     fn outputs(&self, step: &str) -> Json {
-        let journal = self.journal();
+        let journal = self.journal(&self.only_run());
         journal
             .iter()
             .rev()
@@ -199,11 +160,11 @@ fn kill_at(sandbox: &Sandbox, child: &mut Child, what: &str, mut moment: impl Fn
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended ({status}) before {what}:\n{}", sandbox.log("run.log"));
+            panic!("the run ended ({status}) before {what}:\n{}", sandbox.text("run.log"));
         }
         if started.elapsed() > MOMENT {
             let _ = child.kill();
-            panic!("gave up after {MOMENT:?} waiting for {what}:\n{}", sandbox.log("run.log"));
+            panic!("gave up after {MOMENT:?} waiting for {what}:\n{}", sandbox.text("run.log"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -228,15 +189,8 @@ fn runtime() -> tokio::runtime::Runtime {
 async fn apply(server: &KubeApiServer, path: &Path, run_directory: &Path) {
     let context = StepContext {
         run_id: "set-up".to_owned(),
-        plan: "set-up".to_owned(),
-        step_id: "set-up".to_owned(),
-        run_dir: run_directory.to_path_buf(),
-        drill: false,
         approval: ApprovalMode::PreApproved,
-        operator: "tester@test-host".to_owned(),
-        redactor: Arc::new(Redactor::new([])),
-        progress: ProgressSink::default(),
-        rpo: None,
+        ..support::steps::context("set-up", "set-up", run_directory)
     };
     let with = json!({ "path": path.display().to_string(), "kubeconfig": server.kubeconfig().display().to_string() });
     StepKind::K8sApply
@@ -357,7 +311,7 @@ fn region_outage_killed_after_route53_applied_the_switch_resumes_without_a_secon
         .join("---\n"),
     )
     .unwrap();
-    runtime.block_on(apply(server, &manifests, sandbox.directory.path()));
+    runtime.block_on(apply(server, &manifests, sandbox.root.path()));
     let _player = ClusterPlayer::start(server, NAMESPACE, "velero", json!({ "phase": "Completed" }));
 
     // The primary answers 503 to the probe, then (once DNS points at the DR region)
@@ -523,7 +477,7 @@ fn cluster_loss_killed_during_the_velero_restore_resumes_without_a_second_restor
     )
     .unwrap();
     std::fs::write(&velero, format!("{}---\n{crds}", namespace_manifest(VELERO))).unwrap();
-    runtime.block_on(apply(server, &velero, sandbox.directory.path()));
+    runtime.block_on(apply(server, &velero, sandbox.root.path()));
     let overlay = sandbox.path("overlay");
     std::fs::create_dir(&overlay).unwrap();
     std::fs::write(overlay.join("kustomization.yaml"), "resources: [namespace.yaml, workloads.yaml]\n")
@@ -616,7 +570,7 @@ fn cluster_loss_killed_during_the_velero_restore_resumes_without_a_second_restor
     assert_eq!(runtime.block_on(replicas(&client, NAMESPACE, "prod-festivals-api")), 2);
     assert_eq!(runtime.block_on(replicas(&client, NAMESPACE, "prod-festivals-worker")), 1);
 
-    let calls = sandbox.log("calls.log");
+    let calls = sandbox.text("calls.log");
     for expected in [
         "helm upgrade --install ingress-nginx ingress-nginx --repo https://kubernetes.github.io/ingress-nginx",
         "helm upgrade --install cert-manager cert-manager --repo https://charts.jetstack.io",

@@ -5,32 +5,42 @@
 //! not the default, so every printed command must name it.
 
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dr_plan::run::journal::{self, Event, RunState, RunStatus};
+use dr_plan::run::journal::{Event, RunStatus};
 
 use crate::support;
 
-use support::desk::text;
 use support::hints::{printed_command, run_printed};
+use support::process::{free_port, wait_until};
+use support::sandbox::{BINARY, Sandbox, text};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
 const STATE: &str = "team-state";
 
-/// The operator's working directory of these tests.
-struct Desk(support::desk::Desk);
+/// The operator's working directory of these tests: plans from `tests/fixtures/hints`
+/// or `run`, and the state directory [`STATE`], relative.
+struct Desk(Sandbox);
 
 impl std::ops::Deref for Desk {
-    type Target = support::desk::Desk;
-    fn deref(&self) -> &support::desk::Desk {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
         &self.0
     }
 }
 
 impl Desk {
-    /// A working directory with the given fixtures (from `tests/fixtures/hints` or `run`).
+    /// A working directory with the given fixtures.
     fn with(plans: &[&str]) -> Desk {
-        Desk(support::desk::Desk::with(&["hints", "run"], plans, STATE))
+        let desk = Sandbox::new(&["hints", "run"]).with_relative_state(STATE);
+        for plan in plans {
+            desk.plan(plan);
+        }
+        Desk(desk)
+    }
+
+    /// `dr-plan ARGUMENTS --state-dir team-state` in the directory, to its end.
+    fn dr_plan(&self, arguments: &[&str]) -> Output {
+        self.command(arguments).output().expect("dr-plan runs")
     }
 
     /// Runs the `next:` command of `output` as printed.
@@ -46,12 +56,6 @@ impl Desk {
         run_printed(&command, self.root.path(), &[])
     }
 
-    fn state(&self, run_id: &str) -> RunState {
-        journal::read(&journal::journal_path(&self.path(STATE), run_id))
-            .and_then(RunState::replay)
-            .expect("the journal replays")
-    }
-
     /// Starts `interrupt.yaml` and returns once its `long` step runs.
     fn start_long(&self) -> Child {
         let log = format!("log={}", self.path("log").display());
@@ -62,11 +66,8 @@ impl Desk {
             .stderr(Stdio::null())
             .spawn()
             .expect("dr-plan starts");
-        let started = Instant::now();
-        while !std::fs::read_to_string(self.path("log")).unwrap_or_default().contains("long started") {
-            assert!(started.elapsed() < Duration::from_secs(20), "`long` never started");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let started = wait_until(Duration::from_secs(20), || self.text("log").contains("long started"));
+        assert!(started, "`long` never started");
         child
     }
 }
@@ -200,21 +201,8 @@ fn a_step_marked_done_by_hand_is_journaled_and_its_outputs_are_not_invented() {
         .stderr(Stdio::null())
         .spawn()
         .expect("dr-plan starts");
-    let started = Instant::now();
-    let run_id = loop {
-        let runs =
-            std::fs::read_dir(desk.path(STATE).join("runs")).map(|entries| entries.count()).unwrap_or(0);
-        if runs == 1 {
-            let run_id = desk.only_run();
-            let journal = std::fs::read_to_string(journal::journal_path(&desk.path(STATE), &run_id))
-                .unwrap_or_default();
-            if journal.contains(r#""step":"long""#) {
-                break run_id;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "`long` never started");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    assert!(desk.wait_step_started("long", Duration::from_secs(20)), "`long` never started");
+    let run_id = desk.only_run();
     kill_9(&mut child);
 
     let no_reason = desk.dr_plan(&["resume", &run_id, "--break-stale-lock", "--mark-done", "long"]);
@@ -448,7 +436,7 @@ fn an_approval_records_who_how_and_the_wait_which_is_the_steps_duration() {
 #[test]
 fn an_undelivered_notification_warns_every_time_even_as_the_last_step() {
     let desk = Desk::with(&[]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     std::fs::write(
         desk.path("tell.yaml"),
         format!(

@@ -7,13 +7,9 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_plan::secret::Redactor;
-use dr_plan::steps::{
-    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind,
-};
+use dr_plan::steps::{ApprovalMode, Outputs, Preflight, PreflightContext, StepContext, StepError, StepKind};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -60,15 +56,8 @@ impl Fixture {
     fn context(&self, step: &str, run_id: &str) -> StepContext {
         StepContext {
             run_id: run_id.to_owned(),
-            plan: "k8s-test".to_owned(),
-            step_id: step.to_owned(),
-            run_dir: self.run_directory.path().to_path_buf(),
-            drill: false,
             approval: ApprovalMode::PreApproved,
-            operator: "tester@test-host".to_owned(),
-            redactor: Arc::new(Redactor::new([])),
-            progress: ProgressSink::default(),
-            rpo: None,
+            ..support::steps::context("k8s-test", step, self.run_directory.path())
         }
     }
 
@@ -352,19 +341,13 @@ async fn scale_gives_up_at_the_deadline_saying_what_it_saw() {
     let fixture = Fixture::new("scale-deadline").await;
     fixture.apply("workloads.yaml").await;
     // No controller: nothing ever reports the new count.
-    let mut context = fixture.context("stop-web", "deadline-20250101-000000-0004");
-    let (sender, mut progress) = tokio::sync::mpsc::unbounded_channel();
-    context.progress = ProgressSink::new(sender, "stop-web");
+    let (context, mut progress) =
+        support::steps::with_notes(fixture.context("stop-web", "deadline-20250101-000000-0004"));
     let started = Instant::now();
     let with = json!({ "target": "deployment/web", "replicas": 1, "deadline": "1s" });
     let message =
         failure(fixture.execute(StepKind::K8sScale, with, &context).await, "scale without a controller");
-    let mut notes = Vec::new();
-    while let Ok(update) = progress.try_recv() {
-        if let dr_plan::steps::StepUpdate::Progress(update) = update {
-            notes.extend(update.note);
-        }
-    }
+    let notes = progress.take();
     assert!(
         notes
             .iter()

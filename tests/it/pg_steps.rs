@@ -11,14 +11,14 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dr_plan::secret::{Redactor, SecretValue};
-use dr_plan::steps::{
-    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind,
-};
+use dr_plan::steps::{Outputs, Preflight, PreflightContext, StepContext, StepError, StepKind};
 use serde_json::{Value as Json, json};
 use support::Postgres;
+use support::festivals::sha256_hex;
+use support::process::{free_port, wait_bounded, wait_until};
 
 /// The rows the seeded database holds.
 const USERS: usize = 1000;
@@ -78,16 +78,8 @@ impl Sandbox {
 
     fn context(&self, step: &str) -> StepContext {
         StepContext {
-            run_id: "test-run".to_owned(),
-            plan: "pg-steps".to_owned(),
-            step_id: step.to_owned(),
-            run_dir: self.run_dir(),
-            drill: false,
-            approval: ApprovalMode::Unavailable,
-            operator: "tester@test-host".to_owned(),
             redactor: Arc::clone(&self.redactor),
-            progress: ProgressSink::default(),
-            rpo: None,
+            ..support::steps::context("pg-steps", step, &self.run_dir())
         }
     }
 
@@ -133,11 +125,6 @@ fn program(postgres: &Postgres, name: &str, arguments: &[&str]) -> Vec<u8> {
     output.stdout
 }
 
-fn sha256_hex(path: &Path) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("the dump")))
-}
-
 fn output_path(outputs: &Outputs) -> PathBuf {
     PathBuf::from(outputs["path"].as_str().expect("a path output"))
 }
@@ -158,7 +145,7 @@ async fn dumps_custom_plain_and_compressed_and_says_what_it_wrote() {
     let bytes = std::fs::read(&path).unwrap();
     assert!(bytes.starts_with(b"PGDMP"));
     assert_eq!(custom["bytes"], json!(bytes.len()));
-    assert_eq!(custom["sha256"], json!(sha256_hex(&path)));
+    assert_eq!(custom["sha256"], json!(sha256_hex(&bytes)));
 
     let plain = sandbox
         .succeed(
@@ -235,7 +222,7 @@ async fn an_encrypted_gzipped_plain_dump_opens_with_openssl_and_gunzip_and_loads
     let path = output_path(&outputs);
     assert!(path.to_string_lossy().ends_with(".sql.gz.enc"), "{}", path.display());
     assert!(std::fs::read(&path).unwrap().starts_with(b"Salted__"));
-    assert_eq!(outputs["sha256"], json!(sha256_hex(&path)));
+    assert_eq!(outputs["sha256"], json!(sha256_hex(&std::fs::read(&path).expect("the dump"))));
 
     // The Dharma runbook's restore, verbatim: openssl enc -d | gunzip | psql.
     let script = format!(
@@ -489,27 +476,13 @@ fn hold_session(postgres: &Postgres, database: &str) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("psql starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while postgres
-        .psql("postgres", "select count(*) from pg_stat_activity where application_name = 'held-session'")
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "the held session never showed in pg_stat_activity");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let seen = wait_until(Duration::from_secs(20), || {
+        postgres
+            .psql("postgres", "select count(*) from pg_stat_activity where application_name = 'held-session'")
+            == "1"
+    });
+    assert!(seen, "the held session never showed in pg_stat_activity");
     child
-}
-
-fn wait_for_exit(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("the held psql") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
 }
 
 #[tokio::test]
@@ -528,8 +501,8 @@ async fn other_sessions_are_terminated_before_the_restore() {
             json!({ "dump": output_path(&backup), "database": "tododb", "clean": true, "connection": postgres.url("tododb") }),
         )
         .await;
-    let status =
-        wait_for_exit(&mut held).expect("the held session's psql ended once its backend was terminated");
+    let status = wait_bounded(&mut held, Duration::from_secs(10))
+        .expect("the held session's psql ended once its backend was terminated");
     assert!(!status.success(), "psql reports the terminated connection");
     assert_eq!(
         postgres.psql(
@@ -689,10 +662,6 @@ async fn preflight_checks_the_server_and_the_database() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn a_timed_out_dump_stops_pg_dump_and_leaves_no_file() {
     let postgres = Postgres::start();
@@ -715,15 +684,13 @@ async fn a_timed_out_dump_stops_pg_dump_and_leaves_no_file() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while postgres.psql(
-        "tododb",
-        "select count(*) from pg_locks where mode = 'AccessExclusiveLock' and relation = 'users'::regclass",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "the lock was never taken");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let locked = wait_until(Duration::from_secs(20), || {
+        postgres.psql(
+            "tododb",
+            "select count(*) from pg_locks where mode = 'AccessExclusiveLock' and relation = 'users'::regclass",
+        ) == "1"
+    });
+    assert!(locked, "the lock was never taken");
     let dest = sandbox.path("blocked.dump");
     let context = sandbox.context("blocked");
     let dump = StepKind::PgDump.execute(
@@ -734,19 +701,15 @@ async fn a_timed_out_dump_stops_pg_dump_and_leaves_no_file() {
     // The server only notices the lost client once the lock is free, so what is checked
     // first is our side: no pg_dump process for this server, no partial file.
     let marker = format!("127.0.0.1:{}/tododb", postgres.port());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let running = processes_mentioning("pg_dump", &marker);
-        let partial_left = sandbox.path("blocked.dump.partial").exists();
-        if running.is_empty() && !partial_left {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pg_dump still running ({running:?}) or partial file left ({partial_left})"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let cleaned_up = wait_until(Duration::from_secs(10), || {
+        processes_mentioning("pg_dump", &marker).is_empty() && !sandbox.path("blocked.dump.partial").exists()
+    });
+    assert!(
+        cleaned_up,
+        "pg_dump still running ({:?}) or partial file left ({})",
+        processes_mentioning("pg_dump", &marker),
+        sandbox.path("blocked.dump.partial").exists()
+    );
     assert!(!dest.exists(), "no dump appears under its final name");
     postgres.psql(
         "postgres",
@@ -754,14 +717,13 @@ async fn a_timed_out_dump_stops_pg_dump_and_leaves_no_file() {
     );
     let _ = locker.kill();
     let _ = locker.wait();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while postgres
-        .psql("postgres", "select count(*) from pg_stat_activity where application_name = 'dr-plan blocked'")
-        != "0"
-    {
-        assert!(Instant::now() < deadline, "the killed pg_dump's session outlived the lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let session_gone = wait_until(Duration::from_secs(10), || {
+        postgres.psql(
+            "postgres",
+            "select count(*) from pg_stat_activity where application_name = 'dr-plan blocked'",
+        ) == "0"
+    });
+    assert!(session_gone, "the killed pg_dump's session outlived the lock");
 }
 
 /// Live processes whose program name is `program` and whose command line mentions `marker`.

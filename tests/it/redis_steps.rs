@@ -5,123 +5,15 @@
 
 use crate::support;
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dr_plan::steps::{Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepError, StepKind};
+use dr_plan::steps::{Outputs, Preflight, PreflightContext, StepContext, StepError, StepKind};
 use serde_json::{Value as Json, json};
-use support::Redis;
-
-/// A redis-server the test starts in a directory it owns. The step under test stops it
-/// and starts another on the same port; dropping this stops whatever serves the port.
-struct TargetRedis {
-    port: u16,
-    directory: tempfile::TempDir,
-    password: Option<String>,
-    first: Child,
-}
-
-impl TargetRedis {
-    fn start(password: Option<&str>) -> Self {
-        let directory =
-            tempfile::Builder::new().prefix("dr-plan-redis-target-").tempdir().expect("a directory");
-        let port = free_port();
-        let password = password.map(str::to_owned);
-        let log = std::fs::File::create(directory.path().join("first.log")).expect("a log");
-        let first = Command::new("redis-server")
-            .args(server_arguments(port, directory.path(), password.as_deref()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("redis-server starts (scripts/install-test-deps.sh installs it)");
-        let target = Self { port, directory, password, first };
-        assert!(
-            wait_for(Duration::from_secs(20), || target.try_cli(&["PING"]).as_deref() == Some("PONG")),
-            "redis-server on port {port} did not answer PING"
-        );
-        target
-    }
-
-    /// The command that starts this server: what the plan gives as `start`.
-    fn start_argv(&self) -> Vec<String> {
-        let mut argv = vec!["redis-server".to_owned()];
-        argv.extend(server_arguments(self.port, self.dir(), self.password.as_deref()));
-        argv
-    }
-
-    fn url(&self) -> String {
-        match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self.directory.path()
-    }
-
-    fn try_cli(&self, arguments: &[&str]) -> Option<String> {
-        let mut command = Command::new("redis-cli");
-        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
-        if let Some(password) = &self.password {
-            // redis-cli reads the password from its environment, not its command line.
-            command.env("REDISCLI_AUTH", password);
-        }
-        let output = command.args(arguments).stderr(Stdio::null()).output().ok()?;
-        let text = String::from_utf8_lossy(&output.stdout).trim_end().to_owned();
-        (output.status.success() && !text.starts_with("Could not connect")).then_some(text)
-    }
-
-    fn cli(&self, arguments: &[&str]) -> String {
-        self.try_cli(arguments)
-            .unwrap_or_else(|| panic!("redis-cli {arguments:?} on port {} failed", self.port))
-    }
-}
-
-impl Drop for TargetRedis {
-    fn drop(&mut self) {
-        // Whatever serves the port now (the step's restarted server, in its own process
-        // group) is told to stop; then the first server is reaped.
-        let _ = self.try_cli(&["SHUTDOWN", "NOSAVE"]);
-        wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", self.port)).is_err());
-        let _ = self.first.kill();
-        let _ = self.first.wait();
-    }
-}
-
-/// Saving and the append-only file off, as a restore needs; the data directory is `dir`.
-fn server_arguments(port: u16, dir: &Path, password: Option<&str>) -> Vec<String> {
-    let mut arguments: Vec<String> =
-        ["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir", &dir.display().to_string()]
-            .iter()
-            .chain(&["--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no"])
-            .map(|text| (*text).to_owned())
-            .collect();
-    if let Some(password) = password {
-        arguments.extend(["--requirepass".to_owned(), password.to_owned()]);
-    }
-    arguments
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
-fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ready() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ready()
-}
+use support::process::wait_until;
+use support::sandbox::only_journal;
+use support::{Redis, TargetRedis};
 
 /// An RDB made by a real server ([`Redis::sample_rdb`]): three keys in database 0, one
 /// in database 1.
@@ -132,18 +24,7 @@ fn make_backup(into: &Path) -> PathBuf {
 }
 
 fn context(run_dir: &Path) -> StepContext {
-    StepContext {
-        run_id: "test-run".to_owned(),
-        plan: "redis".to_owned(),
-        step_id: "restore-redis".to_owned(),
-        run_dir: run_dir.to_path_buf(),
-        drill: false,
-        approval: dr_plan::steps::ApprovalMode::Unavailable,
-        operator: "tester@test-host".to_owned(),
-        redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
-        progress: ProgressSink::default(),
-        rpo: None,
-    }
+    support::steps::context("redis", "restore-redis", run_dir)
 }
 
 fn with(target: &TargetRedis, rdb: &Path, expect_keys: Option<u64>) -> Json {
@@ -297,7 +178,7 @@ async fn a_stopped_server_is_restored_and_started() {
     let target = TargetRedis::start(None);
     // As after an attempt that stopped Redis and was killed before starting it again.
     let _ = target.try_cli(&["SHUTDOWN", "NOSAVE"]);
-    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", target.port)).is_err()));
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", target.port)).is_err()));
 
     let outputs = run(with(&target, &backup, Some(4)), work.path()).await.expect("the restore succeeds");
     assert_eq!(outputs["keys"], json!(4));
@@ -364,12 +245,8 @@ steps:
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let run =
-        std::fs::read_dir(state.join("runs")).expect("runs").filter_map(Result::ok).next().expect("a run");
-    let journal = std::fs::read_to_string(run.path().join("journal.jsonl")).expect("the journal");
-    let succeeded: Json = journal
-        .lines()
-        .map(|line| serde_json::from_str::<Json>(line).expect("JSON"))
+    let succeeded: Json = only_journal(&state)
+        .into_iter()
         .find(|record| record["event"] == "step_succeeded")
         .expect("the step succeeded");
     assert_eq!(succeeded["outputs"]["keys"], json!(4));

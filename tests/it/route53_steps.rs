@@ -6,48 +6,32 @@
 use crate::support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, HostedZoneConfig, ResourceRecord,
     ResourceRecordSet, RrType, Vpc, VpcRegion,
 };
-use dr_plan::steps::{Outputs, Preflight, ProgressSink, StepContext, StepError, StepOutputs, route53_change};
+use dr_plan::steps::{Outputs, Preflight, StepContext, StepError, StepOutputs, route53_change};
 use serde_json::{Value as Json, json};
+use support::process::wait_until;
+use support::sandbox::{only_journal, run_ids};
 use support::{HttpServer, Moto, Route53Stub, StubRecord};
 
 struct Harness {
     context: StepContext,
-    notes: tokio::sync::mpsc::UnboundedReceiver<dr_plan::steps::StepUpdate>,
+    notes: support::steps::Notes,
 }
 
 impl Harness {
     fn new(run_dir: &Path) -> Self {
-        let (sender, notes) = tokio::sync::mpsc::unbounded_channel();
-        let context = StepContext {
-            run_id: "test-run".to_owned(),
-            plan: "dns".to_owned(),
-            step_id: "switch-dns".to_owned(),
-            run_dir: run_dir.to_path_buf(),
-            drill: false,
-            approval: dr_plan::steps::ApprovalMode::Unavailable,
-            operator: "tester@test-host".to_owned(),
-            redactor: Arc::new(dr_plan::secret::Redactor::new(std::iter::empty())),
-            progress: ProgressSink::new(sender, "switch-dns"),
-            rpo: None,
-        };
+        let (context, notes) =
+            support::steps::with_notes(support::steps::context("dns", "switch-dns", run_dir));
         Self { context, notes }
     }
 
     fn notes(&mut self) -> Vec<String> {
-        let mut notes = Vec::new();
-        while let Ok(update) = self.notes.try_recv() {
-            if let dr_plan::steps::StepUpdate::Progress(progress) = update {
-                notes.extend(progress.note);
-            }
-        }
-        notes
+        self.notes.take()
     }
 }
 
@@ -520,7 +504,7 @@ fn the_binary_runs_the_change_and_undoes_it_when_a_later_step_fails() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the smoke test fails the run\nstdout:\n{stdout}\nstderr:\n{stderr}");
 
-    let journal = journal_of(&state);
+    let journal = only_journal(&state);
     let succeeded = journal
         .iter()
         .find(|record| record["event"] == "step_succeeded" && record["step"] == "switch-dns")
@@ -569,7 +553,7 @@ fn a_run_killed_while_waiting_for_insync_resumes_without_a_second_change() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the run starts");
-    let polled = wait_for(Duration::from_secs(60), || stub.count("GET /2013-04-01/change/") >= 1);
+    let polled = wait_until(Duration::from_secs(60), || stub.count("GET /2013-04-01/change/") >= 1);
     // kill -9: no chance to journal anything more.
     child.kill().expect("kill the run");
     let _ = child.wait();
@@ -577,12 +561,7 @@ fn a_run_killed_while_waiting_for_insync_resumes_without_a_second_change() {
     assert_eq!(stub.count("POST /2013-04-01/hostedzone/"), 1);
 
     stub.set_pending_polls(0);
-    let run_id = std::fs::read_dir(state.join("runs"))
-        .expect("the run directory exists")
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("one run");
+    let run_id = run_ids(&state).pop().expect("one run");
     let resumed = assert_cmd::Command::cargo_bin("dr-plan")
         .expect("the binary")
         .args(["resume", &run_id, "--yes", "--break-stale-lock", "--format", "json", "--state-dir"])
@@ -602,7 +581,7 @@ fn a_run_killed_while_waiting_for_insync_resumes_without_a_second_change() {
         1,
         "a resume that does not create a second DNS change"
     );
-    let journal = journal_of(&state);
+    let journal = only_journal(&state);
     let succeeded = journal
         .iter()
         .find(|record| record["event"] == "step_succeeded" && record["step"] == "switch-dns")
@@ -616,26 +595,4 @@ fn a_run_killed_while_waiting_for_insync_resumes_without_a_second_change() {
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/route53").join(name)
-}
-
-fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if ready() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    ready()
-}
-
-fn journal_of(state: &Path) -> Vec<Json> {
-    let runs = state.join("runs");
-    let run = std::fs::read_dir(&runs)
-        .unwrap_or_else(|error| panic!("no runs under {}: {error}", runs.display()))
-        .filter_map(Result::ok)
-        .next()
-        .expect("one run");
-    let text = std::fs::read_to_string(run.path().join("journal.jsonl")).expect("the journal");
-    text.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
 }

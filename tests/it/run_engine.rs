@@ -6,178 +6,32 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use dr_plan::run::journal::{self, Event, Record, RunState, RunStatus, StepState};
 use serde_json::{Value as Json, json};
 use support::HttpServer;
+use support::process::{free_port, send_signal, wait_bounded, wait_until};
+use support::sandbox::{Finished, Sandbox, files_under, finish};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
-
-/// A temporary directory holding copies of fixtures, a state directory and the
-/// files the plans' commands write.
-struct Sandbox {
-    root: tempfile::TempDir,
+/// Runs FIXTURE with `--var log=LOG` and `--var marker=…` naming a file that does not
+/// exist yet, so the step that needs it fails (exit 1, checked); returns the plan's name
+/// and the run's output. Creating the marker lets a resume go on.
+fn run_until_marker(sandbox: &Sandbox, fixture: &str, log: &str) -> (String, Finished) {
+    let plan = sandbox.plan(fixture);
+    let log = sandbox.var_path("log", log);
+    let marker = sandbox.var_path("marker", "marker");
+    let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &marker]);
+    assert_eq!(finished.code, 1, "{finished}");
+    (plan, finished)
 }
 
-/// How a `dr-plan` process ended.
-struct Finished {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Finished {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        Sandbox { root: tempfile::tempdir().expect("a temporary directory") }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.path("state")
-    }
-
-    /// Copies a fixture next to the state directory and returns its file name, which
-    /// is how the commands (run from the sandbox) refer to it.
-    fn plan(&self, fixture: &str) -> String {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run").join(fixture);
-        std::fs::copy(&source, self.path(fixture))
-            .unwrap_or_else(|error| panic!("cannot copy {}: {error}", source.display()));
-        fixture.to_owned()
-    }
-
-    /// `NAME=<absolute path of file>` for `--var`.
-    fn var_path(&self, name: &str, file: &str) -> String {
-        format!("{name}={}", self.path(file).display())
-    }
-
-    /// Runs FIXTURE with `--var log=LOG` and `--var marker=…` naming a file that does
-    /// not exist yet, so the step that needs it fails (exit 1, checked); returns the
-    /// plan's name and the run's output. Creating the marker lets a resume go on.
-    fn run_until_marker(&self, fixture: &str, log: &str) -> (String, Finished) {
-        let plan = self.plan(fixture);
-        let log = self.var_path("log", log);
-        let marker = self.var_path("marker", "marker");
-        let finished = self.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &marker]);
-        assert_eq!(finished.code, 1, "{finished}");
-        (plan, finished)
-    }
-
-    fn command(&self, arguments: &[&str]) -> Command {
-        let mut command = Command::new(BINARY);
-        command
-            .current_dir(self.root.path())
-            .args(arguments)
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .stdin(Stdio::null())
-            .env("NO_COLOR", "1");
-        command
-    }
-
-    fn dr_plan(&self, arguments: &[&str]) -> Finished {
-        finish(self.command(arguments))
-    }
-
-    /// Starts `dr-plan` in the background (output kept in files of the sandbox).
-    fn spawn(&self, arguments: &[&str], name: &str) -> Child {
-        let stdout = std::fs::File::create(self.path(&format!("{name}.stdout"))).expect("stdout file");
-        let stderr = std::fs::File::create(self.path(&format!("{name}.stderr"))).expect("stderr file");
-        self.command(arguments).stdout(stdout).stderr(stderr).spawn().expect("dr-plan starts")
-    }
-
-    fn run_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.state_dir().join("runs"))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
-    }
-
-    fn only_run(&self) -> String {
-        let ids = self.run_ids();
-        assert_eq!(ids.len(), 1, "expected exactly one run, found {ids:?}");
-        ids[0].clone()
-    }
-
-    fn journal_path(&self, run_id: &str) -> PathBuf {
-        journal::journal_path(&self.state_dir(), run_id)
-    }
-
-    fn records(&self, run_id: &str) -> Vec<Record> {
-        journal::read(&self.journal_path(run_id)).unwrap_or_else(|error| panic!("journal: {error}"))
-    }
-
-    fn state(&self, run_id: &str) -> RunState {
-        RunState::replay(self.records(run_id)).unwrap_or_else(|error| panic!("replay: {error}"))
-    }
-
-    fn text(&self, file: &str) -> String {
-        std::fs::read_to_string(self.path(file)).unwrap_or_default()
-    }
-
-    fn lines(&self, file: &str) -> Vec<String> {
-        self.text(file).lines().map(str::to_owned).collect()
-    }
-}
-
-fn finish(mut command: Command) -> Finished {
-    let output = command.output().expect("dr-plan starts");
-    Finished {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// Polls `condition` every 20ms; panics naming `what` after `limit`.
-fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sends `signal` (e.g. `TERM`) to a process with the system's `kill`.
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{signal} {} failed", child.id());
-}
-
-/// Waits for a background `dr-plan` with a deadline.
+/// Waits for a background `dr-plan` with a deadline; returns its exit code.
 fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("dr-plan did not stop within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status =
+        wait_bounded(child, limit).unwrap_or_else(|| panic!("dr-plan did not stop within {limit:?}"));
+    status.code().unwrap_or(-1)
 }
 
 fn events(records: &[Record]) -> Vec<&Event> {
@@ -216,7 +70,7 @@ fn seconds_between(earlier: &Record, later: &Record) -> f64 {
 
 #[test]
 fn a_step_starts_only_after_everything_it_needs_has_ended() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("order.yaml");
     let log = sandbox.var_path("log", "order.log");
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
@@ -253,7 +107,7 @@ fn a_step_starts_only_after_everything_it_needs_has_ended() {
 
 #[test]
 fn no_more_steps_run_at_once_than_the_concurrency_allows() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("concurrency.yaml");
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--concurrency", "2"]);
     assert_eq!(finished.code, 0, "{finished}");
@@ -279,7 +133,7 @@ fn no_more_steps_run_at_once_than_the_concurrency_allows() {
 
 #[test]
 fn a_false_when_skips_the_step_and_what_needs_it() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("when.yaml");
     let log = sandbox.var_path("log", "when.log");
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
@@ -291,7 +145,7 @@ fn a_false_when_skips_the_step_and_what_needs_it() {
     assert_eq!(sandbox.lines("when.log"), ["always"]);
     assert!(finished.stderr.contains("optional skipped: `when` is false"), "{finished}");
 
-    let enabled = Sandbox::new();
+    let enabled = Sandbox::new(&["run"]);
     let plan = enabled.plan("when.yaml");
     let log = enabled.var_path("log", "when.log");
     let finished = enabled.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", "enabled=true"]);
@@ -303,7 +157,7 @@ fn a_false_when_skips_the_step_and_what_needs_it() {
 
 #[test]
 fn a_failure_starts_nothing_new_lets_running_steps_finish_and_exits_1() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("failure.yaml");
     let log = sandbox.var_path("log", "failure.log");
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
@@ -332,7 +186,7 @@ fn a_failure_starts_nothing_new_lets_running_steps_finish_and_exits_1() {
 
 #[test]
 fn on_failure_continue_keeps_the_run_going_skips_only_the_dependents_and_is_not_a_success() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("continue.yaml");
     let (log, fixed) = (sandbox.var_path("log", "continue.log"), sandbox.var_path("fixed", "fixed"));
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log, "--var", &fixed]);
@@ -359,7 +213,7 @@ fn on_failure_continue_keeps_the_run_going_skips_only_the_dependents_and_is_not_
 
 #[test]
 fn a_step_past_its_timeout_fails_the_run_says_it_timed_out_and_stops_what_it_started() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("timeout.yaml");
     let started = Instant::now();
     let pid_file = sandbox.var_path("pid_file", "sleep.pid");
@@ -372,11 +226,8 @@ fn a_step_past_its_timeout_fails_the_run_says_it_timed_out_and_stops_what_it_sta
         std::fs::read_to_string(format!("/proc/{sleep}/stat"))
             .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while running() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!running(), "the background sleep (pid {sleep}) outlived the step");
+    let gone = wait_until(Duration::from_secs(5), || !running());
+    assert!(gone, "the background sleep (pid {sleep}) outlived the step");
     assert!(finished.stderr.contains("timed out after 1s"), "{finished}");
     let state = sandbox.state(&sandbox.only_run());
     let Some(StepState::Failed { error }) = state.steps.get("hangs") else { panic!("{:?}", state.steps) };
@@ -385,7 +236,7 @@ fn a_step_past_its_timeout_fails_the_run_says_it_timed_out_and_stops_what_it_sta
 
 #[test]
 fn the_run_deadline_stops_the_run_as_a_failure() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("lock.yaml");
     let started = Instant::now();
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--deadline", "1s"]);
@@ -400,7 +251,7 @@ fn the_run_deadline_stops_the_run_as_a_failure() {
 
 #[test]
 fn a_retried_step_is_attempted_again_with_doubling_backoff() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("retry.yaml");
     let counter = sandbox.var_path("counter", "counter");
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &counter]);
@@ -443,7 +294,7 @@ fn a_retried_step_is_attempted_again_with_doubling_backoff() {
 
 #[test]
 fn the_journal_is_versioned_json_lines_with_the_plan_hash_and_redacted_inputs() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("secrets.yaml");
     let server = HttpServer::start([(200, "ok")]);
     let token = "tkn-J0urn4l-0001";
@@ -491,8 +342,8 @@ fn the_journal_is_versioned_json_lines_with_the_plan_hash_and_redacted_inputs() 
 
 #[test]
 fn resume_never_reruns_a_finished_step_and_feeds_its_recorded_outputs_on() {
-    let sandbox = Sandbox::new();
-    sandbox.run_until_marker("resume.yaml", "resume.log");
+    let sandbox = Sandbox::new(&["run"]);
+    run_until_marker(&sandbox, "resume.yaml", "resume.log");
     assert_eq!(sandbox.lines("resume.log"), ["produce"]);
     let run_id = sandbox.only_run();
 
@@ -514,8 +365,8 @@ fn resume_never_reruns_a_finished_step_and_feeds_its_recorded_outputs_on() {
 
 #[test]
 fn resume_refuses_a_changed_plan_and_names_the_changed_line() {
-    let sandbox = Sandbox::new();
-    let (plan, _) = sandbox.run_until_marker("resume.yaml", "resume.log");
+    let sandbox = Sandbox::new(&["run"]);
+    let (plan, _) = run_until_marker(&sandbox, "resume.yaml", "resume.log");
     let run_id = sandbox.only_run();
 
     let original = sandbox.text(&plan);
@@ -538,14 +389,15 @@ fn resume_refuses_a_changed_plan_and_names_the_changed_line() {
 
 #[test]
 fn an_interrupted_exec_step_is_rerun_only_with_rerun_interrupted() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("interrupt.yaml");
     let log = sandbox.var_path("log", "interrupt.log");
     let release = sandbox.var_path("release", "release");
     let mut child = sandbox.spawn(&["run", &plan, "--yes", "--var", &log, "--var", &release], "first");
-    wait_until("`long` to start", Duration::from_secs(20), || {
+    let long_started = wait_until(Duration::from_secs(20), || {
         sandbox.lines("interrupt.log").contains(&"long started".to_owned())
     });
+    assert!(long_started, "waited 20s for `long` to start");
     // While it runs, a resume is turned away by the lock, not told the step was interrupted.
     let live = sandbox.dr_plan(&["resume", &sandbox.only_run(), "--rerun-interrupted"]);
     assert_eq!(live.code, 3, "{live}");
@@ -556,7 +408,7 @@ fn an_interrupted_exec_step_is_rerun_only_with_rerun_interrupted() {
     assert_eq!(live.code, 3, "{live}");
     assert!(live.stderr.contains("already being run"), "{live}");
 
-    signal(&child, "TERM");
+    send_signal("TERM", &child.id().to_string());
     let code = wait_exit(&mut child, Duration::from_secs(20));
     assert_eq!(code, 130, "interrupted: {}", sandbox.text("first.stderr"));
     assert!(sandbox.text("first.stderr").contains("interrupted"));
@@ -588,17 +440,18 @@ fn an_interrupted_exec_step_is_rerun_only_with_rerun_interrupted() {
 
 #[test]
 fn a_second_run_while_the_first_holds_the_lock_is_blocked_and_names_the_holder() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("lock.yaml");
     let mut first = sandbox.spawn(&["run", &plan, "--yes"], "first");
     let lock_file = sandbox.state_dir().join("locks/lock.lock");
-    wait_until("the first run to take the lock and start", Duration::from_secs(20), || {
+    let started = wait_until(Duration::from_secs(20), || {
         sandbox.run_ids().first().is_some_and(|id| {
             journal::read(&sandbox.journal_path(id)).is_ok_and(|records| {
                 records.iter().any(|record| matches!(record.event, Event::StepStarted { .. }))
             })
         })
     });
+    assert!(started, "waited 20s for the first run to take the lock and start");
     let holder: Json = serde_json::from_str(&std::fs::read_to_string(&lock_file).unwrap()).unwrap();
     assert_eq!(holder["pid"], first.id());
 
@@ -611,14 +464,14 @@ fn a_second_run_while_the_first_holds_the_lock_is_blocked_and_names_the_holder()
     assert_eq!(sandbox.run_ids().len(), 1, "the refused run left no run behind");
 
     // Ctrl-C: interrupted, resumable, and the lock is released.
-    signal(&first, "INT");
+    send_signal("INT", &first.id().to_string());
     assert_eq!(wait_exit(&mut first, Duration::from_secs(20)), 130, "{}", sandbox.text("first.stderr"));
     assert!(!lock_file.exists(), "the lock was released");
 }
 
 #[test]
 fn a_stale_lock_blocks_until_it_is_broken_and_breaking_it_is_journaled() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("quick.yaml");
     let mut gone = Command::new("true").spawn().unwrap();
     let dead_pid = gone.id();
@@ -662,7 +515,7 @@ fn a_stale_lock_blocks_until_it_is_broken_and_breaking_it_is_journaled() {
 
 #[test]
 fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("approval.yaml");
     let log = sandbox.var_path("log", "approval.log");
     let blocked = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
@@ -728,7 +581,7 @@ fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted
     );
 
     // Granted up front, the run goes through; an unknown step name is a usage error.
-    let upfront = Sandbox::new();
+    let upfront = Sandbox::new(&["run"]);
     let plan = upfront.plan("approval.yaml");
     let log = upfront.var_path("log", "approval.log");
     let typo = upfront.dr_plan(&["run", &plan, "--yes", "--var", &log, "--approve", "gates"]);
@@ -741,7 +594,7 @@ fn an_approval_without_a_terminal_blocks_resumably_and_is_journaled_when_granted
 
 #[test]
 fn a_failed_run_undoes_compensable_steps_newest_first() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("undo.yaml");
     let log = sandbox.var_path("log", "undo.log");
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
@@ -767,7 +620,7 @@ fn a_failed_run_undoes_compensable_steps_newest_first() {
 
 #[test]
 fn a_step_is_not_compensated_once_a_destructive_step_that_needs_it_started() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("undo_unsafe.yaml");
     let log = sandbox.var_path("log", "undo.log");
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
@@ -789,8 +642,8 @@ fn a_step_is_not_compensated_once_a_destructive_step_that_needs_it_started() {
 
 #[test]
 fn resume_after_an_undo_runs_the_undone_steps_again() {
-    let sandbox = Sandbox::new();
-    sandbox.run_until_marker("undo.yaml", "undo.log");
+    let sandbox = Sandbox::new(&["run"]);
+    run_until_marker(&sandbox, "undo.yaml", "undo.log");
     let run_id = sandbox.only_run();
     let report = sandbox.dr_plan(&["report", &run_id, "--format", "json"]);
     let report: Json = serde_json::from_str(&report.stdout).expect("report JSON");
@@ -812,7 +665,7 @@ fn resume_after_an_undo_runs_the_undone_steps_again() {
 
 #[test]
 fn a_failure_after_a_resume_also_undoes_steps_finished_before_it() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("undo_after_resume.yaml");
     let log = sandbox.var_path("log", "undo.log");
     let blocked = sandbox.dr_plan(&["run", &plan, "--yes", "--var", &log]);
@@ -823,30 +676,13 @@ fn a_failure_after_a_resume_also_undoes_steps_finished_before_it() {
     assert_eq!(sandbox.lines("undo.log"), ["do first", "undo first"]);
 }
 
-/// Every file under `directory`, recursively.
-fn files_under(directory: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![directory.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        for entry in std::fs::read_dir(&directory).into_iter().flatten().filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 fn contains_bytes(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
 }
 
 #[test]
 fn secrets_appear_nowhere_dr_plan_writes_or_prints() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("secrets.yaml");
     // The first notification is refused (best effort), the rest are accepted.
     let server = HttpServer::start([(500, "no"), (200, "ok")]);
@@ -920,7 +756,7 @@ fn secrets_appear_nowhere_dr_plan_writes_or_prints() {
 
 #[test]
 fn the_report_measures_the_rto_against_the_objective_and_writes_prometheus_metrics() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("report.yaml");
     let run_metrics = sandbox.path("run.prom").display().to_string();
     let finished = sandbox.dr_plan(&["run", &plan, "--yes", "--metrics-file", &run_metrics]);
@@ -965,7 +801,7 @@ fn the_report_measures_the_rto_against_the_objective_and_writes_prometheus_metri
     }
 
     // Same plan with an objective it cannot meet.
-    let missed = Sandbox::new();
+    let missed = Sandbox::new(&["run"]);
     let plan = missed.plan("report.yaml");
     std::fs::write(missed.path(&plan), missed.text(&plan).replace("rto: 5m", "rto: 100ms")).unwrap();
     let finished = missed.dr_plan(&["run", &plan, "--yes"]);
@@ -976,7 +812,7 @@ fn the_report_measures_the_rto_against_the_objective_and_writes_prometheus_metri
 
 #[test]
 fn a_drill_records_its_durations_and_the_next_dry_run_predicts_from_them() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("drill.yaml");
     let before = sandbox.dr_plan(&["dry-run", &plan]);
     assert_eq!(before.code, 0, "{before}");
@@ -1008,7 +844,7 @@ fn a_drill_records_its_durations_and_the_next_dry_run_predicts_from_them() {
 
 #[test]
 fn http_check_polls_until_healthy_and_reports_the_last_answer_when_it_gives_up() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("http_check.yaml");
     let server = HttpServer::start([(503, "starting"), (503, "starting"), (200, "all ok")]);
     let url = format!("url={}", server.url());
@@ -1020,7 +856,7 @@ fn http_check_polls_until_healthy_and_reports_the_last_answer_when_it_gives_up()
     assert_eq!(server.request_count(), 3);
     assert!(server.requests().iter().all(|request| request.method == "GET" && request.path == "/healthz"));
 
-    let never = Sandbox::new();
+    let never = Sandbox::new(&["run"]);
     let plan = never.plan("http_check.yaml");
     let down = HttpServer::start([(503, "down")]);
     let url = format!("url={}", down.url());
@@ -1035,7 +871,7 @@ fn http_check_polls_until_healthy_and_reports_the_last_answer_when_it_gives_up()
 
 /// Runs `notify.yaml` against `webhook` and checks the URL was printed and stored nowhere.
 fn run_notify(webhook: &str, secret_part: &str) -> (Sandbox, Finished) {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("notify.yaml");
     let mut command = sandbox.command(&["run", &plan, "--yes"]);
     command.env("DR_PLAN_TEST_WEBHOOK", webhook);
@@ -1100,7 +936,7 @@ fn notify_posts_slack_and_json_bodies_and_fails_only_when_required() {
     assert!(finished.stderr.contains("notification not delivered: the webhook answered 500"), "{finished}");
 
     // Nobody listening: the connection error names no URL either.
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = free_port();
     let (_, finished) =
         run_notify(&format!("http://127.0.0.1:{closed_port}/hooks/{secret_part}"), secret_part);
     assert_eq!(finished.code, 1, "{finished}");
@@ -1119,7 +955,7 @@ fn an_output_that_held_a_secret_is_used_in_the_run_but_never_fed_redacted_to_a_r
     let token = "tkn-W1thh3ld-0042";
 
     // In one run the later step gets the real value; the journal only `***`.
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("withheld.yaml");
     let copy = sandbox.var_path("copy", "copy");
     let finished =
@@ -1133,7 +969,7 @@ fn an_output_that_held_a_secret_is_used_in_the_run_but_never_fed_redacted_to_a_r
     // Blocked at the approval, then resumed: the value is not in the journal, and
     // `issue` is not idempotent, so resume refuses once, before anything runs, with the
     // choice; `use` never receives `***`.
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::new(&["run"]);
     let plan = sandbox.plan("withheld.yaml");
     let copy = sandbox.var_path("copy", "copy");
     let blocked = with_token(&sandbox, token, &["run", &plan, "--yes", "--var", &copy]);

@@ -18,8 +18,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use dr_plan::secret::{Redactor, SecretValue};
 use dr_plan::steps::{
-    ApprovalMode, Outputs, Preflight, PreflightContext, ProgressSink, StepContext, StepOutputs, parameters,
-    s3_fetch, s3_put,
+    Outputs, Preflight, PreflightContext, StepContext, StepOutputs, parameters, s3_fetch, s3_put,
 };
 use serde_json::{Value as Json, json};
 use support::S3;
@@ -160,15 +159,9 @@ fn client(s3: &S3) -> aws_sdk_s3::Client {
 fn context(run_dir: &Path, rpo: Option<Duration>) -> StepContext {
     StepContext {
         run_id: "20251116-020000-test".to_owned(),
-        plan: "s3-steps".to_owned(),
-        step_id: STEP.to_owned(),
-        run_dir: run_dir.to_path_buf(),
-        drill: false,
-        approval: ApprovalMode::Unavailable,
-        operator: "tester@test-host".to_owned(),
         redactor: Arc::new(Redactor::new([&SecretValue::new(PASSWORD)])),
-        progress: ProgressSink::default(),
         rpo,
+        ..support::steps::context("s3-steps", STEP, run_dir)
     }
 }
 

@@ -8,12 +8,13 @@
 //! lines or of its hex and base64 forms may appear in their output or in any file under
 //! the state directory.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use crate::support;
+
+use std::path::Path;
 
 use serde_json::Value as Json;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
+use support::TargetRedis;
+use support::sandbox::{Finished, files_under, finish};
 
 /// `exec` keeps at most this much standard output.
 const STDOUT_CAP: usize = 64 * 1024;
@@ -25,29 +26,13 @@ const MINIMUM_LENGTH: usize = 6;
 /// The plan's second secret, unless a shape needs it.
 const OTHER: &str = "other-unrelated-value-9";
 
-/// A temporary directory with a copy of the plan, its state directory and secret file.
-struct Sandbox {
-    root: tempfile::TempDir,
-}
+/// A sandbox with a copy of the plan, its state directory and secret file.
+struct Sandbox(support::sandbox::Sandbox);
 
-/// How a `dr-plan` process ended.
-struct Finished {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Finished {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Capped: a long secret's output would bury the assertion message.
-        let shown = |text: &str| text.chars().take(4000).collect::<String>();
-        write!(
-            formatter,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code,
-            shown(&self.stdout),
-            shown(&self.stderr)
-        )
+impl std::ops::Deref for Sandbox {
+    type Target = support::sandbox::Sandbox;
+    fn deref(&self) -> &support::sandbox::Sandbox {
+        &self.0
     }
 }
 
@@ -62,15 +47,7 @@ enum Source<'a> {
 
 impl Sandbox {
     fn new() -> Sandbox {
-        Sandbox { root: tempfile::tempdir().expect("a temporary directory") }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.path("state")
+        Sandbox(support::sandbox::Sandbox::new(&["secrets"]))
     }
 
     /// Copies the plan, with `shape` read from `source`, and returns its file name.
@@ -89,52 +66,10 @@ impl Sandbox {
 
     /// `dr-plan ARGUMENTS --state-dir …` with both secrets in the environment.
     fn dr_plan(&self, arguments: &[&str], shape: &str, other: &str) -> Finished {
-        let output = Command::new(BINARY)
-            .current_dir(self.root.path())
-            .args(arguments)
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .env("DR_PLAN_SHAPE", shape)
-            .env("DR_PLAN_OTHER", other)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("dr-plan runs");
-        Finished {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        let mut command = self.command(arguments);
+        command.env("DR_PLAN_SHAPE", shape).env("DR_PLAN_OTHER", other);
+        finish(command)
     }
-
-    fn only_run(&self) -> String {
-        let ids: Vec<String> = std::fs::read_dir(self.state_dir().join("runs"))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert_eq!(ids.len(), 1, "expected exactly one run, found {ids:?}");
-        ids[0].clone()
-    }
-}
-
-fn files_under(directory: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![directory.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        for entry in std::fs::read_dir(&directory).into_iter().flatten().filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 /// What must appear nowhere: the secret as text (whole, trimmed, and each trimmed line
@@ -503,81 +438,18 @@ fn a_secret_shorter_than_six_characters_is_refused_by_run_and_resume() {
     assert!(!refused.stderr.contains("zq7x9"), "{refused}");
 }
 
-/// A redis-server with a password, as the target of `redis.restore`; shut down on drop
-/// (the step replaces the process this starts with one of its own on the same port).
-struct PasswordRedis {
-    port: u16,
-    password: String,
-    directory: tempfile::TempDir,
-}
-
-impl PasswordRedis {
-    fn start(password: &str) -> PasswordRedis {
-        let directory = tempfile::tempdir().expect("a directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let server = PasswordRedis { port, password: password.to_owned(), directory };
-        Command::new("redis-server")
-            .args(server.start_argv().iter().skip(1))
-            .args(["--daemonize", "yes", "--logfile"])
-            .arg(server.directory.path().join("first.log"))
-            .status()
-            .expect("redis-server starts (scripts/install-test-deps.sh installs it)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while server.cli("PING") != "PONG" {
-            assert!(std::time::Instant::now() < deadline, "redis-server on port {port} did not answer PING");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        server
-    }
-
-    /// The command line that starts it, `requirepass` included.
-    fn start_argv(&self) -> Vec<String> {
-        let dir = self.directory.path().display().to_string();
-        let port = self.port.to_string();
-        ["redis-server", "--port", &port, "--bind", "127.0.0.1", "--dir", &dir, "--dbfilename", "dump.rdb"]
-            .iter()
-            .chain(&["--save", "", "--appendonly", "no", "--requirepass", &self.password])
-            .map(|argument| (*argument).to_owned())
-            .collect()
-    }
-
-    fn cli(&self, command: &str) -> String {
-        // Words split on spaces: no argument here holds one.
-        let output = Command::new("redis-cli")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "--no-auth-warning",
-                "-a",
-                &self.password,
-            ])
-            .args(command.split(' '))
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&output.stdout).trim_end().to_owned()
-    }
-}
-
-impl Drop for PasswordRedis {
-    fn drop(&mut self) {
-        let _ = self.cli("SHUTDOWN NOSAVE");
-    }
-}
-
 /// A step's own progress notes reach the terminal without going through the journal:
 /// `redis.restore` says which command starts Redis again, `--requirepass` and all.
 #[test]
 fn a_secret_in_a_progress_note_is_redacted() {
     let password = "redis-pass-Hq4xZ81";
-    let target = PasswordRedis::start(password);
+    let target = TargetRedis::start(Some(password));
     let sandbox = Sandbox::new();
     let rdb = sandbox.path("backup.rdb");
     // An RDB made by the target itself: one key.
-    assert_eq!(target.cli("SET user:1 ada"), "OK");
-    assert_eq!(target.cli("SAVE"), "OK");
-    std::fs::copy(target.directory.path().join("dump.rdb"), &rdb).unwrap();
+    assert_eq!(target.cli(&["SET", "user:1", "ada"]), "OK");
+    assert_eq!(target.cli(&["SAVE"]), "OK");
+    std::fs::copy(target.dir().join("dump.rdb"), &rdb).unwrap();
     let start: Vec<String> = target
         .start_argv()
         .into_iter()
@@ -589,7 +461,7 @@ fn a_secret_in_a_progress_note_is_redacted() {
          kind: redis.restore\n    with:\n      rdb: {rdb:?}\n      dir: {dir:?}\n      url: \
          \"redis://:{{{{secrets.redis}}}}@127.0.0.1:{port}\"\n      start: [{start}]\n      deadline: 30s\n",
         rdb = rdb.display().to_string(),
-        dir = target.directory.path().display().to_string(),
+        dir = target.dir().display().to_string(),
         port = target.port,
         start = start.join(", "),
     );
@@ -598,7 +470,7 @@ fn a_secret_in_a_progress_note_is_redacted() {
     let finished = sandbox.dr_plan(&["run", "redis.yaml", "--yes", "--format", "json"], password, OTHER);
     assert_eq!(finished.code, 0, "{finished}");
     assert!(finished.stdout.contains("starting Redis: redis-server --port"), "the note is shown: {finished}");
-    assert_eq!(target.cli("GET user:1"), "ada");
+    assert_eq!(target.cli(&["GET", "user:1"]), "ada");
     let forbidden = Forbidden::of(password);
     assert_eq!(forbidden.found_in(&finished.stdout), None, "{finished}");
     assert_eq!(forbidden.found_in(&finished.stderr), None, "{finished}");

@@ -8,10 +8,15 @@ use std::process::{Command, Output, Stdio};
 
 use crate::support;
 
-use support::desk::{Desk, text};
+use support::sandbox::{Sandbox, text};
 
-fn desk() -> Desk {
-    Desk::with(&["state", "run"], &["once.yaml", "order.yaml"], "state")
+/// A working directory with `once.yaml` and `order.yaml`, and the relative state
+/// directory `state`.
+fn desk() -> Sandbox {
+    let desk = Sandbox::new(&["state", "run"]).with_relative_state("state");
+    desk.plan("once.yaml");
+    desk.plan("order.yaml");
+    desk
 }
 
 fn mode(path: &Path) -> u32 {
@@ -49,7 +54,7 @@ fn the_state_directory_is_private_whatever_the_umask() {
         .output()
         .expect("sh runs");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let run = desk.path("state/runs").join(&desk.runs()[0]);
+    let run = desk.path("state/runs").join(&desk.run_ids()[0]);
     for directory in [desk.path("state"), desk.path("state/runs"), desk.path("state/locks"), run.clone()] {
         assert_eq!(mode(&directory), 0o700, "{}", directory.display());
     }
@@ -103,7 +108,7 @@ fn three_operators_breaking_one_stale_lock_run_the_step_once() {
         // The stale lock was broken once at most (the one who broke it may still lose the
         // race to take the lock afterwards, and then stops like the others).
         let broke = desk
-            .runs()
+            .run_ids()
             .iter()
             .map(|run| {
                 std::fs::read_to_string(desk.path("state/runs").join(run).join("journal.jsonl")).unwrap()
@@ -119,7 +124,7 @@ fn a_journal_that_tells_steps_out_of_order_is_refused_naming_the_line() {
     let desk = desk();
     let output = desk.command(&["run", "order.yaml", "--yes"]).output().expect("dr-plan runs");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let run = desk.runs().remove(0);
+    let run = desk.run_ids().remove(0);
     let journal = desk.path("state/runs").join(&run).join("journal.jsonl");
     // Keep the start of the run and the start of its last step, as if the lines between
     // were lost; mark it failed so resume takes it up.

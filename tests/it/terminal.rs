@@ -6,15 +6,13 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use serde_json::Value as Json;
-use support::process::run_bounded;
+use support::hints::{printed_command, run_printed};
+use support::process::{run_bounded, wait_until};
+use support::sandbox::BINARY;
 use support::terminal::{Exit, Terminal};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_dr-plan");
 
 /// Time for a prompt or a line to show up (a debug binary on a loaded machine).
 const APPEAR: Duration = Duration::from_secs(10);
@@ -25,31 +23,20 @@ const FINISH: Duration = Duration::from_secs(12);
 /// The exit code of an interrupted run.
 const INTERRUPTED: Exit = Exit::Code(130);
 
-/// A temporary directory with copies of the plans, the state directory, and
-/// markers the plans' commands write.
-struct Sandbox {
-    root: tempfile::TempDir,
+/// A sandbox of plans from `tests/fixtures/terminal/`, run at a terminal or, for the
+/// commands an operator types in another shell, without one.
+struct Sandbox(support::sandbox::Sandbox);
+
+impl std::ops::Deref for Sandbox {
+    type Target = support::sandbox::Sandbox;
+    fn deref(&self) -> &support::sandbox::Sandbox {
+        &self.0
+    }
 }
 
 impl Sandbox {
     fn new() -> Sandbox {
-        Sandbox { root: support::process::temporary_directory("terminal") }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.path("state")
-    }
-
-    /// Copies a fixture into the sandbox; returns the name the commands use for it.
-    fn plan(&self, fixture: &str) -> String {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/terminal").join(fixture);
-        std::fs::copy(&source, self.path(fixture))
-            .unwrap_or_else(|error| panic!("cannot copy {}: {error}", source.display()));
-        fixture.to_owned()
+        Sandbox(support::sandbox::Sandbox::new(&["terminal"]))
     }
 
     /// `dr-plan ARGUMENTS --state-dir D` at a terminal.
@@ -60,21 +47,14 @@ impl Sandbox {
         Terminal::spawn(BINARY, &all, self.root.path(), &[])
     }
 
-    /// `dr-plan ARGUMENTS --state-dir D` without a terminal (stdin closed).
+    /// `dr-plan ARGUMENTS --state-dir D` without a terminal (stdin closed), within
+    /// [`FINISH`].
     fn dr_plan(&self, arguments: &[&str]) -> Output {
-        let mut command = Command::new(BINARY);
-        command
-            .current_dir(self.root.path())
-            .args(arguments)
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .env("NO_COLOR", "1");
-        run_bounded(&mut command, None, FINISH, "dr-plan")
+        run_bounded(&mut self.command(arguments), None, FINISH, "dr-plan")
     }
 
-    /// Names of the entries of a directory of the state directory, sorted.
-    fn entries(&self, directory: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.state_dir().join(directory))
+    fn lock_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.state_dir().join("locks"))
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
@@ -86,14 +66,6 @@ impl Sandbox {
         names
     }
 
-    fn run_ids(&self) -> Vec<String> {
-        self.entries("runs")
-    }
-
-    fn lock_files(&self) -> Vec<String> {
-        self.entries("locks")
-    }
-
     /// The one run of the state directory; panics with the screen otherwise.
     fn only_run(&self, terminal: &Terminal) -> String {
         match self.run_ids().as_slice() {
@@ -102,32 +74,14 @@ impl Sandbox {
         }
     }
 
-    /// The journal's events as JSON (not the crate's types, which these tests must not
-    /// depend on: the events may gain fields).
-    fn journal(&self, run_id: &str) -> Vec<Json> {
-        let path = self.state_dir().join("runs").join(run_id).join("journal.jsonl");
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|error| panic!("{path:?}: {line}: {error}"))
-            })
-            .collect()
-    }
-
+    /// The events of the journal, by name (from the JSON: the events may gain fields).
     fn events(&self, run_id: &str) -> Vec<String> {
         self.journal(run_id).iter().filter_map(|record| record["event"].as_str().map(str::to_owned)).collect()
     }
 
     /// Waits until the journal of the only run says `step` started.
     fn wait_step_started(&self, terminal: &Terminal, step: &str) {
-        let started = support::process::wait_until(APPEAR, || {
-            self.run_ids().iter().any(|id| {
-                self.journal(id)
-                    .iter()
-                    .any(|record| record["event"] == "step_started" && record["step"] == step)
-            })
-        });
+        let started = self.0.wait_step_started(step, APPEAR);
         assert!(started, "step `{step}` did not start\n{}", terminal.report());
     }
 }
@@ -321,16 +275,8 @@ fn ctrl_c_at_the_approval_question_interrupts_and_the_next_command_finishes_the_
     let command =
         if next.contains("--approve go-ahead") { next } else { format!("{next} --approve go-ahead") };
 
-    // The printed command names `dr-plan`, which is wherever cargo built it.
-    let directory = Path::new(BINARY).parent().expect("the binary's directory");
-    let path = std::env::join_paths(
-        std::iter::once(directory.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
-    .expect("a PATH");
-    let mut shell = Command::new("sh");
-    shell.arg("-c").arg(&command).current_dir(sandbox.root.path()).env("PATH", path).env("NO_COLOR", "1");
-    let resumed = run_bounded(&mut shell, None, FINISH, &command);
+    // Pasted as printed: `dr-plan` is wherever cargo built it, first on PATH.
+    let resumed = run_printed(&command, sandbox.root.path(), &[]);
     assert_eq!(resumed.status.code(), Some(0), "`{command}` did not finish the run: {}", describe(&resumed));
     assert!(
         sandbox.events(&run_id).iter().filter(|event| *event == "approval_granted").count() == 1,
@@ -339,18 +285,11 @@ fn ctrl_c_at_the_approval_question_interrupts_and_the_next_command_finishes_the_
     );
 }
 
-/// The command of the `next:` line that ends `dr-plan status` (stdout, else stderr):
-/// the text between its first pair of backticks, or all of it after `next:`.
+/// The command of the `next:` line that ends `dr-plan status` (stdout, else stderr).
 fn next_command(output: &Output) -> Option<String> {
     [&output.stdout, &output.stderr].into_iter().find_map(|stream| {
         let text = String::from_utf8_lossy(stream);
-        let last = text.lines().rev().find(|line| !line.trim().is_empty())?;
-        let after = &last[last.find("next:")? + "next:".len()..];
-        let mut quoted = after.split('`');
-        match (quoted.next(), quoted.next()) {
-            (Some(_), Some(command)) if after.contains('`') => Some(command.trim().to_owned()),
-            _ => Some(after.trim().to_owned()),
-        }
+        printed_command(text.lines().rev().find(|line| !line.trim().is_empty())?)
     })
 }
 
@@ -415,7 +354,7 @@ fn a_second_ctrl_c_ends_the_process_even_when_a_step_ignores_signals() {
     let ready = sandbox.path("ready");
     let ready_var = format!("ready={}", ready.display());
     let mut terminal = sandbox.terminal(&["run", &plan, "--yes", "--var", &ready_var]);
-    let trapped = support::process::wait_until(APPEAR, || ready.exists());
+    let trapped = wait_until(APPEAR, || ready.exists());
     assert!(trapped, "the stubborn program did not start\n{}", terminal.report());
     terminal.ctrl_c();
     std::thread::sleep(Duration::from_millis(500));

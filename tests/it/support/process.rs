@@ -109,6 +109,12 @@ pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// `kill -s SIGNAL -- TARGET`: TARGET is a pid, or `-PGID` for a process group.
+pub fn send_signal(signal: &str, target: &str) {
+    let status = Command::new("kill").args(["-s", signal, "--", target]).status().expect("kill runs");
+    assert!(status.success(), "kill -s {signal} -- {target} failed");
+}
+
 /// The last `lines` lines of a log file, or a note saying why there are none.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
