@@ -30,21 +30,44 @@ const STEPS: usize = 12;
 const KILLS_WANTED: usize = 150;
 /// A round lets its attempt run to the end after this many kills, so it terminates.
 const KILLS_PER_ROUND: usize = 8;
-/// Kill delays are drawn from 0 to this; a whole uninterrupted run takes about 0.2s, so
-/// most attempts are killed, resumes included, at every stage of the plan.
-const LONGEST_DELAY_MILLISECONDS: u64 = 150;
+/// How many more steps an attempt may finish before its kill: 8 kills a round, 1.5 steps
+/// each on average, cover the 12 steps.
+const MOST_STEPS_PER_ATTEMPT: u64 = 3;
+/// How far into a stage a kill may come: a step of the plan takes 10 to 50 ms.
+const LONGEST_DELAY_MILLISECONDS: u64 = 30;
+/// An attempt that is not killed must finish within this.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(30);
 
-/// splitmix64: a fixed seed gives the same kill delays on every run of the test.
-struct Delays(u64);
+/// When an attempt is killed: once the run's journal counts `succeeded` succeeded steps
+/// (at once when it already does), `then` later. Aimed at the journal rather than at a
+/// time since the start, the kills fall on every stage of the plan, resumes included,
+/// however slow the machine is today.
+#[derive(Clone, Copy)]
+struct Moment {
+    succeeded: usize,
+    then: Duration,
+}
 
-impl Delays {
-    fn next(&mut self) -> Duration {
+/// splitmix64: a fixed seed gives the same kill moments on every run of the test.
+struct Moments(u64);
+
+impl Moments {
+    fn number(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut mixed = self.0;
         mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        mixed ^= mixed >> 31;
-        Duration::from_millis(mixed % (LONGEST_DELAY_MILLISECONDS + 1))
+        mixed ^ (mixed >> 31)
+    }
+
+    /// A moment of an attempt that starts with `already` steps succeeded: zero to
+    /// [`MOST_STEPS_PER_ATTEMPT`] more steps later (zero: while it starts, or finishes
+    /// the run), and a delay into that stage. A round's attempts thus walk through the
+    /// plan a few steps at a time, as its eight kills cover it.
+    fn next(&mut self, already: usize) -> Moment {
+        let more = usize::try_from(self.number() % (MOST_STEPS_PER_ATTEMPT + 1)).expect("a small number");
+        let then = Duration::from_millis(self.number() % (LONGEST_DELAY_MILLISECONDS + 1));
+        Moment { succeeded: (already + more).min(STEPS), then }
     }
 }
 
@@ -104,6 +127,15 @@ impl Round {
         started.pop()
     }
 
+    /// How many `step_succeeded` records the journal holds now; zero before it begins.
+    fn succeeded_steps(&self) -> usize {
+        self.run_ids()
+            .iter()
+            .map(|id| std::fs::read_to_string(self.journal_path(id)).unwrap_or_default())
+            .map(|journal| journal.matches(r#""event":"step_succeeded""#).count())
+            .sum()
+    }
+
     /// Reads and replays the journal; a journal that does not read is a failure.
     fn replay(&self, run_id: &str) -> RunState {
         journal::read(&self.journal_path(run_id))
@@ -126,25 +158,34 @@ fn kill_group(child: &mut Child) {
     child.wait().expect("reap the killed process");
 }
 
-/// Waits up to `delay` for the process to exit on its own; kills it otherwise.
-/// Returns its exit code, or `None` when it was killed.
-fn run_or_kill(child: &mut Child, delay: Option<Duration>) -> Option<i32> {
+/// Lets the process run until `moment` (the journal's count of succeeded steps is read
+/// by `succeeded`), then kills it, unless it exits on its own first. Returns its exit
+/// code, or `None` when it was killed. Without a moment it must finish within
+/// [`ATTEMPT_LIMIT`].
+fn run_or_kill(child: &mut Child, moment: Option<Moment>, succeeded: impl Fn() -> usize) -> Option<i32> {
     let started = Instant::now();
+    let mut stage_reached: Option<Instant> = None;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             return Some(status.code().unwrap_or(-1));
         }
-        match delay {
-            Some(delay) if started.elapsed() >= delay => {
+        if let Some(moment) = moment {
+            if stage_reached.is_none() && succeeded() >= moment.succeeded {
+                stage_reached = Some(Instant::now());
+            }
+            if stage_reached.is_some_and(|reached| reached.elapsed() >= moment.then) {
                 kill_group(child);
                 return None;
             }
-            None if started.elapsed() > Duration::from_secs(30) => {
-                kill_group(child);
-                panic!("an unkilled attempt did not finish within 30s");
-            }
-            _ => std::thread::sleep(Duration::from_millis(1)),
         }
+        if started.elapsed() > ATTEMPT_LIMIT {
+            kill_group(child);
+            panic!(
+                "an attempt did not finish within {ATTEMPT_LIMIT:?} (waiting for {:?} steps)",
+                moment.map(|moment| moment.succeeded)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -157,8 +198,8 @@ struct Outcome {
     stale_locks_broken: usize,
 }
 
-/// Runs the plan to the end, killing attempts at the given delays.
-fn crash_until_finished(delays: &mut Delays) -> Outcome {
+/// Runs the plan to the end, killing attempts at the given moments.
+fn crash_until_finished(moments: &mut Moments) -> Outcome {
     let round = Round::new();
     let log = format!("log={}", round.path("log").display());
     let mut snapshots: Vec<Snapshot> = Vec::new();
@@ -175,9 +216,9 @@ fn crash_until_finished(delays: &mut Delays) -> Outcome {
             }
             Some(id) => round.command(&["resume", id, "--rerun-interrupted", "--break-stale-lock"], attempt),
         };
-        let delay = (kills < KILLS_PER_ROUND).then(|| delays.next());
+        let moment = (kills < KILLS_PER_ROUND).then(|| moments.next(round.succeeded_steps()));
         let mut child = command.spawn().expect("dr-plan starts");
-        let code = run_or_kill(&mut child, delay);
+        let code = run_or_kill(&mut child, moment, || round.succeeded_steps());
         if run_id.is_none() {
             run_id = round.started_run();
         }
@@ -245,7 +286,7 @@ fn crash_until_finished(delays: &mut Delays) -> Outcome {
 #[test]
 fn runs_killed_at_random_moments_resume_to_the_end_without_running_a_finished_step_twice() {
     let started = Instant::now();
-    let mut delays = Delays(0x00D1_5A57_E125_0001);
+    let mut moments = Moments(0x00D1_5A57_E125_0001);
     let mut kills = 0;
     let mut resume_kills = 0;
     let mut rounds = 0;
@@ -253,7 +294,7 @@ fn runs_killed_at_random_moments_resume_to_the_end_without_running_a_finished_st
     // How many kills found 0, 1, ... 12 steps succeeded.
     let mut progress = [0_usize; STEPS + 1];
     while kills < KILLS_WANTED {
-        let outcome = crash_until_finished(&mut delays);
+        let outcome = crash_until_finished(&mut moments);
         kills += outcome.kills;
         resume_kills += outcome.resume_kills;
         stale_locks_broken += outcome.stale_locks_broken;
@@ -485,6 +526,7 @@ fn the_watchdog_outlives_a_ctrl_c_and_still_cleans_up_after_a_later_kill() {
     // after a Ctrl-C to dr-plan's group, only the watchdog can still clean up.
     send_signal("STOP", &pid.to_string());
     send_signal("INT", &format!("-{pid}"));
+    // What did not die of a signal says nothing: give a wrong disposition time to show.
     std::thread::sleep(Duration::from_millis(300));
     assert!(process_alive(watchdog), "the watchdog died of the SIGINT to dr-plan's group");
     let sleeping = left_running_by(pid).iter().filter(|(_, name)| name == "sleep").count();
