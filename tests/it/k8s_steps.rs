@@ -461,9 +461,11 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
     fixture.apply("workloads.yaml").await;
     let deployments = fixture.deployments();
 
-    // The controller reports the rollout done 300 ms after the wait starts.
+    // The controller reports the rollout done 300 ms after the step saw it unfinished.
     let later = deployments.clone();
+    let (context, mut notes) = support::steps::with_notes(fixture.context("web-rolled-out", "wait-1"));
     let player = tokio::spawn(async move {
+        notes.wait_for("the rollout of deployment/web in namespace wait-rollout: ", TEST_WAIT).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let status = json!({ "status": {
             "observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2,
@@ -474,7 +476,6 @@ async fn wait_follows_a_rollout_a_condition_and_a_stuck_deployment() {
             .await
             .expect("patch status");
     });
-    let context = fixture.context("web-rolled-out", "wait-1");
     let outputs = succeeded(
         fixture
             .execute(StepKind::K8sWait, json!({ "target": "deployment/web", "deadline": "20s" }), &context)
@@ -541,12 +542,13 @@ async fn wait_for_jobs_succeeds_on_complete_and_fails_at_once_on_failed() {
     create_job(&fixture, "migrate").await;
     create_job(&fixture, "broken").await;
 
+    // The Job completes once the step has seen it still running.
     let jobs = fixture.jobs();
+    let (context, mut notes) = support::steps::with_notes(fixture.context("migrated", "wait-job-1"));
     let player = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        notes.wait_for("job/migrate in namespace wait-job to complete: ", TEST_WAIT).await;
         set_job_condition(&jobs, "migrate", "Complete", "", "").await.expect("complete migrate");
     });
-    let context = fixture.context("migrated", "wait-job-1");
     succeeded(
         fixture
             .execute(StepKind::K8sWait, json!({ "target": "job/migrate", "deadline": "20s" }), &context)
@@ -747,7 +749,8 @@ async fn velero_restore_completes_through_the_non_terminal_phases() {
         "namespace_mapping": { "shop": "shop-restored" }, "restore_pvs": true,
         "existing_resource_policy": "update", "label_selector": { "app": "shop" }, "deadline": "30s",
     });
-    let context = fixture.context("restore", "k8s-test-20250101-120000-aa01");
+    let (context, mut notes) =
+        support::steps::with_notes(fixture.context("restore", "k8s-test-20250101-120000-aa01"));
     let step = spawn_restore(&fixture, with, context);
     let name = "restore-20250101-120000-aa01";
     let restore = wait_for_restore(&restores, name).await;
@@ -761,7 +764,8 @@ async fn velero_restore_completes_through_the_non_terminal_phases() {
     );
     for phase in ["InProgress", "WaitingForPluginOperations", "Finalizing"] {
         set_restore_status(&restores, name, json!({ "phase": phase })).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The step has read the phase, and waits on.
+        notes.wait_for(&format!("to finish: {phase}"), TEST_WAIT).await;
         assert!(!step.is_finished(), "{phase} is not terminal");
     }
     set_restore_status(&restores, name, json!({ "phase": "Completed", "warnings": 2 })).await;

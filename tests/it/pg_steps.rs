@@ -697,7 +697,21 @@ async fn a_timed_out_dump_stops_pg_dump_and_leaves_no_file() {
         json!({ "database": "tododb", "dest": dest, "connection": postgres.url("tododb") }),
         &context,
     );
-    assert!(tokio::time::timeout(Duration::from_secs(3), dump).await.is_err(), "pg_dump waits for the lock");
+    // pg_dump waits for the lock: the server shows its session waiting, while the step
+    // has not finished. Then the step is dropped, as a run's deadline drops it.
+    let session_waits = async {
+        let waiting = "select count(*) from pg_stat_activity \
+                       where application_name = 'dr-plan blocked' and wait_event_type = 'Lock'";
+        while postgres.psql("postgres", waiting) != "1" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        result = dump => panic!("pg_dump waits for the lock, but the step ended: {result:?}"),
+        waited = tokio::time::timeout(Duration::from_secs(20), session_waits) => {
+            assert!(waited.is_ok(), "pg_dump's session never showed waiting for the lock");
+        }
+    }
     // The server only notices the lost client once the lock is free, so what is checked
     // first is our side: no pg_dump process for this server, no partial file.
     let marker = format!("127.0.0.1:{}/tododb", postgres.port());

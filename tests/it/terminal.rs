@@ -9,6 +9,7 @@ use crate::support;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use dr_plan::steps::process_tree::left_running_by;
 use support::hints::{printed_command, run_printed};
 use support::process::{run_bounded, wait_until};
 use support::sandbox::BINARY;
@@ -193,15 +194,16 @@ fn at_the_approval_question(sandbox: &Sandbox) -> (Terminal, Instant) {
 fn the_approval_question_stays_on_screen_and_asks_again_until_yes() {
     let sandbox = Sandbox::new();
     let (mut terminal, asked) = at_the_approval_question(&sandbox);
-    // The spinner of `settle` redraws several times a second meanwhile.
-    std::thread::sleep(Duration::from_millis(1500));
-    let screen = terminal.screen();
-    assert!(screen.contains("settle"), "no spinner for `settle` is drawn\n{}", terminal.report());
-    assert!(
-        screen.contains(QUESTION) && screen.contains("Type `yes`"),
-        "the question left the screen while the spinner ran\n{}",
-        terminal.report()
+    assert!(terminal.screen().contains("settle"), "no spinner for `settle` is drawn\n{}", terminal.report());
+    // `settle` runs on (its spinner ticking, hidden) and ends while the question waits:
+    // its line is printed under a question that must stay (once the line and the
+    // prompt after it are both written).
+    terminal.expect_text("✔ settle (", APPEAR);
+    let stayed = terminal.wait_for_screen(
+        |screen| screen.contains("✔ settle (") && screen.contains(QUESTION) && screen.contains("Type `yes`"),
+        APPEAR,
     );
+    assert!(stayed.is_ok(), "the question left the screen while the spinner ran\n{}", terminal.report());
 
     let screen = answer_expecting_question_again(&mut terminal, "y", "`yes`");
     assert!(screen.contains("`no`"), "the question again does not say `no` refuses\n{}", terminal.report());
@@ -212,7 +214,6 @@ fn the_approval_question_stays_on_screen_and_asks_again_until_yes() {
         assert!(!events.contains(&event.to_owned()), "`y` led to {event}: {events:?}\n{}", terminal.report());
     }
 
-    std::thread::sleep(Duration::from_millis(500));
     let waited = asked.elapsed().as_secs_f64();
     terminal.type_line("yes");
     terminal.expect_exit(&Exit::Code(0), FINISH);
@@ -302,7 +303,6 @@ fn ctrl_c_during_a_sleep_interrupts_and_resume_finishes_it() {
     let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
     sandbox.wait_step_started(&terminal, "pause");
     terminal.expect_text("pause", APPEAR);
-    std::thread::sleep(Duration::from_millis(300));
     terminal.ctrl_c();
     terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
     assert_eq!(sandbox.lock_files(), Vec::<String>::new(), "a lock was left\n{}", terminal.report());
@@ -317,7 +317,6 @@ fn resume_at_a_terminal_says_what_it_will_run_and_waits_for_yes() {
     let plan = sandbox.plan("sleep.yaml");
     let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
     sandbox.wait_step_started(&terminal, "pause");
-    std::thread::sleep(Duration::from_millis(300));
     terminal.ctrl_c();
     terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
     let run_id = sandbox.only_run(&terminal);
@@ -336,7 +335,10 @@ fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated(
     let plan = sandbox.plan("undo.yaml");
     let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
     terminal.expect_text("undoing b", APPEAR);
-    std::thread::sleep(Duration::from_millis(300));
+    // Ctrl-C comes while b's compensation runs its `sleep 20`.
+    let dr_plan = terminal.process_id().expect("dr-plan runs");
+    let undoing = wait_until(APPEAR, || left_running_by(dr_plan).iter().any(|(_, name)| name == "sleep"));
+    assert!(undoing, "the compensation of b did not start `sleep`\n{}", terminal.report());
     terminal.ctrl_c();
     let screen = terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
     assert!(screen.contains("undo of b FAILED"), "{}", terminal.report());
@@ -357,8 +359,9 @@ fn a_second_ctrl_c_ends_the_process_even_when_a_step_ignores_signals() {
     let trapped = wait_until(APPEAR, || ready.exists());
     assert!(trapped, "the stubborn program did not start\n{}", terminal.report());
     terminal.ctrl_c();
-    std::thread::sleep(Duration::from_millis(500));
-    if terminal.try_exit().is_none() {
+    // The first Ctrl-C may end it (the step's shell is killed); if it has not after a
+    // moment, the second must.
+    if terminal.wait_exit(Duration::from_millis(500)).is_none() {
         terminal.ctrl_c();
     }
     terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);

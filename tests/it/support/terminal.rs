@@ -197,6 +197,11 @@ impl Terminal {
         }
     }
 
+    /// The program's process id.
+    pub fn process_id(&self) -> Option<u32> {
+        self.child.process_id()
+    }
+
     /// Whether the program has ended, without waiting.
     pub fn try_exit(&mut self) -> Option<Exit> {
         if self.exit.is_none()
