@@ -1,14 +1,13 @@
 //! dr-plan's integration tests, in one test binary: one module per area (what used to be
 //! one file, and one binary, each under `tests/`), with the servers, sandboxes and waits
 //! they share in [`support`], compiled once. Linking one binary instead of twenty-one
-//! is what makes a warm `cargo test` build fast.
+//! is what makes a warm `cargo test` build fast, and what `support` no longer uses is
+//! a warning rather than an `allow`.
 //!
 //! Run one area with a filter, e.g. `cargo test --test it run_engine::` or
 //! `scripts/test.sh --test it terminal::`. Snapshots are under `tests/it/snapshots/`,
 //! named `it__<module>__<name>.snap`; fixtures stay in `tests/fixtures/`.
 
-// Until the next commit removes what no module uses.
-#[allow(dead_code, unused_imports, reason = "support had to serve 21 binaries; the dead parts go next")]
 mod support;
 
 mod artifact_cli_compat;

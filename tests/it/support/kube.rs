@@ -20,45 +20,28 @@ const ETCD_PORT_OFFSETS: [u16; 2] = [1000, 1001];
 
 /// A running kube-apiserver with its etcd, reachable through [`KubeApiServer::kubeconfig`].
 pub struct KubeApiServer {
-    port: u16,
     directory: PathBuf,
-    /// Removed on drop for [`KubeApiServer::start`]; the shared server's directory is
-    /// removed by the script's watcher when the test process exits.
-    _temporary: Option<tempfile::TempDir>,
 }
 
 static SHARED: OnceLock<KubeApiServer> = OnceLock::new();
 
 impl KubeApiServer {
-    /// Starts a server of its own, stopped and deleted when dropped (about 10 s).
-    pub fn start() -> Self {
-        let temporary = temporary_directory("kube-apiserver");
-        let directory = temporary.path().to_path_buf();
-        let port = start(&directory);
-        Self { port, directory, _temporary: Some(temporary) }
-    }
-
-    /// The server every test of this test binary shares (started on first use): tests
-    /// keep apart by using namespaces of their own. It is stopped, and its directory
-    /// deleted, by the script once the test process has exited.
+    /// The server every test of the test binary shares (started on first use, about
+    /// 10 s): tests keep apart by using namespaces of their own. It is stopped, and its
+    /// directory deleted, by the script's watcher once the test process has exited.
     pub fn shared() -> &'static KubeApiServer {
         SHARED.get_or_init(|| {
             let temporary = temporary_directory("kube-apiserver-shared");
             // Kept past the end of the process: the script's watcher deletes it.
             let directory = temporary.keep();
-            let port = start(&directory);
-            Self { port, directory, _temporary: None }
+            start(&directory);
+            Self { directory }
         })
     }
 
     /// The kubeconfig file (bearer token, `insecure-skip-tls-verify`, context `test`).
     pub fn kubeconfig(&self) -> PathBuf {
         self.directory.join("kubeconfig")
-    }
-
-    /// The HTTPS port of the API server.
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// The last lines of the API server's log, for panic messages.
@@ -78,14 +61,6 @@ impl KubeApiServer {
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(30));
         kube::Client::try_from(config).unwrap_or_else(|error| panic!("cannot build a kube client: {error}"))
-    }
-}
-
-impl Drop for KubeApiServer {
-    fn drop(&mut self) {
-        let mut command = Command::new("bash");
-        command.arg(SCRIPT).arg("down").arg(&self.directory);
-        let _ = run_bounded(&mut command, None, Duration::from_secs(30), "kube-apiserver.sh down");
     }
 }
 

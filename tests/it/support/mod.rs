@@ -42,7 +42,7 @@ pub use self::kube::KubeApiServer;
 pub use http_server::{HttpServer, RecordedRequest, ScriptedResponse};
 pub use moto::Moto;
 pub use postgres::Postgres;
-pub use recording_proxy::{ForwardedRequest, RecordingProxy};
+pub use recording_proxy::RecordingProxy;
 pub use redis::{Redis, TargetRedis};
 pub use route53_stub::{Route53Stub, StubRecord};
 pub use s3::S3;

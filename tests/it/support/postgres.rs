@@ -61,11 +61,6 @@ impl Postgres {
         self.port
     }
 
-    /// The host the server listens on: `127.0.0.1`.
-    pub fn host(&self) -> &'static str {
-        LOOPBACK
-    }
-
     /// A libpq connection URL for `database`, as the superuser, without a password.
     pub fn url(&self, database: &str) -> String {
         format!("postgresql://{SUPERUSER}@{LOOPBACK}:{}/{}", self.port, percent_encode(database))

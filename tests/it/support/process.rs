@@ -273,11 +273,6 @@ impl ServerProcess {
             )))
         }
     }
-
-    /// The server's log, for panic messages.
-    pub fn log_tail(&self) -> String {
-        log_tail(&self.log, 30)
-    }
 }
 
 impl Drop for ServerProcess {

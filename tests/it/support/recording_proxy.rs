@@ -28,6 +28,7 @@ pub struct ForwardedRequest {
     /// The path with its query.
     pub path: String,
     /// The upstream's status code.
+    #[expect(dead_code, reason = "read through Debug, in assertion messages")]
     pub status: u16,
 }
 

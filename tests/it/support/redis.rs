@@ -64,11 +64,6 @@ impl Redis {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("redis://{LOOPBACK}:{}", self.port)
-    }
-
     /// Runs `redis-cli ARGS…` against this server and returns its output without the
     /// trailing newline. redis-cli exits 0 on a Redis error reply and prints it (`ERR …`)
     /// as output, so callers check the text.

@@ -47,11 +47,10 @@ impl fmt::Display for Exit {
     }
 }
 
-/// What the reader thread keeps: the emulated screen, every byte, and whether the
-/// terminal was closed (end-of-file or an error on the master side).
+/// What the reader thread keeps: the emulated screen, and whether the terminal was
+/// closed (end-of-file or an error on the master side).
 struct Output {
     parser: vt100::Parser,
-    raw: Vec<u8>,
     closed: bool,
 }
 
@@ -114,11 +113,7 @@ impl Terminal {
             .take_writer()
             .unwrap_or_else(|error| panic!("cannot write to the pseudo-terminal: {error}"));
         let shared = Arc::new(Shared {
-            output: Mutex::new(Output {
-                parser: vt100::Parser::new(ROWS, COLUMNS, 0),
-                raw: Vec::new(),
-                closed: false,
-            }),
+            output: Mutex::new(Output { parser: vt100::Parser::new(ROWS, COLUMNS, 0), closed: false }),
             changed: Condvar::new(),
         });
         spawn_reader(reader, Arc::clone(&shared));
@@ -129,11 +124,6 @@ impl Terminal {
     /// removed.
     pub fn screen(&self) -> String {
         screen_text(self.shared.lock().parser.screen())
-    }
-
-    /// Everything the program wrote so far, as text (escape sequences included).
-    pub fn raw_output(&self) -> String {
-        String::from_utf8_lossy(&self.shared.lock().raw).into_owned()
     }
 
     /// Waits until `ready` holds for the screen's text; returns that screen, or
@@ -324,7 +314,6 @@ fn spawn_reader(mut reader: Box<dyn Read + Send>, shared: Arc<Shared>) {
                 }
                 Ok(count) => {
                     output.parser.process(&buffer[..count]);
-                    output.raw.extend_from_slice(&buffer[..count]);
                     shared.changed.notify_all();
                 }
             }
