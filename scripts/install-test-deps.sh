@@ -6,7 +6,7 @@
 # Idempotent and quick when everything is present: apt-get runs only for packages that
 # are missing, and `apt-get update` only when something must be installed. Tools that
 # are not Debian packages go under $DR_PLAN_TEST_TOOLS (default
-# $HOME/.cache/dr-plan-test-tools), which scripts/test.sh and tests/support read.
+# $HOME/.cache/dr-plan-test-tools), which scripts/test.sh and tests/it/support read.
 set -euo pipefail
 
 tools_dir="${DR_PLAN_TEST_TOOLS:-$HOME/.cache/dr-plan-test-tools}"
@@ -22,7 +22,7 @@ package_installed() {
 }
 
 # procps: kill(1), with which the pg steps stop pg_restore -j and its forked workers.
-# zsh, fish: tests/integrations.rs sources the completion scripts in them; python3
+# zsh, fish: tests/it/integrations.rs sources the completion scripts in them; python3
 # applies pre-commit's `files` pattern of .pre-commit-hooks.yaml the way pre-commit does.
 wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish python3)
 missing_packages=()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dr-plan's test command: installs the test servers and tools when missing, puts them
 # on PATH, then runs every test target in one pass. Extra arguments go to `cargo test`,
-# e.g. `scripts/test.sh --test servers` or `scripts/test.sh postgres`.
+# e.g. `scripts/test.sh --test it servers::` or `scripts/test.sh postgres`.
 set -euo pipefail
 
 repository_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,5 +15,5 @@ tools_dir="${DR_PLAN_TEST_TOOLS:-$HOME/.cache/dr-plan-test-tools}"
 export PATH="$tools_dir/bin:$PATH"
 export DR_PLAN_TEST_TOOLS="$tools_dir"
 
-# No `--` here: arguments may be cargo options (`--test servers`) or a test filter.
+# No `--` here: arguments may be cargo options (`--test it`) or a test filter.
 exec cargo test --all-targets --locked "$@"
