@@ -36,6 +36,7 @@ fn main() {
         Command::Report { run_id, format, metrics_file, state_dir } => {
             cli::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
         }
+        Command::Verify { run_id, state_dir } => cli::verify::run(&run_id, &state_dir),
         Command::Completions { shell } => cli::completions::print_script(shell),
         Command::Man { out } => cli::completions::man(out.as_deref()),
         Command::Schema => cli::steps::schema(),

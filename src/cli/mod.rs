@@ -10,6 +10,7 @@ pub mod lint;
 pub mod run;
 pub mod schema;
 pub mod steps;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -141,6 +142,16 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
         format: StatusFormat,
+        /// Where runs are kept.
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Check that a run's journal is intact: every event carries the hash of the one
+    /// before it (the first, of the plan snapshot). Exit 0 when the chain holds, 1 naming
+    /// the first event that does not match (changed, removed, inserted or reordered).
+    Verify {
+        /// The run id.
+        run_id: String,
         /// Where runs are kept.
         #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,

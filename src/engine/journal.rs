@@ -20,6 +20,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct Record {
     /// When (RFC 3339, UTC).
     pub at: String,
+    /// The SHA-256 (hex) of the previous line's bytes, or of the plan snapshot for the
+    /// first event: the journal is a hash chain (`dr-plan verify`). Absent in journals
+    /// written before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
     /// What happened.
     #[serde(flatten)]
     pub event: Event,
@@ -261,6 +266,8 @@ impl RunStatus {
 /// Appends records, fsync'ing each.
 #[derive(Debug)]
 pub struct JournalWriter {
+    /// The hash of the last line written: the next event's `prev`.
+    last: String,
     file: File,
     /// Whether events were written since the last fsync.
     unsynced: bool,
@@ -282,7 +289,14 @@ impl JournalWriter {
             file.set_len(complete as u64)?;
             file.sync_data()?;
         }
-        Ok(JournalWriter { file, unsynced: false })
+        let complete = std::fs::read(path)?;
+        let last =
+            match complete.strip_suffix(b"\n").and_then(|text| text.split(|&byte| byte == b'\n').next_back())
+            {
+                Some(line) if !line.is_empty() => sha256_hex(line),
+                Some(_) | None => chain_origin(path),
+            };
+        Ok(JournalWriter { file, unsynced: false, last })
     }
 
     /// Writes one event and waits until it is on disk.
@@ -303,8 +317,9 @@ impl JournalWriter {
     /// # Errors
     /// I/O errors.
     pub fn append_unsynced(&mut self, event: Event) -> std::io::Result<Record> {
-        let record = Record { at: now(), event };
+        let record = Record { at: now(), prev: Some(self.last.clone()), event };
         let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
+        self.last = sha256_hex(line.as_bytes());
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
         self.unsynced = true;
@@ -322,6 +337,95 @@ impl JournalWriter {
         }
         Ok(())
     }
+}
+
+/// The SHA-256 of `bytes`, in hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// What the first event's `prev` holds: the hash of the plan snapshot next to the
+/// journal (of nothing when there is none).
+fn chain_origin(journal: &Path) -> String {
+    sha256_hex(&std::fs::read(journal.with_file_name("plan.snapshot")).unwrap_or_default())
+}
+
+/// A journal whose hash chain holds: how many events, and the head (the hash of the
+/// last event's line), which anyone may record elsewhere to detect a later truncation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Events checked.
+    pub events: usize,
+    /// SHA-256 of the last event's line.
+    pub head: String,
+    /// A last line cut short (the process died while writing it): not an event, ignored
+    /// as resume ignores it.
+    pub torn_last_line: bool,
+}
+
+/// Where a journal's hash chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    /// The line (1-based) of the first event that does not match.
+    pub line: usize,
+    /// What does not match.
+    pub problem: String,
+}
+
+/// Recomputes the hash chain of the journal at `path` from the plan snapshot beside it.
+///
+/// # Errors
+/// The first line whose `prev` is not the hash of what precedes it: an event changed,
+/// removed, inserted or reordered, the snapshot replaced, or a journal written before
+/// hash chains existed. An unreadable file is a [`Broken`] at line 0.
+pub fn verify(path: &Path) -> Result<Verified, Broken> {
+    let text = std::fs::read(path)
+        .map_err(|error| Broken { line: 0, problem: format!("cannot read {}: {error}", path.display()) })?;
+    let mut expected = chain_origin(path);
+    let lines: Vec<&[u8]> = text.split(|&byte| byte == b'\n').collect();
+    let complete = lines.len() - 1;
+    let torn_last_line = !lines[complete].is_empty();
+    let mut events = 0;
+    for (index, line) in lines[..complete].iter().enumerate() {
+        let number = index + 1;
+        let prev = serde_json::from_slice::<Record>(line)
+            .map_err(|error| Broken { line: number, problem: format!("not an event: {error}") })?
+            .prev;
+        match prev {
+            Some(prev) if prev == expected => {}
+            Some(_) if index == 0 => {
+                return Err(Broken {
+                    line: number,
+                    problem:
+                        "its `prev` is not the hash of plan.snapshot: the snapshot was replaced, or the \
+                              first events were removed"
+                            .to_owned(),
+                });
+            }
+            Some(_) => {
+                return Err(Broken {
+                    line: number,
+                    problem: format!(
+                        "its `prev` is not the hash of line {index}: that line was changed, or events were removed, \
+                         inserted or reordered here"
+                    ),
+                });
+            }
+            None => {
+                return Err(Broken {
+                    line: number,
+                    problem:
+                        "it has no `prev`: the journal was written by a dr-plan older than hash chains, or \
+                              the field was removed"
+                            .to_owned(),
+                });
+            }
+        }
+        expected = sha256_hex(line);
+        events += 1;
+    }
+    Ok(Verified { events, head: expected, torn_last_line })
 }
 
 /// Reads a journal. A torn last line (the process died while writing it) is ignored;

@@ -35,3 +35,4 @@ mod state_files;
 mod template_compat;
 mod template_escapes;
 mod terminal;
+mod verify;
