@@ -64,9 +64,13 @@ fn main() {
         Command::Status { run_id, format, state_dir } => {
             dr_plan::cli::commands::status(run_id.as_deref(), format, &state_dir)
         }
-        Command::Report { run_id, format, metrics_file, state_dir } => {
-            dr_plan::cli::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
-        }
+        Command::Report { run_id, format, out, metrics_file, state_dir } => dr_plan::cli::commands::report(
+            &run_id,
+            format,
+            out.as_deref(),
+            metrics_file.as_deref(),
+            &state_dir,
+        ),
         Command::Completions { shell } => dr_plan::cli::completions::print_script(shell),
         Command::Man { out } => dr_plan::cli::completions::man(out.as_deref()),
         Command::Schema => {
