@@ -151,8 +151,11 @@ impl Report {
         self.rto.map(|rto| rto.as_secs_f64()).filter(|objective| *objective <= self.bars_seconds() * 3.0)
     }
 
+    /// The attempts' bars, by row then attempt: concurrent steps write the journal in
+    /// whatever order they end, and the page must not depend on it.
     fn bars(&self, end_of_run: f64) -> Vec<Bar> {
-        self.attempts
+        let mut bars: Vec<(u32, Bar)> = self
+            .attempts
             .iter()
             .filter_map(|attempt| {
                 let row = self.steps.iter().position(|step| step.id == attempt.step)?;
@@ -166,20 +169,25 @@ impl Report {
                     AttemptOutcome::Unfinished if step.approval => ("wait", "waiting for approval"),
                     AttemptOutcome::Unfinished => ("unfinished", "unfinished (the process stopped)"),
                 };
-                Some(Bar {
-                    row,
-                    start,
-                    end: end.max(start),
-                    class,
-                    tooltip: format!(
-                        "{} attempt {}: {what} after {}",
-                        step.id,
-                        attempt.number,
-                        format_measured(seconds(end - start))
-                    ),
-                })
+                Some((
+                    attempt.number,
+                    Bar {
+                        row,
+                        start,
+                        end: end.max(start),
+                        class,
+                        tooltip: format!(
+                            "{} attempt {}: {what} after {}",
+                            step.id,
+                            attempt.number,
+                            format_measured(seconds(end - start))
+                        ),
+                    },
+                ))
             })
-            .collect()
+            .collect();
+        bars.sort_by_key(|(number, bar)| (bar.row, *number));
+        bars.into_iter().map(|(_, bar)| bar).collect()
     }
 
     /// The time line: a row per step, a bar per attempt, the estimate as a ghost bar
