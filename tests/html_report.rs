@@ -336,3 +336,29 @@ fn paeth(left: u8, up: u8, up_left: u8) -> u8 {
         up_left
     }
 }
+
+#[test]
+fn a_run_that_failed_is_not_recovered_in_html() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(
+        root.path().join("fails.yaml"),
+        "version: 1\nname: fails\nobjectives: { rto: 1m }\nsteps:\n  - id: broken\n    kind: exec\n    with: { command: [\"false\"] }\n",
+    )
+    .expect("the plan is written");
+    let state_dir = root.path().join("state");
+    let state = state_dir.to_str().expect("a UTF-8 path");
+    let run = Command::new(BINARY)
+        .args(["run", "fails.yaml", "--yes", "--state-dir", state])
+        .current_dir(root.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("dr-plan runs");
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let run_id = std::fs::read_dir(state_dir.join("runs")).unwrap().next().unwrap().unwrap().file_name();
+    let run_id = run_id.to_str().unwrap();
+    let html = dr_plan(&["report", run_id, "--format", "html", "--state-dir", state], root.path());
+    assert!(html.contains("<span class=\"badge bad\">failed</span>"), "{html}");
+    assert!(html.contains("not recovered"), "{html}");
+    assert!(html.contains("<rect class=\"failed\""), "{html}");
+    assert!(!html.contains("Drill history"), "not a drill");
+}
