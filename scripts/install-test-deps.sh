@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dr-plan's integration tests start on loopback: PostgreSQL, Redis, the
 # s3s-fs S3 server, moto (Route53) and check-jsonschema, plus the CLIs the steps call
-# (openssl, gzip, zstd, curl, psql).
+# (openssl, gzip, zstd, curl, psql) and a headless chromium for the HTML report test.
 #
 # Idempotent and quick when everything is present: apt-get runs only for packages that
 # are missing, and `apt-get update` only when something must be installed. Tools that
@@ -24,7 +24,8 @@ package_installed() {
 # procps: kill(1), with which the pg steps stop pg_restore -j and its forked workers.
 # zsh, fish: tests/it/integrations.rs sources the completion scripts in them; python3
 # applies pre-commit's `files` pattern of .pre-commit-hooks.yaml the way pre-commit does.
-wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish python3)
+# chromium: tests/html_report.rs opens the HTML report in a real headless browser.
+wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish python3 chromium)
 missing_packages=()
 for package in "${wanted_packages[@]}"; do
     package_installed "$package" || missing_packages+=("$package")

@@ -33,8 +33,8 @@ fn main() {
         Command::Status { run_id, format, state_dir } => {
             cli::commands::status(run_id.as_deref(), format, &state_dir)
         }
-        Command::Report { run_id, format, metrics_file, state_dir } => {
-            cli::commands::report(&run_id, format, metrics_file.as_deref(), &state_dir)
+        Command::Report { run_id, format, out, metrics_file, state_dir } => {
+            cli::commands::report(&run_id, format, out.as_deref(), metrics_file.as_deref(), &state_dir)
         }
         Command::Verify { run_id, state_dir } => cli::verify::run(&run_id, &state_dir),
         Command::Completions { shell } => cli::completions::print_script(shell),

@@ -77,16 +77,33 @@ fn succeeded(state: &RunState) -> usize {
     state.steps.values().filter(|step| matches!(step, journal::StepState::Succeeded { .. })).count()
 }
 
-/// `dr-plan report RUN_ID`.
+/// `dr-plan report RUN_ID`: on standard output, or into `out`.
 #[must_use]
-pub fn report(run_id: &str, format: ReportFormat, metrics_file: Option<&Path>, state_dir: &Path) -> i32 {
+pub fn report(
+    run_id: &str,
+    format: ReportFormat,
+    out: Option<&Path>,
+    metrics_file: Option<&Path>,
+    state_dir: &Path,
+) -> i32 {
     let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
     let report = Report::new(&plan, &state);
-    match format {
-        ReportFormat::Markdown => crate::out!("{}", report.markdown()),
+    let text = match format {
+        ReportFormat::Markdown => report.markdown(),
         ReportFormat::Json => {
-            crate::outln!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default())
+            format!("{}\n", serde_json::to_string_pretty(&report.json()).unwrap_or_default())
         }
+        ReportFormat::Html => report.html(&crate::engine::report::drill_trend(state_dir, plan.name())),
+    };
+    match out {
+        // The report holds outputs and names of the run: private, like the journal.
+        Some(path) => {
+            if let Err(error) = crate::sys::files::write_private(path, text.as_bytes()) {
+                crate::errln!("error: cannot write {}: {error}", path.display());
+                return exit_code::FAILED;
+            }
+        }
+        None => crate::out!("{text}"),
     }
     if let Some(path) = metrics_file
         && let Err(error) = std::fs::write(path, report.prometheus())

@@ -157,12 +157,23 @@ pub enum Command {
         state_dir: PathBuf,
     },
     /// A run's report: steps, measured RTO and RPO against the objectives, approvals.
+    ///
+    /// `--format markdown` (the default) includes the measured time line as a Mermaid
+    /// gantt, which GitHub draws. `--format html` is one self-contained page (inline CSS
+    /// and SVG, no script, nothing loaded from the network) to open in a browser or attach
+    /// to the post-mortem: status, RTO and RPO verdicts, a time line of every attempt with
+    /// the plan's estimates as ghost bars and approval waits hatched, the critical path,
+    /// approvals, undo actions and, for a drill, the trend of the plan's measured RTO.
+    /// Text from the plan and the journal is escaped; secrets were redacted in the journal.
     Report {
         /// The run id.
         run_id: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
         format: ReportFormat,
+        /// Write the report to FILE (readable by its owner only) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         /// Also write a Prometheus textfile here.
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
@@ -249,10 +260,12 @@ pub enum StatusFormat {
 /// Report formats.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ReportFormat {
-    /// Markdown.
+    /// Markdown, with the time line as a Mermaid gantt.
     Markdown,
     /// JSON.
     Json,
+    /// One self-contained HTML page with an SVG time line.
+    Html,
 }
 
 /// `--var` and `--vars-file`.

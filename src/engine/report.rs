@@ -1,6 +1,8 @@
 //! Run reports, read from the journal: per-step times and attempts, measured RTO and
 //! RPO against the objectives, approvals, the drill flag; markdown, JSON and a
-//! Prometheus textfile.
+//! Prometheus textfile; the HTML page is drawn in [`html`].
+
+mod html;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -11,6 +13,9 @@ use serde_json::{Value as Json, json};
 use super::journal::{Event, RunState, RunStatus, StepState};
 use crate::lang::duration::{format_duration, format_measured};
 use crate::lang::plan::Plan;
+use crate::preview::gantt::{Mark, Task};
+
+pub use html::{DrillPoint, drill_trend};
 
 /// One step's line in the report.
 #[derive(Clone, Debug)]
@@ -33,6 +38,51 @@ pub struct StepLine {
     pub outputs: serde_json::Map<String, Json>,
     /// Error or skip reason.
     pub note: Option<String>,
+    /// The plan's `description:` of the step.
+    pub description: Option<String>,
+    /// Ids of the steps it needs.
+    pub needs: Vec<String>,
+    /// The plan's `estimate:`.
+    pub estimate: Option<std::time::Duration>,
+    /// Whether the step waits for an operator's yes (its attempt is a wait).
+    pub approval: bool,
+}
+
+/// How one attempt of a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// It succeeded.
+    Succeeded,
+    /// It failed (another attempt may follow).
+    Failed,
+    /// The journal has no end for it: the process stopped during it, or it still runs.
+    Unfinished,
+}
+
+/// One attempt of a step on the run's time line.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// The step.
+    pub step: String,
+    /// 1-based attempt.
+    pub number: u32,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// When it ended (RFC 3339); `None` when unfinished.
+    pub ended: Option<String>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+}
+
+/// A compensation, as the journal records it.
+#[derive(Clone, Debug)]
+pub struct UndoAction {
+    /// The step compensated.
+    pub step: String,
+    /// When it was recorded (RFC 3339).
+    pub at: String,
+    /// `undone`, `FAILED: …`, `not finished` or `skipped: …`.
+    pub outcome: String,
 }
 
 /// A run's report.
@@ -51,6 +101,8 @@ pub struct Report {
     warnings: Vec<(String, String)>,
     marked_done: Vec<(String, String, String)>,
     waiting: Vec<(String, String)>,
+    attempts: Vec<Attempt>,
+    undo_actions: Vec<UndoAction>,
 }
 
 /// An approval as the report shows it.
@@ -93,6 +145,18 @@ fn markdown_text(text: &str) -> String {
         .replace('\n', " ")
 }
 
+/// Ends the open attempt `number` of `step`.
+fn close_attempt(attempts: &mut [Attempt], step: &str, number: u32, at: &str, outcome: AttemptOutcome) {
+    if let Some(attempt) = attempts
+        .iter_mut()
+        .rev()
+        .find(|attempt| attempt.step == step && attempt.number == number && attempt.ended.is_none())
+    {
+        attempt.ended = Some(at.to_owned());
+        attempt.outcome = outcome;
+    }
+}
+
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text).ok().map(|time| time.with_timezone(&Utc))
 }
@@ -113,15 +177,32 @@ impl Report {
         let mut marked_done = Vec::new();
         let mut undo_failed: BTreeMap<&str, String> = BTreeMap::new();
         let mut ended_at = None;
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut undo_actions: Vec<UndoAction> = Vec::new();
+        // The last moment the journal saw before a resume: attempts still open then
+        // ended, unfinished, when that process stopped.
+        let mut previous_at = state.started_at.clone();
         for record in &state.records {
             match &record.event {
-                Event::StepStarted { step, .. } => {
+                Event::StepStarted { step, attempt } => {
                     first_start.entry(step).or_insert(&record.at);
+                    attempts.push(Attempt {
+                        step: step.clone(),
+                        number: *attempt,
+                        started: record.at.clone(),
+                        ended: None,
+                        outcome: AttemptOutcome::Unfinished,
+                    });
                 }
-                Event::StepSucceeded { step, seconds: taken, .. }
-                | Event::StepFailed { step, seconds: taken, .. } => {
+                Event::StepSucceeded { step, seconds: taken, attempt, .. } => {
                     last_end.insert(step, &record.at);
                     seconds.insert(step, *taken);
+                    close_attempt(&mut attempts, step, *attempt, &record.at, AttemptOutcome::Succeeded);
+                }
+                Event::StepFailed { step, seconds: taken, attempt, .. } => {
+                    last_end.insert(step, &record.at);
+                    seconds.insert(step, *taken);
+                    close_attempt(&mut attempts, step, *attempt, &record.at, AttemptOutcome::Failed);
                 }
                 Event::ApprovalGranted { step, by, via, approver, question, waited_seconds } => {
                     approvals.push(Approval {
@@ -137,10 +218,21 @@ impl Report {
                 Event::StepWarning { step, message } => warnings.push((step.clone(), message.clone())),
                 Event::UndoFinished { step, error: Some(error) } => {
                     undo_failed.insert(step, error.clone());
+                    undo_actions.retain(|action| !(action.step == *step && action.outcome == "not finished"));
+                    undo_actions.push(UndoAction {
+                        step: step.clone(),
+                        at: record.at.clone(),
+                        outcome: format!("FAILED: {error}"),
+                    });
                 }
                 // Started and never finished (the process died during the undo) until
                 // an `undo_finished` says otherwise.
                 Event::UndoStarted { step } => {
+                    undo_actions.push(UndoAction {
+                        step: step.clone(),
+                        at: record.at.clone(),
+                        outcome: "not finished".to_owned(),
+                    });
                     undo_failed.insert(
                         step,
                         "the undo started and did not finish (the process stopped during it); check the \
@@ -150,21 +242,36 @@ impl Report {
                 }
                 Event::UndoFinished { step, error: None } => {
                     undo_failed.remove(step.as_str());
+                    undo_actions.retain(|action| !(action.step == *step && action.outcome == "not finished"));
+                    undo_actions.push(UndoAction {
+                        step: step.clone(),
+                        at: record.at.clone(),
+                        outcome: "undone".to_owned(),
+                    });
                 }
+                Event::UndoSkipped { step, reason } => undo_actions.push(UndoAction {
+                    step: step.clone(),
+                    at: record.at.clone(),
+                    outcome: format!("skipped: {reason}"),
+                }),
                 Event::StepMarkedDone { step, operator, reason } => {
                     last_end.insert(step, &record.at);
                     marked_done.push((step.clone(), operator.clone(), reason.clone()));
                 }
                 Event::RunFinished { .. } => ended_at = Some(record.at.clone()),
+                Event::Resumed { .. } => {
+                    for attempt in attempts.iter_mut().filter(|attempt| attempt.ended.is_none()) {
+                        attempt.ended = Some(previous_at.clone());
+                    }
+                }
                 Event::RunStarted { .. }
-                | Event::Resumed { .. }
                 | Event::StepSkipped { .. }
                 | Event::ApprovalNeeded { .. }
                 | Event::ApprovalAsked { .. }
-                | Event::UndoSkipped { .. }
                 | Event::LockBroken { .. }
                 | Event::ValuesOverridden { .. } => {}
             }
+            previous_at.clone_from(&record.at);
         }
         let steps = plan
             .steps
@@ -199,6 +306,10 @@ impl Report {
                     attempts: state.attempts.get(&step.id).copied().unwrap_or(0),
                     outputs,
                     note,
+                    description: step.description.clone(),
+                    needs: step.needs.iter().map(|&need| plan.steps[need].id.clone()).collect(),
+                    estimate: step.estimate,
+                    approval: step.kind.asks_approval(),
                 }
             })
             .collect();
@@ -216,6 +327,8 @@ impl Report {
             warnings,
             marked_done,
             waiting: super::waiting_questions(state),
+            attempts,
+            undo_actions,
         }
     }
 
@@ -257,6 +370,84 @@ impl Report {
             .filter(|step| step.state == "succeeded")
             .filter_map(|step| Some((step.id.clone(), step.seconds?)))
             .collect()
+    }
+
+    /// Seconds from the start of the run to `time`.
+    fn offset(&self, time: &str) -> Option<f64> {
+        let start = parse_time(&self.started_at)?;
+        Some((parse_time(time)? - start).as_seconds_f64())
+    }
+
+    /// Where the time line ends: the run's end, else the last moment an attempt was seen.
+    fn timeline_end(&self) -> f64 {
+        let run_end = self.ended_at.as_deref().and_then(|end| self.offset(end));
+        let attempts = self
+            .attempts
+            .iter()
+            .filter_map(|attempt| self.offset(attempt.ended.as_deref().unwrap_or(&attempt.started)))
+            .fold(0.0, f64::max);
+        run_end.unwrap_or(0.0).max(attempts)
+    }
+
+    /// The measured critical path: from the step that ended last, back through the need
+    /// of each that ended last — the chain that decided the RTO.
+    #[must_use]
+    pub fn critical_path(&self) -> Vec<String> {
+        let ended = |id: &str| {
+            self.steps
+                .iter()
+                .find(|step| step.id == id)
+                .and_then(|step| step.ended.as_deref())
+                .and_then(parse_time)
+        };
+        let last = self
+            .steps
+            .iter()
+            .filter_map(|step| Some((ended(&step.id)?, step)))
+            .max_by_key(|(time, _)| *time)
+            .map(|(_, step)| step);
+        let mut path = Vec::new();
+        let mut cursor = last;
+        while let Some(step) = cursor {
+            path.push(step.id.clone());
+            cursor = step
+                .needs
+                .iter()
+                .filter_map(|need| Some((ended(need)?, need)))
+                .max_by_key(|(time, _)| *time)
+                .and_then(|(_, need)| self.steps.iter().find(|step| step.id == *need));
+        }
+        path.reverse();
+        path
+    }
+
+    /// The measured time line as a Mermaid gantt: one bar per attempt, a section per step.
+    fn measured_gantt(&self) -> String {
+        let end = self.timeline_end();
+        let tasks: Vec<Task> = self
+            .attempts
+            .iter()
+            .filter_map(|attempt| {
+                let step = self.steps.iter().find(|step| step.id == attempt.step)?;
+                let start = self.offset(&attempt.started)?;
+                let stop = attempt.ended.as_deref().and_then(|ended| self.offset(ended)).unwrap_or(end);
+                let (what, mark) = match attempt.outcome {
+                    AttemptOutcome::Succeeded if step.approval => ("waited, approved", Mark::Active),
+                    AttemptOutcome::Succeeded => ("succeeded", Mark::Done),
+                    AttemptOutcome::Failed => ("failed", Mark::Critical),
+                    AttemptOutcome::Unfinished if step.approval => ("waiting", Mark::Active),
+                    AttemptOutcome::Unfinished => ("unfinished", Mark::Plain),
+                };
+                Some(Task {
+                    section: step.id.clone(),
+                    name: format!("attempt {} {what}", attempt.number),
+                    mark,
+                    start,
+                    end: stop,
+                })
+            })
+            .collect();
+        crate::preview::gantt::mermaid(&format!("Measured timeline of {}", self.run_id), &tasks)
     }
 
     fn status_word(&self) -> &'static str {
@@ -345,6 +536,9 @@ impl Report {
                 step.attempts,
                 step.note.as_deref().unwrap_or("").replace('|', "\\|").replace('\n', " ")
             );
+        }
+        if !self.attempts.is_empty() {
+            let _ = writeln!(out, "\n### Timeline\n\n{}", self.measured_gantt().trim_end());
         }
         if !self.approvals.is_empty() || !self.waiting.is_empty() {
             let _ = writeln!(out, "\n### Approvals\n");

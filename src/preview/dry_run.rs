@@ -12,6 +12,7 @@ use crate::kinds::{Preflight, PreflightContext};
 use crate::lang::duration::format_duration;
 use crate::lang::plan::Plan;
 use crate::lang::render::{Context, Mode};
+use crate::preview::gantt::{Mark, Task};
 use crate::preview::history::History;
 use crate::preview::predict::{EstimateSource, Prediction};
 
@@ -431,6 +432,11 @@ impl DryRun {
         }
         let _ = writeln!(
             out,
+            "<details><summary>Predicted timeline</summary>\n\n{}\n</details>\n",
+            self.predicted_gantt()
+        );
+        let _ = writeln!(
+            out,
             "<details><summary>Dependency graph</summary>\n\n```mermaid\n{graph}```\n\n</details>\n"
         );
         let details = self.markdown_parameters();
@@ -470,6 +476,38 @@ impl DryRun {
         }
         details.push_str("</details>\n");
         details
+    }
+
+    /// The predicted timeline as a Mermaid gantt: each step from when its needs are
+    /// expected to end, for its expected duration (drill history, else `estimate:`, as
+    /// the predicted RTO counts them); the critical path in red. Steps that will not run
+    /// are left out.
+    fn predicted_gantt(&self) -> String {
+        let tasks: Vec<Task> = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| !step.skipped)
+            .map(|(index, step)| {
+                // The preview's steps are in the plan's order, as the prediction's.
+                let start = self.prediction.starts.get(index).copied().unwrap_or(Duration::ZERO);
+                let expected = step.expected.unwrap_or(Duration::ZERO);
+                let name = match step.expected_from {
+                    EstimateSource::Unknown => format!("{} (no estimate)", step.id),
+                    EstimateSource::DrillHistory(_) | EstimateSource::Estimate | EstimateSource::Skipped => {
+                        format!("{} ~{}", step.id, format_duration(expected))
+                    }
+                };
+                Task {
+                    section: format!("stage {}", step.stage),
+                    name,
+                    mark: if step.critical { Mark::Critical } else { Mark::Plain },
+                    start: start.as_secs_f64(),
+                    end: start.saturating_add(expected).as_secs_f64(),
+                }
+            })
+            .collect();
+        crate::preview::gantt::mermaid(&format!("Predicted timeline of {}", self.plan), &tasks)
     }
 
     /// A JSON document.

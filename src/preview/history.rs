@@ -76,6 +76,12 @@ impl History {
         Some((crate::lang::duration::seconds(middle).min(crate::lang::duration::LONGEST), seconds.len()))
     }
 
+    /// The drills, oldest first.
+    #[must_use]
+    pub fn records(&self) -> &[DrillRecord] {
+        &self.records
+    }
+
     /// Number of drills recorded.
     #[must_use]
     pub fn len(&self) -> usize {

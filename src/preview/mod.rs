@@ -2,6 +2,7 @@
 //! and drill history), and the graph.
 
 pub mod dry_run;
+pub mod gantt;
 pub mod graph;
 pub mod history;
 pub mod predict;

@@ -25,6 +25,9 @@ pub enum EstimateSource {
 pub struct Prediction {
     /// Expected duration of each step (same order as [`Plan::steps`]).
     pub durations: Vec<(Duration, EstimateSource)>,
+    /// When each step is expected to start: when the last of its needs ends (same order
+    /// as [`Plan::steps`]).
+    pub starts: Vec<Duration>,
     /// Step indices of the critical path, in order.
     pub critical_path: Vec<usize>,
     /// Sum of durations along the critical path: the predicted RTO.
@@ -54,6 +57,7 @@ impl Prediction {
             .collect();
         // Steps are in topological order, so one forward pass finds the longest path.
         let mut finish = vec![Duration::ZERO; plan.steps.len()];
+        let mut starts = vec![Duration::ZERO; plan.steps.len()];
         let mut previous: Vec<Option<usize>> = vec![None; plan.steps.len()];
         for (index, step) in plan.steps.iter().enumerate() {
             let start = step
@@ -63,6 +67,7 @@ impl Prediction {
                 .max_by_key(|&(time, need)| (time, std::cmp::Reverse(need)));
             let (start_time, from) = start.map_or((Duration::ZERO, None), |(time, need)| (time, Some(need)));
             // Durations are bounded when parsed, but a path of many steps still must not overflow.
+            starts[index] = start_time;
             finish[index] = start_time.saturating_add(durations[index].0);
             previous[index] = from;
         }
@@ -75,7 +80,7 @@ impl Prediction {
         }
         critical_path.reverse();
         let total = end.map_or(Duration::ZERO, |index| finish[index]);
-        Prediction { durations, critical_path, total }
+        Prediction { durations, starts, critical_path, total }
     }
 
     /// Steps with neither history nor estimate.

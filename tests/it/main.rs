@@ -17,6 +17,7 @@ mod dr_plans_e2e;
 mod given_values;
 mod hints;
 mod hostile_inputs;
+mod html_report;
 mod integrations;
 mod invalid_plans;
 mod k8s_steps;
