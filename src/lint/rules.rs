@@ -111,6 +111,7 @@ fn restored_file_parameter(kind: StepKind) -> Option<&'static str> {
         | Role::HealthCheck
         | Role::DnsSwitch
         | Role::Approval
+        | Role::Swap { .. }
         | Role::Other => None,
     }
 }
