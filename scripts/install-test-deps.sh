@@ -24,7 +24,7 @@ package_installed() {
 # procps: kill(1), with which the pg steps stop pg_restore -j and its forked workers.
 # zsh, fish: tests/it/integrations.rs sources the completion scripts in them; python3
 # applies pre-commit's `files` pattern of .pre-commit-hooks.yaml the way pre-commit does.
-# chromium: tests/html_report.rs opens the HTML report in a real headless browser.
+# chromium: tests/it/html_report.rs opens the HTML report in a real headless browser.
 wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish python3 chromium)
 missing_packages=()
 for package in "${wanted_packages[@]}"; do

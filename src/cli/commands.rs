@@ -87,7 +87,8 @@ pub fn report(
     state_dir: &Path,
 ) -> i32 {
     let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
-    let report = Report::new(&plan, &state);
+    let chain = crate::engine::journal::verify(&crate::engine::journal::journal_path(state_dir, run_id));
+    let report = Report::new(&plan, &state).with_chain(chain);
     let text = match format {
         ReportFormat::Markdown => report.markdown(),
         ReportFormat::Json => {

@@ -757,6 +757,121 @@ fn keep_last(kept: &mut Vec<u8>, limit: usize) {
     kept.drain(..start);
 }
 
+/// PostgreSQL's longest identifier, in bytes: a longer database name is cut short.
+pub(crate) const IDENTIFIER_LIMIT: usize = 63;
+
+/// The mark in the name of a database restored beside the live one:
+/// `<database>__restore_<run>`.
+pub(crate) const RESTORE_MARK: &str = "__restore_";
+
+/// The mark in the name of a live database kept after a swap: `<database>__before_<run>`.
+pub(crate) const BEFORE_MARK: &str = "__before_";
+
+/// The part of a run id that tells runs of a plan apart: its last `-`-separated part
+/// when that is hex (`<plan>-<yyyymmdd>-<hhmmss>-<4 hex>` gives `ab12`), else the
+/// first hex digits of the id's SHA-256, so the same run always gets the same name.
+pub(crate) fn short_run_id(run_id: &str) -> String {
+    use sha2::Digest as _;
+    match run_id.rsplit('-').next() {
+        Some(last)
+            if !last.is_empty() && last.len() <= 8 && last.bytes().all(|byte| byte.is_ascii_hexdigit()) =>
+        {
+            last.to_ascii_lowercase()
+        }
+        Some(_) | None => {
+            let digest = sha2::Sha256::digest(run_id.as_bytes());
+            digest.iter().take(2).map(|byte| format!("{byte:02x}")).collect()
+        }
+    }
+}
+
+/// The name of a copy of `database` made by run `run_id`: `<database><mark><run>`.
+///
+/// # Errors
+/// The name would be longer than PostgreSQL's 63 bytes (it would be cut short, and two
+/// copies could end up with the same name).
+pub(crate) fn copy_name(database: &str, mark: &str, run_id: &str) -> Result<String, String> {
+    let name = format!("{database}{mark}{}", short_run_id(run_id));
+    if name.len() > IDENTIFIER_LIMIT {
+        return Err(format!(
+            "the copy of database {database} would be named `{name}`, {} bytes, longer than PostgreSQL's limit of \
+             {IDENTIFIER_LIMIT} bytes for a database name; the name of database {database} may be at most {} bytes \
+             for this",
+            name.len(),
+            IDENTIFIER_LIMIT - (name.len() - database.len())
+        ));
+    }
+    Ok(name)
+}
+
+/// Whether `name` is a copy made by a restore beside the live database or kept by a
+/// swap: `<x>__restore_<run>` or `<x>__before_<run>`, with `x` and `run` not empty.
+pub(crate) fn is_copy_name(name: &str) -> bool {
+    [RESTORE_MARK, BEFORE_MARK]
+        .iter()
+        .any(|mark| name.rfind(mark).is_some_and(|at| at > 0 && at + mark.len() < name.len()))
+}
+
+impl Runner<'_> {
+    /// The databases among `names` that exist on the server.
+    pub(crate) async fn existing_databases(&self, names: &[&str]) -> Result<Vec<String>, String> {
+        let list = serde_json::to_string(names).unwrap_or_default();
+        let variables = [("names", list.as_str())];
+        let rows = self
+            .psql(
+                MAINTENANCE_DATABASE,
+                "select datname from pg_database \
+                 where datname in (select json_array_elements_text(:'names'::json)) order by datname",
+                PsqlOptions { variables: &variables, ..PsqlOptions::default() },
+            )
+            .await
+            .map_err(|error| format!("cannot list the databases on the server: {error}"))?;
+        Ok(rows
+            .0
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .filter(|name| !name.is_empty())
+            .collect())
+    }
+
+    /// The owner of `database`, or `None` when it does not exist.
+    pub(crate) async fn database_owner(&self, database: &str) -> Result<Option<String>, String> {
+        let variables = [("database", database)];
+        let rows = self
+            .psql(
+                MAINTENANCE_DATABASE,
+                "select pg_get_userbyid(datdba) from pg_database where datname = :'database'",
+                PsqlOptions { variables: &variables, ..PsqlOptions::default() },
+            )
+            .await
+            .map_err(|error| format!("cannot look up {}: {error}", self.connection.describe(database)))?;
+        Ok(rows.single())
+    }
+
+    /// Drops `database` if it exists, terminating its sessions (`WITH (FORCE)`).
+    /// Returns whether it existed.
+    pub(crate) async fn drop_database(&self, database: &str) -> Result<bool, String> {
+        let where_ = self.connection.describe(database);
+        if self.existing_databases(&[database]).await?.is_empty() {
+            return Ok(false);
+        }
+        let variables = [("database", database)];
+        self.psql(
+            MAINTENANCE_DATABASE,
+            "drop database if exists :\"database\" with (force)",
+            PsqlOptions { variables: &variables, ..PsqlOptions::default() },
+        )
+        .await
+        .map_err(|error| {
+            format!(
+                "cannot drop {where_}: {error}; the user must own the database (or be a superuser) and the server \
+                 must be PostgreSQL 13 or newer"
+            )
+        })?;
+        Ok(true)
+    }
+}
+
 /// Checks the server and database for a `dry-run --preflight`.
 /// The answer says what was found, or why the server cannot be used.
 pub(crate) async fn preflight(connection: Option<&str>, database: &str) -> Result<String, String> {

@@ -103,6 +103,8 @@ pub struct Report {
     waiting: Vec<(String, String)>,
     attempts: Vec<Attempt>,
     undo_actions: Vec<UndoAction>,
+    /// The journal's hash chain, when the report was asked to check it.
+    chain: Option<Result<super::journal::Verified, super::journal::Broken>>,
 }
 
 /// An approval as the report shows it.
@@ -145,6 +147,166 @@ fn markdown_text(text: &str) -> String {
         .replace('\n', " ")
 }
 
+/// What the journal's records say, step by step, for the report.
+#[derive(Default)]
+struct Recorded {
+    first_start: BTreeMap<String, String>,
+    last_end: BTreeMap<String, String>,
+    seconds: BTreeMap<String, f64>,
+    approvals: Vec<Approval>,
+    warnings: Vec<(String, String)>,
+    marked_done: Vec<(String, String, String)>,
+    /// Steps whose compensation failed or never finished, with why.
+    undo_failed: BTreeMap<String, String>,
+    ended_at: Option<String>,
+    attempts: Vec<Attempt>,
+    undo_actions: Vec<UndoAction>,
+}
+
+impl Recorded {
+    fn read(state: &RunState) -> Recorded {
+        let mut read = Recorded::default();
+        // The last moment the journal saw before a resume: attempts still open then
+        // ended, unfinished, when that process stopped.
+        let mut previous_at = state.started_at.clone();
+        for record in &state.records {
+            read.take(&record.event, &record.at, &previous_at);
+            previous_at.clone_from(&record.at);
+        }
+        read
+    }
+
+    fn take(&mut self, event: &Event, at: &str, previous_at: &str) {
+        match event {
+            Event::StepStarted { step, attempt } => {
+                self.first_start.entry(step.clone()).or_insert_with(|| at.to_owned());
+                self.attempts.push(Attempt {
+                    step: step.clone(),
+                    number: *attempt,
+                    started: at.to_owned(),
+                    ended: None,
+                    outcome: AttemptOutcome::Unfinished,
+                });
+            }
+            Event::StepSucceeded { step, seconds: taken, attempt, .. } => {
+                self.ended(step, at, *taken);
+                close_attempt(&mut self.attempts, step, *attempt, at, AttemptOutcome::Succeeded);
+            }
+            Event::StepFailed { step, seconds: taken, attempt, .. } => {
+                self.ended(step, at, *taken);
+                close_attempt(&mut self.attempts, step, *attempt, at, AttemptOutcome::Failed);
+            }
+            Event::ApprovalGranted { step, by, via, approver, question, waited_seconds } => {
+                self.approvals.push(Approval {
+                    step: step.clone(),
+                    question: question.clone(),
+                    by: by.clone(),
+                    approver: approver.clone(),
+                    via: via.clone(),
+                    at: at.to_owned(),
+                    waited_seconds: *waited_seconds,
+                });
+            }
+            Event::StepWarning { step, message } => self.warnings.push((step.clone(), message.clone())),
+            Event::UndoStarted { .. } | Event::UndoFinished { .. } | Event::UndoSkipped { .. } => {
+                self.take_undo(event, at);
+            }
+            Event::StepMarkedDone { step, operator, reason } => {
+                self.last_end.insert(step.clone(), at.to_owned());
+                self.marked_done.push((step.clone(), operator.clone(), reason.clone()));
+            }
+            Event::RunFinished { .. } => self.ended_at = Some(at.to_owned()),
+            Event::Resumed { .. } => {
+                for attempt in self.attempts.iter_mut().filter(|attempt| attempt.ended.is_none()) {
+                    attempt.ended = Some(previous_at.to_owned());
+                }
+            }
+            Event::RunStarted { .. }
+            | Event::StepSkipped { .. }
+            | Event::ApprovalNeeded { .. }
+            | Event::ApprovalAsked { .. }
+            | Event::LockBroken { .. }
+            | Event::ValuesOverridden { .. } => {}
+        }
+    }
+
+    fn ended(&mut self, step: &str, at: &str, seconds: f64) {
+        self.last_end.insert(step.to_owned(), at.to_owned());
+        self.seconds.insert(step.to_owned(), seconds);
+    }
+
+    /// An undo started (and never finished until an `undo_finished` says otherwise: the
+    /// process died during it), finished, failed or was skipped.
+    fn take_undo(&mut self, event: &Event, at: &str) {
+        let (step, outcome) = match event {
+            Event::UndoStarted { step } => {
+                self.undo_failed.insert(
+                    step.clone(),
+                    "the undo started and did not finish (the process stopped during it); check the system and \
+                     compensate by hand"
+                        .to_owned(),
+                );
+                (step, "not finished".to_owned())
+            }
+            Event::UndoFinished { step, error } => {
+                match error {
+                    Some(error) => self.undo_failed.insert(step.clone(), error.clone()),
+                    None => self.undo_failed.remove(step.as_str()),
+                };
+                self.undo_actions
+                    .retain(|action| !(action.step == *step && action.outcome == "not finished"));
+                (step, error.as_ref().map_or_else(|| "undone".to_owned(), |error| format!("FAILED: {error}")))
+            }
+            Event::UndoSkipped { step, reason } => (step, format!("skipped: {reason}")),
+            _ => return,
+        };
+        self.undo_actions.push(UndoAction { step: step.clone(), at: at.to_owned(), outcome });
+    }
+}
+
+/// One line per step of the plan, in plan order, with what the journal says of it.
+fn step_lines(plan: &Plan, state: &RunState, read: &Recorded) -> Vec<StepLine> {
+    plan.steps
+        .iter()
+        .map(|step| {
+            let recorded = state.steps.get(&step.id).cloned().unwrap_or(StepState::Pending);
+            let (state_word, note, outputs) = match recorded {
+                StepState::Pending => ("pending", None, serde_json::Map::new()),
+                StepState::Interrupted { .. } => ("interrupted", None, serde_json::Map::new()),
+                StepState::Succeeded { .. } if state.marked_done.contains_key(&step.id) => (
+                    "done by hand",
+                    state.marked_done.get(&step.id).map(|reason| format!("marked done: {reason}")),
+                    serde_json::Map::new(),
+                ),
+                // Its compensation failed: the system is neither as the step left it
+                // nor as it was before; the operator must know, long after the run.
+                StepState::Succeeded { .. } if read.undo_failed.contains_key(&step.id) => {
+                    ("undo FAILED", read.undo_failed.get(&step.id).cloned(), serde_json::Map::new())
+                }
+                StepState::Succeeded { outputs } => ("succeeded", None, outputs),
+                StepState::Failed { error } => ("failed", Some(error), serde_json::Map::new()),
+                StepState::Skipped { reason, .. } => ("skipped", Some(reason), serde_json::Map::new()),
+                StepState::Undone => ("undone", None, serde_json::Map::new()),
+            };
+            StepLine {
+                id: step.id.clone(),
+                kind: step.kind.name().to_owned(),
+                state: state_word.to_owned(),
+                started: read.first_start.get(&step.id).cloned(),
+                ended: read.last_end.get(&step.id).cloned(),
+                seconds: read.seconds.get(&step.id).copied(),
+                attempts: state.attempts.get(&step.id).copied().unwrap_or(0),
+                outputs,
+                note,
+                description: step.description.clone(),
+                needs: step.needs.iter().map(|&need| plan.steps[need].id.clone()).collect(),
+                estimate: step.estimate,
+                approval: step.kind.asks_approval(),
+            }
+        })
+        .collect()
+}
+
 /// Ends the open attempt `number` of `step`.
 fn close_attempt(attempts: &mut [Attempt], step: &str, number: u32, at: &str, outcome: AttemptOutcome) {
     if let Some(attempt) = attempts
@@ -169,166 +331,25 @@ impl Report {
             Event::RunStarted { run_id, drill, .. } => (run_id.clone(), *drill),
             _ => (String::new(), false),
         };
-        let mut first_start: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut last_end: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut seconds: BTreeMap<&str, f64> = BTreeMap::new();
-        let mut approvals = Vec::new();
-        let mut warnings = Vec::new();
-        let mut marked_done = Vec::new();
-        let mut undo_failed: BTreeMap<&str, String> = BTreeMap::new();
-        let mut ended_at = None;
-        let mut attempts: Vec<Attempt> = Vec::new();
-        let mut undo_actions: Vec<UndoAction> = Vec::new();
-        // The last moment the journal saw before a resume: attempts still open then
-        // ended, unfinished, when that process stopped.
-        let mut previous_at = state.started_at.clone();
-        for record in &state.records {
-            match &record.event {
-                Event::StepStarted { step, attempt } => {
-                    first_start.entry(step).or_insert(&record.at);
-                    attempts.push(Attempt {
-                        step: step.clone(),
-                        number: *attempt,
-                        started: record.at.clone(),
-                        ended: None,
-                        outcome: AttemptOutcome::Unfinished,
-                    });
-                }
-                Event::StepSucceeded { step, seconds: taken, attempt, .. } => {
-                    last_end.insert(step, &record.at);
-                    seconds.insert(step, *taken);
-                    close_attempt(&mut attempts, step, *attempt, &record.at, AttemptOutcome::Succeeded);
-                }
-                Event::StepFailed { step, seconds: taken, attempt, .. } => {
-                    last_end.insert(step, &record.at);
-                    seconds.insert(step, *taken);
-                    close_attempt(&mut attempts, step, *attempt, &record.at, AttemptOutcome::Failed);
-                }
-                Event::ApprovalGranted { step, by, via, approver, question, waited_seconds } => {
-                    approvals.push(Approval {
-                        step: step.clone(),
-                        question: question.clone(),
-                        by: by.clone(),
-                        approver: approver.clone(),
-                        via: via.clone(),
-                        at: record.at.clone(),
-                        waited_seconds: *waited_seconds,
-                    });
-                }
-                Event::StepWarning { step, message } => warnings.push((step.clone(), message.clone())),
-                Event::UndoFinished { step, error: Some(error) } => {
-                    undo_failed.insert(step, error.clone());
-                    undo_actions.retain(|action| !(action.step == *step && action.outcome == "not finished"));
-                    undo_actions.push(UndoAction {
-                        step: step.clone(),
-                        at: record.at.clone(),
-                        outcome: format!("FAILED: {error}"),
-                    });
-                }
-                // Started and never finished (the process died during the undo) until
-                // an `undo_finished` says otherwise.
-                Event::UndoStarted { step } => {
-                    undo_actions.push(UndoAction {
-                        step: step.clone(),
-                        at: record.at.clone(),
-                        outcome: "not finished".to_owned(),
-                    });
-                    undo_failed.insert(
-                        step,
-                        "the undo started and did not finish (the process stopped during it); check the \
-                         system and compensate by hand"
-                            .to_owned(),
-                    );
-                }
-                Event::UndoFinished { step, error: None } => {
-                    undo_failed.remove(step.as_str());
-                    undo_actions.retain(|action| !(action.step == *step && action.outcome == "not finished"));
-                    undo_actions.push(UndoAction {
-                        step: step.clone(),
-                        at: record.at.clone(),
-                        outcome: "undone".to_owned(),
-                    });
-                }
-                Event::UndoSkipped { step, reason } => undo_actions.push(UndoAction {
-                    step: step.clone(),
-                    at: record.at.clone(),
-                    outcome: format!("skipped: {reason}"),
-                }),
-                Event::StepMarkedDone { step, operator, reason } => {
-                    last_end.insert(step, &record.at);
-                    marked_done.push((step.clone(), operator.clone(), reason.clone()));
-                }
-                Event::RunFinished { .. } => ended_at = Some(record.at.clone()),
-                Event::Resumed { .. } => {
-                    for attempt in attempts.iter_mut().filter(|attempt| attempt.ended.is_none()) {
-                        attempt.ended = Some(previous_at.clone());
-                    }
-                }
-                Event::RunStarted { .. }
-                | Event::StepSkipped { .. }
-                | Event::ApprovalNeeded { .. }
-                | Event::ApprovalAsked { .. }
-                | Event::LockBroken { .. }
-                | Event::ValuesOverridden { .. } => {}
-            }
-            previous_at.clone_from(&record.at);
-        }
-        let steps = plan
-            .steps
-            .iter()
-            .map(|step| {
-                let recorded = state.steps.get(&step.id).cloned().unwrap_or(StepState::Pending);
-                let (state_word, note, outputs) = match recorded {
-                    StepState::Pending => ("pending", None, serde_json::Map::new()),
-                    StepState::Interrupted { .. } => ("interrupted", None, serde_json::Map::new()),
-                    StepState::Succeeded { .. } if state.marked_done.contains_key(&step.id) => (
-                        "done by hand",
-                        state.marked_done.get(&step.id).map(|reason| format!("marked done: {reason}")),
-                        serde_json::Map::new(),
-                    ),
-                    // Its compensation failed: the system is neither as the step left it
-                    // nor as it was before; the operator must know, long after the run.
-                    StepState::Succeeded { .. } if undo_failed.contains_key(step.id.as_str()) => {
-                        ("undo FAILED", undo_failed.get(step.id.as_str()).cloned(), serde_json::Map::new())
-                    }
-                    StepState::Succeeded { outputs } => ("succeeded", None, outputs),
-                    StepState::Failed { error } => ("failed", Some(error), serde_json::Map::new()),
-                    StepState::Skipped { reason, .. } => ("skipped", Some(reason), serde_json::Map::new()),
-                    StepState::Undone => ("undone", None, serde_json::Map::new()),
-                };
-                StepLine {
-                    id: step.id.clone(),
-                    kind: step.kind.name().to_owned(),
-                    state: state_word.to_owned(),
-                    started: first_start.get(step.id.as_str()).map(|time| (*time).to_owned()),
-                    ended: last_end.get(step.id.as_str()).map(|time| (*time).to_owned()),
-                    seconds: seconds.get(step.id.as_str()).copied(),
-                    attempts: state.attempts.get(&step.id).copied().unwrap_or(0),
-                    outputs,
-                    note,
-                    description: step.description.clone(),
-                    needs: step.needs.iter().map(|&need| plan.steps[need].id.clone()).collect(),
-                    estimate: step.estimate,
-                    approval: step.kind.asks_approval(),
-                }
-            })
-            .collect();
+        let read = Recorded::read(state);
+        let steps = step_lines(plan, state, &read);
         Report {
             run_id,
             plan: plan.name().to_owned(),
             drill,
             status: state.status,
             started_at: state.started_at.clone(),
-            ended_at,
+            ended_at: read.ended_at,
             rto: plan.spec.objectives.rto.as_ref().map(|rto| rto.value.get()),
             rpo: plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.get()),
             steps,
-            approvals,
-            warnings,
-            marked_done,
+            approvals: read.approvals,
+            warnings: read.warnings,
+            marked_done: read.marked_done,
             waiting: super::waiting_questions(state),
-            attempts,
-            undo_actions,
+            attempts: read.attempts,
+            undo_actions: read.undo_actions,
+            chain: None,
         }
     }
 
@@ -503,6 +524,24 @@ impl Report {
         )
     }
 
+    /// The report with the check of the journal's hash chain (`dr-plan verify`): its
+    /// head, or where it breaks.
+    #[must_use]
+    pub fn with_chain(mut self, chain: Result<super::journal::Verified, super::journal::Broken>) -> Report {
+        self.chain = Some(chain);
+        self
+    }
+
+    /// The journal line of the summary: intact with its head, or where the chain breaks.
+    fn chain_text(&self) -> Option<String> {
+        self.chain.as_ref().map(|chain| match chain {
+            Ok(verified) => format!("intact ({} events), head `{}`", verified.events, verified.head),
+            Err(broken) => {
+                format!("**does not match its hash chain** at line {}: {}", broken.line, broken.problem)
+            }
+        })
+    }
+
     /// Markdown.
     #[must_use]
     pub fn markdown(&self) -> String {
@@ -515,6 +554,9 @@ impl Report {
         let _ = writeln!(out, "| Ended | {} |", self.ended_at.as_deref().unwrap_or("—"));
         let _ = writeln!(out, "| Measured RTO | {} |", self.rto_verdict());
         let _ = writeln!(out, "| Measured RPO | {} |", Report::verdict(self.measured_rpo(), self.rpo));
+        if let Some(chain) = self.chain_text() {
+            let _ = writeln!(out, "| Journal | {chain} |");
+        }
         let _ = writeln!(out, "| Drill | {} |\n", if self.drill { "yes" } else { "no" });
         let _ = writeln!(
             out,
@@ -595,6 +637,10 @@ impl Report {
                 "seconds": step.seconds, "attempts": step.attempts, "outputs": step.outputs, "note": step.note,
             })).collect::<Vec<_>>(),
             "recovered": self.recovered(),
+            "journal": self.chain.as_ref().map(|chain| match chain {
+                Ok(verified) => json!({ "verified": true, "events": verified.events, "head": verified.head }),
+                Err(broken) => json!({ "verified": false, "line": broken.line, "problem": broken.problem }),
+            }),
             "approvals": self.approvals.iter().map(|approval| json!({
                 "step": approval.step, "question": approval.question, "by": approval.by, "approver": approval.approver,
                 "via": approval.via, "at": approval.at, "waited_seconds": approval.waited_seconds,

@@ -47,6 +47,8 @@ kinds! {
     pg_dump,
     pg_restore,
     pg_query,
+    pg_swap,
+    pg_drop,
     redis_restore,
     route53_change,
     http_check,

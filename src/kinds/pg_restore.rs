@@ -11,8 +11,13 @@ use super::{KindInfo, Params, StepOutputs, step_outputs};
 pub struct Parameters {
     /// The dump file or directory, usually `{{steps.fetch.outputs.path}}`.
     pub dump: String,
-    /// The target database.
+    /// The target database (with `into: side`, the live database the side copy is
+    /// named after and takes its owner from).
     pub database: String,
+    /// `target` restores into `database`; `side` restores into a new database
+    /// `<database>__restore_<run>` and leaves `database` untouched (swap it in afterwards).
+    #[serde(default)]
+    pub into: RestoreInto,
     /// `auto` reads the file's header (`PGDMP` = custom, a directory = directory, a tar
     /// archive = tar, read by pg_restore; else plain SQL).
     #[serde(default)]
@@ -64,6 +69,17 @@ pub enum RestoreFormat {
     Plain,
 }
 
+/// Where the dump goes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreInto {
+    /// Into `database` itself.
+    #[default]
+    Target,
+    /// Into a new database `<database>__restore_<run>`, created empty for this run.
+    Side,
+}
+
 fn default_jobs() -> u32 {
     1
 }
@@ -71,7 +87,8 @@ fn default_jobs() -> u32 {
 step_outputs! {
     /// Outputs of `pg.restore`.
     pub struct PgRestoreOutputs {
-        /// the database restored
+        /// the database restored into: `database`, or with `into: side` the side
+        /// database's name (`<database>__restore_<run>`)
         pub database: String,
         /// the format detected
         pub format: String,
@@ -108,10 +125,22 @@ pub const INFO: KindInfo = KindInfo {
             `create` creates `database` itself (not `pg_restore --create`, which would restore into the \
             database named inside the dump): database-level settings (`ALTER DATABASE ... SET`, its comment \
             and grants) are not restored.\n\n\
+            `into: side` restores into a new database `<database>__restore_<run>` (`<run>`: the last part \
+            of the run id, e.g. `ab12`) and never touches `database`: the side database is created empty, owned \
+            by the owner of `database` when that exists (dropped first if an earlier attempt of the same run left \
+            it), and a failed restore drops it again. `clean`, `create` and `terminate_connections` do not apply \
+            to it. The output `database` is the side name, for a `pg.query` to check and a `pg.swap` to put in \
+            place of the live database within seconds. A name longer than PostgreSQL's 63 bytes is refused \
+            before anything changes.\n\n\
             The password reaches the programs through `PGPASSWORD` in their environment, never argv; their \
             stderr is kept, redacted, in `<step>.stderr.log` in the run directory.",
     example: "- id: restore\n  kind: pg.restore\n  needs: [fetch, safety-backup]\n  with: { dump: \"{{steps.fetch.outputs.path}}\", database: tododb, clean: true, jobs: 4 }\n",
-    role: super::Role::Restore { file: "dump", target: &["database", "connection"], overwrite_flag: Some("clean") },
+    role: super::Role::Restore {
+        file: "dump",
+        target: &["database", "connection"],
+        overwrite_flag: Some("clean"),
+        side: Some(("into", "side")),
+    },
     parameters_schema: super::schema_of::<Parameters>,
     outputs_schema: super::schema_of::<PgRestoreOutputs>,
     describe,
@@ -129,12 +158,22 @@ pub const KIND: super::Kind = super::Kind {
 /// The dry-run sentence.
 #[must_use]
 pub fn describe(with: &Params<'_>) -> String {
-    let mut sentence = format!("restore {} into database {}", with.text("dump"), with.text("database"));
+    let side = with.text_or("into", "target") == "side";
+    let mut sentence = if side {
+        format!(
+            "restore {} into a new side database {}__restore_<run> (database {} is not touched)",
+            with.text("dump"),
+            with.text("database"),
+            with.text("database")
+        )
+    } else {
+        format!("restore {} into database {}", with.text("dump"), with.text("database"))
+    };
     let mut options = Vec::new();
-    if with.flag("clean", false) {
+    if with.flag("clean", false) && !side {
         options.push("dropping existing objects first".to_owned());
     }
-    if with.flag("create", false) {
+    if with.flag("create", false) && !side {
         options.push("creating the database".to_owned());
     }
     let tables = with.list("tables");
@@ -155,6 +194,7 @@ pub fn describe(with: &Params<'_>) -> String {
     let dump = with.text("dump");
     let known_at_run_time = dump.starts_with('<') && dump.ends_with('>');
     if with.flag("clean", false)
+        && !side
         && !with.flag("create", false)
         && with.text_or("format", "auto") == "auto"
         && known_at_run_time
@@ -274,7 +314,8 @@ fn check_options(parameters: &Parameters, format: DumpFormat) -> Result<(), Stri
         return Ok(());
     }
     let dump = &parameters.dump;
-    if parameters.clean && !parameters.create {
+    // A side database is new and empty: `clean` has nothing to drop there.
+    if parameters.clean && !parameters.create && parameters.into == RestoreInto::Target {
         return Err(format!(
             "{dump} is plain SQL: `clean` applies to pg_restore's formats; a plain dump drops objects only if it \
              was made with `pg_dump --clean --if-exists`. Remove `clean`, or also set `create: true` to drop and \
@@ -300,7 +341,7 @@ fn check_options(parameters: &Parameters, format: DumpFormat) -> Result<(), Stri
 /// `dry-run --preflight`.
 pub async fn preflight(parameters: &Parameters) -> super::Preflight {
     let database =
-        if parameters.create { crate::clients::postgres::MAINTENANCE_DATABASE } else { parameters.database.as_str() };
+        if parameters.create || parameters.into == RestoreInto::Side { crate::clients::postgres::MAINTENANCE_DATABASE } else { parameters.database.as_str() };
     crate::clients::postgres::preflight(parameters.connection.as_deref(), database).await.into()
 }
 
@@ -327,6 +368,9 @@ pub async fn run(
     check_options(&parameters, format).map_err(failed)?;
     let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
     let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
+    if parameters.into == RestoreInto::Side {
+        return restore_beside(parameters, &runner, context, &dump, format).await;
+    }
     let database = parameters.database.as_str();
     let where_ = connection.describe(database);
     if parameters.create {
@@ -350,6 +394,65 @@ pub async fn run(
     }
     context.progress.note(format!("restored {} into {where_}", dump.display()));
     Ok(PgRestoreOutputs { database: database.to_owned(), format: format.name().to_owned() })
+}
+
+/// `into: side`: creates `<database>__restore_<run>` empty (dropping what an earlier
+/// attempt of this run left under that name), restores into it, and drops it again
+/// when the restore fails. `database` itself is only read (its owner).
+async fn restore_beside(
+    mut parameters: Parameters,
+    runner: &crate::clients::postgres::Runner<'_>,
+    context: &super::StepContext,
+    dump: &std::path::Path,
+    format: DumpFormat,
+) -> Result<PgRestoreOutputs, super::StepError> {
+    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions, RESTORE_MARK, copy_name};
+    let failed = super::StepError::Failed;
+    let live = parameters.database.clone();
+    let side = copy_name(&live, RESTORE_MARK, &context.run_id).map_err(failed)?;
+    runner.check_reachable(MAINTENANCE_DATABASE).await.map_err(failed)?;
+    let owner = runner.database_owner(&live).await.map_err(failed)?;
+    if runner.drop_database(&side).await.map_err(failed)? {
+        context.progress.note(format!("dropped database {side}, left by an earlier attempt of this run"));
+    }
+    let where_ = runner.connection.describe(&side);
+    let variables = [("database", side.as_str()), ("owner", owner.as_deref().unwrap_or_default())];
+    let create = if owner.is_some() {
+        "create database :\"database\" owner :\"owner\""
+    } else {
+        "create database :\"database\""
+    };
+    context.progress.note(format!(
+        "creating database {side}{}",
+        owner.as_deref().map(|owner| format!(" owned by {owner}")).unwrap_or_default()
+    ));
+    runner
+        .psql(MAINTENANCE_DATABASE, create, PsqlOptions { variables: &variables, ..PsqlOptions::default() })
+        .await
+        .map_err(|error| {
+            failed(format!(
+                "cannot create {where_}: {error}; the user needs the CREATEDB privilege{}",
+                if owner.is_some() { " and membership in the role that owns the live database" } else { "" }
+            ))
+        })?;
+    parameters.database.clone_from(&side);
+    let restored = match format {
+        DumpFormat::Plain => restore_plain(&parameters, runner, context, dump, true).await,
+        DumpFormat::Custom | DumpFormat::Directory | DumpFormat::Tar => {
+            restore_archive(&parameters, runner, context, dump, format, true).await
+        }
+    };
+    if let Err(error) = restored {
+        let cleanup = match runner.drop_database(&side).await {
+            Ok(_) => format!("database {side} was dropped; database {live} was not touched"),
+            Err(drop_error) => format!(
+                "database {side} could not be dropped ({drop_error}): drop it by hand; database {live} was not touched"
+            ),
+        };
+        return Err(failed(format!("{error}; {cleanup}")));
+    }
+    context.progress.note(format!("restored {} into {where_}", dump.display()));
+    Ok(PgRestoreOutputs { database: side, format: format.name().to_owned() })
 }
 
 /// Terminates every other session on `database` and waits until they are gone, so

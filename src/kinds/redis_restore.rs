@@ -72,7 +72,7 @@ pub const INFO: KindInfo = KindInfo {
             supervisor that restarts it by itself, and must run with `appendonly no` (an AOF would be loaded \
             instead of the RDB).",
     example: "- id: restore-redis\n  kind: redis.restore\n  with: { rdb: \"{{steps.fetch-rdb.outputs.path}}\", dir: /data, url: \"redis://127.0.0.1:6379\", start: [redis-server, /etc/redis.conf] }\n",
-    role: super::Role::Restore { file: "rdb", target: &["url", "dir"], overwrite_flag: None },
+    role: super::Role::Restore { file: "rdb", target: &["url", "dir"], overwrite_flag: None, side: None },
     verifies: super::Verifies::WhenSet("expect_keys"),
     parameters_schema: super::schema_of::<Parameters>,
     outputs_schema: super::schema_of::<RedisRestoreOutputs>,

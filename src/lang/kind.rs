@@ -27,6 +27,19 @@ pub enum Role {
         target: &'static [&'static str],
         /// The flag that makes it drop what the target holds first (`clean`), if any.
         overwrite_flag: Option<&'static str>,
+        /// The parameter and value that make it restore into a new copy beside the
+        /// target instead, leaving the target untouched (`into: side`), if any.
+        side: Option<(&'static str, &'static str)>,
+    },
+    /// Puts a database restored beside the target in its place; the target is kept
+    /// under another name unless `keep_flag` is false.
+    Swap {
+        /// The parameters naming the target replaced (same values = same target).
+        target: &'static [&'static str],
+        /// The parameter naming what takes its place.
+        replacement: &'static str,
+        /// The flag (default true) that keeps the replaced target.
+        keep_flag: &'static str,
     },
     /// Backs up what a [`Role::Restore`] with the same `target` values overwrites.
     Backup {

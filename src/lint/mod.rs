@@ -43,11 +43,13 @@ pub enum Rule {
     UndoCommandIgnored,
     /// `DRP012`: a template interpolated into the script of `sh -c`.
     TemplateInShellScript,
+    /// `DRP013`: a database swapped in with no verification of it upstream.
+    SwapWithoutCheck,
 }
 
 impl Rule {
     /// Every rule, in code order.
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::UnverifiedInput,
         Rule::RestoreWithoutSafetyBackup,
         Rule::NoRto,
@@ -60,6 +62,7 @@ impl Rule {
         Rule::ChecksumDisabled,
         Rule::UndoCommandIgnored,
         Rule::TemplateInShellScript,
+        Rule::SwapWithoutCheck,
     ];
 
     /// The stable code, `DRP001`...
@@ -78,6 +81,7 @@ impl Rule {
             Rule::ChecksumDisabled => "DRP010",
             Rule::UndoCommandIgnored => "DRP011",
             Rule::TemplateInShellScript => "DRP012",
+            Rule::SwapWithoutCheck => "DRP013",
         }
     }
 
@@ -97,6 +101,7 @@ impl Rule {
             Rule::ChecksumDisabled => "checksum-disabled",
             Rule::UndoCommandIgnored => "undo-command-ignored",
             Rule::TemplateInShellScript => "template-in-shell-script",
+            Rule::SwapWithoutCheck => "swap-without-check",
         }
     }
 
@@ -106,7 +111,7 @@ impl Rule {
         match self {
             Rule::UnverifiedInput => "A destructive step consumes data that no step of the plan verified.",
             Rule::RestoreWithoutSafetyBackup => {
-                "A pg.restore with clean or create has no pg.dump of the target upstream."
+                "A pg.restore with clean (or a pg.swap with keep_previous: false) has no pg.dump of the target upstream."
             }
             Rule::NoRto => "The plan has no objectives.rto.",
             Rule::RtoExceeded => "The predicted critical path is longer than objectives.rto.",
@@ -126,6 +131,7 @@ impl Rule {
             Rule::TemplateInShellScript => {
                 "A template is interpolated into the script of a shell (sh -c), which reads its value as code."
             }
+            Rule::SwapWithoutCheck => "A pg.swap puts a database in place that no pg.query upstream checked.",
         }
     }
 

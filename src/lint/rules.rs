@@ -27,6 +27,7 @@ pub(super) fn check(plan: &Plan) -> Vec<Diagnostic> {
     no_verification(&facts, &mut found);
     checksum_disabled(&facts, &mut found);
     undo_command_ignored(&facts, &mut found);
+    swap_without_check(&facts, &mut found);
     super::shell::template_in_shell_script(&facts, &mut found);
     found
 }
@@ -111,6 +112,7 @@ fn restored_file_parameter(kind: StepKind) -> Option<&'static str> {
         | Role::HealthCheck
         | Role::DnsSwitch
         | Role::Approval
+        | Role::Swap { .. }
         | Role::Other => None,
     }
 }
@@ -120,10 +122,23 @@ fn restored_file_parameter(kind: StepKind) -> Option<&'static str> {
 fn restore_without_safety_backup(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     for index in 0..facts.plan.steps.len() {
         let kind = facts.kind(index);
-        let Role::Restore { target: target_parameters, overwrite_flag: Some(flag), .. } = kind.info().role
+        if let Role::Swap { target, keep_flag, .. } = kind.info().role {
+            swap_without_safety_backup(facts, index, target, keep_flag, found);
+            continue;
+        }
+        let Role::Restore { target: target_parameters, overwrite_flag: Some(flag), side, .. } =
+            kind.info().role
         else {
             continue;
         };
+        // A restore beside the target (`into: side`) overwrites nothing: the swap that
+        // puts it in place is checked instead.
+        if side.is_some_and(|(parameter, value)| {
+            facts.parameter(index, parameter).and_then(|node| facts.resolve(node))
+                == Some(serde_json::Value::String(value.to_owned()))
+        }) {
+            continue;
+        }
         // `clean` drops what the target database holds (with `create`, the database
         // itself). `create` alone makes a new database and overwrites nothing.
         let Some(flag_node) = facts.parameter(index, flag).filter(|node| facts.resolves_true(Some(node)))
@@ -169,6 +184,104 @@ fn restore_without_safety_backup(facts: &Facts<'_>, found: &mut Vec<Diagnostic>)
                 )
                 .with_label(label)
                 .with_help(help),
+        );
+    }
+}
+
+/// DRP002 for a swap: the live database is replaced and, with its keep flag known to be
+/// false, dropped, with no backup of it upstream. Kept (the default), the previous
+/// database is the safety copy.
+fn swap_without_safety_backup(
+    facts: &Facts<'_>,
+    index: usize,
+    target_parameters: &'static [&'static str],
+    keep_flag: &str,
+    found: &mut Vec<Diagnostic>,
+) {
+    let Some(flag_node) = facts.parameter(index, keep_flag) else { return };
+    if facts.resolve(flag_node) != Some(serde_json::Value::Bool(false)) {
+        return;
+    }
+    let ancestors = facts.plan.ancestors(index);
+    let backed_up = ancestors.iter().any(|&other| {
+        matches!(facts.kind(other).info().role, Role::Backup { target } if target == target_parameters)
+            && same_target(facts, index, other, target_parameters)
+    });
+    if backed_up {
+        return;
+    }
+    let id = facts.id(index);
+    let what = target_parameters.first().copied().unwrap_or("target");
+    let value = facts.parameter(index, what).map_or_else(|| "?".to_owned(), |node| facts.display(node));
+    found.push(
+        facts
+            .warning(
+                Rule::RestoreWithoutSafetyBackup,
+                flag_node.span,
+                format!(
+                    "step `{id}` replaces {what} `{value}` and drops it (`{keep_flag}: false`) with no safety backup \
+                     before it"
+                ),
+            )
+            .with_label("drops the replaced database")
+            .with_help(format!(
+                "remove `{keep_flag}: false` (the replaced database is then kept, and undo can swap it back), or \
+                 back up {what} `{value}` in a step listed in the `needs` of `{id}`"
+            )),
+    );
+}
+
+/// DRP013: a swap puts a database in place that no verification step upstream read.
+/// A verifier counts when it reads the same database (its parameter named like the
+/// swap's target parameter has the replacement's value; unknown values are given the
+/// benefit of the doubt, except a verifier known to read the live database).
+fn swap_without_check(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
+    for index in 0..facts.plan.steps.len() {
+        let Role::Swap { target, replacement, .. } = facts.kind(index).info().role else { continue };
+        let Some(&parameter) = target.first() else { continue };
+        let Some(replacement_node) = facts.parameter(index, replacement) else { continue };
+        let wanted = facts.resolve(replacement_node);
+        let live = facts.parameter(index, parameter).and_then(|node| facts.resolve(node));
+        let reads_replacement = |other: usize| {
+            if facts.kind(other).info().verifies != Verifies::Always {
+                return false;
+            }
+            let Some(node) = facts.parameter(other, parameter) else { return false };
+            let read = facts.resolve(node);
+            match (&wanted, &read) {
+                (Some(wanted), Some(read)) => wanted == read,
+                (None, Some(read)) => Some(read) != live.as_ref(),
+                (Some(_) | None, None) => true,
+            }
+        };
+        if facts.plan.ancestors(index).iter().any(|&ancestor| reads_replacement(ancestor)) {
+            continue;
+        }
+        let id = facts.id(index);
+        let shown = match &wanted {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(_) | None => {
+                replacement_node.as_str().map_or_else(|| facts.display(replacement_node), str::to_owned)
+            }
+        };
+        let checker = facts.plan.spec.kinds.iter().find(|kind| {
+            kind.info().verifies == Verifies::Always
+                && kind.parameters_schema()["properties"].get(parameter).is_some()
+        });
+        found.push(
+            facts
+                .warning(
+                    Rule::SwapWithoutCheck,
+                    replacement_node.span,
+                    format!("step `{id}` swaps in `{shown}` and no step before it checks that database"),
+                )
+                .with_label("put in place unchecked")
+                .with_help(format!(
+                    "add a `{}` step with `assert` on `{parameter}: {}` (row counts, a recent row) and list it in the \
+                     `needs` of `{id}`, so a bad restore never takes the live name",
+                    checker.map_or("verification", |kind| kind.name()),
+                    facts.file.slice(replacement_node.span)
+                )),
         );
     }
 }

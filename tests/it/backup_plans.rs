@@ -7,7 +7,7 @@
 //!   checks it and drops it;
 //! - `plans/db-corruption.yaml` (its database part: the Kubernetes steps are taken
 //!   out of a test copy) restores a backup made by the real `pg_dump | gzip | openssl
-//!   enc` over a damaged database;
+//!   enc` beside a damaged database and swaps it in, keeping the damaged one;
 //! - nothing is lost: for each of six corrupt or stale backups, the restore never
 //!   starts and the database keeps every row.
 //!
@@ -264,7 +264,7 @@ fn database_part_of_db_corruption(text: &str) -> String {
 }
 
 #[test]
-fn db_corruption_restores_a_runbook_backup_over_a_damaged_database() {
+fn db_corruption_swaps_a_runbook_backup_in_for_a_damaged_database() {
     require!("db-corruption.yaml");
     let postgres = Postgres::start();
     seed(&postgres, "tododb");
@@ -278,6 +278,7 @@ fn db_corruption_restores_a_runbook_backup_over_a_damaged_database() {
     );
     postgres.psql("tododb", "delete from tickets where id % 2 = 0; update users set email = 'corrupted-' || id; drop index tickets_festival;");
     assert_ne!(fingerprint(&postgres, "tododb"), expected);
+    let damaged = fingerprint(&postgres, "tododb");
 
     let plan = sandbox.write(
         "db-corruption.yaml",
@@ -290,7 +291,13 @@ fn db_corruption_restores_a_runbook_backup_over_a_damaged_database() {
         postgres.psql("tododb", "select count(*) from pg_indexes where indexname = 'tickets_festival'"),
         "1"
     );
-    assert!(finished.started("safety-backup"), "the safety backup ran before the restore");
+    // The damaged database is kept beside it, as the safety copy undo would swap back.
+    let kept = postgres.psql(
+        "postgres",
+        "select string_agg(datname, ',') from pg_database where starts_with(datname, 'tododb__')",
+    );
+    assert!(kept.starts_with("tododb__before_") && !kept.contains(','), "{kept}");
+    assert_eq!(fingerprint(&postgres, &kept), damaged);
 }
 
 /// A backup that must never be restored.

@@ -139,6 +139,7 @@ fn the_html_report_of_a_drill() {
     settings.set_prepend_module_to_snapshot(true);
     let approver = regex_escape(&drill.approver());
     settings.add_filter(&approver, "[operator]");
+    settings.add_filter(r"\b[0-9a-f]{64}\b", "[sha256]");
     settings.add_filter(r"html-drill-\d{8}-\d{6}-[0-9a-f]{4}", "[run-id]");
     settings.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[time]");
     settings.add_filter(r"\d{4}-\d{2}-\d{2}", "[date]");

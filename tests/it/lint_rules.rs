@@ -71,6 +71,7 @@ fn labels_sit_on_the_text_they_are_about() {
         ("DRP010", "none"),
         ("DRP011", "[helm, rollback, api]"),
         ("DRP012", "inputs.release"),
+        ("DRP013", "\"{{steps.restore.outputs.database}}\""),
     ];
     for (code, text) in expectations {
         let diagnostics = lint_fixture(&format!("{code}.yaml"));
@@ -447,4 +448,59 @@ fn the_shell_script_help_is_written_in_toml_for_a_toml_plan() {
     assert_eq!(codes(&diagnostics), ["DRP012"]);
     let help = diagnostics[0].help.as_deref().unwrap();
     assert!(help.contains("[\"sh\", \"-c\", '... \"$1\" ...', \"sh\", \"{{inputs.release}}\"]"), "{help}");
+}
+
+/// A side restore of tododb (`clean` too, which a side copy makes harmless), then the
+/// steps given, then a swap needing `swap_needs`, with `swap_with` added to its `with`,
+/// and a check of the live database after it.
+fn side_then_swap(between: &str, swap_needs: &str, swap_with: &str) -> String {
+    format!(
+        "{HEAD}steps:\n  - {{ id: fetch, kind: s3.fetch, with: {{ bucket: b, key: latest }} }}\n  - {{ id: restore, kind: pg.restore, needs: [fetch], with: {{ dump: \"{{{{steps.fetch.outputs.path}}}}\", database: tododb, into: side, clean: true }} }}\n{between}  - {{ id: swap, kind: pg.swap, needs: [{swap_needs}], with: {{ database: tododb, replacement: \"{{{{steps.restore.outputs.database}}}}\"{swap_with} }} }}\n  - {{ id: after, kind: pg.query, needs: [swap], with: {{ database: tododb, assert: [ {{ sql: 'select 1', expect: '= 1' }} ] }} }}\n"
+    )
+}
+
+const CHECK_RESTORED: &str = "  - { id: check, kind: pg.query, needs: [restore], with: { database: \"{{steps.restore.outputs.database}}\", assert: [ { sql: 'select count(*) from users', expect: '> 0' } ] } }\n";
+
+#[test]
+fn a_side_restore_swapped_in_with_the_previous_kept_needs_no_safety_backup() {
+    assert!(lint_text(&side_then_swap(CHECK_RESTORED, "check", "")).is_empty());
+    assert!(lint_text(&side_then_swap(CHECK_RESTORED, "check", ", keep_previous: true")).is_empty());
+    // Dropping the previous database is what overwrites the live one: DRP002 on the flag.
+    let dropped = lint_text(&side_then_swap(CHECK_RESTORED, "check", ", keep_previous: false"));
+    assert_eq!(codes(&dropped), ["DRP002"]);
+    assert_eq!(labelled(&dropped[0]), "false");
+    assert!(dropped[0].message.contains("database `tododb`"), "{}", dropped[0].message);
+    // ... unless a dump of the live database runs before the swap.
+    let dump = "  - { id: safety, kind: pg.dump, with: { database: tododb } }\n";
+    let backed_up = format!("{dump}{CHECK_RESTORED}");
+    assert!(lint_text(&side_then_swap(&backed_up, "check, safety", ", keep_previous: false")).is_empty());
+    // A restore whose `into` is known only at run time is taken as overwriting its target.
+    let unknown = side_then_swap(CHECK_RESTORED, "check", "")
+        .replace("into: side", "into: \"{{inputs.into}}\"")
+        .replace(
+            "objectives: { rto: 1h }\n",
+            "objectives: { rto: 1h }\ninputs: { into: { description: where } }\n",
+        );
+    assert_eq!(codes(&lint_text(&unknown)), ["DRP002"]);
+}
+
+#[test]
+fn a_swap_needs_a_check_of_the_replacement_upstream() {
+    let unchecked = lint_text(&side_then_swap("", "restore", ""));
+    assert_eq!(codes(&unchecked), ["DRP013"]);
+    let help = unchecked[0].help.as_deref().unwrap();
+    assert!(help.contains("`pg.query`") && help.contains("`needs` of `swap`"), "{help}");
+    // A check of the live database does not vouch for the replacement.
+    let live = CHECK_RESTORED.replace("\"{{steps.restore.outputs.database}}\"", "tododb");
+    assert_eq!(codes(&lint_text(&side_then_swap(&live, "check", ""))), ["DRP013"]);
+    // A check that exists but does not run before the swap does not count.
+    assert_eq!(codes(&lint_text(&side_then_swap(CHECK_RESTORED, "restore", ""))), ["DRP013"]);
+    // Known names are compared.
+    let named = |checked: &str| {
+        format!(
+            "{HEAD}steps:\n  - {{ id: check, kind: pg.query, with: {{ database: {checked}, assert: [ {{ sql: 'select 1', expect: '= 1' }} ] }} }}\n  - {{ id: swap, kind: pg.swap, needs: [check], with: {{ database: tododb, replacement: tododb_new }} }}\n"
+        )
+    };
+    assert!(lint_text(&named("tododb_new")).is_empty());
+    assert_eq!(codes(&lint_text(&named("tododb"))), ["DRP013"]);
 }

@@ -57,11 +57,16 @@ fn fingerprint(postgres: &Postgres, database: &str) -> String {
 struct Sandbox {
     directory: tempfile::TempDir,
     redactor: Arc<Redactor>,
+    run_id: String,
 }
 
 impl Sandbox {
     fn new() -> Sandbox {
-        Sandbox { directory: tempfile::tempdir().expect("a temporary directory"), redactor: Arc::default() }
+        Sandbox {
+            directory: tempfile::tempdir().expect("a temporary directory"),
+            redactor: Arc::default(),
+            run_id: "test-run".to_owned(),
+        }
     }
 
     fn with_secrets(secrets: &[&str]) -> Sandbox {
@@ -79,6 +84,7 @@ impl Sandbox {
 
     fn context(&self, step: &str) -> StepContext {
         StepContext {
+            run_id: self.run_id.clone(),
             redactor: Arc::clone(&self.redactor),
             ..support::steps::context("pg-steps", step, &self.run_dir())
         }
@@ -885,4 +891,250 @@ fn dr_plan_run_dumps_damages_restores_and_checks_through_the_binary() {
     assert_eq!(preview.status.code(), Some(0), "{text}");
     assert!(text.contains("database tododb (PGHOST=127.0.0.1"), "{text}");
     assert!(text.contains("a secret, which a dry-run does not read"), "{text}");
+}
+
+/// A sandbox whose runs have an id as `dr-plan run` makes them.
+fn sandbox_in_run(suffix: &str) -> Sandbox {
+    Sandbox { run_id: format!("pg-steps-20261204-141433-{suffix}"), ..Sandbox::new() }
+}
+
+/// The databases of the test server whose name starts with `prefix`.
+fn databases_like(postgres: &Postgres, prefix: &str) -> String {
+    postgres.psql(
+        "postgres",
+        &format!(
+            "select coalesce(string_agg(datname, ',' order by datname), '') from pg_database \
+             where starts_with(datname, '{prefix}')"
+        ),
+    )
+}
+
+/// Seeds `tododb`, dumps it, then changes the live `tododb` so that the dump's data and
+/// the live data can be told apart. Returns the dump and the dump's fingerprint.
+async fn live_and_dump(postgres: &Postgres, sandbox: &Sandbox) -> (PathBuf, String) {
+    seed(postgres, "tododb");
+    let from_dump = fingerprint(postgres, "tododb");
+    let dump = sandbox.path("tododb.dump");
+    program(postgres, "pg_dump", &["-Fc", "-d", "tododb", "-f", dump.to_str().unwrap()]);
+    postgres
+        .psql("tododb", "delete from tickets where id > 10; insert into users (email) values ('live-only')");
+    (dump, from_dump)
+}
+
+#[tokio::test]
+async fn restore_into_side_leaves_the_live_database_alone_and_names_the_side_copy() {
+    let postgres = Postgres::start();
+    let sandbox = sandbox_in_run("ab12");
+    let (dump, from_dump) = live_and_dump(&postgres, &sandbox).await;
+    postgres.psql("postgres", "create role app; alter database tododb owner to app");
+    let live = fingerprint(&postgres, "tododb");
+    let mut held = hold_session(&postgres, "tododb");
+    let with = json!({ "dump": dump, "database": "tododb", "into": "side", "clean": true, "jobs": 2,
+                       "connection": postgres.url("postgres") });
+    let outputs = sandbox.succeed("pg.restore", "restore", with.clone()).await;
+    assert_eq!(outputs["database"], "tododb__restore_ab12");
+    assert_eq!(fingerprint(&postgres, "tododb__restore_ab12"), from_dump);
+    assert_eq!(fingerprint(&postgres, "tododb"), live, "the live database is not touched");
+    assert_eq!(held.try_wait().expect("the held psql"), None, "the live database's sessions are left alone");
+    let _ = held.kill();
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "select pg_get_userbyid(datdba) from pg_database where datname = 'tododb__restore_ab12'"
+        ),
+        "app",
+        "the side database has the live one's owner"
+    );
+
+    // A second attempt of the same run (resume) starts from a fresh side database.
+    postgres.psql("tododb__restore_ab12", "create table leftover (id int)");
+    sandbox.succeed("pg.restore", "restore", with).await;
+    assert_eq!(fingerprint(&postgres, "tododb__restore_ab12"), from_dump);
+
+    // A failed restore drops the side database and says so.
+    let broken = sandbox.path("broken.sql");
+    std::fs::write(&broken, "create table a (id int);\nthis is not sql;\n").unwrap();
+    let other = sandbox_in_run("cd34");
+    let error = other
+        .fail(
+            "pg.restore",
+            "restore",
+            json!({ "dump": broken, "database": "tododb", "into": "side", "connection": postgres.url("postgres") }),
+        )
+        .await;
+    assert!(
+        error.contains("database tododb__restore_cd34 was dropped; database tododb was not touched"),
+        "{error}"
+    );
+    assert_eq!(databases_like(&postgres, "tododb__restore_cd"), "");
+    assert_eq!(fingerprint(&postgres, "tododb"), live);
+
+    // A name PostgreSQL would cut short is refused before anything changes.
+    let long = "d".repeat(50);
+    let error = sandbox
+        .fail(
+            "pg.restore",
+            "restore",
+            json!({ "dump": dump, "database": long, "into": "side", "connection": postgres.url("postgres") }),
+        )
+        .await;
+    assert!(error.contains("longer than PostgreSQL's limit of 63 bytes"), "{error}");
+    assert_eq!(databases_like(&postgres, "ddd"), "");
+}
+
+#[tokio::test]
+async fn swap_puts_the_side_copy_in_place_and_undo_swaps_back() {
+    let postgres = Postgres::start();
+    let sandbox = sandbox_in_run("ab12");
+    let (dump, from_dump) = live_and_dump(&postgres, &sandbox).await;
+    let live = fingerprint(&postgres, "tododb");
+    let restored = sandbox
+        .succeed(
+            "pg.restore",
+            "restore",
+            json!({ "dump": dump, "database": "tododb", "into": "side", "connection": postgres.url("postgres") }),
+        )
+        .await;
+    let mut held = hold_session(&postgres, "tododb");
+    let swap = json!({ "database": "tododb", "replacement": restored["database"], "connection": postgres.url("postgres") });
+    let outputs = sandbox.succeed("pg.swap", "swap", swap.clone()).await;
+    assert_eq!(outputs["previous"], "tododb__before_ab12");
+    let unavailable = outputs["unavailable_for"].as_f64().expect("seconds");
+    assert!((0.0..10.0).contains(&unavailable), "{outputs:?}");
+    assert!(
+        wait_bounded(&mut held, Duration::from_secs(10)).is_some(),
+        "the live database's sessions were terminated"
+    );
+    assert_eq!(fingerprint(&postgres, "tododb"), from_dump, "the restored data is under the live name");
+    assert_eq!(fingerprint(&postgres, "tododb__before_ab12"), live, "the previous data is kept");
+    assert_eq!(databases_like(&postgres, "tododb__restore"), "");
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "select string_agg(datallowconn::text, ',') from pg_database where starts_with(datname, 'tododb')"
+        ),
+        "true,true",
+        "connections are allowed again"
+    );
+
+    let kind = kind("pg.swap");
+    kind.undo(swap, &outputs, &sandbox.context("swap")).await.expect("the undo swaps back");
+    assert_eq!(fingerprint(&postgres, "tododb"), live, "the old data is back under the live name");
+    assert_eq!(
+        fingerprint(&postgres, "tododb__restore_ab12"),
+        from_dump,
+        "the restored copy has its name back"
+    );
+    assert_eq!(databases_like(&postgres, "tododb__before"), "");
+
+    // Without keep_previous the previous database is dropped, and there is nothing to undo.
+    let dropping = json!({ "database": "tododb", "replacement": "tododb__restore_ab12", "keep_previous": false,
+                           "connection": postgres.url("postgres") });
+    let outputs = sandbox.succeed("pg.swap", "swap", dropping.clone()).await;
+    assert_eq!(outputs["previous"], Json::Null);
+    assert_eq!(databases_like(&postgres, "tododb"), "tododb");
+    assert_eq!(fingerprint(&postgres, "tododb"), from_dump);
+    let error = kind.undo(dropping, &outputs, &sandbox.context("swap")).await.unwrap_err().to_string();
+    assert!(error.contains("cannot swap back"), "{error}");
+}
+
+#[tokio::test]
+async fn a_swap_that_cannot_go_through_says_where_both_databases_are() {
+    let postgres = Postgres::start();
+    let sandbox = sandbox_in_run("ab12");
+    seed(&postgres, "tododb");
+    let live = fingerprint(&postgres, "tododb");
+    let error = sandbox
+        .fail(
+            "pg.swap",
+            "swap",
+            json!({ "database": "tododb", "replacement": "tododb__restore_ab12", "connection": postgres.url("postgres") }),
+        )
+        .await;
+    assert!(error.contains("`tododb__restore_ab12` (the replacement) does not exist"), "{error}");
+    assert!(error.contains("`tododb` is still the live database (unchanged)"), "{error}");
+    assert_eq!(fingerprint(&postgres, "tododb"), live);
+
+    // The name the live database would be kept under is taken.
+    postgres.create_database("tododb__restore_ab12");
+    postgres.create_database("tododb__before_ab12");
+    let error = sandbox
+        .fail(
+            "pg.swap",
+            "swap",
+            json!({ "database": "tododb", "replacement": "tododb__restore_ab12", "connection": postgres.url("postgres") }),
+        )
+        .await;
+    assert!(
+        error.contains(
+            "`tododb__before_ab12`, the name the live database would be kept under, already exists"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("`tododb` is still the live database (unchanged)"), "{error}");
+    postgres.psql("postgres", "drop database tododb__before_ab12");
+
+    // Midway, after connections were refused and sessions ended: the renames fail (an
+    // owner without CREATEDB cannot rename), are rolled back, and connections come back.
+    postgres.psql(
+        "postgres",
+        "create role operator login; grant pg_signal_backend to operator; \
+         alter database tododb owner to operator; alter database tododb__restore_ab12 owner to operator",
+    );
+    let as_operator = format!("postgresql://operator@{}:{}", "127.0.0.1", postgres.port());
+    let error = sandbox
+        .fail(
+            "pg.swap",
+            "swap",
+            json!({ "database": "tododb", "replacement": "tododb__restore_ab12", "connection": as_operator }),
+        )
+        .await;
+    assert!(error.contains("nothing was renamed: `tododb` is still the live database (unchanged), `tododb__restore_ab12` is still the replacement"), "{error}");
+    assert!(
+        error.contains("connections to both are allowed again")
+            || error.contains("could NOT be allowed again"),
+        "{error}"
+    );
+    assert!(error.contains("renaming failed and was rolled back"), "{error}");
+    assert_eq!(fingerprint(&postgres, "tododb"), live);
+    assert_eq!(databases_like(&postgres, "tododb"), "tododb,tododb__restore_ab12");
+    assert_eq!(
+        postgres.psql(
+            "postgres",
+            "select string_agg(datallowconn::text, ',') from pg_database where starts_with(datname, 'tododb')"
+        ),
+        "true,true"
+    );
+}
+
+#[tokio::test]
+async fn pg_drop_refuses_a_live_name_drops_a_kept_copy_and_can_run_again() {
+    let postgres = Postgres::start();
+    let sandbox = Sandbox::new();
+    seed(&postgres, "tododb");
+    postgres.create_database("tododb__before_ab12");
+    let mut held = hold_session(&postgres, "tododb__before_ab12");
+    let error = sandbox
+        .fail("pg.drop", "drop", json!({ "database": "tododb", "connection": postgres.url("postgres") }))
+        .await;
+    assert!(error.contains("refusing to drop database `tododb`") && error.contains("force: true"), "{error}");
+    assert_eq!(databases_like(&postgres, "tododb"), "tododb,tododb__before_ab12");
+
+    let drop = json!({ "database": "tododb__before_ab12", "connection": postgres.url("postgres") });
+    let outputs = sandbox.succeed("pg.drop", "drop", drop.clone()).await;
+    assert_eq!(outputs["dropped"], true);
+    assert!(wait_bounded(&mut held, Duration::from_secs(10)).is_some(), "its session was terminated");
+    assert_eq!(databases_like(&postgres, "tododb"), "tododb");
+    let again = sandbox.succeed("pg.drop", "drop", drop).await;
+    assert_eq!(again["dropped"], false, "a database already gone is success");
+
+    let forced = sandbox
+        .succeed(
+            "pg.drop",
+            "drop",
+            json!({ "database": "tododb", "force": true, "connection": postgres.url("postgres") }),
+        )
+        .await;
+    assert_eq!(forced["dropped"], true);
+    assert_eq!(databases_like(&postgres, "tododb"), "");
 }

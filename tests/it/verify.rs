@@ -118,3 +118,21 @@ fn an_unknown_run_is_a_usage_error_naming_the_status_command() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("lists the runs"), "{text}");
 }
+
+#[test]
+fn the_report_shows_the_head_and_whether_the_chain_holds() {
+    let directory = tempfile::tempdir().unwrap();
+    let (id, journal) = finished_run(directory.path());
+    let state = directory.path().join("state");
+    let markdown = String::from_utf8_lossy(&dr_plan(&["report", &id], &state).stdout).into_owned();
+    assert!(markdown.contains("| Journal | intact ("), "{markdown}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&dr_plan(&["report", &id, "--format", "json"], &state).stdout).unwrap();
+    assert_eq!(json["journal"]["verified"], true, "{json}");
+    assert_eq!(json["journal"]["head"].as_str().map(str::len), Some(64), "{json}");
+
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, text.replacen("\"attempt\":1", "\"attempt\":2", 1)).unwrap();
+    let markdown = String::from_utf8_lossy(&dr_plan(&["report", &id], &state).stdout).into_owned();
+    assert!(markdown.contains("**does not match its hash chain** at line"), "{markdown}");
+}

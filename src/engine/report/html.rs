@@ -369,6 +369,17 @@ impl Report {
                         tr { th { "Ended" } td { (self.ended_at.as_deref().unwrap_or("—")) } }
                         tr { th { "Measured RTO" } td class={ @if rto.contains("MISSED") || !self.recovered() { "verdict-missed" } } { (rto) } }
                         tr { th { "Measured RPO" } td class={ @if rpo.contains("MISSED") { "verdict-missed" } } { (rpo) } }
+                        @if let Some(chain) = &self.chain {
+                            tr {
+                                th { "Journal" }
+                                @match chain {
+                                    Ok(verified) => td { "intact (" (verified.events) " events), head " code { (verified.head) } },
+                                    Err(broken) => td class="verdict-missed" {
+                                        "does not match its hash chain at line " (broken.line) ": " (broken.problem)
+                                    },
+                                }
+                            }
+                        }
                         tr { th { "Drill" } td { @if self.drill { "yes" } @else { "no" } } }
                     }
                     h2 { "Time line" }

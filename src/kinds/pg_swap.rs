@@ -1,0 +1,380 @@
+//! `pg.swap`: put a database restored beside the live one in its place, within seconds.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{KindInfo, Params, StepOutputs, step_outputs};
+use crate::lang::duration::HumanDuration;
+
+/// Parameters of `pg.swap`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    /// The live database, whose name the replacement takes.
+    pub database: String,
+    /// The database put in its place, usually `{{steps.restore.outputs.database}}`.
+    pub replacement: String,
+    /// Keep the replaced database as `<database>__before_<run>` (the default); `false`
+    /// drops it once the swap is done.
+    #[serde(default = "super::shared::default_true")]
+    pub keep_previous: bool,
+    /// A libpq URL or keyword string (default: the `PG*` environment). The swap runs
+    /// from the `postgres` database; a database in the connection is not used.
+    pub connection: Option<String>,
+    /// How long the whole swap may take from the moment connections are refused: the
+    /// terminated sessions ending and the renames waiting for locks. Past it, nothing is
+    /// renamed and connections are allowed again.
+    #[serde(default = "default_deadline")]
+    pub deadline: HumanDuration,
+}
+
+fn default_deadline() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+step_outputs! {
+    /// Outputs of `pg.swap`.
+    pub struct PgSwapOutputs {
+        /// the name the replaced database is kept under (`<database>__before_<run>`), or
+        /// null when `keep_previous` is false and it was dropped
+        pub previous: Option<String>,
+        /// how long the two databases refused connections, in seconds (measured)
+        pub unavailable_for: f64,
+    }
+}
+
+/// What `pg.swap` declares.
+pub const INFO: KindInfo = KindInfo {
+    name: "pg.swap",
+    argv_parameters: &[],
+    summary: "Swap a database restored beside the live one in for it within seconds, keeping the old one; undo \
+              swaps back.",
+    destructive: true,
+    idempotent: false,
+    undo: Some("swaps back: the kept previous database takes the live name again, the replacement its own name"),
+    outputs: PgSwapOutputs::DECLARED,
+    preflight: "the server is reachable and the live database exists",
+    notes: "Made for `pg.restore` with `into: side`: restore beside the live database, check the copy with \
+            `pg.query`, then swap it in. The live database is unavailable only during the swap itself, \
+            usually well under a second.\n\n\
+            What it does, in order, connected to the `postgres` database: checks that `database` and \
+            `replacement` exist and that `<database>__before_<run>` does not (`<run>`: the last part of the run \
+            id, e.g. `ab12`); refuses new connections to both (`ALTER DATABASE ... ALLOW_CONNECTIONS false`); \
+            terminates their sessions (`pg_terminate_backend`) and waits until they are gone; then, in one \
+            transaction, renames `database` to `<database>__before_<run>` and `replacement` to `database` and \
+            allows connections to both again. `unavailable_for` is the time from refusing connections to that \
+            commit. With `keep_previous: false` the previous database is dropped afterwards.\n\n\
+            If anything fails before the commit, nothing is renamed (the renames are one transaction), \
+            connections are allowed again, and the error says so with both names: \"`app` is still the live \
+            database (unchanged), `app__restore_ab12` is still the replacement\". If the drop of the previous \
+            database fails, the swap is done and the error names where each database is.\n\n\
+            `undo: true` swaps back on abort: the kept `<database>__before_<run>` takes the name `database` again \
+            and the database swapped in gets back the name it had (`replacement`). With `keep_previous: false` \
+            there is nothing to swap back and the undo fails saying so. Drop the kept copy later with \
+            `pg.drop`. Terminating sessions needs a superuser or a member of `pg_signal_backend`; renaming \
+            needs the owner of both databases (or a superuser) and the CREATEDB privilege.",
+    example: "- id: swap\n  kind: pg.swap\n  needs: [check-restored]\n  with: { database: tododb, replacement: \"{{steps.restore.outputs.database}}\" }\n  undo: true\n",
+    role: super::Role::Swap {
+        target: &["database", "connection"],
+        replacement: "replacement",
+        keep_flag: "keep_previous",
+    },
+    parameters_schema: super::schema_of::<Parameters>,
+    outputs_schema: super::schema_of::<PgSwapOutputs>,
+    describe,
+    ..KindInfo::COMMON
+};
+
+/// `pg.swap` in the kind table: how it runs, checks and undoes.
+pub const KIND: super::Kind = super::Kind {
+    info: &INFO,
+    execute: |with, context| Box::pin(async move { run(super::parameters(with)?, context).await?.into_map() }),
+    preflight: |with, _| Box::pin(async move { Ok(preflight(&super::parameters(with)?).await) }),
+    undo: Some(|with, outputs, context| {
+        Box::pin(async move { undo(super::parameters(with)?, outputs, context).await })
+    }),
+};
+
+/// The dry-run sentence.
+#[must_use]
+pub fn describe(with: &Params<'_>) -> String {
+    let database = with.text("database");
+    let previous = if with.flag("keep_previous", true) {
+        format!("keep the previous one as {database}__before_<run>")
+    } else {
+        "drop the previous one".to_owned()
+    };
+    format!(
+        "swap database {} in for database {database} (connections to both refused during the swap only), \
+         {previous}",
+        with.text("replacement")
+    )
+}
+
+/// Checks that the server answers and the live database exists (`dry-run --preflight`).
+pub async fn preflight(parameters: &Parameters) -> super::Preflight {
+    crate::clients::postgres::preflight(parameters.connection.as_deref(), &parameters.database).await.into()
+}
+
+/// The three names of a swap.
+struct Names<'a> {
+    /// The live database, which `incoming` replaces.
+    live: &'a str,
+    /// The database that takes the live name.
+    incoming: &'a str,
+    /// The name the live database moves to.
+    outgoing: &'a str,
+}
+
+impl Names<'_> {
+    /// Where the databases are when the swap stopped before renaming anything.
+    fn unchanged(&self, reenabled: Result<(), String>) -> String {
+        let Names { live, incoming, .. } = self;
+        let names = format!(
+            "nothing was renamed: `{live}` is still the live database (unchanged), `{incoming}` is still the \
+             replacement"
+        );
+        match reenabled {
+            Ok(()) => format!("{names}; connections to both are allowed again"),
+            Err(error) => format!(
+                "{names}; connections could NOT be allowed again ({error}): run `ALTER DATABASE \"{live}\" \
+                 ALLOW_CONNECTIONS true` and `ALTER DATABASE \"{incoming}\" ALLOW_CONNECTIONS true`"
+            ),
+        }
+    }
+}
+
+/// Swaps `replacement` in for `database`; see the kind's notes.
+///
+/// # Errors
+/// A missing database, a name already taken, sessions that do not end before the
+/// deadline, a refused statement; each says where both databases are.
+pub async fn run(parameters: Parameters, context: &super::StepContext) -> Result<PgSwapOutputs, super::StepError> {
+    use crate::clients::postgres::{BEFORE_MARK, Connection, MAINTENANCE_DATABASE, Runner, copy_name};
+    let failed = super::StepError::Failed;
+    let outgoing = copy_name(&parameters.database, BEFORE_MARK, &context.run_id).map_err(failed)?;
+    let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
+    let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
+    runner.check_reachable(MAINTENANCE_DATABASE).await.map_err(failed)?;
+    let names = Names { live: &parameters.database, incoming: &parameters.replacement, outgoing: &outgoing };
+    let unavailable = exchange(&runner, &names, parameters.deadline.get(), &context.progress).await.map_err(failed)?;
+    let live = &parameters.database;
+    let replacement = &parameters.replacement;
+    context.progress.note(format!(
+        "`{live}` is now the former `{replacement}`, `{outgoing}` the former `{live}`; unavailable for {:.3}s",
+        unavailable.as_secs_f64()
+    ));
+    let previous = if parameters.keep_previous {
+        Some(outgoing)
+    } else {
+        runner.drop_database(&outgoing).await.map_err(|error| {
+            failed(format!(
+                "the swap is done (`{live}` is now the former `{replacement}`), but the previous database, \
+                 `{outgoing}`, could not be dropped (`keep_previous: false`): {error}; it is still there: drop it \
+                 once the new `{live}` is confirmed"
+            ))
+        })?;
+        context.progress.note(format!("dropped the previous database `{outgoing}`"));
+        None
+    };
+    Ok(PgSwapOutputs { previous, unavailable_for: (unavailable.as_secs_f64() * 1000.0).round() / 1000.0 })
+}
+
+/// Swaps back: the kept previous database takes the live name again, and the database
+/// swapped in gets back the name it had.
+///
+/// # Errors
+/// The previous database was dropped (`keep_previous: false`), or the swap back failed.
+pub async fn undo(
+    parameters: Parameters,
+    outputs: &super::Outputs,
+    context: &super::StepContext,
+) -> Result<(), super::StepError> {
+    use crate::clients::postgres::{Connection, MAINTENANCE_DATABASE, Runner};
+    let failed = super::StepError::Failed;
+    let live = &parameters.database;
+    let Some(previous) = outputs.get("previous").and_then(serde_json::Value::as_str) else {
+        return Err(failed(format!(
+            "cannot swap back: the previous `{live}` was dropped (`keep_previous: false`); `{live}` stays the \
+             former `{}`; restore the safety backup to go back",
+            parameters.replacement
+        )));
+    };
+    let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
+    let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
+    runner.check_reachable(MAINTENANCE_DATABASE).await.map_err(failed)?;
+    let names = Names { live, incoming: previous, outgoing: &parameters.replacement };
+    let unavailable = exchange(&runner, &names, parameters.deadline.get(), &context.progress).await.map_err(failed)?;
+    context.progress.note(format!(
+        "swapped back: `{live}` is the former `{previous}` again, `{}` the database swapped in; unavailable for \
+         {:.3}s",
+        parameters.replacement,
+        unavailable.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Renames `live` to `outgoing` and `incoming` to `live`, with connections to both
+/// refused and their sessions ended for that moment only. Returns how long they were
+/// unavailable. On failure nothing is renamed and connections are allowed again; the
+/// error says so.
+async fn exchange(
+    runner: &crate::clients::postgres::Runner<'_>,
+    names: &Names<'_>,
+    deadline: Duration,
+    progress: &super::ProgressSink,
+) -> Result<Duration, String> {
+    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
+    let Names { live, incoming, outgoing } = *names;
+    if live == incoming {
+        return Err(format!("`database` and `replacement` are both `{live}`: there is nothing to swap"));
+    }
+    let existing = runner.existing_databases(&[live, incoming, outgoing]).await?;
+    let exists = |name: &str| existing.iter().any(|found| found == name);
+    let nothing_changed = format!("nothing was changed: `{live}` and `{incoming}` keep their names");
+    match (exists(live), exists(incoming), exists(outgoing)) {
+        (_, false, true) => {
+            return Err(format!(
+                "database `{incoming}` does not exist and `{outgoing}` does: an earlier attempt of this run looks \
+                 to have swapped them already (`{live}` would then be the former `{incoming}`); check, and if so \
+                 mark this step done when resuming; {nothing_changed}"
+            ));
+        }
+        (_, false, false) => {
+            return Err(format!(
+                "database `{incoming}` (the replacement) does not exist; {nothing_changed}: `{live}` is still the \
+                 live database (unchanged)"
+            ));
+        }
+        (false, true, _) => {
+            return Err(format!(
+                "database `{live}` (the live database) does not exist; {nothing_changed}: `{incoming}` is still \
+                 the replacement"
+            ));
+        }
+        (true, true, true) => {
+            return Err(format!(
+                "database `{outgoing}`, the name the live database would be kept under, already exists; \
+                 {nothing_changed}: `{live}` is still the live database (unchanged); drop or rename `{outgoing}` \
+                 first"
+            ));
+        }
+        (true, true, false) => {}
+    }
+    let variables = [("live", live), ("incoming", incoming), ("outgoing", outgoing)];
+    let options =
+        |single_transaction| PsqlOptions { variables: &variables, single_transaction, ..PsqlOptions::default() };
+    let started = tokio::time::Instant::now();
+    let stop_at = started + deadline;
+    progress.note(format!("refusing new connections to `{live}` and `{incoming}`"));
+    let blocked = runner
+        .psql(
+            MAINTENANCE_DATABASE,
+            "alter database :\"live\" allow_connections false;\nalter database :\"incoming\" allow_connections false;",
+            options(true),
+        )
+        .await;
+    if let Err(error) = blocked {
+        let reenabled = allow_connections(runner, &[live, incoming]).await;
+        return Err(format!(
+            "cannot refuse new connections to `{live}` and `{incoming}`: {error}; {}",
+            names.unchanged(reenabled)
+        ));
+    }
+    if let Err(error) = end_sessions(runner, names, stop_at, deadline).await {
+        let reenabled = allow_connections(runner, &[live, incoming]).await;
+        return Err(format!("{error}; {}", names.unchanged(reenabled)));
+    }
+    let remaining =
+        stop_at.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(100));
+    let renames = format!(
+        "set local lock_timeout = '{}ms';\n\
+         alter database :\"live\" rename to :\"outgoing\";\n\
+         alter database :\"incoming\" rename to :\"live\";\n\
+         alter database :\"live\" allow_connections true;\n\
+         alter database :\"outgoing\" allow_connections true;",
+        remaining.as_millis()
+    );
+    if let Err(error) = runner.psql(MAINTENANCE_DATABASE, &renames, options(true)).await {
+        let reenabled = allow_connections(runner, &[live, incoming]).await;
+        return Err(format!(
+            "renaming failed and was rolled back (the renames are one transaction): {error}; {}",
+            names.unchanged(reenabled)
+        ));
+    }
+    Ok(started.elapsed())
+}
+
+/// Terminates the sessions on both databases and waits until they are gone.
+async fn end_sessions(
+    runner: &crate::clients::postgres::Runner<'_>,
+    names: &Names<'_>,
+    stop_at: tokio::time::Instant,
+    deadline: Duration,
+) -> Result<(), String> {
+    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
+    let variables = [("live", names.live), ("incoming", names.incoming)];
+    let options = || PsqlOptions { variables: &variables, ..PsqlOptions::default() };
+    let sessions = "datname in (:'live', :'incoming') and pid <> pg_backend_pid()";
+    runner
+        .psql(
+            MAINTENANCE_DATABASE,
+            &format!("select count(pg_terminate_backend(pid)) from pg_stat_activity where {sessions}"),
+            options(),
+        )
+        .await
+        .map_err(|error| {
+            format!(
+                "cannot terminate the sessions on `{}` and `{}`: {error}; connect as a superuser or a member of \
+                 pg_signal_backend",
+                names.live, names.incoming
+            )
+        })?;
+    loop {
+        let remaining = runner
+            .psql(MAINTENANCE_DATABASE, &format!("select count(*) from pg_stat_activity where {sessions}"), options())
+            .await
+            .map_err(|error| format!("cannot list the sessions on `{}` and `{}`: {error}", names.live, names.incoming))?
+            .single()
+            .unwrap_or_default();
+        if remaining == "0" {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= stop_at {
+            return Err(format!(
+                "{remaining} session(s) on `{}` or `{}` were still there {}s after pg_terminate_backend (the \
+                 `deadline`)",
+                names.live,
+                names.incoming,
+                deadline.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Allows connections to `databases` again, each on its own so one failure does not
+/// keep the other closed.
+async fn allow_connections(
+    runner: &crate::clients::postgres::Runner<'_>,
+    databases: &[&str],
+) -> Result<(), String> {
+    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
+    let mut errors = Vec::new();
+    for database in databases {
+        let variables = [("database", *database)];
+        if let Err(error) = runner
+            .psql(
+                MAINTENANCE_DATABASE,
+                "alter database :\"database\" allow_connections true",
+                PsqlOptions { variables: &variables, ..PsqlOptions::default() },
+            )
+            .await
+        {
+            errors.push(format!("`{database}`: {error}"));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
