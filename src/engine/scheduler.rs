@@ -619,15 +619,22 @@ impl Dispatcher<'_> {
             self.record(Event::UndoStarted { step: step.id.clone() })?;
             let with = self.context.render_with(step).map(|(with, _)| with);
             let context = self.step_context(index);
+            let mut interrupts = self.console.interrupt_watch();
             let result = match with {
-                Ok(with) => match tokio::time::timeout(
-                    step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
-                    crate::kinds::undo(step.kind, with, &outputs, &context),
-                )
-                .await
-                {
-                    Ok(result) => result.map_err(|error| error.to_string()),
-                    Err(_) => Err("undo timed out".to_owned()),
+                // Ctrl-C stops the compensation as it stops a step: dropping it kills its
+                // programs (a shell between two commands would otherwise outlive the
+                // signal and keep the operator waiting for the whole undo).
+                Ok(with) => tokio::select! {
+                    finished = tokio::time::timeout(
+                        step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
+                        crate::kinds::undo(step.kind, with, &outputs, &context),
+                    ) => match finished {
+                        Ok(result) => result.map_err(|error| error.to_string()),
+                        Err(_) => Err("undo timed out".to_owned()),
+                    },
+                    _ = interrupts.wait_for(|count| *count > 0) => Err(
+                        "interrupted by the operator; check the system and compensate by hand if needed".to_owned()
+                    ),
                 },
                 Err(error) => Err(error.0),
             };

@@ -350,6 +350,28 @@ fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated(
 }
 
 #[test]
+fn ctrl_c_stops_an_undo_that_ignores_the_signal() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.plan("undo-stubborn.yaml");
+    let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
+    terminal.expect_text("undoing b", APPEAR);
+    let dr_plan = terminal.process_id().expect("dr-plan runs");
+    let undoing = wait_until(APPEAR, || left_running_by(dr_plan).iter().any(|(_, name)| name == "sleep"));
+    assert!(undoing, "the compensation of b did not start `sleep`\n{}", terminal.report());
+    // One Ctrl-C: the compensation is stopped, not waited out (its `sleep 30`).
+    terminal.ctrl_c();
+    let screen = terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    assert!(screen.contains("undo of b FAILED"), "{}", terminal.report());
+    assert!(screen.contains("interrupted by the operator"), "{}", terminal.report());
+    assert!(screen.contains("a not compensated: the operator interrupted the undo"), "{}", terminal.report());
+    assert!(
+        !left_running_by(dr_plan).iter().any(|(_, name)| name == "sleep"),
+        "the compensation's program outlived the run\n{}",
+        terminal.report()
+    );
+}
+
+#[test]
 fn a_second_ctrl_c_ends_the_process_even_when_a_step_ignores_signals() {
     let sandbox = Sandbox::new();
     let plan = sandbox.plan("stubborn.yaml");
