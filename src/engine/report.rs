@@ -103,6 +103,9 @@ pub struct Report {
     waiting: Vec<(String, String)>,
     attempts: Vec<Attempt>,
     undo_actions: Vec<UndoAction>,
+    /// Seconds the service was unavailable, measured by the steps that say so (the
+    /// rename window of `pg.swap`); `None` when no such step succeeded.
+    unavailable: Option<f64>,
     /// The journal's hash chain, when the report was asked to check it.
     chain: Option<Result<super::journal::Verified, super::journal::Broken>>,
 }
@@ -264,6 +267,25 @@ impl Recorded {
     }
 }
 
+/// The unavailability the steps measured (outputs named by their kind's
+/// `unavailability_output`), summed; `None` when no such step succeeded.
+fn measured_unavailability(plan: &Plan, state: &RunState) -> Option<f64> {
+    let measured: Vec<f64> = plan
+        .steps
+        .iter()
+        .filter_map(|step| {
+            let output = step.kind.info().unavailability_output?;
+            match state.steps.get(&step.id) {
+                Some(StepState::Succeeded { outputs }) => {
+                    outputs.get(output).and_then(serde_json::Value::as_f64)
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    (!measured.is_empty()).then(|| measured.iter().sum())
+}
+
 /// One line per step of the plan, in plan order, with what the journal says of it.
 fn step_lines(plan: &Plan, state: &RunState, read: &Recorded) -> Vec<StepLine> {
     plan.steps
@@ -333,6 +355,7 @@ impl Report {
         };
         let read = Recorded::read(state);
         let steps = step_lines(plan, state, &read);
+        let unavailable = measured_unavailability(plan, state);
         Report {
             run_id,
             plan: plan.name().to_owned(),
@@ -349,6 +372,7 @@ impl Report {
             waiting: super::waiting_questions(state),
             attempts: read.attempts,
             undo_actions: read.undo_actions,
+            unavailable,
             chain: None,
         }
     }
@@ -532,6 +556,16 @@ impl Report {
         self
     }
 
+    /// "0.8s of a 2m10s recovery": how long the service itself was down, for runs with a
+    /// step that measures it (a swap in place of an in-place restore).
+    fn unavailability_text(&self) -> Option<String> {
+        let unavailable = format_measured(std::time::Duration::from_secs_f64(self.unavailable?.max(0.0)));
+        Some(match self.measured_rto() {
+            Some(rto) => format!("{unavailable} of a {} recovery", format_measured(rto)),
+            None => unavailable,
+        })
+    }
+
     /// The journal line of the summary: intact with its head, or where the chain breaks.
     fn chain_text(&self) -> Option<String> {
         self.chain.as_ref().map(|chain| match chain {
@@ -553,6 +587,9 @@ impl Report {
         let _ = writeln!(out, "| Started | {} |", self.started_at);
         let _ = writeln!(out, "| Ended | {} |", self.ended_at.as_deref().unwrap_or("—"));
         let _ = writeln!(out, "| Measured RTO | {} |", self.rto_verdict());
+        if let Some(text) = self.unavailability_text() {
+            let _ = writeln!(out, "| Unavailable | {text} |");
+        }
         let _ = writeln!(out, "| Measured RPO | {} |", Report::verdict(self.measured_rpo(), self.rpo));
         if let Some(chain) = self.chain_text() {
             let _ = writeln!(out, "| Journal | {chain} |");
@@ -637,6 +674,7 @@ impl Report {
                 "seconds": step.seconds, "attempts": step.attempts, "outputs": step.outputs, "note": step.note,
             })).collect::<Vec<_>>(),
             "recovered": self.recovered(),
+            "unavailable_seconds": self.unavailable,
             "journal": self.chain.as_ref().map(|chain| match chain {
                 Ok(verified) => json!({ "verified": true, "events": verified.events, "head": verified.head }),
                 Err(broken) => json!({ "verified": false, "line": broken.line, "problem": broken.problem }),

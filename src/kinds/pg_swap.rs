@@ -76,6 +76,7 @@ pub const INFO: KindInfo = KindInfo {
             `pg.drop`. Terminating sessions needs a superuser or a member of `pg_signal_backend`; renaming \
             needs the owner of both databases (or a superuser) and the CREATEDB privilege.",
     example: "- id: swap\n  kind: pg.swap\n  needs: [check-restored]\n  with: { database: tododb, replacement: \"{{steps.restore.outputs.database}}\" }\n  undo: true\n",
+    unavailability_output: Some("unavailable_for"),
     role: super::Role::Swap {
         target: &["database", "connection"],
         replacement: "replacement",

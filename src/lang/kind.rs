@@ -113,6 +113,9 @@ pub struct KindInfo {
     pub object_key: bool,
     /// What it is for (lint).
     pub role: Role,
+    /// The output measuring how long the service was unavailable during this step (the
+    /// rename window of `pg.swap`), which reports show beside the RTO.
+    pub unavailability_output: Option<&'static str>,
     /// Whether it checks that a recovery worked (lint).
     pub verifies: Verifies,
     /// The JSON Schema of its `with:` parameters, generated from its type.
@@ -148,6 +151,7 @@ impl KindInfo {
         non_empty: &[],
         object_key: false,
         role: Role::Other,
+        unavailability_output: None,
         verifies: Verifies::Never,
         parameters_schema: || Json::Null,
         outputs_schema: || Json::Null,

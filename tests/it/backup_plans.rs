@@ -298,6 +298,22 @@ fn db_corruption_swaps_a_runbook_backup_in_for_a_damaged_database() {
     );
     assert!(kept.starts_with("tododb__before_") && !kept.contains(','), "{kept}");
     assert_eq!(fingerprint(&postgres, &kept), damaged);
+    // The report measures the unavailability (the swap's window) apart from the RTO.
+    let run = std::fs::read_dir(finished.state.join("runs")).unwrap().next().unwrap().unwrap().file_name();
+    let report = |format: &str| {
+        let output = assert_cmd::Command::cargo_bin("dr-plan")
+            .unwrap()
+            .args(["report", &run.to_string_lossy(), "--format", format, "--state-dir"])
+            .arg(&finished.state)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    let unavailable = json["unavailable_seconds"].as_f64().expect("the swap measured its window");
+    assert!(unavailable < json["rto"]["measured_seconds"].as_f64().unwrap(), "{json}");
+    let markdown = report("markdown");
+    assert!(markdown.contains("| Unavailable | ") && markdown.contains(" recovery |"), "{markdown}");
 }
 
 /// A backup that must never be restored.

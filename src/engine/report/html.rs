@@ -369,6 +369,9 @@ impl Report {
                         tr { th { "Ended" } td { (self.ended_at.as_deref().unwrap_or("—")) } }
                         tr { th { "Measured RTO" } td class={ @if rto.contains("MISSED") || !self.recovered() { "verdict-missed" } } { (rto) } }
                         tr { th { "Measured RPO" } td class={ @if rpo.contains("MISSED") { "verdict-missed" } } { (rpo) } }
+                        @if let Some(text) = self.unavailability_text() {
+                            tr { th { "Unavailable" } td { (text) } }
+                        }
                         @if let Some(chain) = &self.chain {
                             tr {
                                 th { "Journal" }
