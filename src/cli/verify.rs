@@ -30,6 +30,10 @@ pub fn run(run_id: &str, state_dir: &Path) -> i32 {
                 verified.events,
                 verified.head
             );
+            crate::outln!(
+                "note: the chain cannot show a change to the last event or its removal: keep the head (the \
+                 report shows it too) and compare it later"
+            );
             if verified.torn_last_line {
                 crate::outln!(
                     "note: the last line was cut short (the process died while writing it); it is not an event \

@@ -371,6 +371,8 @@ pub struct Broken {
     pub line: usize,
     /// What does not match.
     pub problem: String,
+    /// The journal has no chain at all: written by a dr-plan older than hash chains.
+    pub unchained: bool,
 }
 
 /// Recomputes the hash chain of the journal at `path` from the plan snapshot beside it.
@@ -380,8 +382,11 @@ pub struct Broken {
 /// removed, inserted or reordered, the snapshot replaced, or a journal written before
 /// hash chains existed. An unreadable file is a [`Broken`] at line 0.
 pub fn verify(path: &Path) -> Result<Verified, Broken> {
-    let text = std::fs::read(path)
-        .map_err(|error| Broken { line: 0, problem: format!("cannot read {}: {error}", path.display()) })?;
+    let text = std::fs::read(path).map_err(|error| Broken {
+        line: 0,
+        problem: format!("cannot read {}: {error}", path.display()),
+        unchained: false,
+    })?;
     let mut expected = chain_origin(path);
     let lines: Vec<&[u8]> = text.split(|&byte| byte == b'\n').collect();
     let complete = lines.len() - 1;
@@ -390,7 +395,11 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
     for (index, line) in lines[..complete].iter().enumerate() {
         let number = index + 1;
         let prev = serde_json::from_slice::<Record>(line)
-            .map_err(|error| Broken { line: number, problem: format!("not an event: {error}") })?
+            .map_err(|error| Broken {
+                line: number,
+                problem: format!("not an event: {error}"),
+                unchained: false,
+            })?
             .prev;
         match prev {
             Some(prev) if prev == expected => {}
@@ -401,6 +410,7 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
                         "its `prev` is not the hash of plan.snapshot: the snapshot was replaced, or the \
                               first events were removed"
                             .to_owned(),
+                    unchained: false,
                 });
             }
             Some(_) => {
@@ -410,6 +420,7 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
                         "its `prev` is not the hash of line {index}: that line was changed, or events were removed, \
                          inserted or reordered here"
                     ),
+                    unchained: false,
                 });
             }
             None => {
@@ -419,6 +430,7 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
                         "it has no `prev`: the journal was written by a dr-plan older than hash chains, or \
                               the field was removed"
                             .to_owned(),
+                    unchained: index == 0,
                 });
             }
         }

@@ -162,7 +162,11 @@ pub fn start(
             Some(format!("dr-plan {}", this_command_confirmed(path))),
         ));
     }
-    note_unfinished_runs(&plan, &options.state_dir);
+    // While another operator's run holds the lock, taking a run up is not possible
+    // either: the lock error alone says what to do.
+    if matches!(lock::obstacle(&options.state_dir, plan.name()), None | Some(LockError::Stale(_))) {
+        note_unfinished_runs(&plan, &options.state_dir);
+    }
     let mut session = Session::start()?;
     let run_id = new_run_id(&plan);
     // The lock comes first, so nobody starts the plan while this operator reads the
@@ -400,6 +404,27 @@ impl RecordedRun {
                 help: None,
             });
         };
+        // Nothing acts on a record that was altered: resume would run steps on a history
+        // that did not happen. A journal older than hash chains has none to check.
+        match journal::verify(&journal_file) {
+            Ok(_) => {}
+            Err(broken) if broken.unchained => {}
+            Err(broken) => {
+                return Err(RunError::Records {
+                    message: format!(
+                        "{}:{}: the journal does not match its hash chain ({}); resume refuses to act on an \
+                         altered record",
+                        journal_file.display(),
+                        broken.line,
+                        broken.problem
+                    ),
+                    help: Some(format!(
+                        "restore the journal from a copy, or start a new run of the plan; `{}` shows the check",
+                        decisions::command(&["verify".to_owned(), run_id.to_owned()], state_dir)
+                    )),
+                });
+            }
+        }
         let snapshot = journal::run_dir(state_dir, run_id).join("plan.snapshot");
         Ok(RecordedRun { journal_file, state, plan_path, plan_hash, snapshot })
     }

@@ -136,3 +136,32 @@ fn the_report_shows_the_head_and_whether_the_chain_holds() {
     let markdown = String::from_utf8_lossy(&dr_plan(&["report", &id], &state).stdout).into_owned();
     assert!(markdown.contains("**does not match its hash chain** at line"), "{markdown}");
 }
+
+#[test]
+fn resume_refuses_a_journal_whose_chain_is_broken() {
+    let directory = tempfile::tempdir().unwrap();
+    let plan = directory.path().join("gated.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: gated\nsteps:\n  - id: ok\n    kind: approval\n    with: { prompt: go? }\n  - id: after\n    \
+         kind: sleep\n    needs: [ok]\n    with: { duration: 10ms }\n",
+    )
+    .unwrap();
+    let state = directory.path().join("state");
+    let blocked = dr_plan(&["run", plan.to_str().unwrap(), "--yes"], &state);
+    assert_eq!(blocked.status.code(), Some(3), "{}", String::from_utf8_lossy(&blocked.stderr));
+    let run_dir = std::fs::read_dir(state.join("runs")).unwrap().next().unwrap().unwrap().path();
+    let id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let journal = run_dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(1, 2);
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+
+    let refused = dr_plan(&["resume", &id, "--approve", "ok", "--yes"], &state);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("journal.jsonl:2: the journal does not match its hash chain"), "{stderr}");
+    assert!(stderr.contains("resume refuses to act on an altered record"), "{stderr}");
+    assert!(stderr.contains(&format!("dr-plan verify {id} --state-dir")), "{stderr}");
+}
