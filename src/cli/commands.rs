@@ -174,7 +174,16 @@ fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
         );
         return None;
     }
-    let state = match journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay) {
+    let journal_file = journal::journal_path(state_dir, run_id);
+    if !journal_file.exists() {
+        crate::errln!(
+            "error: no run `{run_id}` under {}; `{}` lists the runs",
+            state_dir.display(),
+            crate::engine::decisions::command(&["status".to_owned()], state_dir)
+        );
+        return None;
+    }
+    let state = match journal::read(&journal_file).and_then(RunState::replay) {
         Ok(state) => state,
         Err(error) => {
             crate::errln!(

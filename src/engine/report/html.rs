@@ -362,29 +362,7 @@ impl Report {
                         span class={ "badge " @if self.recovered() { "ok" } @else { "bad" } } { (self.status_word()) }
                         @if self.drill { " " span class="badge drill" { "drill" } }
                     }
-                    table class="summary" {
-                        tr { th { "Plan" } td { code { (self.plan) } } }
-                        tr { th { "Status" } td { strong { (self.status_word()) } } }
-                        tr { th { "Started" } td { (self.started_at) } }
-                        tr { th { "Ended" } td { (self.ended_at.as_deref().unwrap_or("—")) } }
-                        tr { th { "Measured RTO" } td class={ @if rto.contains("MISSED") || !self.recovered() { "verdict-missed" } } { (rto) } }
-                        tr { th { "Measured RPO" } td class={ @if rpo.contains("MISSED") { "verdict-missed" } } { (rpo) } }
-                        @if let Some(text) = self.unavailability_text() {
-                            tr { th { "Unavailable" } td { (text) } }
-                        }
-                        @if let Some(chain) = &self.chain {
-                            tr {
-                                th { "Journal" }
-                                @match chain {
-                                    Ok(verified) => td { "intact (" (verified.events) " events), head " code { (verified.head) } },
-                                    Err(broken) => td class="verdict-missed" {
-                                        "does not match its hash chain at line " (broken.line) ": " (broken.problem)
-                                    },
-                                }
-                            }
-                        }
-                        tr { th { "Drill" } td { @if self.drill { "yes" } @else { "no" } } }
-                    }
+                    (self.summary_table(&rto, &rpo))
                     h2 { "Time line" }
                     (self.timeline_svg())
                     p class="legend muted" {
@@ -421,78 +399,135 @@ impl Report {
                         tr { th { "step" } th { "kind" } th { "state" } th { "started" } th { "ended" } th { "duration" } th { "estimate" } th { "attempts" } th { "description / note" } }
                         @for step in &self.steps { (Report::step_row(step)) }
                     }
-                    @if !self.approvals.is_empty() || !self.waiting.is_empty() {
-                        h2 { "Approvals" }
-                        table class="approvals" {
-                            tr { th { "step" } th { "question" } th { "approved by" } th { "via" } th { "at" } th { "waited" } }
-                            @for approval in &self.approvals {
-                                tr {
-                                    td { code { (approval.step) } }
-                                    td { (approval.question) }
-                                    td { (approval.who()) }
-                                    td { (approval.via) }
-                                    td { (approval.at) }
-                                    td { (format_measured(seconds(approval.waited_seconds))) }
-                                }
-                            }
-                            @for (step, question) in &self.waiting {
-                                tr {
-                                    td { code { (step) } }
-                                    td { (question) }
-                                    td colspan="4" { strong { "waiting for a decision" } }
-                                }
-                            }
-                        }
-                    }
-                    h2 { "Undo actions" }
-                    @if self.undo_actions.is_empty() {
-                        p class="muted" { "Nothing was compensated." }
-                    } @else {
-                        table class="undo" {
-                            tr { th { "step" } th { "at" } th { "outcome" } }
-                            @for action in &self.undo_actions {
-                                tr {
-                                    td { code { (action.step) } }
-                                    td { (action.at) }
-                                    td class={ @if action.outcome.starts_with("FAILED") || action.outcome == "not finished" { "verdict-missed" } } { (action.outcome) }
-                                }
-                            }
-                        }
-                    }
-                    @if !self.marked_done.is_empty() {
-                        h2 { "Steps marked done by hand" }
-                        ul {
-                            @for (step, operator, reason) in &self.marked_done {
-                                li { code { (step) } " by " (operator) ": " (reason) }
-                            }
-                        }
-                    }
-                    @if !self.warnings.is_empty() {
-                        h2 { "Warnings" }
-                        ul {
-                            @for (step, message) in &self.warnings {
-                                li { "⚠ " code { (step) } ": " (message) }
-                            }
-                        }
-                    }
-                    @if self.drill {
-                        h2 { "Drill history" }
-                        @if trend.is_empty() {
-                            p class="muted" { "No finished drill of this plan is recorded under the state directory." }
-                        } @else {
-                            (self.trend_svg(trend))
-                            p class="muted" {
-                                "Measured RTO of the last " (trend.len()) " drills of " code { (self.plan) }
-                                @if let Some(rto) = self.rto { "; dashed: the objective, " (format_duration(rto)) }
-                                "."
-                            }
-                        }
-                    }
+                    (self.approvals_section())
+                    (self.undo_section())
+                    (self.notes_section())
+                    (self.drill_section(trend))
                     p class="muted" { "Written by dr-plan from the run's journal; secrets were redacted when it was written." }
                 }
             }
         };
         page.into_string()
+    }
+
+    /// Plan, status, times, the RTO and RPO verdicts, the unavailability, the journal.
+    fn summary_table(&self, rto: &str, rpo: &str) -> Markup {
+        html! {
+            table class="summary" {
+                tr { th { "Plan" } td { code { (self.plan) } } }
+                tr { th { "Status" } td { strong { (self.status_word()) } } }
+                tr { th { "Started" } td { (self.started_at) } }
+                tr { th { "Ended" } td { (self.ended_at.as_deref().unwrap_or("—")) } }
+                tr { th { "Measured RTO" } td class={ @if rto.contains("MISSED") || !self.recovered() { "verdict-missed" } } { (rto) } }
+                tr { th { "Measured RPO" } td class={ @if rpo.contains("MISSED") { "verdict-missed" } } { (rpo) } }
+                @if let Some(text) = self.unavailability_text() {
+                    tr { th { "Unavailable" } td { (text) } }
+                }
+                @if let Some(chain) = &self.chain {
+                    tr {
+                        th { "Journal" }
+                        @match chain {
+                            Ok(verified) => td { "intact (" (verified.events) " events), head " code { (verified.head) } },
+                            Err(broken) => td class="verdict-missed" {
+                                "does not match its hash chain at line " (broken.line) ": " (broken.problem)
+                            },
+                        }
+                    }
+                }
+                tr { th { "Drill" } td { @if self.drill { "yes" } @else { "no" } } }
+            }
+        }
+    }
+
+    /// Who approved what, when, after how long; and the questions still waiting.
+    fn approvals_section(&self) -> Markup {
+        html! {
+            @if !self.approvals.is_empty() || !self.waiting.is_empty() {
+                h2 { "Approvals" }
+                table class="approvals" {
+                    tr { th { "step" } th { "question" } th { "approved by" } th { "via" } th { "at" } th { "waited" } }
+                    @for approval in &self.approvals {
+                        tr {
+                            td { code { (approval.step) } }
+                            td { (approval.question) }
+                            td { (approval.who()) }
+                            td { (approval.via) }
+                            td { (approval.at) }
+                            td { (format_measured(seconds(approval.waited_seconds))) }
+                        }
+                    }
+                    @for (step, question) in &self.waiting {
+                        tr {
+                            td { code { (step) } }
+                            td { (question) }
+                            td colspan="4" { strong { "waiting for a decision" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The compensations: done, failed, not finished, skipped.
+    fn undo_section(&self) -> Markup {
+        html! {
+            h2 { "Undo actions" }
+            @if self.undo_actions.is_empty() {
+                p class="muted" { "Nothing was compensated." }
+            } @else {
+                table class="undo" {
+                    tr { th { "step" } th { "at" } th { "outcome" } }
+                    @for action in &self.undo_actions {
+                        tr {
+                            td { code { (action.step) } }
+                            td { (action.at) }
+                            td class={ @if action.outcome.starts_with("FAILED") || action.outcome == "not finished" { "verdict-missed" } } { (action.outcome) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Steps marked done by hand, and warnings.
+    fn notes_section(&self) -> Markup {
+        html! {
+            @if !self.marked_done.is_empty() {
+                h2 { "Steps marked done by hand" }
+                ul {
+                    @for (step, operator, reason) in &self.marked_done {
+                        li { code { (step) } " by " (operator) ": " (reason) }
+                    }
+                }
+            }
+            @if !self.warnings.is_empty() {
+                h2 { "Warnings" }
+                ul {
+                    @for (step, message) in &self.warnings {
+                        li { "⚠ " code { (step) } ": " (message) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// For a drill, the measured RTO of the plan's recent drills.
+    fn drill_section(&self, trend: &[DrillPoint]) -> Markup {
+        html! {
+            @if self.drill {
+                h2 { "Drill history" }
+                @if trend.is_empty() {
+                    p class="muted" { "No finished drill of this plan is recorded under the state directory." }
+                } @else {
+                    (self.trend_svg(trend))
+                    p class="muted" {
+                        "Measured RTO of the last " (trend.len()) " drills of " code { (self.plan) }
+                        @if let Some(rto) = self.rto { "; dashed: the objective, " (format_duration(rto)) }
+                        "."
+                    }
+                }
+            }
+        }
     }
 }
 
