@@ -235,7 +235,12 @@ impl Overrides {
     pub fn parse(vars: &[String], vars_file: Option<&std::path::Path>) -> Result<Overrides, String> {
         let mut values = Vec::new();
         if let Some(path) = vars_file {
-            let file = crate::lang::source::SourceFile::read(path).map_err(|problem| problem.to_string())?;
+            // `error: ` is printed in front: the message alone, with its help.
+            let file =
+                crate::lang::source::SourceFile::read(path).map_err(|problem| match &problem.help {
+                    Some(help) => format!("--vars-file {} (help: {help})", problem.message),
+                    None => format!("--vars-file {}", problem.message),
+                })?;
             let node = crate::lang::load::load(&file).map_err(|problems| {
                 problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
             })?;

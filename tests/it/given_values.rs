@@ -115,3 +115,16 @@ fn a_default_the_input_refuses_is_a_validation_error() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("input type `int` does not exist") && stderr.contains("integer"), "{stderr}");
 }
+
+#[test]
+fn a_missing_vars_file_is_named_once_with_what_to_do() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dr-plan"))
+        .args(["dry-run", "plans/backup.yaml", "--vars-file", "/nonexistent/drill.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: --vars-file /nonexistent/drill.yaml: cannot read"), "{stderr}");
+    assert!(!stderr.contains("error[file]") && stderr.contains("help: check the path"), "{stderr}");
+}
