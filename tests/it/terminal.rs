@@ -329,18 +329,25 @@ fn resume_at_a_terminal_says_what_it_will_run_and_waits_for_yes() {
     resume.expect_exit(&Exit::Code(0), FINISH);
 }
 
-#[test]
-fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated() {
-    let sandbox = Sandbox::new();
-    let plan = sandbox.plan("undo.yaml");
+/// Runs `fixture` (a plan whose step `c` fails, so `b` is compensated) and presses
+/// Ctrl-C once b's compensation runs `sleep`: the terminal, its last screen, dr-plan's pid.
+fn ctrl_c_while_b_is_undone(sandbox: &Sandbox, fixture: &str) -> (Terminal, String, u32) {
+    let plan = sandbox.plan(fixture);
     let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
     terminal.expect_text("undoing b", APPEAR);
-    // Ctrl-C comes while b's compensation runs its `sleep 20`.
     let dr_plan = terminal.process_id().expect("dr-plan runs");
     let undoing = wait_until(APPEAR, || left_running_by(dr_plan).iter().any(|(_, name)| name == "sleep"));
     assert!(undoing, "the compensation of b did not start `sleep`\n{}", terminal.report());
     terminal.ctrl_c();
     let screen = terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    (terminal, screen, dr_plan)
+}
+
+#[test]
+fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated() {
+    let sandbox = Sandbox::new();
+    // Ctrl-C comes while b's compensation runs its `sleep 20`.
+    let (terminal, screen, _) = ctrl_c_while_b_is_undone(&sandbox, "undo.yaml");
     assert!(screen.contains("undo of b FAILED"), "{}", terminal.report());
     assert!(screen.contains("a not compensated: the operator interrupted the undo"), "{}", terminal.report());
     let run_id = sandbox.only_run(&terminal);
@@ -352,15 +359,8 @@ fn ctrl_c_during_the_undo_stops_it_and_the_report_says_what_was_not_compensated(
 #[test]
 fn ctrl_c_stops_an_undo_that_ignores_the_signal() {
     let sandbox = Sandbox::new();
-    let plan = sandbox.plan("undo-stubborn.yaml");
-    let mut terminal = sandbox.terminal(&["run", &plan, "--yes"]);
-    terminal.expect_text("undoing b", APPEAR);
-    let dr_plan = terminal.process_id().expect("dr-plan runs");
-    let undoing = wait_until(APPEAR, || left_running_by(dr_plan).iter().any(|(_, name)| name == "sleep"));
-    assert!(undoing, "the compensation of b did not start `sleep`\n{}", terminal.report());
     // One Ctrl-C: the compensation is stopped, not waited out (its `sleep 30`).
-    terminal.ctrl_c();
-    let screen = terminal.expect_exit(&INTERRUPTED, AFTER_CTRL_C);
+    let (terminal, screen, dr_plan) = ctrl_c_while_b_is_undone(&sandbox, "undo-stubborn.yaml");
     assert!(screen.contains("undo of b FAILED"), "{}", terminal.report());
     assert!(screen.contains("interrupted by the operator"), "{}", terminal.report());
     assert!(screen.contains("a not compensated: the operator interrupted the undo"), "{}", terminal.report());

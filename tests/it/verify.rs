@@ -29,6 +29,20 @@ fn finished_run(directory: &Path) -> (String, PathBuf) {
     (id, run_dir.join("journal.jsonl"))
 }
 
+/// A run blocked at its approval (no terminal, no `--approve`): its directory.
+fn blocked_at_an_approval(directory: &Path, state: &Path) -> PathBuf {
+    let plan = directory.join("gated.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: gated\nsteps:\n  - id: ok\n    kind: approval\n    with: { prompt: go? }\n  - id: after\n    \
+         kind: sleep\n    needs: [ok]\n    with: { duration: 10ms }\n",
+    )
+    .unwrap();
+    let blocked = dr_plan(&["run", plan.to_str().unwrap(), "--yes"], state);
+    assert_eq!(blocked.status.code(), Some(3), "{}", String::from_utf8_lossy(&blocked.stderr));
+    std::fs::read_dir(state.join("runs")).unwrap().next().unwrap().unwrap().path()
+}
+
 fn verify(id: &str, directory: &Path) -> (i32, String) {
     let output = dr_plan(&["verify", id], &directory.join("state"));
     let text =
@@ -93,18 +107,9 @@ fn a_changed_removed_or_reordered_event_is_named() {
 #[test]
 fn a_resumed_run_keeps_one_chain() {
     let directory = tempfile::tempdir().unwrap();
-    let plan = directory.path().join("gated.yaml");
-    std::fs::write(
-        &plan,
-        "version: 1\nname: gated\nsteps:\n  - id: ok\n    kind: approval\n    with: { prompt: go? }\n  - id: after\n    \
-         kind: sleep\n    needs: [ok]\n    with: { duration: 10ms }\n",
-    )
-    .unwrap();
     let state = directory.path().join("state");
-    let blocked = dr_plan(&["run", plan.to_str().unwrap(), "--yes"], &state);
-    assert_eq!(blocked.status.code(), Some(3), "{}", String::from_utf8_lossy(&blocked.stderr));
-    let id = std::fs::read_dir(state.join("runs")).unwrap().next().unwrap().unwrap().file_name();
-    let id = id.to_string_lossy().into_owned();
+    let run_dir = blocked_at_an_approval(directory.path(), &state);
+    let id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
     let resumed = dr_plan(&["resume", &id, "--approve", "ok", "--yes"], &state);
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     let (code, text) = verify(&id, directory.path());
@@ -140,17 +145,8 @@ fn the_report_shows_the_head_and_whether_the_chain_holds() {
 #[test]
 fn resume_refuses_a_journal_whose_chain_is_broken() {
     let directory = tempfile::tempdir().unwrap();
-    let plan = directory.path().join("gated.yaml");
-    std::fs::write(
-        &plan,
-        "version: 1\nname: gated\nsteps:\n  - id: ok\n    kind: approval\n    with: { prompt: go? }\n  - id: after\n    \
-         kind: sleep\n    needs: [ok]\n    with: { duration: 10ms }\n",
-    )
-    .unwrap();
     let state = directory.path().join("state");
-    let blocked = dr_plan(&["run", plan.to_str().unwrap(), "--yes"], &state);
-    assert_eq!(blocked.status.code(), Some(3), "{}", String::from_utf8_lossy(&blocked.stderr));
-    let run_dir = std::fs::read_dir(state.join("runs")).unwrap().next().unwrap().unwrap().path();
+    let run_dir = blocked_at_an_approval(directory.path(), &state);
     let id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
     let journal = run_dir.join("journal.jsonl");
     let text = std::fs::read_to_string(&journal).unwrap();
