@@ -1045,6 +1045,15 @@ fn append_all(
 }
 
 fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
+    // A file or a device named as the state directory: say so, instead of an OS error
+    // from deep inside the lock.
+    if options.state_dir.exists() && !options.state_dir.is_dir() {
+        return Err(RunError::usage(format!(
+            "--state-dir {}: not a directory; give a directory (created when missing), or unset \
+             DR_PLAN_STATE_DIR to use .dr-plan",
+            options.state_dir.display()
+        )));
+    }
     for id in &options.approve {
         match plan.step(id) {
             Some(step) if step.kind.asks_approval() => {}

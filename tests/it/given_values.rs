@@ -128,3 +128,15 @@ fn a_missing_vars_file_is_named_once_with_what_to_do() {
     assert!(stderr.starts_with("error: --vars-file /nonexistent/drill.yaml: cannot read"), "{stderr}");
     assert!(!stderr.contains("error[file]") && stderr.contains("help: check the path"), "{stderr}");
 }
+
+#[test]
+fn a_state_dir_that_is_not_a_directory_is_a_usage_error() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dr-plan"))
+        .args(["run", "plans/backup.yaml", "--yes", "--state-dir", "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: --state-dir /dev/null: not a directory"), "{stderr}");
+}
