@@ -535,6 +535,70 @@ pub(crate) struct PsqlOptions<'a> {
     pub(crate) connect_timeout: Option<&'static str>,
 }
 
+/// Why the other sessions on some databases could not be ended.
+#[derive(Debug)]
+pub(crate) enum SessionsLeft {
+    /// `pg_terminate_backend` was refused (the role may not signal them).
+    CannotTerminate(String),
+    /// The sessions could not be listed while waiting.
+    CannotList(String),
+    /// This many were still there at the deadline (something reconnects at once).
+    StillThere(String),
+}
+
+impl Runner<'_> {
+    /// Terminates every other session on `databases` and waits, polling every `poll`,
+    /// until they are gone or `stop_at` passes. `terminated` hears how many were
+    /// signalled before the wait (nothing to wait for when none).
+    pub(crate) async fn end_sessions(
+        &self,
+        databases: &[&str],
+        stop_at: tokio::time::Instant,
+        poll: Duration,
+        terminated: impl FnOnce(&str),
+    ) -> Result<(), SessionsLeft> {
+        let names: Vec<String> = (0..databases.len()).map(|index| format!("database{index}")).collect();
+        let variables: Vec<(&str, &str)> =
+            names.iter().map(String::as_str).zip(databases.iter().copied()).collect();
+        let listed: Vec<String> = names.iter().map(|name| format!(":'{name}'")).collect();
+        let sessions = format!("datname in ({}) and pid <> pg_backend_pid()", listed.join(", "));
+        let options = || PsqlOptions { variables: &variables, ..PsqlOptions::default() };
+        let count = self
+            .psql(
+                MAINTENANCE_DATABASE,
+                &format!("select count(pg_terminate_backend(pid)) from pg_stat_activity where {sessions}"),
+                options(),
+            )
+            .await
+            .map_err(|error| SessionsLeft::CannotTerminate(error.to_string()))?
+            .single()
+            .unwrap_or_default();
+        if count == "0" {
+            return Ok(());
+        }
+        terminated(&count);
+        loop {
+            let remaining = self
+                .psql(
+                    MAINTENANCE_DATABASE,
+                    &format!("select count(*) from pg_stat_activity where {sessions}"),
+                    options(),
+                )
+                .await
+                .map_err(|error| SessionsLeft::CannotList(error.to_string()))?
+                .single()
+                .unwrap_or_default();
+            if remaining == "0" {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= stop_at {
+                return Err(SessionsLeft::StillThere(remaining));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
 /// Why [`Runner::psql`] failed.
 #[derive(Debug)]
 pub(crate) enum PsqlError {

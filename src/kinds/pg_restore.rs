@@ -463,55 +463,26 @@ async fn terminate_sessions(
     database: &str,
     progress: &super::ProgressSink,
 ) -> Result<(), String> {
-    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
-    let variables = [("database", database)];
-    let options = || PsqlOptions { variables: &variables, ..PsqlOptions::default() };
+    use crate::clients::postgres::SessionsLeft;
     let where_ = runner.connection.describe(database);
-    let terminated = runner
-        .psql(
-            MAINTENANCE_DATABASE,
-            "select count(pg_terminate_backend(pid)) from pg_stat_activity \
-             where datname = :'database' and pid <> pg_backend_pid()",
-            options(),
-        )
-        .await
-        .map_err(|error| {
-            format!(
+    let stop_at = tokio::time::Instant::now() + TERMINATION_DEADLINE;
+    let noted = |count: &str| {
+        progress.note(format!("terminated {count} session(s) on database {database}; waiting until they end"));
+    };
+    runner.end_sessions(&[database], stop_at, std::time::Duration::from_millis(200), noted).await.map_err(
+        |left| match left {
+            SessionsLeft::CannotTerminate(error) => format!(
                 "cannot terminate the other sessions on {where_}: {error}; connect as a superuser or a member of \
                  pg_signal_backend, or set `terminate_connections: false`"
-            )
-        })?
-        .single()
-        .unwrap_or_default();
-    if terminated == "0" {
-        return Ok(());
-    }
-    progress
-        .note(format!("terminated {terminated} session(s) on database {database}; waiting until they end"));
-    let deadline = tokio::time::Instant::now() + TERMINATION_DEADLINE;
-    loop {
-        let remaining = runner
-            .psql(
-                MAINTENANCE_DATABASE,
-                "select count(*) from pg_stat_activity where datname = :'database' and pid <> pg_backend_pid()",
-                options(),
-            )
-            .await
-            .map_err(|error| format!("cannot list the sessions on {where_}: {error}"))?
-            .single()
-            .unwrap_or_default();
-        if remaining == "0" {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
+            ),
+            SessionsLeft::CannotList(error) => format!("cannot list the sessions on {where_}: {error}"),
+            SessionsLeft::StillThere(remaining) => format!(
                 "{remaining} session(s) on {where_} were still there {}s after pg_terminate_backend; something \
                  reconnects at once (stop the writers first, e.g. with k8s.scale), then run the step again",
                 TERMINATION_DEADLINE.as_secs()
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+            ),
+        },
+    )
 }
 
 /// `create`: creates `database` when it does not exist; with `clean`, drops an

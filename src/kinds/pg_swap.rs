@@ -315,45 +315,22 @@ async fn end_sessions(
     stop_at: tokio::time::Instant,
     deadline: Duration,
 ) -> Result<(), String> {
-    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
-    let variables = [("live", names.live), ("incoming", names.incoming)];
-    let options = || PsqlOptions { variables: &variables, ..PsqlOptions::default() };
-    let sessions = "datname in (:'live', :'incoming') and pid <> pg_backend_pid()";
-    runner
-        .psql(
-            MAINTENANCE_DATABASE,
-            &format!("select count(pg_terminate_backend(pid)) from pg_stat_activity where {sessions}"),
-            options(),
-        )
-        .await
-        .map_err(|error| {
-            format!(
-                "cannot terminate the sessions on `{}` and `{}`: {error}; connect as a superuser or a member of \
-                 pg_signal_backend",
-                names.live, names.incoming
-            )
-        })?;
-    loop {
-        let remaining = runner
-            .psql(MAINTENANCE_DATABASE, &format!("select count(*) from pg_stat_activity where {sessions}"), options())
-            .await
-            .map_err(|error| format!("cannot list the sessions on `{}` and `{}`: {error}", names.live, names.incoming))?
-            .single()
-            .unwrap_or_default();
-        if remaining == "0" {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= stop_at {
-            return Err(format!(
-                "{remaining} session(s) on `{}` or `{}` were still there {}s after pg_terminate_backend (the \
-                 `deadline`)",
-                names.live,
-                names.incoming,
+    use crate::clients::postgres::SessionsLeft;
+    let (live, incoming) = (names.live, names.incoming);
+    runner.end_sessions(&[live, incoming], stop_at, Duration::from_millis(50), |_| {}).await.map_err(|left| {
+        match left {
+            SessionsLeft::CannotTerminate(error) => format!(
+                "cannot terminate the sessions on `{live}` and `{incoming}`: {error}; connect as a superuser or a \
+                 member of pg_signal_backend"
+            ),
+            SessionsLeft::CannotList(error) => format!("cannot list the sessions on `{live}` and `{incoming}`: {error}"),
+            SessionsLeft::StillThere(remaining) => format!(
+                "{remaining} session(s) on `{live}` or `{incoming}` were still there {}s after pg_terminate_backend \
+                 (the `deadline`)",
                 deadline.as_secs()
-            ));
+            ),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
 }
 
 /// Allows connections to `databases` again, each on its own so one failure does not
