@@ -119,9 +119,21 @@ pub fn report(
 /// succeed.
 fn run_status(run_id: &str, format: StatusFormat, state_dir: &Path) -> i32 {
     let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
-    let report = Report::new(&plan, &state);
-    let next = (state.status != Some(crate::engine::journal::RunStatus::Succeeded))
-        .then(|| next_for_status(&plan, &state, state_dir));
+    let chain = journal::verify(&journal::journal_path(state_dir, run_id));
+    // resume refuses a journal whose chain breaks: offer the check, not a resume.
+    let broken = matches!(&chain, Err(broken) if !broken.unchained);
+    let report = Report::new(&plan, &state).with_chain(chain);
+    let next = (state.status != Some(crate::engine::journal::RunStatus::Succeeded)).then(|| {
+        if broken {
+            let note = "the journal does not match its hash chain: resume refuses to act on it".to_owned();
+            (
+                vec![note],
+                crate::engine::decisions::command(&["verify".to_owned(), run_id.to_owned()], state_dir),
+            )
+        } else {
+            next_for_status(&plan, &state, state_dir)
+        }
+    });
     match format {
         StatusFormat::Human => {
             crate::out!("{}", report.markdown());

@@ -284,18 +284,19 @@ impl JournalWriter {
         // the next record appended would be glued onto it, damaging the journal for good:
         // cut it off first (it was never complete, so nothing acted on it).
         let text = std::fs::read(path)?;
-        if text.last().is_some_and(|&last| last != b'\n') {
-            let complete = text.iter().rposition(|&byte| byte == b'\n').map_or(0, |position| position + 1);
+        let complete = text.iter().rposition(|&byte| byte == b'\n').map_or(0, |position| position + 1);
+        if complete < text.len() {
             file.set_len(complete as u64)?;
             file.sync_data()?;
         }
-        let complete = std::fs::read(path)?;
-        let last =
-            match complete.strip_suffix(b"\n").and_then(|text| text.split(|&byte| byte == b'\n').next_back())
-            {
-                Some(line) if !line.is_empty() => sha256_hex(line),
-                Some(_) | None => chain_origin(path),
-            };
+        // The next event's `prev`: the hash of the last event written (blank lines are none).
+        let last = match text[..complete]
+            .split(|&byte| byte == b'\n')
+            .rfind(|line| !line.iter().all(u8::is_ascii_whitespace))
+        {
+            Some(line) => sha256_hex(line),
+            None => chain_origin(path),
+        };
         Ok(JournalWriter { file, unsynced: false, last })
     }
 
@@ -394,6 +395,10 @@ pub fn verify(path: &Path) -> Result<Verified, Broken> {
     let mut events = 0;
     for (index, line) in lines[..complete].iter().enumerate() {
         let number = index + 1;
+        // Blank lines are no events (the reader skips them too) and no tampering.
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
         let prev = serde_json::from_slice::<Record>(line)
             .map_err(|error| Broken {
                 line: number,

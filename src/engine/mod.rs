@@ -1049,8 +1049,7 @@ fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
     // from deep inside the lock.
     if options.state_dir.exists() && !options.state_dir.is_dir() {
         return Err(RunError::usage(format!(
-            "--state-dir {}: not a directory; give a directory (created when missing), or unset \
-             DR_PLAN_STATE_DIR to use .dr-plan",
+            "--state-dir {}: not a directory; give a directory (it is created when missing)",
             options.state_dir.display()
         )));
     }

@@ -161,3 +161,25 @@ fn resume_refuses_a_journal_whose_chain_is_broken() {
     assert!(stderr.contains("resume refuses to act on an altered record"), "{stderr}");
     assert!(stderr.contains(&format!("dr-plan verify {id} --state-dir")), "{stderr}");
 }
+
+#[test]
+fn a_blank_line_is_no_tampering_and_status_offers_the_check_not_a_resume_when_the_chain_breaks() {
+    let directory = tempfile::tempdir().unwrap();
+    let state = directory.path().join("state");
+    let run_dir = blocked_at_an_approval(directory.path(), &state);
+    let id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let journal = run_dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, format!("{text}\n")).unwrap();
+    let (code, output) = verify(&id, directory.path());
+    assert_eq!(code, 0, "{output}");
+
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(1, 2);
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let status = dr_plan(&["status", &id], &state);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("| Journal | **does not match its hash chain** at line 2"), "{shown}");
+    let next = format!("next: `dr-plan verify {id} --state-dir {}`", state.display());
+    assert!(shown.contains(&next), "{shown}");
+}
