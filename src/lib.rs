@@ -6,7 +6,8 @@
 //! ```text
 //! cli                      the command line: argument types, one file per command
 //! engine | preview | lint  running a plan; what a run would do; DR-safety rules
-//! kinds                    the step kinds: one file each, listed once in a table
+//! kinds | state            the step kinds (one file each, listed once in a table);
+//!                          where runs are kept (a directory, or an S3 bucket)
 //! clients | artifact | sys protocol clients; backup artifacts; processes, files, clock
 //! lang                     the plan language: file → located tree → spec → plan
 //! ```
@@ -23,4 +24,5 @@ pub mod kinds;
 pub mod lang;
 pub mod lint;
 pub mod preview;
+pub mod state;
 pub mod sys;

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use crate::state::{StateDir, StateError};
+
 use crate::cli::{ReportFormat, StatusFormat};
 use crate::engine::journal::{self, Event, RunState};
 use crate::engine::lock::{self, LockError};
@@ -11,11 +13,20 @@ use crate::sys::exit_code;
 
 /// `dr-plan status [RUN_ID]`.
 #[must_use]
-pub fn status(run_id: Option<&str>, format: StatusFormat, state_dir: &Path) -> i32 {
+pub fn status(run_id: Option<&str>, format: StatusFormat, state_dir: &StateDir) -> i32 {
+    if let Some(code) = unusable(state_dir) {
+        return code;
+    }
     if let Some(run_id) = run_id {
         return run_status(run_id, format, state_dir);
     }
-    let runs = list_runs(state_dir);
+    let runs = match list_runs(state_dir) {
+        Ok(runs) => runs,
+        Err(error) => {
+            crate::errln!("error: cannot list the runs in {}: {error}", state_dir.display());
+            return exit_code::BLOCKED;
+        }
+    };
     match format {
         StatusFormat::Json => {
             let list: Vec<serde_json::Value> = runs
@@ -84,10 +95,13 @@ pub fn report(
     format: ReportFormat,
     out: Option<&Path>,
     metrics_file: Option<&Path>,
-    state_dir: &Path,
+    state_dir: &StateDir,
 ) -> i32 {
+    if let Some(code) = unusable(state_dir) {
+        return code;
+    }
     let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
-    let chain = crate::engine::journal::verify(&crate::engine::journal::journal_path(state_dir, run_id));
+    let chain = crate::engine::journal::verify(state_dir, run_id);
     let report = Report::new(&plan, &state).with_chain(chain);
     let text = match format {
         ReportFormat::Markdown => report.markdown(),
@@ -117,9 +131,9 @@ pub fn report(
 
 /// `dr-plan status RUN_ID`: the report, then what to type next when the run did not
 /// succeed.
-fn run_status(run_id: &str, format: StatusFormat, state_dir: &Path) -> i32 {
+fn run_status(run_id: &str, format: StatusFormat, state_dir: &StateDir) -> i32 {
     let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
-    let chain = journal::verify(&journal::journal_path(state_dir, run_id));
+    let chain = journal::verify(state_dir, run_id);
     // resume refuses a journal whose chain breaks: offer the check, not a resume.
     let broken = matches!(&chain, Err(broken) if !broken.unchained);
     let report = Report::new(&plan, &state).with_chain(chain);
@@ -158,7 +172,7 @@ fn run_status(run_id: &str, format: StatusFormat, state_dir: &Path) -> i32 {
 
 /// What to type next for a run that did not succeed; a run whose process still holds
 /// the lock is running, and only watching it makes sense.
-fn next_for_status(plan: &Plan, state: &RunState, state_dir: &Path) -> (Vec<String>, String) {
+fn next_for_status(plan: &Plan, state: &RunState, state_dir: &StateDir) -> (Vec<String>, String) {
     let run_id = state.run_id();
     if let Some(LockError::Held(holder)) = lock::obstacle(state_dir, plan.name())
         && holder.run_id == run_id
@@ -178,7 +192,7 @@ fn next_for_status(plan: &Plan, state: &RunState, state_dir: &Path) -> (Vec<Stri
 }
 
 /// A run's plan (as it was when the run started) and its replayed journal.
-fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
+fn load_run(run_id: &str, state_dir: &StateDir) -> Option<(Plan, RunState)> {
     if let Err(problem) = journal::check_run_id(run_id) {
         crate::errln!(
             "error: {problem}; `{}` lists the runs",
@@ -186,8 +200,7 @@ fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
         );
         return None;
     }
-    let journal_file = journal::journal_path(state_dir, run_id);
-    if !journal_file.exists() {
+    if !state_dir.has_run(run_id).unwrap_or(false) {
         crate::errln!(
             "error: no run `{run_id}` under {}; `{}` lists the runs",
             state_dir.display(),
@@ -195,7 +208,7 @@ fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
         );
         return None;
     }
-    let state = match journal::read(&journal_file).and_then(RunState::replay) {
+    let state = match journal::replay(state_dir, run_id) {
         Ok(state) => state,
         Err(error) => {
             crate::errln!(
@@ -205,17 +218,37 @@ fn load_run(run_id: &str, state_dir: &Path) -> Option<(Plan, RunState)> {
             return None;
         }
     };
-    let snapshot = journal::run_dir(state_dir, run_id).join("plan.snapshot");
     let Event::RunStarted { plan_path, .. } = &state.started else { return None };
     // The report reads the plan as it was when the run started.
-    let text = std::fs::read_to_string(&snapshot)
-        .or_else(|_| std::fs::read_to_string(plan_path))
-        .unwrap_or_default();
+    let text = match state_dir.read_snapshot(run_id) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => std::fs::read_to_string(plan_path).unwrap_or_default(),
+    };
     match crate::kinds::plan_from_source(&crate::lang::source::SourceFile::new(plan_path.clone(), text)) {
         Ok(plan) => Some((plan, state)),
         Err(problems) => {
             crate::sys::output::print_diagnostics(&problems);
             None
+        }
+    }
+}
+
+/// A state that cannot hold runs at all: a local path that is a file (exit 2), a
+/// bucket that does not answer (exit 3). Said at once, instead of "no runs".
+pub fn unusable(state_dir: &StateDir) -> Option<i32> {
+    match state_dir.check() {
+        Ok(()) => None,
+        Err(StateError::Refused(problem)) if state_dir.local().is_some() => {
+            crate::errln!("error: {problem}");
+            Some(exit_code::INVALID)
+        }
+        Err(error) => {
+            crate::errln!(
+                "error: cannot reach the state at {}: {error}; check the credentials, the network and \
+                 AWS_ENDPOINT_URL_S3",
+                state_dir.display()
+            );
+            Some(exit_code::BLOCKED)
         }
     }
 }

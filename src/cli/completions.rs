@@ -22,6 +22,7 @@
 //! The state directory is the line's `--state-dir`, else `DR_PLAN_STATE_DIR`, else
 //! `.dr-plan` — the one the command being typed will use.
 
+use crate::state::StateDir;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -481,7 +482,12 @@ fn expand_home(path: &str) -> PathBuf {
 /// The runs under `state_dir`, oldest first; with `resumable_only`, those that did not
 /// succeed.
 fn run_ids(state_dir: &Path, resumable_only: bool) -> Vec<String> {
-    crate::engine::report::list_runs(state_dir)
+    // Only a local state is listed: a key press must not wait for the network.
+    if state_dir.to_string_lossy().starts_with("s3://") {
+        return Vec::new();
+    }
+    crate::engine::report::list_runs(&StateDir::Local(state_dir.to_path_buf()))
+        .unwrap_or_default()
         .into_iter()
         .filter(|(_, state)| !resumable_only || state.status != Some(RunStatus::Succeeded))
         .map(|(id, _)| id)
@@ -518,6 +524,9 @@ fn run_steps(option: &str, plan: &crate::lang::plan::Plan, state: &RunState) -> 
 /// `None` for anything that is not a readable run — completion says nothing then.
 fn load_run(state_dir: &Path, run_id: &str) -> Option<(crate::lang::plan::Plan, RunState)> {
     journal::check_run_id(run_id).ok()?;
+    if state_dir.to_string_lossy().starts_with("s3://") {
+        return None;
+    }
     let state = journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay).ok()?;
     let Event::RunStarted { plan_path, .. } = &state.started else { return None };
     let text = std::fs::read_to_string(journal::run_dir(state_dir, run_id).join("plan.snapshot"))

@@ -15,7 +15,7 @@ pub fn run(
     format: DryRunFormat,
     drill: bool,
     preflight: bool,
-    state_dir: &Path,
+    state_dir: &crate::state::StateDir,
 ) -> i32 {
     let plan = match crate::kinds::load_plan(path) {
         Ok(plan) => plan,

@@ -14,6 +14,8 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
+use crate::state::StateDir;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::lang::diagnostic::{Diagnostic, Severity};
@@ -65,8 +67,8 @@ pub enum Command {
         #[arg(long)]
         preflight: bool,
         /// Where runs and drill history are kept.
-        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_state_dir)]
+        state_dir: StateDir,
     },
     /// Print the plan's dependency graph.
     Graph {
@@ -143,8 +145,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
         format: StatusFormat,
         /// Where runs are kept.
-        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_state_dir)]
+        state_dir: StateDir,
     },
     /// Check that a run's journal is intact: every event carries the hash of the one
     /// before it (the first, of the plan snapshot). Exit 0 when the chain holds, 1 naming
@@ -153,8 +155,8 @@ pub enum Command {
         /// The run id.
         run_id: String,
         /// Where runs are kept.
-        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_state_dir)]
+        state_dir: StateDir,
     },
     /// A run's report: steps, measured RTO and RPO against the objectives, approvals.
     ///
@@ -178,8 +180,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
         /// Where runs are kept.
-        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
+        #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_state_dir)]
+        state_dir: StateDir,
     },
     /// Print a shell completion script (bash, zsh and fish also complete run and step ids).
     Completions {
@@ -213,9 +215,18 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = crate::engine::reporter::ProgressFormat::Human)]
     pub format: crate::engine::reporter::ProgressFormat,
     /// Where runs, locks and drill history are kept.
-    #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
-    /// Break a lock whose process is gone (recorded in the journal).
+    #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_state_dir)]
+    pub state_dir: StateDir,
+    /// Keep the journal objects of an `s3://` state for DAYS with S3 Object Lock
+    /// (governance mode; the bucket must have Object Lock enabled).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub state_object_lock: Option<u32>,
+    /// Where steps keep their files (downloads, dumps, logs) when the state is in S3
+    /// (default: a new temporary directory, named when the run starts). With a local
+    /// state directory they stay in the run's directory.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Break a lock whose process is gone or whose lease expired (recorded in the journal).
     #[arg(long)]
     pub break_stale_lock: bool,
     /// Stop the whole run after this long (e.g. `2h`).
@@ -231,7 +242,8 @@ impl RunArgs {
     #[must_use]
     pub fn options(&self) -> crate::engine::RunOptions {
         crate::engine::RunOptions {
-            state_dir: self.state_dir.clone(),
+            state_dir: self.state_dir.clone().with_object_lock(self.state_object_lock),
+            work_dir: self.work_dir.clone(),
             yes: self.yes,
             approve: self.approve.clone(),
             approver: self.approver.clone().filter(|name| !name.trim().is_empty()),
@@ -391,4 +403,9 @@ fn collect_plan_files(directory: &Path, files: &mut Vec<PathBuf>) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// `--state-dir`: a directory, or `s3://BUCKET/PREFIX`.
+fn parse_state_dir(text: &str) -> Result<StateDir, String> {
+    StateDir::parse(text)
 }

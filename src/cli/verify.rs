@@ -1,21 +1,23 @@
 //! `dr-plan verify RUN_ID`: recomputes the hash chain of a run's journal, so that an audit
 //! can trust the record of an incident (or learn exactly where it was altered).
 
-use std::path::Path;
+use crate::state::StateDir;
 
 use crate::engine::{decisions, journal};
 use crate::sys::exit_code;
 
 /// `dr-plan verify RUN_ID`.
 #[must_use]
-pub fn run(run_id: &str, state_dir: &Path) -> i32 {
+pub fn run(run_id: &str, state_dir: &StateDir) -> i32 {
+    if let Some(code) = super::commands::unusable(state_dir) {
+        return code;
+    }
     let listed = || decisions::command(&["status".to_owned()], state_dir);
     if let Err(problem) = journal::check_run_id(run_id) {
         crate::errln!("error: {problem}; `{}` lists the runs", listed());
         return exit_code::INVALID;
     }
-    let path = journal::journal_path(state_dir, run_id);
-    if !path.exists() {
+    if !state_dir.has_run(run_id).unwrap_or(false) {
         crate::errln!(
             "error: no run `{run_id}` under {}; `{}` lists the runs",
             state_dir.display(),
@@ -23,7 +25,7 @@ pub fn run(run_id: &str, state_dir: &Path) -> i32 {
         );
         return exit_code::INVALID;
     }
-    match journal::verify(&path) {
+    match journal::verify(state_dir, run_id) {
         Ok(verified) => {
             crate::outln!(
                 "run {run_id}: journal intact, {} events chained from the plan snapshot; head {}",
@@ -44,9 +46,8 @@ pub fn run(run_id: &str, state_dir: &Path) -> i32 {
         }
         Err(broken) => {
             crate::errln!(
-                "error: run {run_id}: the journal does not match its hash chain at {}:{}: {}",
-                path.display(),
-                broken.line,
+                "error: run {run_id}: the journal does not match its hash chain at {}: {}",
+                broken.at,
                 broken.problem
             );
             exit_code::FAILED

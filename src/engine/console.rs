@@ -5,7 +5,6 @@
 //! plain thread, never by the runtime's blocking pool, so a prompt never keeps the
 //! process alive after Ctrl-C.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -15,8 +14,8 @@ use tokio::sync::watch;
 /// and the command that takes the run up again.
 #[derive(Debug, Default)]
 pub struct LastWords {
-    /// The lock file this process holds.
-    pub lock: Option<PathBuf>,
+    /// The lock this process holds.
+    pub lock: Option<super::lock::Lease>,
     /// Printed before exiting, e.g. the resume command.
     pub hint: Option<String>,
 }
@@ -191,8 +190,8 @@ fn read_lines() -> UnboundedReceiver<Option<String>> {
 /// finished" in the journal, so the run remains resumable.
 fn leave_now(last_words: &Mutex<LastWords>) -> ! {
     let words = last_words.lock().map(|words| (words.lock.clone(), words.hint.clone())).unwrap_or_default();
-    if let Some(lock) = words.0 {
-        let _ = std::fs::remove_file(lock);
+    if let Some(lease) = words.0 {
+        lease.release();
     }
     crate::errln!("\nsecond interrupt: stopping now.");
     if let Some(hint) = words.1 {

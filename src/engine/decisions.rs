@@ -3,33 +3,31 @@
 //! gets one command that makes them all; and the commands printed as `next:` hints,
 //! complete enough to be pasted as they are.
 
+use crate::state::StateDir;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use super::journal::{RunState, StepState};
 use crate::lang::plan::{Plan, Step};
 
-/// The state directory used when none is given (`--state-dir`, `DR_PLAN_STATE_DIR`).
-pub const DEFAULT_STATE_DIR: &str = ".dr-plan";
+pub use crate::state::DEFAULT_STATE_DIR;
 
 /// `dr-plan ARGS... [--state-dir DIR]`, quoted for a POSIX shell: pasted as printed, it
 /// works. The state directory is named whenever it is not the default.
 #[must_use]
-pub fn command(arguments: &[String], state_dir: &Path) -> String {
+pub fn command(arguments: &[String], state_dir: &StateDir) -> String {
     let mut words = vec!["dr-plan".to_owned()];
     words.extend(arguments.iter().map(|argument| shell_quote(argument)));
-    if state_dir != Path::new(DEFAULT_STATE_DIR) {
+    if !state_dir.is_default() {
         // Absolute, so the command works from any directory (a second operator's shell).
-        let absolute = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
         words.push("--state-dir".to_owned());
-        words.push(shell_quote(&absolute.display().to_string()));
+        words.push(shell_quote(&state_dir.argument()));
     }
     words.join(" ")
 }
 
 /// `dr-plan resume RUN FLAGS... [--state-dir DIR]`.
 #[must_use]
-pub fn resume_command(run_id: &str, flags: &[String], state_dir: &Path) -> String {
+pub fn resume_command(run_id: &str, flags: &[String], state_dir: &StateDir) -> String {
     let mut arguments = vec!["resume".to_owned(), run_id.to_owned()];
     arguments.extend(flags.iter().cloned());
     command(&arguments, state_dir)
@@ -66,6 +64,8 @@ pub struct ResumePlan {
     pub decisions: Vec<Decision>,
     /// Requests that cannot be honoured (exit 2).
     pub refusals: Vec<String>,
+    /// What this resume does by itself that the operator should hear.
+    pub notes: Vec<String>,
 }
 
 /// What the operator asked of this resume.
@@ -258,8 +258,10 @@ fn readers_of_withheld<'p>(plan: &'p Plan, state: &RunState) -> BTreeSet<&'p str
         .collect()
 }
 
-/// Steps that will run and read an output the journal keeps redacted (it held a
-/// secret): its producer runs again when that is safe, else the operator decides.
+/// Steps that will run and read an output this resume does not have: one the journal
+/// keeps redacted (it held a secret), or a file that is not on this machine (the run
+/// started on another, or the file was removed). Its producer runs again when that is
+/// safe (`s3.fetch` is idempotent), else the operator decides.
 fn withheld_inputs(
     plan: &Plan,
     state: &RunState,
@@ -268,21 +270,38 @@ fn withheld_inputs(
     marking: &BTreeSet<&str>,
 ) {
     let mut rerun_now: BTreeSet<usize> = BTreeSet::new();
-    let mut undecided: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut undecided: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
     for (index, step) in plan.steps.iter().enumerate() {
         if resume.states[index] != StepState::Pending || marking.contains(step.id.as_str()) {
             continue;
         }
         for (producer, output) in outputs_read(step) {
-            let withheld = state.withheld.get(&producer).is_some_and(|names| names.contains(&output));
             let Some(producer_index) = plan.index_of(&producer) else { continue };
-            if !withheld || resume.states[producer_index] == StepState::Pending {
+            if resume.states[producer_index] == StepState::Pending {
                 continue;
             }
+            let withheld = state.withheld.get(&producer).is_some_and(|names| names.contains(&output));
+            let missing = missing_file(&resume.states[producer_index], &output);
+            let why = match (withheld, &missing) {
+                (true, _) => {
+                    "that held a secret, which the journal keeps redacted, so this resume does not have it"
+                        .to_owned()
+                }
+                (false, Some(path)) => format!(
+                    "(`{output}`: {path}) that is not on this machine: the run started on another one, or the \
+                     file was removed"
+                ),
+                (false, None) => continue,
+            };
             if plan.steps[producer_index].kind.info().idempotent || rerun_asked.contains(producer.as_str()) {
                 rerun_now.insert(producer_index);
+                if let Some(path) = missing {
+                    resume
+                        .notes
+                        .push(format!("`{producer}` runs again: its file {path} is not on this machine"));
+                }
             } else {
-                undecided.entry(producer).or_default().push(step.id.clone());
+                undecided.entry(producer).or_insert_with(|| (Vec::new(), why)).0.push(step.id.clone());
             }
         }
     }
@@ -292,12 +311,11 @@ fn withheld_inputs(
             resume.rerun.push(plan.steps[index].id.clone());
         }
     }
-    for (producer, readers) in undecided {
+    for (producer, (readers, why)) in undecided {
         resume.decisions.push(Decision {
             why: format!(
-                "{} {} an output of `{producer}` that held a secret, which the journal keeps redacted, so this \
-                 resume does not have it; `{producer}` is not idempotent. `--rerun {producer}` runs it again; \
-                 if you did what {} do by hand, use {} instead",
+                "{} {} an output of `{producer}` {why}; `{producer}` is not idempotent. `--rerun {producer}` runs \
+                 it again; if you did what {} do by hand, use {} instead",
                 quoted_list(&readers),
                 if readers.len() == 1 { "reads" } else { "read" },
                 quoted_list(&readers),
@@ -306,6 +324,17 @@ fn withheld_inputs(
             flags: vec!["--rerun".to_owned(), producer],
         });
     }
+}
+
+/// The file an output names, when it is a local file output (`path`, `*_path`) that
+/// does not exist here.
+fn missing_file(producer: &StepState, output: &str) -> Option<String> {
+    let StepState::Succeeded { outputs } = producer else { return None };
+    if output != "path" && !output.ends_with("_path") {
+        return None;
+    }
+    let path = outputs.get(output)?.as_str()?;
+    (path.starts_with('/') && !std::path::Path::new(path).exists()).then(|| path.to_owned())
 }
 
 /// A step marked done by hand has no outputs: a step that will run and reads one of
@@ -419,11 +448,11 @@ mod tests {
     fn commands_name_a_state_directory_that_is_not_the_default() {
         let flags = vec!["--rerun-interrupted".to_owned()];
         assert_eq!(
-            resume_command("r-1", &flags, Path::new(".dr-plan")),
+            resume_command("r-1", &flags, &StateDir::parse(".dr-plan").unwrap()),
             "dr-plan resume r-1 --rerun-interrupted"
         );
         assert_eq!(
-            resume_command("r-1", &flags, Path::new("/srv/dr state")),
+            resume_command("r-1", &flags, &StateDir::parse("/srv/dr state").unwrap()),
             "dr-plan resume r-1 --rerun-interrupted --state-dir '/srv/dr state'"
         );
         assert_eq!(shell_quote("it's"), "'it'\\''s'");

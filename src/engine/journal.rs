@@ -3,12 +3,11 @@
 //! being written. Replaying it gives the run's state; resume starts from there.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::{JournalSink, StateDir, StateError};
 use crate::sys::clock::now;
 use serde_json::{Map, Value as Json};
 
@@ -263,80 +262,85 @@ impl RunStatus {
     }
 }
 
-/// Appends records, fsync'ing each.
+/// Appends records. Each [`JournalWriter::sync`] makes the records written since the
+/// last one durable together (one fsync, or one S3 object): a group commit.
 #[derive(Debug)]
 pub struct JournalWriter {
     /// The hash of the last line written: the next event's `prev`.
     last: String,
-    file: File,
-    /// Whether events were written since the last fsync.
-    unsynced: bool,
+    sink: JournalSink,
+    /// Lines written since the last sync, not yet durable.
+    pending: Vec<u8>,
+    /// The run's lock: nothing is written once another operator broke it.
+    lease: Option<super::lock::Lease>,
 }
 
 impl JournalWriter {
-    /// Opens (creating) the journal for appending.
+    /// Opens (creating) the journal of `run_id` for appending.
     ///
     /// # Errors
-    /// I/O errors.
-    pub fn open(path: &Path) -> std::io::Result<JournalWriter> {
-        let file = crate::sys::files::append_private(path)?;
-        // A process killed while writing leaves a torn last line. `read` ignores it, but
-        // the next record appended would be glued onto it, damaging the journal for good:
-        // cut it off first (it was never complete, so nothing acted on it).
-        let text = std::fs::read(path)?;
-        let complete = text.iter().rposition(|&byte| byte == b'\n').map_or(0, |position| position + 1);
-        if complete < text.len() {
-            file.set_len(complete as u64)?;
-            file.sync_data()?;
-        }
-        // The next event's `prev`: the hash of the last event written (blank lines are none).
-        let last = match text[..complete]
-            .split(|&byte| byte == b'\n')
-            .rfind(|line| !line.iter().all(u8::is_ascii_whitespace))
-        {
-            Some(line) => sha256_hex(line),
-            None => chain_origin(path),
+    /// The state cannot be read or written.
+    pub fn open(state: &StateDir, run_id: &str) -> Result<JournalWriter, StateError> {
+        let (sink, last_line) = state.open_journal(run_id)?;
+        // The next event's `prev`: the hash of the last event written, or of the snapshot.
+        let last = match last_line {
+            Some(line) => sha256_hex(&line),
+            None => sha256_hex(&state.read_snapshot(run_id)?.unwrap_or_default()),
         };
-        Ok(JournalWriter { file, unsynced: false, last })
+        Ok(JournalWriter { last, sink, pending: Vec::new(), lease: None })
     }
 
-    /// Writes one event and waits until it is on disk.
+    /// From now on, writes only while `lease` holds: once another operator broke the
+    /// lock, the run is theirs, and this process must neither record nor start anything.
+    pub fn hold(&mut self, lease: super::lock::Lease) {
+        self.lease = Some(lease);
+    }
+
+    /// Writes one event and waits until it is durable.
     ///
     /// # Errors
-    /// I/O errors; the run must stop, since it could not be resumed faithfully.
-    pub fn append(&mut self, event: Event) -> std::io::Result<Record> {
+    /// The state cannot be written; the run must stop, since it could not be resumed
+    /// faithfully.
+    pub fn append(&mut self, event: Event) -> Result<Record, String> {
         let record = self.append_unsynced(event)?;
         self.sync()?;
         Ok(record)
     }
 
-    /// Writes one event without waiting for the disk; the next [`JournalWriter::sync`]
-    /// (or synced append) makes it durable. The dispatcher uses it only for a step's
-    /// success, which is followed at once by the synced start of the steps it releases,
-    /// so one fsync covers both and nothing acts on an event before it is durable.
+    /// Adds one event without waiting for it to be durable; the next
+    /// [`JournalWriter::sync`] (or synced append) makes it so. Nothing may act on the
+    /// event before then.
     ///
     /// # Errors
-    /// I/O errors.
-    pub fn append_unsynced(&mut self, event: Event) -> std::io::Result<Record> {
+    /// The event cannot be encoded.
+    pub fn append_unsynced(&mut self, event: Event) -> Result<Record, String> {
         let record = Record { at: now(), prev: Some(self.last.clone()), event };
-        let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
+        let line = serde_json::to_string(&record).map_err(|error| error.to_string())?;
         self.last = sha256_hex(line.as_bytes());
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.unsynced = true;
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
         Ok(record)
     }
 
-    /// Waits until every event written so far is on disk.
+    /// Waits until every event added so far is durable.
     ///
     /// # Errors
-    /// I/O errors.
-    pub fn sync(&mut self) -> std::io::Result<()> {
-        if self.unsynced {
-            self.file.sync_data()?;
-            self.unsynced = false;
+    /// The state cannot be written.
+    pub fn sync(&mut self) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            if let Some(lease) = &self.lease {
+                lease.check().map_err(|holder| format!("the lock is no longer this process's: {holder}"))?;
+            }
+            self.sink.write(&self.pending)?;
+            self.pending.clear();
         }
         Ok(())
+    }
+
+    /// The hash of the last event added: the journal's head.
+    #[must_use]
+    pub fn head(&self) -> &str {
+        &self.last
     }
 }
 
@@ -344,12 +348,6 @@ impl JournalWriter {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// What the first event's `prev` holds: the hash of the plan snapshot next to the
-/// journal (of nothing when there is none).
-fn chain_origin(journal: &Path) -> String {
-    sha256_hex(&std::fs::read(journal.with_file_name("plan.snapshot")).unwrap_or_default())
 }
 
 /// A journal whose hash chain holds: how many events, and the head (the hash of the
@@ -368,81 +366,119 @@ pub struct Verified {
 /// Where a journal's hash chain breaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broken {
-    /// The line (1-based) of the first event that does not match.
+    /// The line (1-based, over the whole journal) of the first event that does not match.
     pub line: usize,
+    /// Where that line is: `file:line`, or `s3://…/<seq>.jsonl:line`.
+    pub at: String,
     /// What does not match.
     pub problem: String,
     /// The journal has no chain at all: written by a dr-plan older than hash chains.
     pub unchained: bool,
 }
 
-/// Recomputes the hash chain of the journal at `path` from the plan snapshot beside it.
+/// Recomputes the hash chain of the journal of `run_id` from its plan snapshot.
 ///
 /// # Errors
 /// The first line whose `prev` is not the hash of what precedes it: an event changed,
 /// removed, inserted or reordered, the snapshot replaced, or a journal written before
-/// hash chains existed. An unreadable file is a [`Broken`] at line 0.
-pub fn verify(path: &Path) -> Result<Verified, Broken> {
-    let text = std::fs::read(path).map_err(|error| Broken {
+/// hash chains existed. An unreadable journal is a [`Broken`] at line 0.
+pub fn verify(state: &StateDir, run_id: &str) -> Result<Verified, Broken> {
+    let unreadable = |error: StateError| Broken {
         line: 0,
-        problem: format!("cannot read {}: {error}", path.display()),
+        at: state.journal_location(run_id),
+        problem: error.to_string(),
         unchained: false,
-    })?;
-    let mut expected = chain_origin(path);
-    let lines: Vec<&[u8]> = text.split(|&byte| byte == b'\n').collect();
-    let complete = lines.len() - 1;
-    let torn_last_line = !lines[complete].is_empty();
+    };
+    let stored = state.read_journal(run_id).map_err(unreadable)?;
+    let snapshot = state.read_snapshot(run_id).map_err(unreadable)?.unwrap_or_default();
+    let mut expected = sha256_hex(&snapshot);
     let mut events = 0;
-    for (index, line) in lines[..complete].iter().enumerate() {
-        let number = index + 1;
+    for (index, line) in stored.lines.iter().enumerate() {
+        let broken = |problem: String, unchained: bool| Broken {
+            line: index + 1,
+            at: line.at.clone(),
+            problem,
+            unchained,
+        };
         // Blank lines are no events (the reader skips them too) and no tampering.
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if line.bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let prev = serde_json::from_slice::<Record>(line)
-            .map_err(|error| Broken {
-                line: number,
-                problem: format!("not an event: {error}"),
-                unchained: false,
-            })?
+        let prev = serde_json::from_slice::<Record>(&line.bytes)
+            .map_err(|error| broken(format!("not an event: {error}"), false))?
             .prev;
         match prev {
             Some(prev) if prev == expected => {}
-            Some(_) if index == 0 => {
-                return Err(Broken {
-                    line: number,
-                    problem:
-                        "its `prev` is not the hash of plan.snapshot: the snapshot was replaced, or the \
-                              first events were removed"
-                            .to_owned(),
-                    unchained: false,
-                });
+            Some(_) if events == 0 => {
+                return Err(broken(
+                    "its `prev` is not the hash of plan.snapshot: the snapshot was replaced, or the first events \
+                     were removed"
+                        .to_owned(),
+                    false,
+                ));
             }
             Some(_) => {
-                return Err(Broken {
-                    line: number,
-                    problem: format!(
-                        "its `prev` is not the hash of line {index}: that line was changed, or events were removed, \
+                let before = stored.lines[..index]
+                    .iter()
+                    .rfind(|line| !line.bytes.iter().all(u8::is_ascii_whitespace))
+                    .map_or("-", |line| line.at.as_str());
+                // `line 3` within one file; the object and line across S3 objects.
+                let file_of = |at: &str| at.rsplit_once(':').map(|(file, _)| file.to_owned());
+                let named = match (file_of(before), file_of(&line.at)) {
+                    (Some(left), Some(right)) if left == right => {
+                        format!("line {}", before.rsplit_once(':').map_or("?", |(_, number)| number))
+                    }
+                    _ => before.to_owned(),
+                };
+                return Err(broken(
+                    format!(
+                        "its `prev` is not the hash of {named}: that line was changed, or events were removed, \
                          inserted or reordered here"
                     ),
-                    unchained: false,
-                });
+                    false,
+                ));
             }
             None => {
-                return Err(Broken {
-                    line: number,
-                    problem:
-                        "it has no `prev`: the journal was written by a dr-plan older than hash chains, or \
-                              the field was removed"
-                            .to_owned(),
-                    unchained: index == 0,
-                });
+                return Err(broken(
+                    "it has no `prev`: the journal was written by a dr-plan older than hash chains, or the field \
+                     was removed"
+                        .to_owned(),
+                    events == 0,
+                ));
             }
         }
-        expected = sha256_hex(line);
+        expected = sha256_hex(&line.bytes);
         events += 1;
     }
-    Ok(Verified { events, head: expected, torn_last_line })
+    Ok(Verified { events, head: expected, torn_last_line: stored.torn_last_line })
+}
+
+/// Reads and replays the journal of `run_id`.
+///
+/// # Errors
+/// Unreadable journal, a damaged line (with where it is), or events out of order.
+pub fn replay(state: &StateDir, run_id: &str) -> Result<RunState, String> {
+    read_run(state, run_id).and_then(RunState::replay)
+}
+
+/// Reads the journal of `run_id`. A torn last line (the process died while writing
+/// it) is ignored; a damaged line elsewhere is an error.
+///
+/// # Errors
+/// Unreadable journal or a damaged line (with where it is).
+pub fn read_run(state: &StateDir, run_id: &str) -> Result<Vec<Record>, String> {
+    let stored = state.read_journal(run_id).map_err(|error| error.to_string())?;
+    let mut records = Vec::with_capacity(stored.lines.len());
+    for line in &stored.lines {
+        if line.bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(&line.bytes) {
+            Ok(record) => records.push(record),
+            Err(error) => return Err(format!("{}: damaged journal line: {error}", line.at)),
+        }
+    }
+    Ok(records)
 }
 
 /// Reads a journal. A torn last line (the process died while writing it) is ignored;

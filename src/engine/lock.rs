@@ -1,12 +1,28 @@
-//! One run per plan and state directory: `locks/<plan>.lock`, created exclusively,
-//! naming its holder. A lock whose process is gone is stale and may be broken
+//! One run per plan and state directory: `locks/<plan>.lock` (a file, or an S3 object
+//! created with `If-None-Match: *`), naming its holder and the end of its lease. The
+//! holder renews the lease (every quarter of it) with a conditional write on the
+//! version it wrote; a renewal refused because the lock changed means another operator
+//! broke it, and the run stops before starting another step. A lock whose lease
+//! expired, or whose process on this host is gone, is stale and may be broken
 //! explicitly (`--break-stale-lock`), which the journal records.
 
-use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::{StateDir, StateError};
 use crate::sys::process_tree::process_alive;
+
+/// How long a lock holds without renewal (`DR_PLAN_LOCK_LEASE`, seconds; default 60).
+#[must_use]
+pub fn lease_duration() -> Duration {
+    std::env::var("DR_PLAN_LOCK_LEASE")
+        .ok()
+        .and_then(|text| text.trim().trim_end_matches('s').parse::<u64>().ok())
+        .filter(|&seconds| seconds > 0)
+        .map_or(Duration::from_secs(60), Duration::from_secs)
+}
 
 /// Who holds a lock.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -21,6 +37,9 @@ pub struct Holder {
     pub since: String,
     /// The run it protects.
     pub run_id: String,
+    /// The end of the lease (RFC 3339); locks of older versions have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl std::fmt::Display for Holder {
@@ -29,7 +48,28 @@ impl std::fmt::Display for Holder {
             formatter,
             "{}@{} (pid {}) since {}, run {}",
             self.user, self.host, self.pid, self.since, self.run_id
-        )
+        )?;
+        if let Some(expires_at) = &self.expires_at {
+            write!(formatter, ", lease until {expires_at}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Holder {
+    /// Whether the lease ended (a lock without a lease never expires by time).
+    fn expired(&self) -> bool {
+        self.expires_at
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .is_some_and(|at| at < chrono::Utc::now())
+    }
+
+    /// This holder with its lease ending `lease` from now.
+    fn leased(mut self, lease: Duration) -> Holder {
+        let until = chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        self.expires_at = Some(until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        self
     }
 }
 
@@ -37,112 +77,257 @@ impl std::fmt::Display for Holder {
 #[derive(Debug)]
 pub enum LockError {
     /// Someone else runs this plan.
-    Held(Holder),
-    /// The holder's process is gone.
-    Stale(Holder),
+    Held(Box<Holder>),
+    /// The holder's process is gone, or its lease expired.
+    Stale(Box<Holder>),
     /// The holder's process is gone, but programs its steps started still run (pid,
     /// command name): breaking the lock now could run a step twice at once. Rare: the
     /// run's orphan watchdog kills them when the holder dies, unless it was killed too.
     LeftRunning(Box<Holder>, Vec<(u32, String)>),
-    /// The lock file could not be read or written.
+    /// The lock could not be read or written.
     Io(String),
+    /// The state bucket could not be reached.
+    Unreachable(String),
 }
 
-/// A held lock; released on drop.
+impl From<StateError> for LockError {
+    fn from(error: StateError) -> LockError {
+        match error {
+            StateError::Unreachable(detail) => LockError::Unreachable(detail),
+            StateError::Refused(detail) => LockError::Io(detail),
+        }
+    }
+}
+
+/// A held lock; its lease is renewed until it is dropped, which releases it.
 #[derive(Debug)]
 pub struct Lock {
-    path: PathBuf,
+    lease: Lease,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The lease of a held lock, shared with the dispatcher (which checks it before
+/// starting a step) and the second Ctrl-C (which releases it).
+#[derive(Clone, Debug)]
+pub struct Lease {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: StateDir,
+    plan: String,
+    holder: Holder,
+    duration: Duration,
+    /// The lock's version as last written, and until when it surely holds.
+    current: Mutex<Current>,
+    /// Set to stop the renewals.
+    stop: (Mutex<bool>, Condvar),
+}
+
+#[derive(Debug)]
+struct Current {
+    version: String,
+    valid_until: Instant,
+    /// Who broke the lock, once a renewal found it changed.
+    lost: Option<String>,
+    released: bool,
 }
 
 impl Lock {
-    /// Takes the lock of `plan` under `state_dir` for `run_id`. With `break_stale`, a
-    /// stale lock is removed first (and returned, for the journal).
+    /// Takes the lock of `plan` under `state` for `run_id`. With `break_stale`, a
+    /// stale lock is replaced (and returned, for the journal).
     ///
     /// # Errors
     /// See [`LockError`].
     pub fn acquire(
-        state_dir: &Path,
+        state: &StateDir,
         plan: &str,
         run_id: &str,
         break_stale: bool,
     ) -> Result<(Lock, Option<Holder>), LockError> {
-        let directory = state_dir.join("locks");
-        crate::sys::files::private_dir(&directory)
-            .map_err(|error| LockError::Io(format!("{}: {error}", directory.display())))?;
-        let path = directory.join(format!("{plan}.lock"));
-        let mut broken = None;
+        let duration = lease_duration();
         let holder = Holder {
             user: user_name(),
             host: host_name(),
             pid: std::process::id(),
             since: crate::sys::clock::now(),
             run_id: run_id.to_owned(),
+            expires_at: None,
         };
-        let text = serde_json::to_string(&holder).map_err(|error| LockError::Io(error.to_string()))?;
         for _ in 0..8 {
-            match create_filled(&path, &text) {
-                Ok(()) => return Ok((Lock { path }, broken)),
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // A lock that vanished since the create is not stale: another process
-                    // broke or released it; try again.
-                    let Ok(seen) = std::fs::read_to_string(&path) else { continue };
-                    match examine_text(&seen) {
-                        LockError::Stale(stale) if break_stale => {
-                            if break_exactly(&path, &seen)? {
-                                broken = Some(stale);
-                            }
-                        }
-                        obstacle => return Err(obstacle),
+            let started = Instant::now();
+            let text = encode(&holder.clone().leased(duration));
+            if let Some(version) = state.create_lock(plan, &text)? {
+                return Ok((Lock::held(state, plan, holder, duration, version, started), None));
+            }
+            // A lock that vanished since the create is not stale: another process
+            // broke or released it; try again.
+            let Some((seen, version)) = state.read_lock(plan)? else { continue };
+            match examine_text(&seen) {
+                LockError::Stale(stale) if break_stale => {
+                    if let Some(version) = state.take_over_lock(plan, &version, &text)? {
+                        let lock = Lock::held(state, plan, holder, duration, version, started);
+                        return Ok((lock, Some(*stale)));
                     }
                 }
-                Err(error) => return Err(LockError::Io(format!("{}: {error}", path.display()))),
+                obstacle => return Err(obstacle),
             }
         }
-        Err(LockError::Io(format!("{}: could not take the lock (it keeps changing)", path.display())))
+        Err(LockError::Io(format!(
+            "{}: could not take the lock (it keeps changing)",
+            state.lock_location(plan)
+        )))
     }
 
-    /// The lock file.
+    fn held(
+        state: &StateDir,
+        plan: &str,
+        holder: Holder,
+        duration: Duration,
+        version: String,
+        at: Instant,
+    ) -> Lock {
+        let shared = Arc::new(Shared {
+            state: state.clone(),
+            plan: plan.to_owned(),
+            holder,
+            duration,
+            current: Mutex::new(Current { version, valid_until: at + duration, lost: None, released: false }),
+            stop: (Mutex::new(false), Condvar::new()),
+        });
+        let lease = Lease { shared };
+        let renewing = lease.clone();
+        let renewer = std::thread::Builder::new()
+            .name("dr-plan-lease".into())
+            .spawn(move || renewing.renew_until_stopped())
+            .ok();
+        Lock { lease, renewer }
+    }
+
+    /// The lease, for the dispatcher and the second Ctrl-C.
     #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+}
+
+impl Lease {
+    /// Renews the lease every quarter of its duration until the lock is dropped, or
+    /// until a renewal finds that someone else broke it.
+    fn renew_until_stopped(&self) {
+        let (stopped, wake) = &self.shared.stop;
+        let interval = self.shared.duration / 4;
+        loop {
+            let Ok(guard) = stopped.lock() else { return };
+            let Ok((guard, _)) = wake.wait_timeout_while(guard, interval, |stopped| !*stopped) else {
+                return;
+            };
+            if *guard {
+                return;
+            }
+            drop(guard);
+            match self.renew() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => crate::errln!("warning: cannot renew the lock's lease ({error}); trying again"),
+            }
+        }
+    }
+
+    /// Writes a new lease on the version last written: `Ok(false)` when the lock
+    /// changed (someone broke it; who is recorded).
+    fn renew(&self) -> Result<bool, StateError> {
+        let Ok(mut current) = self.shared.current.lock() else { return Ok(false) };
+        if current.lost.is_some() || current.released {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let text = encode(&self.shared.holder.clone().leased(self.shared.duration));
+        match self.shared.state.renew_lock(&self.shared.plan, &current.version, &text)? {
+            Some(version) => {
+                current.version = version;
+                current.valid_until = started + self.shared.duration;
+                Ok(true)
+            }
+            None => {
+                let who = match self.shared.state.read_lock(&self.shared.plan) {
+                    Ok(Some((text, _))) => serde_json::from_str::<Holder>(&text)
+                        .map_or_else(|_| "an unreadable lock".to_owned(), |holder| holder.to_string()),
+                    Ok(None) => "nobody (the lock was removed)".to_owned(),
+                    Err(error) => format!("unknown ({error})"),
+                };
+                current.lost = Some(who);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether this process may still start a step: the lock is still its own. A
+    /// lease that expired (the process was paused, or renewals failed) is renewed
+    /// first; a renewal refused because the lock changed means it was broken.
+    ///
+    /// # Errors
+    /// Who holds the lock now, or why the lease could not be renewed.
+    pub fn check(&self) -> Result<(), String> {
+        {
+            let Ok(current) = self.shared.current.lock() else {
+                return Err("the lease is unreadable".into());
+            };
+            if let Some(who) = &current.lost {
+                return Err(who.clone());
+            }
+            if Instant::now() < current.valid_until {
+                return Ok(());
+            }
+        }
+        match self.renew() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.lost().unwrap_or_else(|| "another operator".to_owned())),
+            Err(error) => Err(format!("the lease expired and could not be renewed: {error}")),
+        }
+    }
+
+    /// Who broke the lock, if a renewal found it broken.
+    #[must_use]
+    pub fn lost(&self) -> Option<String> {
+        self.shared.current.lock().ok().and_then(|current| current.lost.clone())
+    }
+
+    /// Where the lock is, for messages.
+    #[must_use]
+    pub fn location(&self) -> String {
+        self.shared.state.lock_location(&self.shared.plan)
+    }
+
+    /// Removes the lock if it is still this process's.
+    pub fn release(&self) {
+        let (stopped, wake) = &self.shared.stop;
+        if let Ok(mut stopped) = stopped.lock() {
+            *stopped = true;
+            wake.notify_all();
+        }
+        let Ok(mut current) = self.shared.current.lock() else { return };
+        if current.lost.is_none() && !current.released {
+            current.released = true;
+            self.shared.state.remove_lock(&self.shared.plan, &current.version);
+        }
     }
 }
 
 /// What stands in the way of taking the lock of `plan`, without taking it (`None`: free).
 #[must_use]
-pub fn obstacle(state_dir: &Path, plan: &str) -> Option<LockError> {
-    let path = state_dir.join("locks").join(format!("{plan}.lock"));
-    path.exists().then(|| examine(&path))
+pub fn obstacle(state: &StateDir, plan: &str) -> Option<LockError> {
+    match state.read_lock(plan) {
+        Ok(Some((text, _))) => Some(examine_text(&text)),
+        Ok(None) => None,
+        Err(error) => Some(error.into()),
+    }
 }
 
-/// Why an existing lock file stops a new holder.
-fn examine(path: &Path) -> LockError {
-    examine_text(&std::fs::read_to_string(path).unwrap_or_default())
-}
-
-/// Removes the lock at `path` only if it still holds `seen` (the stale lock that was
-/// examined). Two operators breaking the same stale lock at once must not remove each
-/// other's fresh lock: the lock is moved aside atomically, and put back if what was
-/// moved is not what was examined. Returns whether this process broke it.
-fn break_exactly(path: &Path, seen: &str) -> Result<bool, LockError> {
-    let aside =
-        path.with_extension(format!("lock.broken.{}.{:08x}", std::process::id(), rand::random::<u32>()));
-    match std::fs::rename(path, &aside) {
-        Ok(()) => {}
-        // Someone else moved it first: try again from the start.
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(error) => return Err(LockError::Io(format!("{}: {error}", path.display()))),
-    }
-    let moved = std::fs::read_to_string(&aside).unwrap_or_default();
-    let broke = moved == seen;
-    if !broke {
-        // A fresh lock, taken since it was examined: give it back. If yet another lock
-        // appeared meanwhile, its holder and this one's both see a lock that is theirs
-        // only if the link below wins; the loser finds it taken and stops.
-        let _ = std::fs::hard_link(&aside, path);
-    }
-    let _ = std::fs::remove_file(&aside);
-    Ok(broke)
+fn encode(holder: &Holder) -> String {
+    // Strings and a number: serializing cannot fail.
+    serde_json::to_string(holder).unwrap_or_default()
 }
 
 /// Why a lock holding `text` stops a new holder.
@@ -156,10 +341,15 @@ fn examine_text(text: &str) -> LockError {
         pid: 0,
         since: "unknown (the lock file is empty or damaged)".into(),
         run_id: "unknown".into(),
+        expires_at: None,
     });
-    // Another machine's process cannot be checked from here: treat it as holding.
+    // A lease that ended: its holder stopped renewing it (gone, paused, cut off).
+    if holder.expired() {
+        return LockError::Stale(Box::new(holder));
+    }
+    // Another machine's process cannot be checked from here: its lease decides.
     if holder.host != host_name() || process_alive(holder.pid) {
-        return LockError::Held(holder);
+        return LockError::Held(Box::new(holder));
     }
     // Programs killed with their dr-plan (a group kill, or the orphan watchdog's sweep)
     // take a moment to exit: give them up to a second before calling them left running.
@@ -168,31 +358,21 @@ fn examine_text(text: &str) -> LockError {
         if holder.pid == 0 || left_running.is_empty() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
         left_running = crate::sys::process_tree::left_running_by(holder.pid);
     }
     if holder.pid != 0 && !left_running.is_empty() {
         return LockError::LeftRunning(Box::new(holder), left_running);
     }
-    LockError::Stale(holder)
-}
-
-/// Creates `path` holding `text`, or fails with `AlreadyExists`. The text is written
-/// to a private file first and then linked into place, so the lock never exists empty
-/// or half-written, even when the process is killed while taking it.
-fn create_filled(path: &Path, text: &str) -> std::io::Result<()> {
-    let private = path.with_extension(format!("lock.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&private);
-    let result = crate::sys::files::create_private(&private, text.as_bytes())
-        .and_then(|()| std::fs::hard_link(&private, path))
-        .and_then(|()| crate::sys::files::sync_parent(path));
-    let _ = std::fs::remove_file(&private);
-    result
+    LockError::Stale(Box::new(holder))
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.lease.release();
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.join();
+        }
     }
 }
 

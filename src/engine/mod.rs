@@ -19,7 +19,9 @@ use serde_json::{Map, Value as Json};
 use crate::lang::plan::Plan;
 use crate::lang::render::{Context, Mode, Overrides};
 use crate::lang::secret::{Redactor, SecretValue};
+use crate::state::{StateDir, StateError};
 use crate::sys::files;
+use crate::sys::process_tree::process_alive as sys_alive;
 use console::{Answer, Console};
 use decisions::{ResumeRequest, resume_command};
 pub use error::{Ended, RunError};
@@ -30,8 +32,10 @@ use reporter::ProgressFormat;
 /// Options shared by `run`, `drill` and `resume`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// `--state-dir`
-    pub state_dir: PathBuf,
+    /// `--state-dir`: a directory or an S3 bucket.
+    pub state_dir: StateDir,
+    /// `--work-dir`: where steps keep their files when the state is in S3.
+    pub work_dir: Option<PathBuf>,
     /// `--yes`: do not ask for confirmation.
     pub yes: bool,
     /// `--approve STEP`
@@ -53,9 +57,10 @@ pub struct RunOptions {
 impl RunOptions {
     /// Options of a command that only reads runs (`status`, `report`).
     #[must_use]
-    pub fn reading(state_dir: &Path) -> RunOptions {
+    pub fn reading(state_dir: &StateDir) -> RunOptions {
         RunOptions {
-            state_dir: state_dir.to_path_buf(),
+            state_dir: state_dir.clone(),
+            work_dir: None,
             yes: false,
             approve: Vec::new(),
             approver: None,
@@ -126,7 +131,7 @@ impl Session {
     /// After a second Ctrl-C the process removes this lock and prints `hint`.
     fn last_words(&self, lock: Option<&Lock>, hint: Option<String>) {
         if let Ok(mut words) = self.console.last_words.lock() {
-            words.lock = lock.map(|lock| lock.path().to_path_buf());
+            words.lock = lock.map(Lock::lease);
             words.hint = hint;
         }
     }
@@ -232,7 +237,7 @@ fn new_run_id(plan: &Plan) -> String {
 
 /// Names the runs of this plan that did not end, with the command that takes each up:
 /// starting anew may not be what the operator wants.
-fn note_unfinished_runs(plan: &Plan, state_dir: &Path) {
+fn note_unfinished_runs(plan: &Plan, state_dir: &StateDir) {
     for (unfinished, status) in unfinished_runs(state_dir, plan.name()) {
         crate::errln!(
             "note: run {unfinished} of this plan is {status}; to take it up instead of starting anew: `{}`",
@@ -241,26 +246,49 @@ fn note_unfinished_runs(plan: &Plan, state_dir: &Path) {
     }
 }
 
-/// A new run's directory with the copy of its plan, and its journal opened for the
-/// reporter of this terminal.
+/// A new run with the copy of its plan, its work directory, and its journal opened
+/// for the reporter of this terminal.
 fn create_run(
     plan: &Plan,
     run_id: &str,
     options: &RunOptions,
 ) -> Result<(PathBuf, JournalWriter, Box<dyn reporter::Reporter>), RunError> {
-    let run_dir = journal::run_dir(&options.state_dir, run_id);
-    let snapshot = run_dir.join("plan.snapshot");
-    files::private_dir(&run_dir)
-        .and_then(|()| files::create_private(&snapshot, plan.file.text().as_bytes()))
-        .map_err(|error| RunError::System(format!("cannot create {}: {error}", snapshot.display())))?;
-    let (writer, mut reporter) =
-        open_journal(&journal::journal_path(&options.state_dir, run_id), options.format)?;
-    if options.state_dir.is_relative() {
-        let absolute = std::path::absolute(&options.state_dir).unwrap_or_else(|_| options.state_dir.clone());
-        reporter
-            .message(&format!("state directory: {} (--state-dir, DR_PLAN_STATE_DIR)", absolute.display()));
+    options
+        .state_dir
+        .create_run(run_id, plan.file.text().as_bytes())
+        .map_err(|error| RunError::System(format!("cannot create run {run_id}: {error}")))?;
+    let work_dir = work_dir(options, run_id)?;
+    let (writer, mut reporter) = open_journal(&options.state_dir, run_id, options.format)?;
+    match &options.state_dir {
+        StateDir::Local(path) if path.is_relative() => {
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            reporter.message(&format!(
+                "state directory: {} (--state-dir, DR_PLAN_STATE_DIR)",
+                absolute.display()
+            ));
+        }
+        StateDir::Local(_) => {}
+        StateDir::S3(_) => reporter.message(&format!(
+            "state: {}; steps keep their files in {} (--work-dir)",
+            options.state_dir.display(),
+            work_dir.display()
+        )),
     }
-    Ok((run_dir, writer, reporter))
+    Ok((work_dir, writer, reporter))
+}
+
+/// Where the steps of `run_id` keep their files: the run's own directory when the
+/// state is local; with the state in S3, `--work-dir` or a new private directory
+/// under the system's temporary directory.
+fn work_dir(options: &RunOptions, run_id: &str) -> Result<PathBuf, RunError> {
+    let directory = match (&options.state_dir, &options.work_dir) {
+        (StateDir::Local(path), _) => return Ok(journal::run_dir(path, run_id)),
+        (StateDir::S3(_), Some(directory)) => directory.join(run_id),
+        (StateDir::S3(_), None) => std::env::temp_dir().join(format!("dr-plan-{run_id}")),
+    };
+    files::private_dir(&directory)
+        .map_err(|error| RunError::System(format!("cannot create {}: {error}", directory.display())))?;
+    Ok(directory)
 }
 
 /// This command's words with `--yes` added, paths made absolute, so that it works
@@ -300,7 +328,7 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
         message: format!(
             "{}:{damage}; the journal is damaged, and resume refuses to run steps out of order. Look at that line; \
              `{}` shows the run",
-            recorded.journal_file.display(),
+            recorded.journal_file,
             decisions::command(&["report".to_owned(), run_id.to_owned()], &options.state_dir)
         ),
         help: None,
@@ -333,13 +361,23 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
     }
     let values = recorded.values(&plan, arguments)?;
     let redactor = Arc::new(Redactor::new(values.secrets.values()));
-    let (mut writer, mut reporter) = open_journal(&recorded.journal_file, options.format)?;
+    let (mut writer, mut reporter) = open_journal(&options.state_dir, run_id, options.format)?;
     append_all(
         &mut writer,
         reporter.as_mut(),
         resume_events(arguments, options, &redactor, broken, resumption.rerun.clone()),
     )?;
-    let run_dir = journal::run_dir(&options.state_dir, run_id);
+    let run_dir = work_dir(options, run_id)?;
+    if matches!(options.state_dir, StateDir::S3(_)) {
+        reporter.message(&format!(
+            "state: {}; steps keep their files in {} (--work-dir)",
+            options.state_dir.display(),
+            run_dir.display()
+        ));
+    }
+    for note in &resumption.notes {
+        reporter.message(&format!("note: {note}"));
+    }
     let taken_up = TakenUp::from_journal(&plan, &recorded.state, resumption.states);
     let context = Context {
         mode: Mode::Run,
@@ -371,52 +409,51 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
 
 /// A run as its journal records it.
 struct RecordedRun {
-    journal_file: PathBuf,
+    journal_file: String,
     state: RunState,
     /// The plan file it was started from (absolute).
     plan_path: String,
     /// The hash of the plan it was started with.
     plan_hash: String,
-    /// The copy of the plan taken at its start.
-    snapshot: PathBuf,
+    /// Where the copy of the plan taken at its start is.
+    snapshot: String,
+    /// That copy.
+    snapshot_text: Option<String>,
 }
 
 impl RecordedRun {
     /// Reads and replays the journal of `run_id`.
-    fn read(run_id: &str, state_dir: &Path) -> Result<RecordedRun, RunError> {
+    fn read(run_id: &str, state_dir: &StateDir) -> Result<RecordedRun, RunError> {
         let listed = || decisions::command(&["status".to_owned()], state_dir);
         journal::check_run_id(run_id)
             .map_err(|problem| RunError::usage(format!("{problem}; `{}` lists the runs", listed())))?;
-        let journal_file = journal::journal_path(state_dir, run_id);
-        if !journal_file.exists() {
+        let journal_file = state_dir.journal_location(run_id);
+        if !state_dir.has_run(run_id).map_err(|error| unreachable_state(state_dir, &error))? {
             return Err(RunError::usage(format!(
                 "no run `{run_id}` under {}; `{}` lists the runs",
                 state_dir.display(),
                 listed()
             )));
         }
-        let state = journal::read(&journal_file)
-            .and_then(RunState::replay)
+        let state = journal::replay(state_dir, run_id)
             .map_err(|error| RunError::Records { message: error.to_string(), help: None })?;
         let Event::RunStarted { plan_path, plan_hash, .. } = state.started.clone() else {
             return Err(RunError::Records {
-                message: format!("{}: the journal does not start with run_started", journal_file.display()),
+                message: format!("{journal_file}: the journal does not start with run_started"),
                 help: None,
             });
         };
         // Nothing acts on a record that was altered: resume would run steps on a history
         // that did not happen. A journal older than hash chains has none to check.
-        match journal::verify(&journal_file) {
+        match journal::verify(state_dir, run_id) {
             Ok(_) => {}
             Err(broken) if broken.unchained => {}
             Err(broken) => {
                 return Err(RunError::Records {
                     message: format!(
-                        "{}:{}: the journal does not match its hash chain ({}); resume refuses to act on an \
+                        "{}: the journal does not match its hash chain ({}); resume refuses to act on an \
                          altered record",
-                        journal_file.display(),
-                        broken.line,
-                        broken.problem
+                        broken.at, broken.problem
                     ),
                     help: Some(format!(
                         "restore the journal from a copy, or start a new run of the plan; `{}` shows the check",
@@ -425,8 +462,12 @@ impl RecordedRun {
                 });
             }
         }
-        let snapshot = journal::run_dir(state_dir, run_id).join("plan.snapshot");
-        Ok(RecordedRun { journal_file, state, plan_path, plan_hash, snapshot })
+        let snapshot = state_dir.snapshot_location(run_id);
+        let snapshot_text = state_dir
+            .read_snapshot(run_id)
+            .map_err(|error| unreachable_state(state_dir, &error))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        Ok(RecordedRun { journal_file, state, plan_path, plan_hash, snapshot, snapshot_text })
     }
 
     /// The plan of this run: its file, or the copy taken at its start when the file is
@@ -437,18 +478,18 @@ impl RecordedRun {
         let loaded = if Path::new(plan_path).exists() {
             crate::kinds::load_plan(Path::new(plan_path))
         } else {
-            match std::fs::read_to_string(&self.snapshot) {
-                Ok(text) => {
+            match &self.snapshot_text {
+                Some(text) => {
                     crate::errln!(
                         "note: {plan_path} is not here; resuming with the copy taken when the run started ({})",
-                        self.snapshot.display()
+                        self.snapshot
                     );
                     crate::kinds::plan_from_source(&crate::lang::source::SourceFile::new(
                         plan_path.clone(),
-                        text,
+                        text.clone(),
                     ))
                 }
-                Err(_) => crate::kinds::load_plan(Path::new(plan_path)),
+                None => crate::kinds::load_plan(Path::new(plan_path)),
             }
         };
         let plan = loaded.map_err(RunError::Plan)?;
@@ -459,14 +500,11 @@ impl RecordedRun {
         Err(RunError::Records {
             message: format!(
                 "{plan_path} changed since run {run_id} started ({}); resume refuses to mix two plans.",
-                first_difference(
-                    &std::fs::read_to_string(&self.snapshot).unwrap_or_default(),
-                    plan.file.text()
-                ),
+                first_difference(self.snapshot_text.as_deref().unwrap_or_default(), plan.file.text()),
             ),
             help: Some(format!(
                 "restore the file as it was (a copy is in {}), or start a new run with `{}`",
-                self.snapshot.display(),
+                self.snapshot,
                 decisions::command(&["run".to_owned(), plan_path.clone()], &options.state_dir)
             )),
         })
@@ -483,10 +521,7 @@ impl RecordedRun {
     fn values(&self, plan: &Plan, arguments: &ResumeArguments) -> Result<RunValues, RunError> {
         let Event::RunStarted { drill, inputs, vars, .. } = self.state.started.clone() else {
             return Err(RunError::Records {
-                message: format!(
-                    "{}: the journal does not start with run_started",
-                    self.journal_file.display()
-                ),
+                message: format!("{}: the journal does not start with run_started", self.journal_file),
                 help: None,
             });
         };
@@ -649,8 +684,9 @@ fn expect_yes(
 
 /// Runs of `plan` under `state_dir` that did not end (interrupted, blocked, or whose
 /// process died), newest last, with their status word.
-fn unfinished_runs(state_dir: &Path, plan: &str) -> Vec<(String, &'static str)> {
+fn unfinished_runs(state_dir: &StateDir, plan: &str) -> Vec<(String, &'static str)> {
     report::list_runs(state_dir)
+        .unwrap_or_default()
         .into_iter()
         .filter(|(_, state)| matches!(&state.started, Event::RunStarted { plan: name, .. } if name == plan))
         .filter_map(|(id, state)| match state.status {
@@ -861,13 +897,27 @@ fn execute(
             "warning: no orphan watchdog ({error}): a kill -9 would leave the steps' programs running"
         )
     });
-    let status = dispatch(execution, options, session).map_err(|error| {
-        RunError::System(format!(
+    let lease = lock.lease();
+    let mut execution = execution;
+    execution.journal.hold(lease.clone());
+    let status = dispatch(execution, options, session).map_err(|error| match lease.lost() {
+        // Another operator broke the lock: the run is theirs now.
+        Some(holder) => RunError::Blocked {
+            message: format!(
+                "the lock of plan {} was broken and taken by {holder}; this process stopped before starting \
+                 another step",
+                plan.name()
+            ),
+            details: Vec::new(),
+            help: Some("coordinate with them: one operator per run".to_owned()),
+            next: Some(decisions::command(&["status".to_owned(), run_id.to_owned()], state_dir)),
+        },
+        None => RunError::System(format!(
             "{error}; the run stopped. `{}` takes it up again.",
             resume_command(run_id, &[], state_dir)
-        ))
+        )),
     })?;
-    let state = journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay);
+    let state = journal::replay(state_dir, run_id);
     let report = state.as_ref().ok().map(|state| report::Report::new(plan, state));
     if let Some(report) = &report {
         record_the_end(report, plan, run_id, drill && status == RunStatus::Succeeded, options);
@@ -1021,11 +1071,13 @@ pub fn waiting_questions(state: &RunState) -> Vec<(String, String)> {
 
 /// Opens a run's journal for appending, with the reporter for this terminal.
 fn open_journal(
-    path: &Path,
+    state: &StateDir,
+    run_id: &str,
     format: ProgressFormat,
 ) -> Result<(JournalWriter, Box<dyn reporter::Reporter>), RunError> {
-    let writer = JournalWriter::open(path)
-        .map_err(|error| RunError::System(format!("cannot open the journal {}: {error}", path.display())))?;
+    let writer = JournalWriter::open(state, run_id).map_err(|error| {
+        RunError::System(format!("cannot open the journal {}: {error}", state.journal_location(run_id)))
+    })?;
     Ok((writer, reporter::for_terminal(format)))
 }
 
@@ -1045,13 +1097,14 @@ fn append_all(
 }
 
 fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
-    // A file or a device named as the state directory: say so, instead of an OS error
-    // from deep inside the lock.
-    if options.state_dir.exists() && !options.state_dir.is_dir() {
-        return Err(RunError::usage(format!(
-            "--state-dir {}: not a directory; give a directory (it is created when missing)",
-            options.state_dir.display()
-        )));
+    // A file named as the state directory, or a bucket that does not answer: say so
+    // before anything starts, instead of an error from deep inside the lock.
+    match options.state_dir.check() {
+        Ok(()) => {}
+        Err(StateError::Refused(problem)) if options.state_dir.local().is_some() => {
+            return Err(RunError::usage(problem));
+        }
+        Err(error) => return Err(unreachable_state(&options.state_dir, &error)),
     }
     for id in &options.approve {
         match plan.step(id) {
@@ -1075,8 +1128,23 @@ fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The state bucket did not answer: nothing starts (exit 3), and a local state
+/// directory remains the way to run without it.
+fn unreachable_state(state_dir: &StateDir, error: &StateError) -> RunError {
+    RunError::Blocked {
+        message: format!("cannot reach the state at {}: {error}", state_dir.display()),
+        details: Vec::new(),
+        help: Some(
+            "check the credentials, the network and AWS_ENDPOINT_URL_S3; if the bucket is down for good, run with \
+             a local `--state-dir DIR` (runs kept in the bucket stay there)"
+                .to_owned(),
+        ),
+        next: None,
+    }
+}
+
 fn take_lock(
-    state_dir: &Path,
+    state_dir: &StateDir,
     plan: &Plan,
     run_id: &str,
     break_stale: bool,
@@ -1086,15 +1154,15 @@ fn take_lock(
 }
 
 /// The complete command that takes up the run of a stale lock: every flag it needs.
-fn stale_run_command(plan: &Plan, run_id: &str, state_dir: &Path) -> String {
-    match journal::read(&journal::journal_path(state_dir, run_id)).and_then(RunState::replay) {
+fn stale_run_command(plan: &Plan, run_id: &str, state_dir: &StateDir) -> String {
+    match journal::replay(state_dir, run_id) {
         Ok(state) => next_step(plan, &state, &RunOptions::reading(state_dir)).1,
         Err(_) => resume_command(run_id, &["--break-stale-lock".to_owned()], state_dir),
     }
 }
 
 /// Why the lock cannot be taken and what to do.
-fn lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> RunError {
+fn lock_error(plan: &Plan, obstacle: LockError, state_dir: &StateDir) -> RunError {
     let blocked = |message: String, help: String| RunError::Blocked {
         message,
         details: Vec::new(),
@@ -1110,7 +1178,16 @@ fn lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> RunError {
             ),
         ),
         LockError::Stale(holder) => blocked(
-            format!("plan {} is locked by {holder}, but that process is gone (stale lock).", plan.name()),
+            format!(
+                "plan {} is locked by {holder}, but {} (stale lock).",
+                plan.name(),
+                if holder.expires_at.is_some() && (holder.host != lock::host_name() || sys_alive(holder.pid))
+                {
+                    "its lease ended: that process stopped renewing it"
+                } else {
+                    "that process is gone"
+                }
+            ),
             format!(
                 "take that run up where it stopped: `{}`; or, if it must not go on, start anew with \
                  `--break-stale-lock` (recorded in the journal)",
@@ -1136,6 +1213,7 @@ fn lock_error(plan: &Plan, obstacle: LockError, state_dir: &Path) -> RunError {
             )
         }
         LockError::Io(error) => RunError::System(format!("cannot take the lock: {error}")),
+        LockError::Unreachable(error) => unreachable_state(state_dir, &StateError::Unreachable(error)),
     }
 }
 

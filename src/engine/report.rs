@@ -751,19 +751,20 @@ impl Report {
 }
 
 /// `dr-plan status`: every run under the state directory, newest last.
-#[must_use]
-pub fn list_runs(state_dir: &std::path::Path) -> Vec<(String, RunState)> {
-    let mut runs: Vec<(String, RunState)> = std::fs::read_dir(state_dir.join("runs"))
+///
+/// # Errors
+/// The state cannot be listed (a bucket that does not answer).
+pub fn list_runs(
+    state_dir: &crate::state::StateDir,
+) -> Result<Vec<(String, RunState)>, crate::state::StateError> {
+    let mut runs: Vec<(String, RunState)> = state_dir
+        .run_ids()?
         .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let state =
-                super::journal::read(&entry.path().join("journal.jsonl")).and_then(RunState::replay).ok()?;
+        .filter_map(|id| {
+            let state = super::journal::replay(state_dir, &id).ok()?;
             Some((id, state))
         })
         .collect();
     runs.sort_by(|left, right| left.1.started_at.cmp(&right.1.started_at).then(left.0.cmp(&right.0)));
-    runs
+    Ok(runs)
 }

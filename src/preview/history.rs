@@ -1,10 +1,10 @@
-//! Measured step durations of earlier drills of a plan, kept under the state
-//! directory (`history/<plan>.jsonl`); dry-runs predict the RTO from them.
+//! Measured step durations of earlier drills of a plan, kept in the state
+//! (`history/<plan>.jsonl`, or one object per drill in S3); dry-runs predict the RTO from them.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::state::StateDir;
 
 /// One finished drill: the duration of each step that ran.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -27,33 +27,22 @@ pub struct History {
 const RECENT: usize = 5;
 
 impl History {
-    /// The history file of `plan` under `state_dir`.
+    /// Reads the history (an absent or unreadable one is empty; a damaged line is
+    /// skipped, since a prediction must never block a dry-run).
     #[must_use]
-    pub fn path(state_dir: &Path, plan: &str) -> PathBuf {
-        state_dir.join("history").join(format!("{plan}.jsonl"))
+    pub fn load(state: &StateDir, plan: &str) -> History {
+        History {
+            records: state.history(plan).iter().filter_map(|line| serde_json::from_str(line).ok()).collect(),
+        }
     }
 
-    /// Reads the history (an absent or unreadable file is an empty history; a
-    /// damaged line is skipped, since a prediction must never block a dry-run).
-    #[must_use]
-    pub fn load(state_dir: &Path, plan: &str) -> History {
-        let text = std::fs::read_to_string(History::path(state_dir, plan)).unwrap_or_default();
-        History { records: text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect() }
-    }
-
-    /// Appends a drill's durations.
+    /// Adds a drill's durations.
     ///
     /// # Errors
-    /// I/O errors writing the file.
-    pub fn append(state_dir: &Path, plan: &str, record: &DrillRecord) -> std::io::Result<()> {
-        let path = History::path(state_dir, plan);
-        if let Some(parent) = path.parent() {
-            crate::sys::files::private_dir(parent)?;
-        }
-        let mut file = crate::sys::files::append_private(&path)?;
-        let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
-        writeln!(file, "{line}")?;
-        file.sync_all()
+    /// The history cannot be written.
+    pub fn append(state: &StateDir, plan: &str, record: &DrillRecord) -> Result<(), String> {
+        let line = serde_json::to_string(record).map_err(|error| error.to_string())?;
+        state.append_history(plan, &record.run_id, &line).map_err(|error| error.to_string())
     }
 
     /// Median duration of `step` over the newest drills that ran it, and how many.

@@ -114,7 +114,12 @@ fn a_damaged_drill_history_does_not_break_a_dry_run() {
     let steps = plan.steps.iter().map(|step| (step.id.clone(), 1e300)).collect();
     let record =
         dr_plan::preview::history::DrillRecord { run_id: "r".into(), finished_at: String::new(), steps };
-    dr_plan::preview::history::History::append(state.path(), plan.name(), &record).expect("history written");
+    dr_plan::preview::history::History::append(
+        &dr_plan::state::StateDir::Local(state.path().to_path_buf()),
+        plan.name(),
+        &record,
+    )
+    .expect("history written");
     let state = state.path().to_str().expect("UTF-8 path");
     for format in ["human", "json", "markdown"] {
         let (code, stderr) =
@@ -344,10 +349,12 @@ fn exercise(path: &Path, state: &Path) -> Outcome {
                     finished_at: String::new(),
                     steps,
                 };
-                let history = match dr_plan::preview::history::History::append(state, plan.name(), &record) {
-                    Ok(()) => dr_plan::preview::history::History::load(state, plan.name()),
-                    Err(_) => dr_plan::preview::history::History::default(),
-                };
+                let state_dir = dr_plan::state::StateDir::Local(state.to_path_buf());
+                let history =
+                    match dr_plan::preview::history::History::append(&state_dir, plan.name(), &record) {
+                        Ok(()) => dr_plan::preview::history::History::load(&state_dir, plan.name()),
+                        Err(_) => dr_plan::preview::history::History::default(),
+                    };
                 let overrides = dr_plan::lang::render::Overrides::default();
                 if let Ok((inputs, vars)) = dr_plan::lang::render::resolve_values(&plan, &overrides) {
                     for drill in [false, true] {

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("artifact", 1),
     ("clients", 2),
     ("kinds", 3),
+    ("state", 3),
     ("preview", 4),
     ("lint", 5),
     ("engine", 6),

@@ -33,6 +33,7 @@ mod secret_shapes;
 mod servers;
 mod shipped_plans;
 mod state_files;
+mod team_state;
 mod template_compat;
 mod template_escapes;
 mod terminal;

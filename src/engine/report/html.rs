@@ -7,8 +7,6 @@
 //! `maud`, which escapes every spliced value, so text from the plan or the journal (already
 //! redacted) cannot become markup.
 
-use std::path::Path;
-
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::{AttemptOutcome, Report, StepLine, parse_time};
@@ -31,15 +29,13 @@ pub struct DrillPoint {
 /// `state_dir` (the history keeps step durations only; the run's own start and end say
 /// what the RTO was). Drills whose journal is gone are left out.
 #[must_use]
-pub fn drill_trend(state_dir: &Path, plan: &str) -> Vec<DrillPoint> {
+pub fn drill_trend(state_dir: &crate::state::StateDir, plan: &str) -> Vec<DrillPoint> {
     History::load(state_dir, plan)
         .records()
         .iter()
         .filter(|record| journal::check_run_id(&record.run_id).is_ok())
         .filter_map(|record| {
-            let state = journal::read(&journal::journal_path(state_dir, &record.run_id))
-                .and_then(RunState::replay)
-                .ok()?;
+            let state = journal::read_run(state_dir, &record.run_id).and_then(RunState::replay).ok()?;
             let ended = state.records.iter().rev().find_map(|entry| match entry.event {
                 Event::RunFinished { .. } => Some(entry.at.as_str()),
                 _ => None,

@@ -1,0 +1,461 @@
+//! Runs that belong to the team: `--state-dir s3://BUCKET/PREFIX` against moto's S3
+//! (which honours `If-None-Match: *` and `If-Match` on PutObject). Each operator is a
+//! `dr-plan` process in a directory of its own with a `HOME` of its own: nothing of a
+//! run is on their disks but what the steps write.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::support::Moto;
+use crate::support::process::{send_signal, temporary_directory, wait_bounded, wait_until};
+use crate::support::sandbox::{BINARY, Finished, finish};
+
+const BUCKET: &str = "team-dr";
+
+/// moto with a state bucket, and an S3 client of the test's own to look at (and
+/// tamper with) what dr-plan wrote.
+struct TeamBucket {
+    moto: Moto,
+    runtime: tokio::runtime::Runtime,
+    client: aws_sdk_s3::Client,
+    /// `s3://team-dr/<prefix>`: one prefix per test.
+    url: String,
+    prefix: String,
+}
+
+impl TeamBucket {
+    fn start(prefix: &str) -> TeamBucket {
+        let moto = Moto::start();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(moto.endpoint())
+            .force_path_style(true)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        runtime.block_on(client.create_bucket().bucket(BUCKET).send()).expect("bucket created");
+        TeamBucket {
+            moto,
+            runtime,
+            client,
+            url: format!("s3://{BUCKET}/{prefix}"),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Keys under the test's prefix (without it), sorted.
+    fn keys(&self) -> Vec<String> {
+        let listed = self
+            .runtime
+            .block_on(self.client.list_objects_v2().bucket(BUCKET).prefix(format!("{}/", self.prefix)).send())
+            .expect("list");
+        let mut keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|object| object.key())
+            .map(|key| key[self.prefix.len() + 1..].to_owned())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn journal_keys(&self, run_id: &str) -> Vec<String> {
+        let directory = format!("runs/{run_id}/journal/");
+        self.keys().into_iter().filter(|key| key.starts_with(&directory)).collect()
+    }
+
+    fn get(&self, key: &str) -> Vec<u8> {
+        let answer = self
+            .runtime
+            .block_on(self.client.get_object().bucket(BUCKET).key(format!("{}/{key}", self.prefix)).send())
+            .expect("get");
+        self.runtime.block_on(answer.body.collect()).expect("body").into_bytes().to_vec()
+    }
+
+    fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.runtime
+            .block_on(
+                self.client
+                    .put_object()
+                    .bucket(BUCKET)
+                    .key(format!("{}/{key}", self.prefix))
+                    .body(bytes.into())
+                    .send(),
+            )
+            .expect("put");
+    }
+
+    fn delete(&self, key: &str) {
+        self.runtime
+            .block_on(self.client.delete_object().bucket(BUCKET).key(format!("{}/{key}", self.prefix)).send())
+            .expect("delete");
+    }
+
+    /// Every event of the run's journal, in order.
+    fn events(&self, run_id: &str) -> Vec<Json> {
+        self.journal_keys(run_id)
+            .iter()
+            .flat_map(|key| {
+                String::from_utf8(self.get(key))
+                    .expect("utf-8")
+                    .lines()
+                    .map(|line| serde_json::from_str::<Json>(line).expect("an event"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// An operator: a directory and a `HOME` of their own.
+struct Operator {
+    home: tempfile::TempDir,
+}
+
+impl Operator {
+    fn new(name: &str) -> Operator {
+        Operator { home: temporary_directory(name) }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    fn write_plan(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.path(name), text).expect("plan written");
+        name.to_owned()
+    }
+
+    fn command(&self, bucket: &TeamBucket, arguments: &[&str]) -> Command {
+        let mut command = Command::new(BINARY);
+        command
+            .current_dir(self.home.path())
+            .args(arguments)
+            .env("HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL_S3", bucket.moto.endpoint())
+            .env("DR_PLAN_STATE_DIR", &bucket.url)
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn dr_plan(&self, bucket: &TeamBucket, arguments: &[&str]) -> Finished {
+        finish(self.command(bucket, arguments))
+    }
+
+    fn spawn(&self, bucket: &TeamBucket, arguments: &[&str], lease_seconds: u32) -> Child {
+        let log = std::fs::File::create(self.path("dr-plan.log")).expect("log");
+        self.command(bucket, arguments)
+            .env("DR_PLAN_LOCK_LEASE", lease_seconds.to_string())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("dr-plan starts")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("dr-plan.log")).unwrap_or_default()
+    }
+
+    /// Nothing of a run under the operator's directory: no `.dr-plan`, no state.
+    fn assert_no_local_state(&self) {
+        assert!(
+            !self.path(".dr-plan").exists(),
+            "a local .dr-plan appeared in {}",
+            self.home.path().display()
+        );
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+/// The ids of the runs `status --format json` lists.
+fn listed_runs(operator: &Operator, bucket: &TeamBucket) -> Vec<Json> {
+    let status = operator.dr_plan(bucket, &["status", "--format", "json"]);
+    assert_eq!(status.code, 0, "{status}");
+    serde_json::from_str::<Vec<Json>>(&status.stdout).expect("status JSON")
+}
+
+/// A plan whose steps append to files under `directory`: `once` (not idempotent: it
+/// must run exactly once), `slow` (waits for `release` to exist, after saying it
+/// started), then `after`.
+fn counting_plan(name: &str, directory: &Path) -> String {
+    let at = |file: &str| directory.join(file).display().to_string();
+    format!(
+        r#"version: 1
+name: {name}
+description: team state test
+steps:
+  - id: once
+    kind: exec
+    with:
+      command: ["sh", "-c", "echo ran >> {once}"]
+  - id: slow
+    kind: exec
+    needs: [once]
+    with:
+      command: ["sh", "-c", "echo started >> {slow}; while [ ! -e {release} ]; do sleep 0.05; done"]
+  - id: after
+    kind: exec
+    needs: [slow]
+    with:
+      command: ["sh", "-c", "echo ran >> {after}"]
+"#,
+        once = at("once.count"),
+        slow = at("slow.count"),
+        release = at("release"),
+        after = at("after.count"),
+    )
+}
+
+#[test]
+fn a_run_kept_in_s3_is_listed_reported_and_verified_from_anywhere() {
+    let bucket = TeamBucket::start("prod");
+    let shared = temporary_directory("team-files");
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("team-run", shared.path()));
+    let run = alice.dr_plan(&bucket, &["run", &plan, "--yes"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stderr.contains(&format!("state: {}", bucket.url)), "{run}");
+    alice.assert_no_local_state();
+
+    let keys = bucket.keys();
+    let run_id = keys[0].split('/').nth(1).expect("runs/<id>/").to_owned();
+    assert!(keys.contains(&format!("runs/{run_id}/plan.snapshot")), "{keys:?}");
+    let journal = bucket.journal_keys(&run_id);
+    assert!(journal.len() >= 3, "{keys:?}");
+    // Group commit: fewer objects than events (a success shares the starts it releases).
+    assert!(journal.len() < bucket.events(&run_id).len(), "{journal:?}");
+
+    // Bob, elsewhere, with nothing on his disk, sees it all.
+    let bob = Operator::new("bob");
+    let listed = listed_runs(&bob, &bucket);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["run_id"], run_id.as_str());
+    assert_eq!(listed[0]["status"], "succeeded");
+    let report = bob.dr_plan(&bucket, &["report", &run_id]);
+    assert_eq!(report.code, 0, "{report}");
+    assert!(report.stdout.contains("| Journal | intact"), "{report}");
+    let verify = bob.dr_plan(&bucket, &["verify", &run_id]);
+    assert_eq!(verify.code, 0, "{verify}");
+    assert!(verify.stdout.contains("journal intact"), "{verify}");
+    bob.assert_no_local_state();
+    // The hint of the run names the bucket, so it works pasted anywhere.
+    assert!(run.stderr.contains(&format!("--state-dir {}", bucket.url)), "{run}");
+}
+
+#[test]
+fn verify_finds_a_changed_a_deleted_and_swapped_journal_object() {
+    let bucket = TeamBucket::start("audit");
+    let shared = temporary_directory("team-files");
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("audited", shared.path()));
+    let run = alice.dr_plan(&bucket, &["run", &plan, "--yes"]);
+    assert_eq!(run.code, 0, "{run}");
+    let run_id = listed_runs(&alice, &bucket)[0]["run_id"].as_str().unwrap().to_owned();
+    let keys = bucket.journal_keys(&run_id);
+    let originals: Vec<Vec<u8>> = keys.iter().map(|key| bucket.get(key)).collect();
+    let restore = || {
+        for (key, bytes) in keys.iter().zip(&originals) {
+            bucket.put(key, bytes.clone());
+        }
+        let verify = alice.dr_plan(&bucket, &["verify", &run_id]);
+        assert_eq!(verify.code, 0, "restored: {verify}");
+    };
+
+    // One byte changed in the second object.
+    let mut changed = originals[1].clone();
+    let position = changed.iter().position(|&byte| byte == b'"').unwrap() + 1;
+    changed[position] ^= 0x01;
+    bucket.put(&keys[1], changed);
+    let verify = alice.dr_plan(&bucket, &["verify", &run_id]);
+    assert_eq!(verify.code, 1, "{verify}");
+    assert!(verify.stderr.contains(&keys[1]) || verify.stderr.contains(&keys[2]), "{verify}");
+    restore();
+
+    // One object deleted.
+    bucket.delete(&keys[1]);
+    let verify = alice.dr_plan(&bucket, &["verify", &run_id]);
+    assert_eq!(verify.code, 1, "{verify}");
+    assert!(verify.stderr.contains(&keys[2]), "the first event after the hole is named: {verify}");
+    restore();
+
+    // Two objects swapped.
+    bucket.put(&keys[1], originals[2].clone());
+    bucket.put(&keys[2], originals[1].clone());
+    let verify = alice.dr_plan(&bucket, &["verify", &run_id]);
+    assert_eq!(verify.code, 1, "{verify}");
+    assert!(verify.stderr.contains(&keys[1]), "{verify}");
+    // resume refuses to act on it.
+    let resume = alice.dr_plan(&bucket, &["resume", &run_id, "--yes"]);
+    assert_ne!(resume.code, 0, "{resume}");
+    restore();
+}
+
+#[test]
+fn a_run_killed_on_one_machine_is_finished_exactly_from_another() {
+    let bucket = TeamBucket::start("handover");
+    let shared = temporary_directory("team-files");
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("handover", shared.path()));
+    let mut process = alice.spawn(&bucket, &["run", &plan, "--yes"], 60);
+    assert!(
+        wait_until(Duration::from_secs(30), || lines(&shared.path().join("slow.count")).len() == 1),
+        "slow never started: {}",
+        alice.log()
+    );
+    send_signal("KILL", &process.id().to_string());
+    let _ = wait_bounded(&mut process, Duration::from_secs(10));
+    std::fs::write(shared.path().join("release"), "").unwrap();
+
+    // Bob: another directory, another HOME, no local state; he finds the run.
+    let bob = Operator::new("bob");
+    let listed = listed_runs(&bob, &bucket);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let run_id = listed[0]["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(listed[0]["status"], "not finished");
+    // Its status says what to type; he types it.
+    let status = bob.dr_plan(&bucket, &["status", &run_id]);
+    let next = status
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("next: `").and_then(|rest| rest.strip_suffix('`')))
+        .unwrap_or_else(|| panic!("no next command: {status}"))
+        .to_owned();
+    assert!(next.contains("resume") && next.contains(&bucket.url), "{next}");
+    let words: Vec<String> =
+        next.split_whitespace().skip(1).map(|word| word.trim_matches('\'').to_owned()).collect();
+    let mut arguments: Vec<&str> = words.iter().map(String::as_str).collect();
+    arguments.push("--yes");
+    let resumed = bob.dr_plan(&bucket, &arguments);
+    assert_eq!(resumed.code, 0, "{status}\n{resumed}");
+    assert_eq!(lines(&shared.path().join("once.count")).len(), 1, "`once` ran exactly once");
+    assert_eq!(lines(&shared.path().join("after.count")).len(), 1);
+    bob.assert_no_local_state();
+    let events = bucket.events(&run_id);
+    assert!(events.iter().any(|event| event["event"] == "lock_broken"), "the broken lock is journaled");
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+    assert_eq!(bob.dr_plan(&bucket, &["verify", &run_id]).code, 0);
+}
+
+#[test]
+fn two_operators_at_once_exactly_one_runs() {
+    let bucket = TeamBucket::start("race");
+    let shared = temporary_directory("team-files");
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let alice = Operator::new("alice");
+    let bob = Operator::new("bob");
+    let text = counting_plan("raced", shared.path()).replace("while [ ! -e", "sleep 1; while [ ! -e");
+    let plan = alice.write_plan("plan.yaml", &text);
+    bob.write_plan("plan.yaml", &text);
+    for trial in 0..20 {
+        let first = alice
+            .command(&bucket, &["run", &plan, "--yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let second = bob
+            .command(&bucket, &["run", &plan, "--yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+        let codes: Vec<i32> = outputs.iter().map(|output| output.status.code().unwrap_or(-1)).collect();
+        let mut sorted = codes.clone();
+        sorted.sort_unstable();
+        let shown: Vec<String> =
+            outputs.iter().map(|output| String::from_utf8_lossy(&output.stderr).into_owned()).collect();
+        assert_eq!(sorted, vec![0, 3], "trial {trial}: {codes:?}\n{}", shown.join("\n---\n"));
+        let refused = &shown[codes.iter().position(|&code| code == 3).unwrap()];
+        assert!(refused.contains("is already being run by") && refused.contains("lease until"), "{refused}");
+    }
+    assert_eq!(lines(&shared.path().join("once.count")).len(), 20, "one run per trial");
+}
+
+#[test]
+fn a_paused_holder_whose_lease_expired_stops_before_its_next_step() {
+    let bucket = TeamBucket::start("paused");
+    let shared = temporary_directory("team-files");
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("paused", shared.path()));
+    let mut process = alice.spawn(&bucket, &["run", &plan, "--yes"], 2);
+    assert!(
+        wait_until(Duration::from_secs(30), || lines(&shared.path().join("slow.count")).len() == 1),
+        "slow never started: {}",
+        alice.log()
+    );
+    send_signal("STOP", &process.id().to_string());
+    std::thread::sleep(Duration::from_secs(3));
+    let bob = Operator::new("bob");
+    let run_id = listed_runs(&bob, &bucket)[0]["run_id"].as_str().unwrap().to_owned();
+    // Without --break-stale-lock Bob is told who holds it and how.
+    let refused = bob.dr_plan(&bucket, &["resume", &run_id, "--rerun-interrupted", "--yes"]);
+    assert_eq!(refused.code, 3, "{refused}");
+    assert!(refused.stderr.contains("lease"), "{refused}");
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let resumed =
+        bob.dr_plan(&bucket, &["resume", &run_id, "--rerun-interrupted", "--break-stale-lock", "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(lines(&shared.path().join("after.count")).len(), 1);
+    // Alice wakes up: her `slow` ends (release exists), and she must not start `after`.
+    send_signal("CONT", &process.id().to_string());
+    let status = wait_bounded(&mut process, Duration::from_secs(30)).expect("alice stops");
+    assert_eq!(status.code(), Some(3), "{}", alice.log());
+    assert!(alice.log().contains("this process stopped before starting another step"), "{}", alice.log());
+    assert_eq!(lines(&shared.path().join("after.count")).len(), 1, "alice did not start `after`");
+    assert_eq!(
+        bob.dr_plan(&bucket, &["verify", &run_id]).code,
+        0,
+        "alice wrote nothing after losing the lock"
+    );
+}
+
+#[test]
+fn an_unreachable_state_bucket_stops_the_run_at_start_and_midway() {
+    let shared = temporary_directory("team-files");
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("unreachable", shared.path()));
+    // Nothing listens on the port: exit 3 naming the bucket, nothing ran.
+    let closed = crate::support::process::free_port();
+    let bucket = TeamBucket::start("down");
+    let mut command = alice.command(&bucket, &["run", &plan, "--yes"]);
+    command.env("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{closed}"));
+    let refused = finish(command);
+    assert_eq!(refused.code, 3, "{refused}");
+    assert!(refused.stderr.contains("s3://team-dr/down"), "{refused}");
+    assert!(refused.stderr.contains("--state-dir DIR"), "the local fallback is named: {refused}");
+    assert!(!shared.path().join("once.count").exists());
+
+    // The bucket goes away mid-run: the journal write is retried, then the run stops
+    // before starting another step.
+    let mut process = alice
+        .command(&bucket, &["run", &plan, "--yes"])
+        .env("DR_PLAN_STATE_WRITE_DEADLINE", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || lines(&shared.path().join("slow.count")).len() == 1));
+    drop(bucket);
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let status = wait_bounded(&mut process, Duration::from_secs(120)).expect("the run stops");
+    assert_ne!(status.code(), Some(0));
+    assert!(!shared.path().join("after.count").exists(), "nothing started after an unrecorded event");
+}
