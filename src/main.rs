@@ -17,7 +17,9 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate { plans } => cli::validate(&plans),
-        Command::Lint { paths, format, deny } => cli::lint::run(&paths, format, deny.is_some()),
+        Command::Lint { paths, format, deny, state_dir } => {
+            cli::lint::run(&paths, format, deny.is_some(), state_dir.as_deref())
+        }
         Command::DryRun { plan, values, format, drill, preflight, state_dir } => {
             cli::dry_run::run(&plan, &values, format, drill, preflight, &state_dir)
         }

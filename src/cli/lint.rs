@@ -15,7 +15,7 @@ use crate::sys::exit_code;
 /// in every format: a CI job that lints a mistyped path must fail, visibly, in the
 /// SARIF log or the annotations it reads, not pass with nothing checked.
 #[must_use]
-pub fn run(paths: &[PathBuf], output: LintFormat, deny_warnings: bool) -> i32 {
+pub fn run(paths: &[PathBuf], output: LintFormat, deny_warnings: bool, state_dir: Option<&str>) -> i32 {
     let mut results: Vec<lint::FileResult> = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
     for path in paths {
@@ -48,7 +48,7 @@ pub fn run(paths: &[PathBuf], output: LintFormat, deny_warnings: bool) -> i32 {
     }
     files.sort();
     files.dedup();
-    results.extend(files.iter().map(|file| lint::lint_file(file)));
+    results.extend(files.iter().map(|file| lint::lint_file(file, state_dir)));
     let color = crate::sys::output::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let text = match output {
         LintFormat::Human => format::human(&results, color),

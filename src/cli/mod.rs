@@ -50,6 +50,10 @@ pub enum Command {
         /// Make warnings fail (`--deny warnings`).
         #[arg(long, value_name = "warnings")]
         deny: Option<DenyLevel>,
+        /// Where runs of these plans are kept (only read, for DRP014: a state bucket in
+        /// the region a plan fails away from).
+        #[arg(long, env = "DR_PLAN_STATE_DIR", value_name = "DIR|s3://BUCKET/PREFIX")]
+        state_dir: Option<String>,
     },
     /// Show what a run would do, in order, without changing anything.
     DryRun {

@@ -1097,6 +1097,19 @@ fn append_all(
 }
 
 fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
+    // The state of the run in the region it recovers from: said, not refused (the
+    // operator may know the bucket is replicated, or have nothing else).
+    if let StateDir::S3(_) = &options.state_dir {
+        for finding in crate::lint::lint_with_state(plan, Some(&options.state_dir.display()))
+            .iter()
+            .filter(|finding| finding.code == crate::lint::Rule::StateInFailureDomain.code())
+        {
+            crate::errln!("warning: {}", finding.message);
+            if let Some(help) = &finding.help {
+                crate::errln!("  help: {help}");
+            }
+        }
+    }
     // A file named as the state directory, or a bucket that does not answer: say so
     // before anything starts, instead of an error from deep inside the lock.
     match options.state_dir.check() {

@@ -45,11 +45,13 @@ pub enum Rule {
     TemplateInShellScript,
     /// `DRP013`: a database swapped in with no verification of it upstream.
     SwapWithoutCheck,
+    /// `DRP014`: the state bucket is in the region the plan fails away from.
+    StateInFailureDomain,
 }
 
 impl Rule {
     /// Every rule, in code order.
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 14] = [
         Rule::UnverifiedInput,
         Rule::RestoreWithoutSafetyBackup,
         Rule::NoRto,
@@ -63,6 +65,7 @@ impl Rule {
         Rule::UndoCommandIgnored,
         Rule::TemplateInShellScript,
         Rule::SwapWithoutCheck,
+        Rule::StateInFailureDomain,
     ];
 
     /// The stable code, `DRP001`...
@@ -82,6 +85,7 @@ impl Rule {
             Rule::UndoCommandIgnored => "DRP011",
             Rule::TemplateInShellScript => "DRP012",
             Rule::SwapWithoutCheck => "DRP013",
+            Rule::StateInFailureDomain => "DRP014",
         }
     }
 
@@ -102,6 +106,7 @@ impl Rule {
             Rule::UndoCommandIgnored => "undo-command-ignored",
             Rule::TemplateInShellScript => "template-in-shell-script",
             Rule::SwapWithoutCheck => "swap-without-check",
+            Rule::StateInFailureDomain => "state-in-failure-domain",
         }
     }
 
@@ -132,6 +137,9 @@ impl Rule {
                 "A template is interpolated into the script of a shell (sh -c), which reads its value as code."
             }
             Rule::SwapWithoutCheck => "A pg.swap puts a database in place that no pg.query upstream checked.",
+            Rule::StateInFailureDomain => {
+                "The state bucket (--state-dir s3://...) names the region the plan fails away from."
+            }
         }
     }
 
@@ -152,7 +160,17 @@ impl Rule {
 /// position; each is labelled on the text it is about and says what to do.
 #[must_use]
 pub fn lint(plan: &Plan) -> Vec<Diagnostic> {
+    lint_with_state(plan, None)
+}
+
+/// [`lint`], plus the rules that need to know where runs of the plan are kept
+/// (`--state-dir`, `DR_PLAN_STATE_DIR`).
+#[must_use]
+pub fn lint_with_state(plan: &Plan, state_dir: Option<&str>) -> Vec<Diagnostic> {
     let mut found = rules::check(plan);
+    if let Some(state_dir) = state_dir {
+        found.extend(rules::state_in_failure_domain(plan, state_dir));
+    }
     found.sort_by_key(Diagnostic::sort_key);
     found
 }
@@ -168,9 +186,9 @@ pub struct FileResult {
 
 /// Loads and validates `path`, then lints it when it is valid.
 #[must_use]
-pub fn lint_file(path: &Path) -> FileResult {
+pub fn lint_file(path: &Path, state_dir: Option<&str>) -> FileResult {
     let diagnostics = match crate::kinds::load_plan(path) {
-        Ok(plan) => lint(&plan),
+        Ok(plan) => lint_with_state(&plan, state_dir),
         Err(problems) => problems,
     };
     FileResult { path: path.display().to_string(), diagnostics }

@@ -561,3 +561,53 @@ fn undo_command_ignored(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
         found.push(diagnostic);
     }
 }
+
+/// DRP014: the state bucket names the region the plan fails away from — a var named
+/// like `primary_region` (`primary`, `source`, `failed`, `from`, `active` in its name)
+/// whose value is an AWS region that appears in the bucket or prefix of `state_dir`.
+/// When that region is down, so is the record of the run that recovers from it.
+pub(super) fn state_in_failure_domain(plan: &Plan, state_dir: &str) -> Vec<Diagnostic> {
+    let Some(location) = state_dir.strip_prefix("s3://") else { return Vec::new() };
+    let facts = Facts::new(plan);
+    let mut found = Vec::new();
+    for (name, value) in &plan.spec.vars.entries {
+        let lowered = name.value.to_ascii_lowercase();
+        if !["primary", "source", "failed", "from", "active"].iter().any(|word| lowered.contains(word)) {
+            continue;
+        }
+        let Some(region) = value.0.to_json().as_str().map(str::to_owned) else { continue };
+        if !is_region(&region) || !location.contains(&region) {
+            continue;
+        }
+        found.push(
+            facts
+                .warning(
+                    Rule::StateInFailureDomain,
+                    value.0.span,
+                    format!(
+                        "the state of this plan's runs is kept in {state_dir}, in {region}: the region it fails \
+                         away from (`vars.{}`)",
+                        name.value
+                    ),
+                )
+                .with_label("the region being recovered from")
+                .with_help(
+                    "keep the state in a bucket of another region (e.g. the recovery region's), or run this plan \
+                     with a local `--state-dir DIR` while the region is down",
+                ),
+        );
+    }
+    found
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `ap-southeast-2`: letters, dash-separated words, a number.
+fn is_region(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|byte| byte.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}

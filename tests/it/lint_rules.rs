@@ -15,11 +15,15 @@ const FIXTURES: &str = "tests/fixtures/lint";
 
 /// Lints a fixture, loaded by its path relative to the package root (cargo runs
 /// integration tests there), so diagnostics name it the way a user would see it.
+/// The state bucket the fixtures are linted with: in eu-west-1, which DRP014's fixture
+/// fails away from.
+const STATE: &str = "s3://festivals-dr-state-eu-west-1/runs";
+
 fn lint_fixture(name: &str) -> Vec<Diagnostic> {
     let path = Path::new(FIXTURES).join(name);
     let plan =
         load_plan(&path).unwrap_or_else(|problems| panic!("{name} must be a valid plan: {problems:#?}"));
-    lint(&plan)
+    dr_plan::lint::lint_with_state(&plan, Some(STATE))
 }
 
 fn codes(diagnostics: &[Diagnostic]) -> Vec<&'static str> {
@@ -72,6 +76,7 @@ fn labels_sit_on_the_text_they_are_about() {
         ("DRP011", "[helm, rollback, api]"),
         ("DRP012", "inputs.release"),
         ("DRP013", "\"{{steps.restore.outputs.database}}\""),
+        ("DRP014", "eu-west-1"),
     ];
     for (code, text) in expectations {
         let diagnostics = lint_fixture(&format!("{code}.yaml"));
@@ -94,7 +99,7 @@ fn shipped_plans_pass_lint() {
         {
             continue;
         }
-        let result = lint_file(&path);
+        let result = lint_file(&path, Some(STATE));
         assert!(
             result.diagnostics.is_empty(),
             "{}:\n{}",
@@ -253,13 +258,13 @@ fn toml_plans_are_linted_the_same_way() {
 fn all_results() -> Vec<FileResult> {
     let mut results: Vec<FileResult> = Rule::ALL
         .into_iter()
-        .map(|rule| lint_file(&Path::new(FIXTURES).join(format!("{}.yaml", rule.code()))))
+        .map(|rule| lint_file(&Path::new(FIXTURES).join(format!("{}.yaml", rule.code())), Some(STATE)))
         .collect();
-    results.push(lint_file(&Path::new(FIXTURES).join("clean.yaml")));
+    results.push(lint_file(&Path::new(FIXTURES).join("clean.yaml"), Some(STATE)));
     let invalid = SourceFile::new("invalid.yaml", "version: 1\nname: x\nstepz: []\n");
     let problems = plan_from_source(&invalid).expect_err("invalid");
     results.push(FileResult { path: "invalid.yaml".to_owned(), diagnostics: problems });
-    results.push(lint_file(Path::new("does-not-exist.yaml")));
+    results.push(lint_file(Path::new("does-not-exist.yaml"), None));
     results
 }
 
@@ -281,7 +286,7 @@ fn summaries_count_errors_warnings_and_files() {
 
 #[test]
 fn github_annotations_point_at_the_fixture() {
-    let out = format::github(&[lint_file(&Path::new(FIXTURES).join("DRP010.yaml"))]);
+    let out = format::github(&[lint_file(&Path::new(FIXTURES).join("DRP010.yaml"), None)]);
     assert!(
         out.starts_with("::warning file=tests/fixtures/lint/DRP010.yaml,line=8,col=82,endLine=8,endColumn=86,title=DRP010::"),
         "{out}"
@@ -503,4 +508,39 @@ fn a_swap_needs_a_check_of_the_replacement_upstream() {
     };
     assert!(lint_text(&named("tododb_new")).is_empty());
     assert_eq!(codes(&lint_text(&named("tododb"))), ["DRP013"]);
+}
+
+#[test]
+fn a_state_bucket_elsewhere_or_local_state_is_no_finding() {
+    let plan = load_plan(&Path::new(FIXTURES).join("DRP014.yaml")).expect("valid");
+    for state in
+        [None, Some("s3://festivals-dr-state-eu-west-2/runs"), Some("/var/lib/dr-plan"), Some(".dr-plan")]
+    {
+        let found = dr_plan::lint::lint_with_state(&plan, state);
+        assert!(codes(&found).is_empty(), "{state:?}: {found:#?}");
+    }
+}
+
+#[test]
+fn lint_reads_the_state_dir_from_the_flag_and_the_environment() {
+    let fixture = Path::new(FIXTURES).join("DRP014.yaml");
+    let fixture = fixture.to_str().unwrap();
+    let flag = std::process::Command::new(env!("CARGO_BIN_EXE_dr-plan"))
+        .args(["lint", fixture, "--state-dir", STATE, "--format", "json"])
+        .env_remove("DR_PLAN_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&flag.stdout).contains("\"DRP014\""), "{flag:?}");
+    let environment = std::process::Command::new(env!("CARGO_BIN_EXE_dr-plan"))
+        .args(["lint", fixture, "--format", "json"])
+        .env("DR_PLAN_STATE_DIR", STATE)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&environment.stdout).contains("\"DRP014\""), "{environment:?}");
+    let without = std::process::Command::new(env!("CARGO_BIN_EXE_dr-plan"))
+        .args(["lint", fixture, "--format", "json"])
+        .env_remove("DR_PLAN_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&without.stdout).contains("\"DRP014\""), "{without:?}");
 }

@@ -459,3 +459,71 @@ fn an_unreachable_state_bucket_stops_the_run_at_start_and_midway() {
     assert_ne!(status.code(), Some(0));
     assert!(!shared.path().join("after.count").exists(), "nothing started after an unrecorded event");
 }
+
+#[test]
+fn a_download_left_on_the_first_machine_is_fetched_again_by_the_second() {
+    let bucket = TeamBucket::start("artifacts");
+    bucket.runtime.block_on(bucket.client.create_bucket().bucket("backups").send()).expect("backups bucket");
+    bucket
+        .runtime
+        .block_on(
+            bucket
+                .client
+                .put_object()
+                .bucket("backups")
+                .key("db/latest.sql")
+                .body(b"select 1;\n".to_vec().into())
+                .send(),
+        )
+        .expect("backup uploaded");
+    let shared = temporary_directory("team-files");
+    let gate = shared.path().join("release").display().to_string();
+    let out = shared.path().join("out").display().to_string();
+    let plan = format!(
+        r#"version: 1
+name: artifacts
+description: a download read after a pause
+steps:
+  - id: fetch
+    kind: s3.fetch
+    with:
+      bucket: backups
+      key: db/latest.sql
+      checksum: none
+  - id: gate
+    kind: exec
+    needs: [fetch]
+    with:
+      command: ["sh", "-c", "while [ ! -e {gate} ]; do sleep 0.05; done"]
+  - id: use
+    kind: exec
+    needs: [gate]
+    with:
+      command: ["sh", "-c", "cat {{{{steps.fetch.outputs.path}}}} >> {out}"]
+"#
+    );
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &plan);
+    let alice_work = alice.path("work");
+    let mut process =
+        alice.spawn(&bucket, &["run", &plan, "--yes", "--work-dir", &alice_work.display().to_string()], 60);
+    assert!(
+        wait_until(Duration::from_secs(30), || alice.log().contains("▶ gate")
+            || alice.log().contains("gate started")),
+        "gate never started: {}",
+        alice.log()
+    );
+    send_signal("KILL", &process.id().to_string());
+    let _ = wait_bounded(&mut process, Duration::from_secs(10));
+    // Alice's laptop is gone, and her download with it.
+    std::fs::remove_dir_all(&alice_work).unwrap();
+    std::fs::write(&gate, "").unwrap();
+
+    let bob = Operator::new("bob");
+    let run_id = listed_runs(&bob, &bucket)[0]["run_id"].as_str().unwrap().to_owned();
+    let resumed =
+        bob.dr_plan(&bucket, &["resume", &run_id, "--rerun-interrupted", "--break-stale-lock", "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert!(resumed.stderr.contains("`fetch` runs again: its file"), "{resumed}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "select 1;\n");
+}
