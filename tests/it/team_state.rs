@@ -527,3 +527,59 @@ steps:
     assert!(resumed.stderr.contains("`fetch` runs again: its file"), "{resumed}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "select 1;\n");
 }
+
+#[test]
+fn journal_objects_can_be_kept_with_object_lock_and_a_state_in_the_failing_region_is_named() {
+    // The prefix names eu-west-1, the region the plan fails away from (DRP014).
+    let bucket = TeamBucket::start("eu-west-1");
+    bucket
+        .runtime
+        .block_on(
+            bucket.client.create_bucket().bucket("locked-dr").object_lock_enabled_for_bucket(true).send(),
+        )
+        .expect("bucket with Object Lock");
+    let shared = temporary_directory("team-files");
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let alice = Operator::new("alice");
+    let text = counting_plan("locked", shared.path())
+        .replace(
+            "description: team state test\n",
+            "description: team state test\nvars:\n  primary_region: eu-west-1\n",
+        )
+        .replace("echo ran >> ", "echo {{vars.primary_region}} >> ");
+    let plan = alice.write_plan("plan.yaml", &text);
+
+    let warned = alice.dr_plan(&bucket, &["run", &plan, "--yes"]);
+    assert_eq!(warned.code, 0, "{warned}");
+    assert!(
+        warned.stderr.contains(
+            "warning: the state of this plan's runs is kept in s3://team-dr/eu-west-1, in eu-west-1"
+        ),
+        "{warned}"
+    );
+
+    let mut command = alice.command(&bucket, &["run", &plan, "--yes", "--state-object-lock", "7"]);
+    command.env("DR_PLAN_STATE_DIR", "s3://locked-dr/audit");
+    let locked = finish(command);
+    assert_eq!(locked.code, 0, "{locked}");
+    let listed = bucket.runtime.block_on(bucket.client.list_objects_v2().bucket("locked-dr").send()).unwrap();
+    let journal: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|object| object.key())
+        .filter(|key| key.contains("/journal/") || key.ends_with("plan.snapshot"))
+        .map(str::to_owned)
+        .collect();
+    assert!(journal.len() >= 3, "{journal:?}");
+    for key in &journal {
+        // (moto answers GetObjectRetention with the object itself: HEAD shows the same.)
+        let head = bucket
+            .runtime
+            .block_on(bucket.client.head_object().bucket("locked-dr").key(key).send())
+            .unwrap_or_else(|error| panic!("{key}: {error:?}"));
+        assert_eq!(head.object_lock_mode(), Some(&aws_sdk_s3::types::ObjectLockMode::Governance), "{key}");
+        let until = head.object_lock_retain_until_date().expect("a retention date").secs();
+        let days = (until - chrono::Utc::now().timestamp() + 3_600) / 86_400;
+        assert!((6..=7).contains(&days), "{key}: kept {days} days");
+    }
+}
