@@ -922,6 +922,14 @@ fn execute(
     if let Some(report) = &report {
         record_the_end(report, plan, run_id, drill && status == RunStatus::Succeeded, options);
     }
+    // The chain cannot show its own last event cut off: the head, kept elsewhere, can.
+    if let Ok(verified) = journal::verify(state_dir, run_id) {
+        crate::errln!(
+            "journal head {} ({} events): keep it with the incident record; `dr-plan verify` shows it again",
+            verified.head,
+            verified.events
+        );
+    }
     // The lock is released before the hint is computed, so the hint needs no
     // `--break-stale-lock`.
     if status == RunStatus::Succeeded {

@@ -253,6 +253,10 @@ fn a_run_kept_in_s3_is_listed_reported_and_verified_from_anywhere() {
     let verify = bob.dr_plan(&bucket, &["verify", &run_id]);
     assert_eq!(verify.code, 0, "{verify}");
     assert!(verify.stdout.contains("journal intact"), "{verify}");
+    // The head printed when the run ended is the one verify finds: kept elsewhere, it
+    // shows a journal cut short later.
+    let head = verify.stdout.lines().next().and_then(|line| line.split("head ").nth(1)).expect("a head");
+    assert!(run.stderr.contains(&format!("journal head {head} (")), "{run}\n{verify}");
     bob.assert_no_local_state();
     // The hint of the run names the bucket, so it works pasted anywhere.
     assert!(run.stderr.contains(&format!("--state-dir {}", bucket.url)), "{run}");
