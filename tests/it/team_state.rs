@@ -134,6 +134,13 @@ impl Operator {
     }
 
     fn command(&self, bucket: &TeamBucket, arguments: &[&str]) -> Command {
+        let mut command = self.command_in(&bucket.url, arguments);
+        command.env("AWS_ENDPOINT_URL_S3", bucket.moto.endpoint());
+        command
+    }
+
+    /// `dr-plan ARGUMENTS` with the state at `state` (a directory or a URL).
+    fn command_in(&self, state: &str, arguments: &[&str]) -> Command {
         let mut command = Command::new(BINARY);
         command
             .current_dir(self.home.path())
@@ -143,8 +150,7 @@ impl Operator {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL_S3", bucket.moto.endpoint())
-            .env("DR_PLAN_STATE_DIR", &bucket.url)
+            .env("DR_PLAN_STATE_DIR", state)
             .env_remove("AWS_PROFILE")
             .stdin(Stdio::null());
         command
@@ -586,4 +592,62 @@ fn journal_objects_can_be_kept_with_object_lock_and_a_state_in_the_failing_regio
         let days = (until - chrono::Utc::now().timestamp() + 3_600) / 86_400;
         assert!((6..=7).contains(&days), "{key}: kept {days} days");
     }
+}
+
+#[test]
+fn a_local_lock_has_a_lease_too() {
+    // Two operators on one machine sharing a state directory: the holder is paused
+    // (alive, so the pid check alone would call its lock held forever).
+    let shared = temporary_directory("team-files");
+    let state = shared.path().join("state").display().to_string();
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("local-lease", shared.path()));
+    let log = std::fs::File::create(alice.path("dr-plan.log")).unwrap();
+    let mut process = alice
+        .command_in(&state, &["run", &plan, "--yes"])
+        .env("DR_PLAN_LOCK_LEASE", "2")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || lines(&shared.path().join("slow.count")).len() == 1),
+        "{}",
+        alice.log()
+    );
+    send_signal("STOP", &process.id().to_string());
+    std::thread::sleep(Duration::from_secs(3));
+    let bob = Operator::new("bob");
+    let status = finish(bob.command_in(&state, &["status", "--format", "json"]));
+    let runs: Vec<Json> = serde_json::from_str(&status.stdout).expect("status JSON");
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let resumed = finish(
+        bob.command_in(&state, &["resume", &run_id, "--rerun-interrupted", "--break-stale-lock", "--yes"]),
+    );
+    assert_eq!(resumed.code, 0, "{resumed}");
+    send_signal("CONT", &process.id().to_string());
+    let ended = wait_bounded(&mut process, Duration::from_secs(30)).expect("alice stops");
+    assert_eq!(ended.code(), Some(3), "{}", alice.log());
+    assert_eq!(lines(&shared.path().join("after.count")).len(), 1, "alice did not start `after`");
+    let verify = finish(bob.command_in(&state, &["verify", &run_id]));
+    assert_eq!(verify.code, 0, "alice wrote nothing after losing the lock: {verify}");
+}
+
+#[test]
+fn drill_history_in_s3_feeds_the_dry_run() {
+    let bucket = TeamBucket::start("drills");
+    let shared = temporary_directory("team-files");
+    std::fs::write(shared.path().join("release"), "").unwrap();
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("drilled", shared.path()));
+    let drill = alice.dr_plan(&bucket, &["drill", &plan, "--yes"]);
+    assert_eq!(drill.code, 0, "{drill}");
+    assert!(bucket.keys().iter().any(|key| key.starts_with("history/drilled/")), "{:?}", bucket.keys());
+    let bob = Operator::new("bob");
+    bob.write_plan("plan.yaml", &counting_plan("drilled", shared.path()));
+    let preview = bob.dr_plan(&bucket, &["dry-run", "plan.yaml", "--format", "json"]);
+    assert_eq!(preview.code, 0, "{preview}");
+    let json: Json = serde_json::from_str(&preview.stdout).expect("dry-run JSON");
+    assert_eq!(json["drills_in_history"], 1, "the prediction reads the drill kept in S3: {preview}");
 }
