@@ -321,7 +321,7 @@ pub fn candidates(request: &Request, state_dir_from_environment: Option<PathBuf>
         .unwrap_or_else(|| PathBuf::from(crate::engine::decisions::DEFAULT_STATE_DIR));
     let subcommand = line.subcommand.as_str();
     match (&line.cursor, subcommand) {
-        (Cursor::Positional(0), "status" | "report") => Some(run_ids(&state_dir, false)),
+        (Cursor::Positional(0), "status" | "report" | "verify") => Some(run_ids(&state_dir, false)),
         (Cursor::Positional(0), "resume") => Some(run_ids(&state_dir, true)),
         (Cursor::OptionValue(option), _) if !takes_step_ids(subcommand, option) => None,
         (Cursor::OptionValue(_), "run" | "drill") => {

@@ -244,7 +244,7 @@ fn the_helper_reads_run_ids_and_step_ids_from_a_real_state_directory() {
     let runs = Runs::new();
     let state = runs.state();
     let all = sorted(&[&runs.blocked, &runs.succeeded]);
-    for subcommand in ["status", "report"] {
+    for subcommand in ["status", "report", "verify"] {
         let output = runs.helper(2, &["dr-plan", subcommand, "", "--state-dir", &state]);
         assert!(output.status.success(), "{}", describe(&output));
         assert_eq!(lines_sorted(&output.stdout), all, "{subcommand}");
