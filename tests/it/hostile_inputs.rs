@@ -46,8 +46,8 @@ fn assert_refused(arguments: &[&str], expected: &str) {
 
 #[test]
 fn a_device_is_refused_by_its_name_before_anything_is_read() {
-    assert_refused(&["validate", "/dev/zero"], "/dev/zero: is not a plan file");
-    assert_refused(&["lint", "/dev/zero"], "/dev/zero: is not a plan file");
+    assert_refused(&["validate", "/dev/zero"], "/dev/zero: is not a YAML or TOML file");
+    assert_refused(&["lint", "/dev/zero"], "/dev/zero: is not a YAML or TOML file");
 }
 
 #[test]
