@@ -315,16 +315,18 @@ pub fn describe(with: &Params<'_>) -> String {
     let mut sentence = match streamed {
         Some(source) => {
             let source = Params(source);
+            let into = if side {
+                format!(
+                    "a new side database {database}__restore_<run>, nothing written to disk (database {database} is \
+                     not touched; the side database is dropped if the checksum, decryption or decompression fails)"
+                )
+            } else {
+                format!("database {database} (refused: `from_s3` needs `into: side`)")
+            };
             format!(
-                "restore {}{} as it downloads, streamed into {} (nothing written to disk; the side database is \
-                 dropped if the checksum, decryption or decompression fails)",
+                "restore {}{} as it downloads, into {into}",
                 super::s3_object::describe_object(&source),
                 super::s3_object::describe_decoding(&source),
-                if side {
-                    format!("a new side database {database}__restore_<run> (database {database} is not touched)")
-                } else {
-                    format!("database {database} (refused at run time: `from_s3` needs `into: side`)")
-                }
             )
         }
         None if side => format!(
