@@ -426,6 +426,65 @@ impl<'a> Runner<'a> {
         Ok(Finished { status, stdout, stderr })
     }
 
+    /// Runs `command` to the end with its standard input fed as it comes: `head`, then
+    /// every [`Feed::Data`] of `feed`, then `epilogue` once `feed` says the input is
+    /// complete ([`Feed::Complete`]). When `feed` ends without saying so (its sender was
+    /// dropped: the data turned out bad), the program and its process tree are killed
+    /// before its standard input is closed, so that it never reads an end of input and
+    /// never finishes (commits) a load that was cut short. Returns how the child ended
+    /// and whether its input was complete. A child that stops reading early (an error)
+    /// closes `feed`, so its sender learns at once.
+    pub(crate) async fn finish_fed(
+        &self,
+        mut command: tokio::process::Command,
+        (head, epilogue): (Vec<u8>, &[u8]),
+        mut feed: tokio::sync::mpsc::Receiver<Feed>,
+        on_stderr_line: Option<&(dyn Fn(&str) + Sync)>,
+    ) -> Result<(Finished, bool), ClientError> {
+        use tokio::io::AsyncWriteExt as _;
+        command.stdin(Stdio::piped());
+        let shown = describe_command(&command);
+        let (mut child, tree) = spawn(&mut command).map_err(|error| self.cannot_start(&shown, &error))?;
+        let pipe = child.stdin.take();
+        let feeding = async move {
+            let Some(mut pipe) = pipe else { return (false, Some(tree)) };
+            if pipe.write_all(&head).await.is_err() {
+                return (false, Some(tree));
+            }
+            loop {
+                match feed.recv().await {
+                    Some(Feed::Data(data)) => {
+                        if pipe.write_all(&data).await.is_err() {
+                            // The child stopped reading; its exit status says why.
+                            return (false, Some(tree));
+                        }
+                    }
+                    Some(Feed::Complete) => {
+                        let _ = pipe.write_all(epilogue).await;
+                        return (true, Some(tree));
+                    }
+                    None => {
+                        // Killed while its standard input is still open.
+                        drop(tree);
+                        return (false, None);
+                    }
+                }
+            }
+        };
+        let stdout = read_all(child.stdout.take(), usize::MAX);
+        let stderr = read_lines(child.stderr.take(), STDERR_LIMIT, on_stderr_line);
+        let ((complete, tree), stdout, stderr) = tokio::join!(feeding, stdout, stderr);
+        let status = child
+            .wait()
+            .await
+            .map_err(|error| ClientError(self.redact(&format!("lost track of `{shown}`: {error}"))))?;
+        if let Some(tree) = tree {
+            tree.finished();
+        }
+        self.log(&shown, Some(status), &stderr);
+        Ok((Finished { status, stdout, stderr }, complete))
+    }
+
     /// Appends a child's redacted standard error to `<run_dir>/<step>.stderr.log`,
     /// after the command line and its exit status.
     pub(crate) fn log(&self, shown: &str, status: Option<ExitStatus>, stderr: &[u8]) {
@@ -722,6 +781,15 @@ pub(crate) fn redact(
         Some(password) => text.replace(password, "***"),
         None => text,
     }
+}
+
+/// What [`Runner::finish_fed`] feeds a child, as it comes.
+#[derive(Debug)]
+pub(crate) enum Feed {
+    /// The next bytes.
+    Data(Vec<u8>),
+    /// Everything was sent and checked: the input may end.
+    Complete,
 }
 
 /// What a child reads on standard input.

@@ -8,10 +8,11 @@ mod declared_outputs;
 #[cfg(test)]
 mod parameter_schemas;
 mod runtime;
+mod s3_object;
 mod shared;
 
 pub use crate::lang::kind::{
-    Catalog, KindInfo, OutputInfo, Params, Role, StepKind, Verifies, display, schema_of,
+    Catalog, KindInfo, OutputInfo, Params, RequiredValue, Role, StepKind, Verifies, display, schema_of,
 };
 pub use crate::sys::progress::{Progress, ProgressSink, ProgressUnit, StepUpdate};
 pub use declared_outputs::StepOutputs;
@@ -20,6 +21,7 @@ pub use runtime::{
     ApprovalMode, Asker, BoxFuture, Kind, Outputs, Preflight, PreflightContext, Question, StepContext,
     StepError, Verdict, execute, parameters, preflight, undo,
 };
+pub use s3_object::{ChecksumSource, ObjectSource};
 pub use shared::{Compression, Encryption, EncryptionFormat};
 
 /// Declares the kinds' modules, the table of how they run and the catalog of what they

@@ -3,14 +3,21 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::s3_object::{FetchError, ObjectSource};
 use super::{KindInfo, Params, StepOutputs, step_outputs};
+use crate::clients::postgres::Feed;
 
 /// Parameters of `pg.restore`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Parameters {
-    /// The dump file or directory, usually `{{steps.fetch.outputs.path}}`.
-    pub dump: String,
+    /// The dump file or directory, usually `{{steps.fetch.outputs.path}}` (or `from_s3`).
+    pub dump: Option<String>,
+    /// Restore a backup object in S3 as it downloads, instead of a `dump` file: the
+    /// parameters of `s3.fetch` but `dest` (`bucket`, `key` or `latest` with `prefix`,
+    /// `checksum`, `decrypt`, `decompress`, `endpoint`, `region`, `parallel`). Needs
+    /// `into: side`: the checksum is known only once the whole object has been read.
+    pub from_s3: Option<ObjectSource>,
     /// The target database (with `into: side`, the live database the side copy is
     /// named after and takes its owner from).
     pub database: String,
@@ -92,6 +99,31 @@ step_outputs! {
         pub database: String,
         /// the format detected
         pub format: String,
+        /// with `from_s3`: the object key restored (resolved when `latest`); else null
+        pub key: Option<String>,
+        /// with `from_s3`: bytes loaded, after decryption and decompression; else null
+        pub bytes: Option<u64>,
+        /// with `from_s3`: SHA-256 of the object as stored; else null
+        pub sha256: Option<String>,
+        /// with `from_s3`: the object's Last-Modified (RFC 3339); else null
+        pub last_modified: Option<String>,
+        /// with `from_s3`: seconds between Last-Modified and the restore, the data's RPO; else null
+        pub age: Option<u64>,
+    }
+}
+
+impl PgRestoreOutputs {
+    /// The outputs of a restore of a file.
+    fn of_file(database: String, format: DumpFormat) -> PgRestoreOutputs {
+        PgRestoreOutputs {
+            database,
+            format: format.name().to_owned(),
+            key: None,
+            bytes: None,
+            sha256: None,
+            last_modified: None,
+            age: None,
+        }
     }
 }
 
@@ -132,9 +164,128 @@ pub const INFO: KindInfo = KindInfo {
             to it. The output `database` is the side name, for a `pg.query` to check and a `pg.swap` to put in \
             place of the live database within seconds. A name longer than PostgreSQL's 63 bytes is refused \
             before anything changes.\n\n\
+            `from_s3` restores a backup object straight from S3 instead of a `dump` file. It takes the parameters \
+            of `s3.fetch` but `dest`, and downloads, hashes, decrypts and decompresses the object as it streams \
+            into psql (plain SQL) or pg_restore (custom or tar, read from standard input): download, decoding and \
+            load overlap, and nothing is written to disk. The format is read from the first decoded bytes. The \
+            object, its age against `objectives.rpo` and its checksum sidecar (or `.meta`) are checked before \
+            anything changes. The checksum is known only once the whole object has been read, so `from_s3` needs \
+            `into: side`, and the end of the data reaches the program only after the checksum matched: psql runs \
+            the dump in one transaction whose `COMMIT` is sent only then, pg_restore runs with \
+            `--single-transaction` and does not get the last chunk before. On a checksum mismatch, a decryption or \
+            decompression failure or a failed load, the program is killed before its input ends (nothing is \
+            committed) and the side database is dropped; after a crash, the step run again drops and recreates \
+            it. A custom-format dump with `jobs` over 1 is staged in the run directory first \
+            (`<step>.staged.dump`, readable by the operator only, deleted afterwards): pg_restore -j needs a file \
+            it can seek in. The outputs `key`, `bytes`, `sha256`, `last_modified` and `age` are those of \
+            `s3.fetch`; `age` is the data's measured RPO.\n\n\
             The password reaches the programs through `PGPASSWORD` in their environment, never argv; their \
             stderr is kept, redacted, in `<step>.stderr.log` in the run directory.",
     example: "- id: restore\n  kind: pg.restore\n  needs: [fetch, safety-backup]\n  with: { dump: \"{{steps.fetch.outputs.path}}\", database: tododb, clean: true, jobs: 4 }\n",
+    guide: r#"## Restoring straight from S3, beside the live database
+
+`from_s3` takes the object where `s3.fetch` would have written a file: no download
+step, no copy on disk, and the restore runs while the object downloads. The live
+database answers all along; it is unavailable only while `pg.swap` renames (see the
+dry-run's "Unavailable" line).
+
+```yaml
+# plan
+version: 1
+name: restore-tododb-from-s3
+description: Restore tododb beside itself from its newest backup in S3, check it, swap it in.
+objectives: { rto: 30m, rpo: 6h }
+secrets:
+  backup_key: { file: /etc/backup/encryption.key }
+steps:
+  - id: restore
+    kind: pg.restore
+    with:
+      database: tododb
+      into: side
+      from_s3:
+        bucket: festivals-backups
+        key: latest
+        prefix: postgres/
+        checksum: sidecar
+        decrypt: { format: openssl-pbkdf2, key: "{{secrets.backup_key}}" }
+        decompress: auto
+  - id: check
+    kind: pg.query
+    needs: [restore]
+    with:
+      database: "{{steps.restore.outputs.database}}"
+      assert:
+        - { sql: "select count(*) from users", expect: "> 0" }
+  - id: approve
+    kind: approval
+    needs: [check]
+    with: { prompt: "tododb__restore_<run> is checked: swap it in for tododb?" }
+  - id: swap
+    kind: pg.swap
+    needs: [approve]
+    with: { database: tododb, replacement: "{{steps.restore.outputs.database}}" }
+    undo: true
+```
+
+`from_s3` without `into: side` is refused when the plan is validated. A corrupt,
+truncated or wrongly keyed object, or a wrong `.sha256`, fails the step with the reason
+(as `s3.fetch` explains it), nothing of the load is committed, the side database is
+dropped, and `tododb` is as it was.
+
+## In-place variant
+
+A server without room for two copies of the database cannot restore beside it. Then
+take a safety backup of what is there, and restore over the live database with `clean`
+(custom dumps) or `create` and `clean` (plain SQL: drop and recreate). The database is
+unavailable for the whole restore, and a failure in the middle leaves it partly
+restored: the safety backup is the way back. `from_s3` does not apply here (its
+checksum would be known only after the live database had been overwritten): fetch the
+backup with `s3.fetch` first, which verifies it before anything is touched.
+
+```yaml
+# plan
+version: 1
+name: restore-tododb-in-place
+description: Restore tododb over itself, after a safety backup, on a server without room for two copies.
+objectives: { rto: 45m, rpo: 6h }
+secrets:
+  backup_key: { file: /etc/backup/encryption.key }
+steps:
+  - id: fetch
+    kind: s3.fetch
+    with:
+      bucket: festivals-backups
+      key: latest
+      prefix: postgres/
+      checksum: sidecar
+      decrypt: { format: openssl-pbkdf2, key: "{{secrets.backup_key}}" }
+  - id: safety-backup
+    kind: pg.dump
+    with: { database: tododb, format: custom }
+  - id: restore
+    kind: pg.restore
+    needs: [fetch, safety-backup]
+    with: { dump: "{{steps.fetch.outputs.path}}", database: tododb, clean: true, jobs: 4 }
+  - id: check
+    kind: pg.query
+    needs: [restore]
+    with:
+      database: tododb
+      assert:
+        - { sql: "select count(*) from users", expect: "> 0" }
+```
+"#,
+    exclusive: &[("dump", "from_s3")],
+    object_keys: &["from_s3.key"],
+    requires_value: &[super::RequiredValue {
+        parameter: "from_s3",
+        other: "into",
+        value: "side",
+        why: "the object's checksum is known only once all of it has been read, and by then it has been loaded; \
+              a side database is dropped when the checksum, decryption or decompression fails, and the live \
+              database is never touched",
+    }],
     role: super::Role::Restore {
         file: "dump",
         target: &["database", "connection"],
@@ -151,7 +302,7 @@ pub const INFO: KindInfo = KindInfo {
 pub const KIND: super::Kind = super::Kind {
     info: &INFO,
     execute: |with, context| Box::pin(async move { run(super::parameters(with)?, context).await?.into_map() }),
-    preflight: |with, _| Box::pin(async move { Ok(preflight(&super::parameters(with)?).await) }),
+    preflight: |with, context| Box::pin(async move { Ok(preflight(&super::parameters(with)?, context).await) }),
     undo: None,
 };
 
@@ -159,15 +310,30 @@ pub const KIND: super::Kind = super::Kind {
 #[must_use]
 pub fn describe(with: &Params<'_>) -> String {
     let side = with.text_or("into", "target") == "side";
-    let mut sentence = if side {
-        format!(
-            "restore {} into a new side database {}__restore_<run> (database {} is not touched)",
-            with.text("dump"),
-            with.text("database"),
-            with.text("database")
-        )
-    } else {
-        format!("restore {} into database {}", with.text("dump"), with.text("database"))
+    let database = with.text("database");
+    let streamed = with.get("from_s3").filter(|source| source.is_object());
+    let mut sentence = match streamed {
+        Some(source) => {
+            let source = Params(source);
+            let into = if side {
+                format!(
+                    "a new side database {database}__restore_<run>, nothing written to disk (database {database} is \
+                     not touched; the side database is dropped if the checksum, decryption or decompression fails)"
+                )
+            } else {
+                format!("database {database} (refused: `from_s3` needs `into: side`)")
+            };
+            format!(
+                "restore {}{} as it downloads, into {into}",
+                super::s3_object::describe_object(&source),
+                super::s3_object::describe_decoding(&source),
+            )
+        }
+        None if side => format!(
+            "restore {} into a new side database {database}__restore_<run> (database {database} is not touched)",
+            with.text("dump")
+        ),
+        None => format!("restore {} into database {database}", with.text("dump")),
     };
     let mut options = Vec::new();
     if with.flag("clean", false) && !side {
@@ -187,6 +353,12 @@ pub fn describe(with: &Params<'_>) -> String {
     }
     if !options.is_empty() {
         sentence.push_str(&format!(" ({})", options.join(", ")));
+    }
+    if streamed.is_some() && jobs != "1" && matches!(with.text_or("format", "auto").as_str(), "auto" | "custom") {
+        sentence.push_str(&format!(
+            "; a custom-format dump is first staged in the run directory (pg_restore -j {jobs} needs a file it can \
+             seek in), then restored from there and deleted"
+        ));
     }
     // The run refuses `clean` without `create` on a plain SQL dump (see `check_options`), before it touches the database, and
     // with `format: auto` the format is known only once the file exists: say so now, so a
@@ -254,31 +426,67 @@ fn detect_format(dump: &std::path::Path, declared: RestoreFormat) -> Result<Dump
             )),
         };
     }
-    let mut head = Vec::with_capacity(512);
+    let mut head = Vec::with_capacity(HEAD_LENGTH);
     std::fs::File::open(dump)
-        .and_then(|file| file.take(512).read_to_end(&mut head))
+        .and_then(|file| file.take(HEAD_LENGTH as u64).read_to_end(&mut head))
         .map_err(|error| format!("cannot read the dump {shown}: {error}"))?;
+    format_of_head(&head, declared, &format!("the dump {shown}"), Decoder::FetchFirst)
+}
+
+/// How many first bytes of a dump tell its format (a tar header is 512 bytes).
+const HEAD_LENGTH: usize = 512;
+
+/// What to say about a dump that is still compressed or encrypted.
+#[derive(Clone, Copy)]
+enum Decoder {
+    /// A file: decode it first, e.g. with `s3.fetch`.
+    FetchFirst,
+    /// A stream from `from_s3`: its own `decompress` and `decrypt` do it.
+    FromS3,
+}
+
+impl Decoder {
+    fn decompress(self, program: &str) -> String {
+        match self {
+            Decoder::FetchFirst => format!(
+                "decompress it first, e.g. s3.fetch with `decompress: auto`, or `{program}` it"
+            ),
+            Decoder::FromS3 => "set `decompress: auto` in `from_s3`".to_owned(),
+        }
+    }
+
+    fn decrypt(self) -> &'static str {
+        match self {
+            Decoder::FetchFirst => {
+                "decrypt it first, e.g. s3.fetch with `decrypt: { format: openssl-pbkdf2, key: ... }`"
+            }
+            Decoder::FromS3 => "set `decrypt: { format: openssl-pbkdf2, key: ... }` in `from_s3`",
+        }
+    }
+}
+
+/// Decides (or checks) the format of a dump, a file, from its first bytes `head`;
+/// `shown` names it. A dump that is still compressed or encrypted is refused with what
+/// to do.
+fn format_of_head(
+    head: &[u8],
+    declared: RestoreFormat,
+    shown: &str,
+    decoder: Decoder,
+) -> Result<DumpFormat, String> {
     if head.is_empty() {
-        return Err(format!(
-            "the dump {shown} is empty: the backup or its download failed; pick another backup"
-        ));
+        return Err(format!("{shown} is empty: the backup or its download failed; pick another backup"));
     }
     if head.starts_with(&[0x1f, 0x8b]) {
-        return Err(format!(
-            "the dump {shown} is still gzip-compressed: decompress it first, e.g. s3.fetch with `decompress: auto`, \
-             or `gunzip` it"
-        ));
+        return Err(format!("{shown} is still gzip-compressed: {}", decoder.decompress("gunzip")));
     }
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(format!(
-            "the dump {shown} is still zstd-compressed: decompress it first, e.g. s3.fetch with `decompress: auto`, \
-             or `zstd -d` it"
-        ));
+        return Err(format!("{shown} is still zstd-compressed: {}", decoder.decompress("zstd -d")));
     }
     if head.starts_with(crate::artifact::OPENSSL_MAGIC) {
         return Err(format!(
-            "the dump {shown} is still openssl-encrypted (it starts with `Salted__`): decrypt it first, e.g. \
-             s3.fetch with `decrypt: {{ format: openssl-pbkdf2, key: ... }}`"
+            "{shown} is still openssl-encrypted (it starts with `Salted__`): {}",
+            decoder.decrypt()
         ));
     }
     let found = if head.starts_with(b"PGDMP") {
@@ -306,14 +514,14 @@ fn detect_format(dump: &std::path::Path, declared: RestoreFormat) -> Result<Dump
 }
 
 /// Refuses options the format cannot honour, before anything changes.
-fn check_options(parameters: &Parameters, format: DumpFormat) -> Result<(), String> {
+/// `dump` names the dump in messages.
+fn check_options(parameters: &Parameters, format: DumpFormat, dump: &str) -> Result<(), String> {
     if parameters.jobs == 0 {
         return Err("`jobs` must be at least 1".to_owned());
     }
     if format != DumpFormat::Plain {
         return Ok(());
     }
-    let dump = &parameters.dump;
     // A side database is new and empty: `clean` has nothing to drop there.
     if parameters.clean && !parameters.create && parameters.into == RestoreInto::Target {
         return Err(format!(
@@ -338,11 +546,30 @@ fn check_options(parameters: &Parameters, format: DumpFormat) -> Result<(), Stri
 }
 
 /// Checks the server (and, unless the step creates it, the database) for
-/// `dry-run --preflight`.
-pub async fn preflight(parameters: &Parameters) -> super::Preflight {
-    let database =
-        if parameters.create || parameters.into == RestoreInto::Side { crate::clients::postgres::MAINTENANCE_DATABASE } else { parameters.database.as_str() };
-    crate::clients::postgres::preflight(parameters.connection.as_deref(), database).await.into()
+/// `dry-run --preflight`; with `from_s3`, also that the object and its checksum are
+/// there and that it is younger than the RPO.
+pub async fn preflight(parameters: &Parameters, context: &super::PreflightContext) -> super::Preflight {
+    use super::Preflight;
+    use crate::clients::postgres::MAINTENANCE_DATABASE;
+    let database = if parameters.create || parameters.into == RestoreInto::Side {
+        MAINTENANCE_DATABASE
+    } else {
+        parameters.database.as_str()
+    };
+    let server: Preflight =
+        crate::clients::postgres::preflight(parameters.connection.as_deref(), database).await.into();
+    let Some(source) = &parameters.from_s3 else { return server };
+    let client = crate::clients::s3::connect(source.endpoint.as_deref(), source.region.as_deref()).await;
+    match (server, super::s3_object::check_before_download(source, context.rpo, &client).await) {
+        (Preflight::Passed(server), Ok((object, age))) => Preflight::Passed(format!(
+            "{server}; {} exists ({} bytes, {} old)",
+            object.uri(),
+            object.size,
+            crate::lang::duration::format_duration(age)
+        )),
+        (Preflight::Passed(_), Err(error)) => Preflight::Failed(error.to_string()),
+        (other, _) => other,
+    }
 }
 
 /// Restores the dump; see the kind's notes for the order of what it does.
@@ -353,19 +580,25 @@ pub async fn preflight(parameters: &Parameters) -> super::Preflight {
 /// sessions that cannot be terminated; and a failed restore, with the program's exit
 /// status and the end of its stderr.
 pub async fn run(
-    parameters: Parameters,
+    mut parameters: Parameters,
     context: &super::StepContext,
 ) -> Result<PgRestoreOutputs, super::StepError> {
     use crate::clients::postgres::{Connection, MAINTENANCE_DATABASE, Runner};
     let failed = super::StepError::Failed;
-    let dump = std::path::PathBuf::from(&parameters.dump);
+    let dump = match (parameters.dump.take(), parameters.from_s3.take()) {
+        (Some(dump), None) => std::path::PathBuf::from(dump),
+        (None, Some(source)) => return restore_from_s3(parameters, source, context).await,
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(failed("give exactly one of `dump` (a file) and `from_s3` (an object in S3)".to_owned()));
+        }
+    };
     let declared = parameters.format;
     let probe = dump.clone();
     let format = tokio::task::spawn_blocking(move || detect_format(&probe, declared))
         .await
         .map_err(|error| failed(format!("reading the dump's header stopped unexpectedly: {error}")))?
         .map_err(failed)?;
-    check_options(&parameters, format).map_err(failed)?;
+    check_options(&parameters, format, &dump.display().to_string()).map_err(failed)?;
     let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
     let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
     if parameters.into == RestoreInto::Side {
@@ -393,12 +626,11 @@ pub async fn run(
         }
     }
     context.progress.note(format!("restored {} into {where_}", dump.display()));
-    Ok(PgRestoreOutputs { database: database.to_owned(), format: format.name().to_owned() })
+    Ok(PgRestoreOutputs::of_file(database.to_owned(), format))
 }
 
-/// `into: side`: creates `<database>__restore_<run>` empty (dropping what an earlier
-/// attempt of this run left under that name), restores into it, and drops it again
-/// when the restore fails. `database` itself is only read (its owner).
+/// `into: side`: creates `<database>__restore_<run>` empty (see [`create_side`]),
+/// restores into it, and drops it again when the restore fails.
 async fn restore_beside(
     mut parameters: Parameters,
     runner: &crate::clients::postgres::Runner<'_>,
@@ -406,12 +638,35 @@ async fn restore_beside(
     dump: &std::path::Path,
     format: DumpFormat,
 ) -> Result<PgRestoreOutputs, super::StepError> {
+    let live = parameters.database.clone();
+    let side = create_side(&live, runner, context).await?;
+    parameters.database.clone_from(&side);
+    let restored = match format {
+        DumpFormat::Plain => restore_plain(&parameters, runner, context, dump, true).await,
+        DumpFormat::Custom | DumpFormat::Directory | DumpFormat::Tar => {
+            restore_archive(&parameters, runner, context, dump, format, true).await
+        }
+    };
+    if let Err(error) = restored {
+        return Err(drop_side(runner, &side, &live, &error.to_string()).await);
+    }
+    context.progress.note(format!("restored {} into {}", dump.display(), runner.connection.describe(&side)));
+    Ok(PgRestoreOutputs::of_file(side, format))
+}
+
+/// Creates the side database `<live>__restore_<run>` empty, owned by the owner of
+/// `live` when that exists, dropping first what an earlier attempt of this run left
+/// under that name. `live` itself is only read (its owner). Returns the side name.
+async fn create_side(
+    live: &str,
+    runner: &crate::clients::postgres::Runner<'_>,
+    context: &super::StepContext,
+) -> Result<String, super::StepError> {
     use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions, RESTORE_MARK, copy_name};
     let failed = super::StepError::Failed;
-    let live = parameters.database.clone();
-    let side = copy_name(&live, RESTORE_MARK, &context.run_id).map_err(failed)?;
+    let side = copy_name(live, RESTORE_MARK, &context.run_id).map_err(failed)?;
     runner.check_reachable(MAINTENANCE_DATABASE).await.map_err(failed)?;
-    let owner = runner.database_owner(&live).await.map_err(failed)?;
+    let owner = runner.database_owner(live).await.map_err(failed)?;
     if runner.drop_database(&side).await.map_err(failed)? {
         context.progress.note(format!("dropped database {side}, left by an earlier attempt of this run"));
     }
@@ -435,24 +690,283 @@ async fn restore_beside(
                 if owner.is_some() { " and membership in the role that owns the live database" } else { "" }
             ))
         })?;
+    Ok(side)
+}
+
+/// Drops the side database after a failed restore; the error says what failed and
+/// where both databases are.
+async fn drop_side(
+    runner: &crate::clients::postgres::Runner<'_>,
+    side: &str,
+    live: &str,
+    error: &str,
+) -> super::StepError {
+    let cleanup = match runner.drop_database(side).await {
+        Ok(_) => format!("database {side} was dropped; database {live} was not touched"),
+        Err(drop_error) => format!(
+            "database {side} could not be dropped ({drop_error}): drop it by hand; database {live} was not touched"
+        ),
+    };
+    super::StepError::Failed(format!("{error}; {cleanup}"))
+}
+
+/// Chunks in flight from the decoding to the loading program.
+const FEED_CAPACITY: usize = 2;
+
+/// `from_s3`: chooses and checks the object (nothing changes when that fails), creates
+/// the side database, then downloads, verifies, decrypts and decompresses the object
+/// straight into psql or pg_restore, all at once. The last chunk reaches the program
+/// only once the checksum matched; on any failure the program is killed before its
+/// input ends (nothing is committed) and the side database is dropped.
+async fn restore_from_s3(
+    mut parameters: Parameters,
+    source: ObjectSource,
+    context: &super::StepContext,
+) -> Result<PgRestoreOutputs, super::StepError> {
+    use crate::clients::postgres::{Connection, Runner};
+    let failed = super::StepError::Failed;
+    if parameters.into != RestoreInto::Side {
+        return Err(failed(
+            "`from_s3` needs `into: side`: the object's checksum is known only once all of it has been read, and by \
+             then it has been loaded; restore beside the live database (`into: side`) and swap it in with pg.swap"
+                .to_owned(),
+        ));
+    }
+    if parameters.jobs == 0 {
+        return Err(failed("`jobs` must be at least 1".to_owned()));
+    }
+    let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
+    let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
+    let client = crate::clients::s3::connect(source.endpoint.as_deref(), source.region.as_deref()).await;
+    let fetch_failed = |error: FetchError| context.redactor.redact(&error.to_string());
+    let chosen =
+        super::s3_object::choose(&source, context.rpo, &client).await.map_err(|error| failed(fetch_failed(error)))?;
+    let live = parameters.database.clone();
+    let side = create_side(&live, &runner, context).await?;
     parameters.database.clone_from(&side);
-    let restored = match format {
-        DumpFormat::Plain => restore_plain(&parameters, runner, context, dump, true).await,
-        DumpFormat::Custom | DumpFormat::Directory | DumpFormat::Tar => {
-            restore_archive(&parameters, runner, context, dump, format, true).await
+    let location = chosen.object.uri();
+    context.progress.note(format!("streaming {location} into database {side}"));
+    let (sender, receiver) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let loading = format!("the load into database {side}");
+    let transfer = chosen.transfer(&client, context, move |decoding| {
+        let mut output = HeldBack { sender, held: None };
+        let summary = decoding.decode_into(&mut output, &loading)?;
+        output.complete();
+        Ok(summary)
+    });
+    let load = load_stream(&parameters, &runner, context, receiver, &location);
+    let (transferred, loaded) = tokio::join!(transfer, load);
+    let (summary, format) = match (transferred, loaded) {
+        (Ok(summary), Ok(format)) => (summary, format),
+        // The program stopped reading: its error is the cause.
+        (Err(FetchError::Write { .. }) | Ok(_), Err(error)) => {
+            return Err(drop_side(&runner, &side, &live, &error.to_string()).await);
+        }
+        (Err(error), _) => {
+            let error = format!("{}; the load was stopped before its end, nothing of it committed", fetch_failed(error));
+            return Err(drop_side(&runner, &side, &live, &error).await);
         }
     };
-    if let Err(error) = restored {
-        let cleanup = match runner.drop_database(&side).await {
-            Ok(_) => format!("database {side} was dropped; database {live} was not touched"),
-            Err(drop_error) => format!(
-                "database {side} could not be dropped ({drop_error}): drop it by hand; database {live} was not touched"
-            ),
-        };
-        return Err(failed(format!("{error}; {cleanup}")));
+    context.progress.note(format!("restored {location} into {}", runner.connection.describe(&side)));
+    Ok(PgRestoreOutputs {
+        database: side,
+        format: format.name().to_owned(),
+        key: Some(chosen.object.key.clone()),
+        bytes: Some(summary.output_bytes),
+        sha256: Some(summary.sha256.to_hex()),
+        last_modified: Some(chosen.object.last_modified.to_rfc3339()),
+        age: Some(chosen.age.as_secs()),
+    })
+}
+
+/// The decoded object on its way to the loading program: every chunk is passed on as
+/// it comes but the last, which is held back until the object's checksum has been
+/// checked ([`HeldBack::complete`]), so that the program cannot reach the end of a
+/// dump that turns out bad.
+struct HeldBack {
+    sender: tokio::sync::mpsc::Sender<Feed>,
+    held: Option<Vec<u8>>,
+}
+
+impl std::io::Write for HeldBack {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if let Some(previous) = self.held.replace(data.to_vec()) {
+            self.sender.blocking_send(Feed::Data(previous)).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the loading program stopped reading")
+            })?;
+        }
+        Ok(data.len())
     }
-    context.progress.note(format!("restored {} into {where_}", dump.display()));
-    Ok(PgRestoreOutputs { database: side, format: format.name().to_owned() })
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl HeldBack {
+    /// The object is verified: the last chunk goes, and the input may end.
+    fn complete(mut self) {
+        // A program that stopped reading reports why itself.
+        if let Some(last) = self.held.take() {
+            let _ = self.sender.blocking_send(Feed::Data(last));
+        }
+        let _ = self.sender.blocking_send(Feed::Complete);
+    }
+}
+
+/// Loads what `feed` brings into the side database (`parameters.database` by now):
+/// reads the first bytes for the format, then feeds psql (plain SQL, in one
+/// transaction committed only once the object is verified) or pg_restore (custom or
+/// tar, `--single-transaction`), or stages a custom dump to a file first when `jobs`
+/// is more than 1. Returns the format loaded.
+async fn load_stream(
+    parameters: &Parameters,
+    runner: &crate::clients::postgres::Runner<'_>,
+    context: &super::StepContext,
+    mut feed: tokio::sync::mpsc::Receiver<Feed>,
+    location: &str,
+) -> Result<DumpFormat, super::StepError> {
+    let failed = super::StepError::Failed;
+    let stopped = || failed(format!("the download of {location} stopped before its end"));
+    let mut head = Vec::with_capacity(HEAD_LENGTH);
+    let mut complete = false;
+    while head.len() < HEAD_LENGTH && !complete {
+        match feed.recv().await {
+            Some(Feed::Data(data)) => head.extend_from_slice(&data),
+            Some(Feed::Complete) => complete = true,
+            None => return Err(stopped()),
+        }
+    }
+    if complete {
+        // Everything came with the first bytes: a feed that says so at once.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        let _ = sender.try_send(Feed::Complete);
+        feed = receiver;
+    }
+    let shown = format!("the object {location}, once decoded,");
+    let format = format_of_head(&head, parameters.format, &shown, Decoder::FromS3).map_err(failed)?;
+    check_options(parameters, format, location).map_err(failed)?;
+    let where_ = runner.connection.describe(&parameters.database);
+    match format {
+        DumpFormat::Custom if parameters.jobs > 1 => {
+            stage_then_restore(parameters, runner, context, head, feed, location).await?;
+        }
+        DumpFormat::Plain => {
+            use crate::clients::postgres::{Program, describe_status};
+            if parameters.jobs > 1 {
+                context.progress.note("plain SQL is loaded by one psql session: `jobs` does not apply");
+            }
+            let mut command = runner.command(Program::Psql, &parameters.database)?;
+            command
+                .args(["--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--file=-"])
+                .stdout(std::process::Stdio::null());
+            context.progress.note(format!("loading {location} into {where_} with psql, in one transaction"));
+            // One transaction, whose COMMIT is sent only once the object is verified: an
+            // input that ends without it (a bad object, a killed dr-plan) commits nothing.
+            let head = [b"BEGIN;\n".as_slice(), &head].concat();
+            let (finished, complete) =
+                runner.finish_fed(command, (head, b"\nCOMMIT;\n"), feed, None).await?;
+            if !complete {
+                return Err(stopped());
+            }
+            if !finished.status.success() {
+                return Err(failed(format!(
+                    "psql stopped at the first error loading {location} into {where_} ({}): {}; the load ran in one \
+                     transaction, which was rolled back",
+                    describe_status(finished.status),
+                    finished.stderr_tail(runner, 4).replace("psql:<stdin>:", "line ")
+                )));
+            }
+        }
+        DumpFormat::Custom | DumpFormat::Tar => {
+            use crate::clients::postgres::{Program, describe_status};
+            let mut command = runner.command(Program::Restore, &parameters.database)?;
+            command
+                .args(archive_arguments(parameters, format, true))
+                .arg("--single-transaction")
+                .stdout(std::process::Stdio::null());
+            if parameters.jobs > 1 {
+                context
+                    .progress
+                    .note("a tar-format dump is restored with one job (pg_restore cannot read it in parallel)");
+            }
+            context.progress.note(format!("pg_restore of {location} into {where_}, in one transaction"));
+            let progress = context.progress.clone();
+            let on_line = move |line: &str| {
+                if let Some(activity) = line.strip_prefix("pg_restore: ") {
+                    progress.note(activity.to_owned());
+                }
+            };
+            let (finished, complete) =
+                runner.finish_fed(command, (head, b""), feed, Some(&on_line)).await?;
+            if !complete {
+                return Err(stopped());
+            }
+            if !finished.status.success() {
+                return Err(failed(format!(
+                    "pg_restore of {location} into {where_} {}: {}; it ran in one transaction, which was rolled back \
+                     (see {}.stderr.log in the run directory)",
+                    describe_status(finished.status),
+                    errors_tail(&finished.stderr_tail(runner, 40)),
+                    context.step_id
+                )));
+            }
+        }
+        DumpFormat::Directory => {
+            return Err(failed(format!("{shown} is a directory-format dump, which cannot come as one object")));
+        }
+    }
+    Ok(format)
+}
+
+/// A custom-format dump restored with `jobs` > 1: pg_restore -j needs a file it can
+/// seek in, so the verified stream is written to `<step>.staged.dump` in the run
+/// directory (readable by the operator only), restored from there, and deleted.
+async fn stage_then_restore(
+    parameters: &Parameters,
+    runner: &crate::clients::postgres::Runner<'_>,
+    context: &super::StepContext,
+    head: Vec<u8>,
+    mut feed: tokio::sync::mpsc::Receiver<Feed>,
+    location: &str,
+) -> Result<(), super::StepError> {
+    use tokio::io::AsyncWriteExt as _;
+    let failed = super::StepError::Failed;
+    let path = context.run_dir.join(format!("{}.staged.dump", context.step_id));
+    context.progress.note(format!(
+        "staging {location} in {} for pg_restore -j {} (a custom-format dump needs a file to be restored in parallel)",
+        path.display(),
+        parameters.jobs
+    ));
+    let cannot_write = |error: std::io::Error| failed(format!("cannot write {}: {error}; check the free space of the run directory", path.display()));
+    let staged = async {
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .await
+            .map_err(cannot_write)?;
+        file.write_all(&head).await.map_err(cannot_write)?;
+        loop {
+            match feed.recv().await {
+                Some(Feed::Data(data)) => file.write_all(&data).await.map_err(cannot_write)?,
+                Some(Feed::Complete) => break,
+                None => return Err(failed(format!("the download of {location} stopped before its end"))),
+            }
+        }
+        file.flush().await.map_err(cannot_write)
+    };
+    let restored = match staged.await {
+        Ok(()) => restore_archive(parameters, runner, context, &path, DumpFormat::Custom, true).await,
+        Err(error) => Err(error),
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    restored
 }
 
 /// Terminates every other session on `database` and waits until they are gone, so
@@ -719,8 +1233,8 @@ mod tests {
             archive_arguments(&parameters, DumpFormat::Tar, true),
             ["--exit-on-error", "--verbose", "--table=users", "--no-owner"]
         );
-        assert!(check_options(&parameters, DumpFormat::Plain).unwrap_err().contains("Remove `clean`"));
-        assert_eq!(check_options(&parameters, DumpFormat::Custom), Ok(()));
+        assert!(check_options(&parameters, DumpFormat::Plain, "a.dump").unwrap_err().contains("Remove `clean`"));
+        assert_eq!(check_options(&parameters, DumpFormat::Custom, "a.dump"), Ok(()));
     }
 
     #[test]

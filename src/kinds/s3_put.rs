@@ -69,7 +69,7 @@ pub const INFO: KindInfo = KindInfo {
             from openssl's `Salted__` header. When `<path>.sha256` exists, the file must still match \
             it, or no sidecar is uploaded and the step fails (a fetch then refuses the object).",
     example: "- id: upload\n  kind: s3.put\n  with: { bucket: dharma-backups, key: \"database/{{steps.dump.outputs.name}}\", path: \"{{steps.dump.outputs.path}}\" }\n",
-    object_key: true,
+    object_keys: &["key"],
     parameters_schema: super::schema_of::<Parameters>,
     outputs_schema: super::schema_of::<S3PutOutputs>,
     describe,

@@ -61,6 +61,20 @@ pub enum Role {
     Other,
 }
 
+/// A parameter a step may give only with another parameter set to one value
+/// (`pg.restore`'s `from_s3` needs `into: side`), checked by validation.
+#[derive(Debug)]
+pub struct RequiredValue {
+    /// The parameter that needs the other.
+    pub parameter: &'static str,
+    /// The other parameter.
+    pub other: &'static str,
+    /// The value the other must have.
+    pub value: &'static str,
+    /// Why, for the help line.
+    pub why: &'static str,
+}
+
 /// Whether a step of the kind checks that a recovery worked (lint DRP009).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verifies {
@@ -73,8 +87,8 @@ pub enum Verifies {
 }
 
 /// What a kind declares about itself. Every field is read by name elsewhere: validation
-/// (`exclusive`, `non_empty`, `undo_parameter`, the schemas), the dry-run (`describe`,
-/// `describe_undo`), lint (`role`, `verifies`, `argv_parameters`, `object_key`), the
+/// (`exclusive`, `non_empty`, `requires_value`, `undo_parameter`, the schemas), the dry-run (`describe`,
+/// `describe_undo`), lint (`role`, `verifies`, `argv_parameters`, `object_keys`), the
 /// catalog and docs (summary, notes, example, outputs).
 #[derive(Debug)]
 pub struct KindInfo {
@@ -101,6 +115,9 @@ pub struct KindInfo {
     pub notes: &'static str,
     /// An example step.
     pub example: &'static str,
+    /// Markdown sections for the end of the kind's docs page (`## ` headings, whole
+    /// example plans), printed as written; empty for most kinds.
+    pub guide: &'static str,
     /// Parameters that hold a program and its arguments (argv lists): lint looks for
     /// templates pasted into a shell script there.
     pub argv_parameters: &'static [&'static str],
@@ -108,9 +125,12 @@ pub struct KindInfo {
     pub exclusive: &'static [(&'static str, &'static str)],
     /// List parameters that must not be empty, with the help shown when one is.
     pub non_empty: &'static [(&'static str, &'static str)],
-    /// Whether its `key` parameter names an object (not a secret key): lint's secret
-    /// rule then leaves a literal `key` alone.
-    pub object_key: bool,
+    /// Parameters allowed only with another parameter set to a value.
+    pub requires_value: &'static [RequiredValue],
+    /// The parameters named `key` that name an object, not a secret key (`key`,
+    /// `from_s3.key`, as paths inside `with`): lint's secret rule leaves their literal
+    /// values alone.
+    pub object_keys: &'static [&'static str],
     /// What it is for (lint).
     pub role: Role,
     /// The output measuring how long the service was unavailable during this step (the
@@ -146,10 +166,12 @@ impl KindInfo {
         preflight: "",
         notes: "",
         example: "",
+        guide: "",
         argv_parameters: &[],
         exclusive: &[],
         non_empty: &[],
-        object_key: false,
+        requires_value: &[],
+        object_keys: &[],
         role: Role::Other,
         unavailability_output: None,
         verifies: Verifies::Never,

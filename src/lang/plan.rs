@@ -15,12 +15,12 @@ use sha2::Digest;
 
 use crate::lang::code::Code;
 use crate::lang::diagnostic::{Diagnostic, Severity, suggestion};
-use crate::lang::kind::{Catalog, StepKind};
+use crate::lang::kind::{Catalog, RequiredValue, StepKind};
 use crate::lang::node::{Node, Value};
 use crate::lang::schema_check;
 use crate::lang::source::{SourceFile, Span};
 use crate::lang::spec::{Located, OnFailure, PlanSpec, StepSpec};
-use crate::lang::template::Template;
+use crate::lang::template::{Template, contains_expression};
 
 /// Fields of `run.` a template may read.
 pub const RUN_FIELDS: &[&str] = &["id", "drill", "started_at", "dir", "plan"];
@@ -381,6 +381,9 @@ impl<'a> Checker<'a> {
                 ),
             }
         }
+        for rule in kind.info().requires_value {
+            self.required_value(step, kind, with, rule);
+        }
         for (name, help) in kind.info().non_empty {
             if let Some(Node { value: Value::List(items), span }) = with.get(name)
                 && items.is_empty()
@@ -396,6 +399,49 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+    }
+
+    /// A parameter given without the value of another it needs (`from_s3` without
+    /// `into: side`). A template there is decided at run time, where the step checks again.
+    fn required_value(&mut self, step: &StepSpec, kind: StepKind, with: &Node, rule: &RequiredValue) {
+        let Some(entry) = with.as_map().and_then(|entries| {
+            entries.iter().find(|entry| entry.key == rule.parameter && entry.value.value != Value::Null)
+        }) else {
+            return;
+        };
+        let (other, value) = (rule.other, rule.value);
+        let written = if self.file.syntax() == Some(crate::lang::source::Syntax::Toml) {
+            format!("{other} = \"{value}\"")
+        } else {
+            format!("{other}: {value}")
+        };
+        let given = with.get(other).filter(|node| node.value != Value::Null);
+        let diagnostic = match given.map(|node| &node.value) {
+            Some(Value::String(text)) if text == value || contains_expression(text) => return,
+            Some(_) => Diagnostic::error(
+                Code::ConflictingParameters,
+                self.file,
+                entry.key_span,
+                format!("step `{}` gives `{}` but not `{written}`", step.id.value, rule.parameter),
+            )
+            .with_label(format!("`{}` needs `{written}`", rule.parameter))
+            .with_secondary(
+                given.map_or(with.span, |node| node.span),
+                format!("`{other}` is not `{value}` here"),
+            ),
+            None => Diagnostic::error(
+                Code::MissingParameter,
+                self.file,
+                entry.key_span,
+                format!("step `{}` gives `{}` but not `{written}`", step.id.value, rule.parameter),
+            )
+            .with_label(format!("`{}` needs `{written}`", rule.parameter)),
+        };
+        self.push(diagnostic.with_help(format!(
+            "add `{written}` to this step ({}): {}",
+            kind.name(),
+            rule.why
+        )));
     }
 
     /// `undo: true` must name a compensation that exists: a kind without one would

@@ -78,13 +78,23 @@ struct Place {
     prefix: &'static str,
     path: Vec<String>,
     suffix: String,
+    /// The parameters of the step's kind that name an object, not a secret key
+    /// (`key`, `from_s3.key`); none outside a step's `with`.
+    object_keys: &'static [&'static str],
 }
 
 impl Place {
     fn child(&self, key: &str) -> Place {
         let mut path = self.path.clone();
         path.push(key.to_owned());
-        Place { prefix: self.prefix, path, suffix: self.suffix.clone() }
+        Place { prefix: self.prefix, path, suffix: self.suffix.clone(), object_keys: self.object_keys }
+    }
+
+    /// Whether a value here named `key` is a secret key: everywhere but at the
+    /// parameters that name objects.
+    fn bare_key_is_secret(&self) -> bool {
+        let inside_with = self.path.get(1..).unwrap_or_default().join(".");
+        !self.object_keys.contains(&inside_with.as_str())
     }
 
     fn describe(&self) -> String {
@@ -96,7 +106,8 @@ impl Place {
 pub(super) fn literal_secrets(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     let spec = &facts.plan.spec;
     for (name, value) in &spec.vars.entries {
-        let place = Place { prefix: "var ", path: vec![name.value.clone()], suffix: String::new() };
+        let place =
+            Place { prefix: "var ", path: vec![name.value.clone()], suffix: String::new(), object_keys: &[] };
         check_named(facts, &name.value, &value.0, false, &place, found);
     }
     for (name, input) in &spec.inputs.entries {
@@ -105,6 +116,7 @@ pub(super) fn literal_secrets(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
                 prefix: "the default of input ",
                 path: vec![name.value.clone()],
                 suffix: String::new(),
+                object_keys: &[],
             };
             check_named(facts, &name.value, &default.0, false, &place, found);
         }
@@ -112,14 +124,15 @@ pub(super) fn literal_secrets(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
     for (index, step) in facts.plan.steps.iter().enumerate() {
         let Some(entries) = step.with.as_map() else { continue };
         // `key` of s3.fetch and s3.put is an object key, not a secret.
-        let object_key = step.kind.info().object_key;
         let with = Place {
             prefix: "",
             path: vec!["with".to_owned()],
             suffix: format!(" of step `{}`", facts.id(index)),
+            object_keys: step.kind.info().object_keys,
         };
         for entry in entries {
-            check_named(facts, &entry.key, &entry.value, !object_key, &with.child(&entry.key), found);
+            let place = with.child(&entry.key);
+            check_named(facts, &entry.key, &entry.value, place.bare_key_is_secret(), &place, found);
         }
     }
 }
@@ -148,8 +161,10 @@ fn check_named(
         }
         Value::Map(entries) => {
             for entry in entries {
-                // Inside a map the bare name `key` is a secret (`decrypt.key`, `encrypt.key`).
-                check_named(facts, &entry.key, &entry.value, true, &place.child(&entry.key), found);
+                // Inside a map the bare name `key` is a secret (`decrypt.key`, `encrypt.key`),
+                // but where the kind says it names an object (`from_s3.key`).
+                let place = place.child(&entry.key);
+                check_named(facts, &entry.key, &entry.value, place.bare_key_is_secret(), &place, found);
             }
         }
         Value::Null | Value::Bool(_) | Value::Integer(_) | Value::Float(_) => {}

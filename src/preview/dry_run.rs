@@ -82,6 +82,40 @@ pub struct DryRun {
     pub preflight: Option<Vec<(String, Preflight)>>,
     /// Which steps' parameters hold values known only at run time.
     unknown: Vec<bool>,
+    /// The steps during which the live target cannot be used, and how.
+    unavailable: Vec<(usize, Window)>,
+}
+
+/// How a step makes its target unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Window {
+    /// For a short window within the step (the renames of `pg.swap`).
+    Swap,
+    /// For the whole step: it restores over its target, named by this parameter.
+    Throughout(&'static str),
+}
+
+/// The steps that make the live target unavailable, as their kinds declare it: a kind
+/// that measures an unavailability window (`unavailability_output`), and a restore
+/// into the target itself rather than beside it.
+fn unavailable_steps(plan: &Plan, steps: &[StepPreview]) -> Vec<(usize, Window)> {
+    use crate::lang::kind::Role;
+    steps
+        .iter()
+        .enumerate()
+        .filter(|(_, preview)| !preview.skipped)
+        .filter_map(|(index, preview)| {
+            let info = plan.steps[index].kind.info();
+            if info.unavailability_output.is_some() {
+                return Some((index, Window::Swap));
+            }
+            let Role::Restore { side, target, .. } = info.role else { return None };
+            let beside = side.is_some_and(|(parameter, value)| {
+                preview.parameters.get(parameter).and_then(Json::as_str) == Some(value)
+            });
+            (!beside).then_some((index, Window::Throughout(target.first().copied().unwrap_or_default())))
+        })
+        .collect()
 }
 
 /// Every step rendered with placeholders, in plan order.
@@ -195,7 +229,7 @@ impl DryRun {
         let RenderedSteps { steps: rendered, skipped, problems } = render_steps(plan, &context);
         let prediction = Prediction::new(plan, history, &skipped);
         let unknown: Vec<bool> = rendered.iter().map(|rendered| rendered.unknown).collect();
-        let steps = plan
+        let steps: Vec<StepPreview> = plan
             .steps
             .iter()
             .zip(rendered)
@@ -204,6 +238,7 @@ impl DryRun {
                 step_preview(plan, step, index, rendered, skipped[index], &prediction)
             })
             .collect();
+        let unavailable = unavailable_steps(plan, &steps);
         DryRun {
             plan: plan.name().to_owned(),
             description: plan.spec.description.as_ref().map(|description| description.value.clone()),
@@ -216,6 +251,7 @@ impl DryRun {
             problems,
             preflight: None,
             unknown,
+            unavailable,
         }
     }
 
@@ -323,6 +359,55 @@ impl DryRun {
         text
     }
 
+    /// How long the live target is predicted to be unavailable, apart from the RTO: the
+    /// swap window only, or the whole of a restore over it; `None` when no step makes
+    /// it unavailable.
+    fn unavailability_text(&self, wrap: &str) -> Option<String> {
+        if self.unavailable.is_empty() {
+            return None;
+        }
+        let predicted = |index: usize| match self.steps[index].expected {
+            Some(expected) => format!("predicted {}", format_duration(expected)),
+            None => "no estimate".to_owned(),
+        };
+        let named = |index: usize| format!("{} {wrap}{}{wrap}", self.steps[index].kind, self.steps[index].id);
+        let only_swaps = self.unavailable.iter().all(|&(_, window)| window == Window::Swap);
+        if only_swaps {
+            let named: Vec<String> = self.unavailable.iter().map(|&(index, _)| named(index)).collect();
+            let total = self.unavailable.iter().filter_map(|&(index, _)| self.steps[index].expected).sum();
+            let predicted = if self.unavailable.iter().all(|&(index, _)| self.steps[index].expected.is_some())
+            {
+                format!("predicted {} at most", format_duration(total))
+            } else {
+                "no estimate".to_owned()
+            };
+            return Some(format!(
+                "{} only ({predicted}), apart from the RTO: the rest of the recovery runs while the live database \
+                 answers",
+                named.join(", ")
+            ));
+        }
+        let windows: Vec<String> = self
+            .unavailable
+            .iter()
+            .map(|&(index, window)| match window {
+                Window::Swap => format!("{} ({})", named(index), predicted(index)),
+                Window::Throughout(target) => {
+                    let over = self.steps[index]
+                        .parameters
+                        .get(target)
+                        .map_or_else(|| "its target".to_owned(), crate::lang::kind::display);
+                    format!(
+                        "throughout {} ({}): it restores over {over} in place",
+                        named(index),
+                        predicted(index)
+                    )
+                }
+            })
+            .collect();
+        Some(windows.join("; "))
+    }
+
     fn objectives_text(&self) -> String {
         let rto = self.rto.map_or_else(|| "not set".to_owned(), format_duration);
         let rpo = self.rpo.map_or_else(|| "not set".to_owned(), format_duration);
@@ -344,6 +429,9 @@ impl DryRun {
         let _ = writeln!(out);
         let _ = writeln!(out, "Objectives     {}", self.objectives_text());
         let _ = writeln!(out, "Predicted RTO  {}", self.rto_verdict());
+        if let Some(unavailable) = self.unavailability_text("`") {
+            let _ = writeln!(out, "Unavailable    {unavailable}");
+        }
         let _ = writeln!(out, "Critical path  {}", self.critical_path_text(""));
         let _ = writeln!(
             out,
@@ -457,6 +545,9 @@ impl DryRun {
         let _ = writeln!(out, "| Objectives | {} |", self.objectives_text());
         let _ =
             writeln!(out, "| Predicted RTO | {}{} |", if exceeded { "⚠️ " } else { "" }, self.rto_verdict());
+        if let Some(unavailable) = self.unavailability_text("`") {
+            let _ = writeln!(out, "| Unavailable | {} |", escape_markdown(&unavailable));
+        }
         let _ = writeln!(out, "| Critical path | {} |", self.critical_path_text("`"));
         let _ = writeln!(
             out,

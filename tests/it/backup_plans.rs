@@ -7,7 +7,8 @@
 //!   checks it and drops it;
 //! - `plans/db-corruption.yaml` (its database part: the Kubernetes steps are taken
 //!   out of a test copy) restores a backup made by the real `pg_dump | gzip | openssl
-//!   enc` beside a damaged database and swaps it in, keeping the damaged one;
+//!   enc` straight from S3 beside a damaged database and, approved, swaps it in,
+//!   keeping the damaged one;
 //! - nothing is lost: for each of six corrupt or stale backups, the restore never
 //!   starts and the database keeps every row.
 //!
@@ -88,11 +89,26 @@ impl Sandbox {
 
     /// `dr-plan run PLAN --yes` with both servers in the environment.
     fn run(&self, plan: &str, postgres: &Postgres, s3: &S3, extra: &[(&str, String)]) -> Finished {
+        self.run_approving(plan, postgres, s3, extra, &[])
+    }
+
+    /// [`Sandbox::run`] with `--approve STEP` for each of `approved`.
+    fn run_approving(
+        &self,
+        plan: &str,
+        postgres: &Postgres,
+        s3: &S3,
+        extra: &[(&str, String)],
+        approved: &[&str],
+    ) -> Finished {
         let state = self.path(&format!("state-{}", plan.trim_end_matches(".yaml")));
+        let approvals = approved.iter().flat_map(|step| ["--approve", step]);
         let output = assert_cmd::Command::cargo_bin("dr-plan")
             .unwrap()
             .current_dir(self.directory.path())
-            .args(["run", plan, "--yes", "--state-dir"])
+            .args(["run", plan, "--yes"])
+            .args(approvals)
+            .arg("--state-dir")
             .arg(&state)
             .envs(postgres.env())
             .envs(s3.env())
@@ -284,7 +300,7 @@ fn db_corruption_swaps_a_runbook_backup_in_for_a_damaged_database() {
         "db-corruption.yaml",
         &database_part_of_db_corruption(&sandbox.shipped_plan("db-corruption.yaml")),
     );
-    let finished = sandbox.run(&plan, &postgres, &s3, &[]);
+    let finished = sandbox.run_approving(&plan, &postgres, &s3, &[], &["approve-swap"]);
     assert_eq!(finished.code, Some(0), "{}", finished.output);
     assert_eq!(fingerprint(&postgres, "tododb"), expected);
     assert_eq!(

@@ -38,8 +38,20 @@ pub fn fingerprint(postgres: &Postgres, database: &str) -> String {
 /// The runbook's backup (seed 003): `pg_dump -Fc | gzip | openssl enc -aes-256-cbc
 /// -salt -pbkdf2 -pass file:KEY_FILE`, made by the real CLIs.
 pub fn runbook_backup(postgres: &Postgres, database: &str, key_file: &Path) -> Vec<u8> {
+    runbook_backup_as(postgres, database, key_file, "-Fc")
+}
+
+/// The runbook's backup with `pg_dump_options` (`-Fp` for the Dharma runbook's plain
+/// SQL, `-Fc`, `-Ft`): `pg_dump OPTIONS | gzip -9 | openssl enc -aes-256-cbc -salt -pbkdf2`.
+pub fn runbook_backup_as(
+    postgres: &Postgres,
+    database: &str,
+    key_file: &Path,
+    pg_dump_options: &str,
+) -> Vec<u8> {
     let script = format!(
-        "{pg_dump} -Fc -d {database} | gzip -9 | openssl enc -aes-256-cbc -salt -pbkdf2 -pass file:{key_file}",
+        "{pg_dump} {pg_dump_options} -d {database} | gzip -9 | openssl enc -aes-256-cbc -salt -pbkdf2 -pass \
+         file:{key_file}",
         pg_dump = postgres.binaries().join("pg_dump").display(),
         key_file = key_file.display()
     );
