@@ -83,12 +83,13 @@ impl SourceFile {
         let name = path.display().to_string();
         if syntax_of(&name).is_none() {
             let json = name.to_ascii_lowercase().ends_with(".json");
-            return Err(Diagnostic::about_path(Code::File, &name, "is not a YAML or TOML file")
-                .with_help(if json {
+            return Err(Diagnostic::about_path(Code::File, &name, "is not a YAML or TOML file").with_help(
+                if json {
                     "plan and vars files end in .yaml, .yml or .toml; JSON is YAML: rename the file to .yaml"
                 } else {
                     "plan and vars files end in .yaml, .yml or .toml"
-                }));
+                },
+            ));
         }
         let unreadable = |error: std::io::Error| {
             Diagnostic::about_path(Code::File, &name, format!("cannot read: {error}"))

@@ -643,6 +643,12 @@ impl DryRun {
             "rto_exceeded": self.rto.map(|rto| self.prediction.total > rto),
             "critical_path": self.prediction.critical_path.iter().map(|&index| self.steps[index].id.clone()).collect::<Vec<_>>(),
             "drills_in_history": self.drills,
+            "unavailable": self.unavailable.iter().map(|&(index, window)| json!({
+                "step": self.steps[index].id,
+                "window": match window { Window::Swap => "swap", Window::Throughout(_) => "throughout" },
+                "predicted_seconds": self.steps[index].expected.map(|expected| expected.as_secs_f64()),
+            })).collect::<Vec<_>>(),
+            "unavailability": self.unavailability_text("`"),
             "stages": self.stages().iter().map(|stage| stage.iter().map(|step| step.id.clone()).collect::<Vec<_>>()).collect::<Vec<_>>(),
             "steps": steps,
             "problems": self.problems,
