@@ -266,7 +266,13 @@ impl Bucket {
                 }
                 Err(StateError::Unreachable(detail)) if Instant::now() < deadline => {
                     crate::errln!("warning: cannot write {} ({detail}); retrying", self.location(key));
-                    std::thread::sleep(backoff(attempt));
+                    let pause = || std::thread::sleep(backoff(attempt));
+                    // From the run's runtime, its other tasks (Ctrl-C among them) go on.
+                    if tokio::runtime::Handle::try_current().is_ok() {
+                        tokio::task::block_in_place(pause);
+                    } else {
+                        pause();
+                    }
                 }
                 other => return other,
             }
