@@ -3,13 +3,14 @@
 #
 #   (a) throughput: a 1,000-step DAG of no-op steps (`sleep 0s`, then `exec true`),
 #       timed end to end with `dr-plan run --yes`: loading and checking the plan, the
-#       scheduler, and the journal, which is fsync'd at every event;
+#       scheduler, and the journal, whose events are fsync'd once per scheduler turn
+#       before anything acts on them (benches/journal_fsync.sh counts the fsyncs);
 #   (b) scheduling overhead: three parallel chains of `sleep` steps whose critical path
 #       is known; the makespan (the journal's first to last timestamp) divided by the
 #       critical path should stay at or below 1.02.
 #
 # Both run twice: with the state directory on disk (a temporary directory, what a real
-# run pays: every journal event waits for fsync) and on tmpfs (/dev/shm, where fsync is
+# run pays: the journal waits for fsync) and on tmpfs (/dev/shm, where fsync is
 # free), which isolates the engine's own cost from the storage's.
 #
 # Usage: benches/engine.sh [REPETITIONS]   (default 3; the best and the worst are shown)
@@ -45,29 +46,9 @@ journal_time_milliseconds() { date -d "$1" +%s%3N; }
 at_of() { sed -E 's/^\{"at":"([^"]+)".*/\1/' <<<"$1"; }
 
 # --- (a) 1,000 no-op steps -------------------------------------------------------------
-# 50 layers of 20 steps; each step needs two steps of the layer before, so the plan is a
-# real DAG (width 20, depth 50) rather than 1,000 independent steps.
-generate_wide_dag() {
-    local kind="$1" file="$2" layers=50 width=20
-    {
-        printf 'version: 1\nname: bench-%s\nsteps:\n' "$kind"
-        local layer position id first second with
-        if [ "$kind" = sleep ]; then with='{ duration: 0s }'; else with='{ command: ["true"] }'; fi
-        for ((layer = 0; layer < layers; layer++)); do
-            for ((position = 0; position < width; position++)); do
-                id=$(printf 's%02d-%02d' "$layer" "$position")
-                if ((layer == 0)); then
-                    printf '  - { id: %s, kind: %s, with: %s }\n' "$id" "$kind" "$with"
-                else
-                    first=$(printf 's%02d-%02d' $((layer - 1)) "$position")
-                    second=$(printf 's%02d-%02d' $((layer - 1)) $(((position + 7) % width)))
-                    printf '  - { id: %s, kind: %s, needs: [%s, %s], with: %s }\n' \
-                        "$id" "$kind" "$first" "$second" "$with"
-                fi
-            done
-        done
-    } >"$file"
-}
+# The plan: benches/wide_dag.sh (50 layers of 20 steps, each needing two of the layer before).
+# shellcheck source=benches/wide_dag.sh
+source "$repository_root/benches/wide_dag.sh"
 
 # Prints "wall_seconds records" for one run of PLAN with a fresh state directory.
 time_run() {

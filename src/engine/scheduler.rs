@@ -2,6 +2,14 @@
 //! succeeded (up to the concurrency limit), and `select!`s over finished attempts,
 //! operator signals and the run deadline. Steps run as tasks and only return
 //! results; every state change is journaled here, then shown by the reporter.
+//!
+//! Group commit: the events of one scheduler turn (the attempts that finished together,
+//! the starts, skips and failures they lead to) are written to the journal one after
+//! the other and made durable by one fsync, taken before anything acts on them: before
+//! a step's task is spawned ([`Dispatcher::start_journaled`]), before the dispatcher
+//! waits again, before an approval question is shown, an undo runs or the run's end is
+//! reported. A crash before that fsync loses events nothing has acted on: a start whose
+//! step never ran, or a result that resume sees as an interrupted attempt.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -9,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 
 use super::console::{Console, Typed};
 use super::journal::{Event, JournalWriter, Record, RunStatus, SkipCause, StepState};
@@ -80,6 +88,37 @@ pub struct Dispatcher<'a> {
 
 type AttemptResult = (usize, u32, Result<Outputs, StepError>, Duration);
 
+/// A step attempt whose `step_started` is journaled but not yet durable: its task is
+/// spawned only after the journal's next fsync ([`Dispatcher::start_journaled`]).
+struct Journaled {
+    index: usize,
+    attempt: u32,
+    with: Json,
+    backoff: Duration,
+}
+
+/// The attempts of the run: running as tasks, finished but not journaled yet, or
+/// journaled and waiting for the fsync that lets them start. Each holds a slot of the
+/// concurrency limit.
+#[derive(Default)]
+struct Attempts {
+    running: JoinSet<AttemptResult>,
+    /// Taken from `running` in this turn, in the order they finished; an attempt keeps
+    /// its slot until its result is journaled.
+    finished: VecDeque<Result<AttemptResult, JoinError>>,
+    journaled: Vec<Journaled>,
+}
+
+impl Attempts {
+    fn len(&self) -> usize {
+        self.running.len() + self.finished.len() + self.journaled.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Dispatcher<'_> {
     fn record(&mut self, event: Event) -> Result<Record, String> {
         let record =
@@ -88,9 +127,10 @@ impl Dispatcher<'_> {
         Ok(record)
     }
 
-    /// Journals a step's success; it becomes durable with the next synced event (the start
-    /// of a step it releases) or before the dispatcher waits again, whichever comes first.
-    fn record_success(&mut self, event: Event) -> Result<Record, String> {
+    /// Journals an event of this scheduler turn without waiting for the disk: it becomes
+    /// durable with the turn's one fsync ([`Dispatcher::start_journaled`], or a synced
+    /// event), which comes before anything acts on it.
+    fn record_unsynced(&mut self, event: Event) -> Result<Record, String> {
         let record = self
             .journal
             .append_unsynced(event)
@@ -132,8 +172,19 @@ impl Dispatcher<'_> {
     /// # Errors
     /// The journal could not be written (the run stops at once).
     pub async fn run(&mut self) -> Result<RunStatus, String> {
+        let ended = self.dispatch().await;
+        if ended.is_err() {
+            // The run stops on an error (a step task crashed, the journal failed): what it
+            // journaled is made durable, if the disk still allows, before the error is
+            // reported; a journal that cannot be synced is the error being reported.
+            let _ = self.journal.sync();
+        }
+        ended
+    }
+
+    async fn dispatch(&mut self) -> Result<RunStatus, String> {
         let started = Instant::now();
-        let mut running: JoinSet<AttemptResult> = JoinSet::new();
+        let mut attempts = Attempts::default();
         let mut stopping = false;
         let mut failed = false;
         let mut blocked = false;
@@ -143,39 +194,53 @@ impl Dispatcher<'_> {
                 break;
             }
             if !stopping {
-                self.launch_ready(&mut running)?;
+                self.launch_ready(&mut attempts)?;
                 if self.aborting {
                     stopping = true;
                     failed = true;
                 }
             }
-            // Nothing waits with an event not on disk (a success with nothing to release).
-            self.sync_journal()?;
-            if running.is_empty() {
+            // The turn's one fsync: every event journaled since the last one (results,
+            // skips, failures, starts) is durable before a step starts or the dispatcher
+            // waits.
+            self.start_journaled(&mut attempts)?;
+            if attempts.is_empty() {
                 break;
             }
             let deadline_left = self.deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
             let asking = !self.asking.is_empty();
             let mut interrupts = self.console.interrupt_watch();
             tokio::select! {
-                joined = running.join_next() => {
+                joined = attempts.running.join_next() => {
                     let Some(joined) = joined else { continue };
-                    let (index, attempt, result, elapsed) = joined.map_err(|error| format!("a step task crashed: {error}"))?;
-                    // What the step sent before it returned (a warning) is journaled before
-                    // its result, and never lost when this was the last step.
-                    while let Ok(update) = self.progress.1.try_recv() {
-                        self.take_update(update)?;
+                    // Attempts that finished meanwhile are taken in this turn too, as if
+                    // `select!` had picked them one after the other: their events and the
+                    // starts they release share the turn's fsync.
+                    attempts.finished.push_back(joined);
+                    while let Some(joined) = attempts.running.try_join_next() {
+                        attempts.finished.push_back(joined);
                     }
-                    match self.finish_attempt(index, attempt, result, elapsed, &mut running)? {
-                        Outcome::Continue => {}
-                        Outcome::Abort => {
-                            if !stopping && !running.is_empty() {
-                                self.say_still_running();
+                    while let Some(joined) = attempts.finished.pop_front() {
+                        let (index, attempt, result, elapsed) =
+                            joined.map_err(|error| format!("a step task crashed: {error}"))?;
+                        match self.take_result(index, attempt, result, elapsed, &mut attempts)? {
+                            Outcome::Continue => {}
+                            Outcome::Abort => {
+                                if !stopping && !attempts.is_empty() {
+                                    self.say_still_running();
+                                }
+                                stopping = true;
+                                failed = true;
                             }
-                            stopping = true;
-                            failed = true;
+                            Outcome::Blocked => { stopping = true; blocked = true; }
                         }
-                        Outcome::Blocked => { stopping = true; blocked = true; }
+                        if !attempts.finished.is_empty() && !stopping {
+                            self.launch_ready(&mut attempts)?;
+                            if self.aborting {
+                                stopping = true;
+                                failed = true;
+                            }
+                        }
                     }
                 }
                 Some(update) = self.progress.1.recv() => self.take_update(update)?,
@@ -186,14 +251,15 @@ impl Dispatcher<'_> {
                 },
                 _ = interrupts.wait_for(|count| *count > 0) => { interrupted = true; }
                 () = sleep_or_forever(deadline_left) => {
-                    self.deadline_passed(&mut running)?;
+                    self.deadline_passed(&mut attempts)?;
                     failed = true;
                     interrupted = false;
                     break;
                 }
             }
             if interrupted {
-                self.stop_all(&mut running).await;
+                self.sync_journal()?;
+                self.stop_all(&mut attempts).await;
                 break;
             }
         }
@@ -202,10 +268,52 @@ impl Dispatcher<'_> {
         Ok(status)
     }
 
+    /// Journals what a finished attempt sent before it returned (a warning: before its
+    /// result, and never lost when this was the last step), then its result.
+    fn take_result(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        result: Result<Outputs, StepError>,
+        elapsed: Duration,
+        attempts: &mut Attempts,
+    ) -> Result<Outcome, String> {
+        while let Ok(update) = self.progress.1.try_recv() {
+            self.take_update(update)?;
+        }
+        self.finish_attempt(index, attempt, result, elapsed, attempts)
+    }
+
+    /// Makes the journal durable, then spawns the attempts whose start it holds: no step
+    /// runs before its `step_started` (and whatever released it) is on disk.
+    fn start_journaled(&mut self, attempts: &mut Attempts) -> Result<(), String> {
+        self.sync_journal()?;
+        for Journaled { index, attempt, with, backoff } in std::mem::take(&mut attempts.journaled) {
+            let context = self.step_context(index);
+            let step = &self.plan.steps[index];
+            let kind = step.kind;
+            let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+            attempts.running.spawn(async move {
+                tokio::time::sleep(backoff).await;
+                let started = Instant::now();
+                let result =
+                    match tokio::time::timeout(timeout, crate::kinds::execute(kind, with, &context)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(StepError::Failed(format!(
+                            "timed out after {}; raise `timeout:` if this step legitimately takes longer",
+                            crate::lang::duration::format_duration(timeout)
+                        ))),
+                    };
+                (index, attempt, result, started.elapsed())
+            });
+        }
+        Ok(())
+    }
+
     /// The run deadline passed: every step still running is stopped and recorded failed.
-    fn deadline_passed(&mut self, running: &mut JoinSet<AttemptResult>) -> Result<(), String> {
+    fn deadline_passed(&mut self, attempts: &mut Attempts) -> Result<(), String> {
         self.reporter.message("the run deadline passed: stopping");
-        running.abort_all();
+        attempts.running.abort_all();
         for (index, state) in self.states.iter_mut().enumerate() {
             if matches!(state, StepState::Interrupted { .. }) {
                 *state = StepState::Failed { error: "the run deadline passed".into() };
@@ -217,23 +325,24 @@ impl Dispatcher<'_> {
                     will_retry: false,
                     seconds: 0.0,
                 };
-                let record = self.journal.append(event).map_err(|error| error.to_string())?;
+                let record = self.journal.append_unsynced(event).map_err(|error| error.to_string())?;
                 self.reporter.record(&record);
             }
         }
-        Ok(())
+        // One fsync for all of them, before the undo acts on them.
+        self.sync_journal()
     }
 
     /// Ctrl-C: a question waiting is withdrawn and every running step stopped. Dropping
     /// the tasks kills their child processes (kill_on_drop); the steps stay "started, not
     /// finished" in the journal, for resume.
-    async fn stop_all(&mut self, running: &mut JoinSet<AttemptResult>) {
+    async fn stop_all(&mut self, attempts: &mut Attempts) {
         if !self.asking.is_empty() {
             self.asking.clear();
             self.reporter.answered(true);
         }
-        running.abort_all();
-        while running.join_next().await.is_some() {}
+        attempts.running.abort_all();
+        while attempts.running.join_next().await.is_some() {}
     }
 
     /// How the run ended; a failed run is compensated (undo) first.
@@ -259,9 +368,12 @@ impl Dispatcher<'_> {
         })
     }
 
-    fn launch_ready(&mut self, running: &mut JoinSet<AttemptResult>) -> Result<(), String> {
+    /// Journals the start of every step that can start now (and the skips and failures
+    /// found on the way), unsynced: their tasks are spawned by
+    /// [`Dispatcher::start_journaled`], after the turn's fsync.
+    fn launch_ready(&mut self, attempts: &mut Attempts) -> Result<(), String> {
         for index in 0..self.plan.steps.len() {
-            if running.len() >= self.concurrency || self.aborting {
+            if attempts.len() >= self.concurrency || self.aborting {
                 return Ok(());
             }
             if self.states[index] != StepState::Pending {
@@ -306,45 +418,31 @@ impl Dispatcher<'_> {
                     continue;
                 }
             };
-            self.spawn(index, with, Duration::ZERO, running)?;
+            self.journal_start(index, with, Duration::ZERO, attempts)?;
         }
         Ok(())
     }
 
-    fn spawn(
+    /// Journals the start of an attempt (unsynced); its task waits in `attempts` for
+    /// the fsync that lets it run.
+    fn journal_start(
         &mut self,
         index: usize,
         with: Json,
         backoff: Duration,
-        running: &mut JoinSet<AttemptResult>,
+        attempts: &mut Attempts,
     ) -> Result<(), String> {
         self.attempts[index] += 1;
         let attempt = self.attempts[index];
-        let step = &self.plan.steps[index];
         self.states[index] = StepState::Interrupted { attempt };
-        self.record(Event::StepStarted { step: step.id.clone(), attempt })?;
-        let context = self.step_context(index);
-        let kind = step.kind;
-        let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
-        running.spawn(async move {
-            tokio::time::sleep(backoff).await;
-            let started = Instant::now();
-            let result =
-                match tokio::time::timeout(timeout, crate::kinds::execute(kind, with, &context)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(StepError::Failed(format!(
-                        "timed out after {}; raise `timeout:` if this step legitimately takes longer",
-                        crate::lang::duration::format_duration(timeout)
-                    ))),
-                };
-            (index, attempt, result, started.elapsed())
-        });
+        self.record_unsynced(Event::StepStarted { step: self.plan.steps[index].id.clone(), attempt })?;
+        attempts.journaled.push(Journaled { index, attempt, with, backoff });
         Ok(())
     }
 
     fn skip(&mut self, index: usize, reason: String, cause: SkipCause) -> Result<(), String> {
         self.states[index] = StepState::Skipped { reason: reason.clone(), cause };
-        self.record(Event::StepSkipped {
+        self.record_unsynced(Event::StepSkipped {
             step: self.plan.steps[index].id.clone(),
             reason,
             cause: Some(cause),
@@ -359,7 +457,7 @@ impl Dispatcher<'_> {
         }
         self.states[index] = StepState::Failed { error: error.clone() };
         let step = self.plan.steps[index].id.clone();
-        self.record(Event::StepFailed {
+        self.record_unsynced(Event::StepFailed {
             step,
             attempt: self.attempts[index],
             error,
@@ -375,7 +473,7 @@ impl Dispatcher<'_> {
         attempt: u32,
         result: Result<Outputs, StepError>,
         elapsed: Duration,
-        running: &mut JoinSet<AttemptResult>,
+        attempts: &mut Attempts,
     ) -> Result<Outcome, String> {
         let id = self.plan.steps[index].id.clone();
         let seconds = elapsed.as_secs_f64();
@@ -388,10 +486,10 @@ impl Dispatcher<'_> {
                 self.states[index] = StepState::Pending;
                 self.attempts[index] -= 1;
                 let question = self.approval_question(index);
-                self.record(Event::ApprovalNeeded { step: id, question })?;
+                self.record_unsynced(Event::ApprovalNeeded { step: id, question })?;
                 Ok(Outcome::Blocked)
             }
-            Err(error) => self.failed(index, attempt, &error, seconds, running),
+            Err(error) => self.failed(index, attempt, &error, seconds, attempts),
         }
     }
 
@@ -415,7 +513,7 @@ impl Dispatcher<'_> {
             };
             seconds = waited;
             let question = self.approval_question(index);
-            self.record(Event::ApprovalGranted {
+            self.record_unsynced(Event::ApprovalGranted {
                 step: id.clone(),
                 by: crate::engine::lock::operator(),
                 via: via.to_owned(),
@@ -436,7 +534,7 @@ impl Dispatcher<'_> {
         self.context.outputs.insert(id.clone(), Json::Object(outputs.clone()));
         self.states[index] = StepState::Succeeded { outputs };
         self.completed.push(index);
-        self.record_success(Event::StepSucceeded {
+        self.record_unsynced(Event::StepSucceeded {
             step: id,
             attempt,
             outputs: redacted,
@@ -454,13 +552,13 @@ impl Dispatcher<'_> {
         attempt: u32,
         error: &StepError,
         seconds: f64,
-        running: &mut JoinSet<AttemptResult>,
+        attempts: &mut Attempts,
     ) -> Result<Outcome, String> {
         let step = &self.plan.steps[index];
         let refused = matches!(error, StepError::Refused(_));
         let message = self.redactor.redact(&error.to_string());
         let will_retry = !refused && attempt < step.attempts;
-        self.record(Event::StepFailed {
+        self.record_unsynced(Event::StepFailed {
             step: step.id.clone(),
             attempt,
             error: message.clone(),
@@ -470,7 +568,7 @@ impl Dispatcher<'_> {
         if will_retry {
             let backoff = step.backoff.saturating_mul(2u32.saturating_pow(attempt - 1));
             let with = self.context.render_with(step).map(|(with, _)| with).map_err(|error| error.0)?;
-            self.spawn(index, with, backoff, running)?;
+            self.journal_start(index, with, backoff, attempts)?;
             return Ok(Outcome::Continue);
         }
         self.states[index] = StepState::Failed { error: message };
@@ -496,7 +594,7 @@ impl Dispatcher<'_> {
             }
             StepUpdate::Warning { step, text } => {
                 let message = self.redactor.redact(&text);
-                self.record(Event::StepWarning { step, message })?;
+                self.record_unsynced(Event::StepWarning { step, message })?;
             }
         }
         Ok(())
@@ -592,6 +690,9 @@ impl Dispatcher<'_> {
 
     /// Compensates succeeded steps with `undo: true`, newest first.
     async fn undo(&mut self) -> Result<(), String> {
+        // What the run journaled last (the failure that stopped it) is on disk before
+        // anything is compensated.
+        self.sync_journal()?;
         let order: Vec<usize> =
             self.completed.iter().rev().copied().filter(|&index| self.plan.steps[index].undo).collect();
         for index in order {

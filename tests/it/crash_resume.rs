@@ -23,7 +23,7 @@ use dr_plan::sys::process_tree::process_alive;
 use crate::support;
 
 use support::process::{send_signal, wait_until};
-use support::sandbox::Sandbox;
+use support::sandbox::{Sandbox, files_under};
 
 const STEPS: usize = 12;
 /// Kill points across the test (each round adds its kills until this is reached).
@@ -364,6 +364,84 @@ fn a_torn_last_journal_line_is_cut_off_before_resume_appends() {
     let status = round.command(&["status", "--format", "json"], 4).status().unwrap();
     assert!(status.success());
     assert!(round.output(4).contains(&run_id), "status still lists the run: {}", round.output(4));
+}
+
+/// How many `step_started` records the journals hold now.
+fn started_steps(round: &Round) -> usize {
+    round
+        .run_ids()
+        .iter()
+        .map(|id| std::fs::read_to_string(round.journal_path(id)).unwrap_or_default())
+        .map(|journal| journal.matches(r#""event":"step_started""#).count())
+        .sum()
+}
+
+/// Group commit under kill -9: the wide plan (`first`, eight steps released together,
+/// `last`) is killed when its journal counts 1 to 10 starts, so kills fall while a
+/// stage's starts are being written, after they are written and before or while their
+/// programs are spawned, and mid-stage. Whatever the moment, no program ran without its
+/// start in the journal, a step journaled as succeeded had written its line, and one
+/// resume finishes the run without running a succeeded step again.
+#[test]
+fn kills_while_a_stage_starts_together_resume_to_the_end_and_nothing_ran_unjournaled() {
+    let mut moments = Moments(0x00D1_5A57_E125_0002);
+    for starts in 1..=10 {
+        let round = Round::with_plan("wide.yaml");
+        let seen = round.path("seen");
+        std::fs::create_dir(&seen).unwrap();
+        let log = format!("log={}", round.path("log").display());
+        let seen_var = format!("seen={}", seen.display());
+        let arguments =
+            ["run", "wide.yaml", "--yes", "--concurrency", "10", "--var", &log, "--var", &seen_var];
+        let mut child = round.command(&arguments, 1).spawn().expect("dr-plan starts");
+        let then = Duration::from_millis(moments.number() % 8);
+        // The moment counts starts here, not successes.
+        let moment = Moment { succeeded: starts, then };
+        match run_or_kill(&mut child, Some(moment), || started_steps(&round)) {
+            Some(0) => continue, // finished before the moment came: nothing to check
+            Some(code) => panic!("the run exited with {code}:\n{}", round.output(1)),
+            None => {}
+        }
+        let run_id = round.started_run().expect("a start was journaled, so the run began");
+        let killed = round.replay(&run_id);
+        let journaled_start = |step: &str| {
+            killed.records.iter().any(
+                |record| matches!(&record.event, Event::StepStarted { step: started, .. } if started == step),
+            )
+        };
+        for path in files_under(&seen) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let step = name.split('.').next().unwrap().to_owned();
+            assert!(journaled_start(&step), "kill at {starts} starts: {step}'s program ran unjournaled");
+        }
+        let at_kill = round.log_counts();
+        for (step, state) in &killed.steps {
+            if matches!(state, StepState::Succeeded { .. }) {
+                assert_eq!(at_kill.get(step), Some(&1), "kill at {starts} starts: {step} succeeded unlogged");
+            }
+        }
+
+        let resume = ["resume", &run_id, "--rerun-interrupted", "--break-stale-lock"];
+        let code = round.command(&resume, 2).status().expect("resume runs").code();
+        assert_eq!(code, Some(0), "kill at {starts} starts:\n{}", round.output(2));
+        let state = round.replay(&run_id);
+        assert_eq!(state.status, Some(RunStatus::Succeeded));
+        let counts = round.log_counts();
+        assert_eq!(counts.len(), 10, "every step wrote its line: {counts:?}");
+        for (step, state) in &killed.steps {
+            if matches!(state, StepState::Succeeded { .. }) {
+                assert_eq!(counts.get(step), Some(&1), "kill at {starts} starts: {step} ran again");
+            }
+        }
+        for (step, count) in &counts {
+            let attempts = state
+                .records
+                .iter()
+                .filter(|record| matches!(&record.event, Event::StepStarted { step: started, .. } if started == step))
+                .count();
+            assert!(*count <= attempts, "{step} wrote {count} lines in {attempts} journaled attempts");
+        }
+    }
 }
 
 /// Starts `interrupt.yaml` and returns once its step `long` runs.

@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,80 @@ fn a_step_starts_only_after_everything_it_needs_has_ended() {
     }
     // `e` needs nothing: it ran alongside the a → b|c → d chain.
     assert!(starts["e"].1 < ends["d"].1 && ends["e"].1 > starts["a"].1, "e did not overlap the chain");
+}
+
+/// The steps of `records` with a `step_started`, and those with a `step_succeeded`.
+fn started_and_succeeded(records: &[Record]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut started, mut succeeded) = (BTreeSet::new(), BTreeSet::new());
+    for record in records {
+        match &record.event {
+            Event::StepStarted { step, .. } => started.insert(step.clone()),
+            Event::StepSucceeded { step, .. } => succeeded.insert(step.clone()),
+            _ => false,
+        };
+    }
+    (started, succeeded)
+}
+
+/// Group commit: the starts that one success releases are journaled together, and their
+/// steps spawned only after the one fsync that covers them, so the journal a stage's
+/// program sees already holds the success that released it and the start of every step
+/// of the stage; and what each program saw is a prefix of the final journal (events are
+/// only ever appended, in order).
+#[test]
+fn a_wide_stage_is_journaled_whole_before_any_of_its_programs_runs() {
+    let sandbox = Sandbox::new(&["run"]);
+    let plan = sandbox.plan("wide.yaml");
+    let seen = sandbox.path("seen");
+    std::fs::create_dir(&seen).unwrap();
+    let log = sandbox.var_path("log", "log");
+    let seen_var = format!("seen={}", seen.display());
+    let arguments = ["run", &plan, "--yes", "--concurrency", "10", "--var", &log, "--var", &seen_var];
+    let finished = sandbox.dr_plan(&arguments);
+    assert_eq!(finished.code, 0, "{finished}");
+    let run_id = sandbox.only_run();
+    let journal = std::fs::read_to_string(sandbox.journal_path(&run_id)).unwrap();
+    let records = sandbox.records(&run_id);
+
+    // `first`'s success is followed at once by the eight starts it releases, in plan order.
+    let stage: Vec<String> = (1..=8).map(|number| format!("w{number}")).collect();
+    let released = records
+        .iter()
+        .position(|record| matches!(&record.event, Event::StepSucceeded { step, .. } if step == "first"))
+        .expect("first succeeded");
+    let next: Vec<&Event> = events(&records[released + 1..released + 9]);
+    for (event, id) in next.iter().zip(&stage) {
+        assert!(
+            matches!(event, Event::StepStarted { step, attempt: 1 } if step == id),
+            "after first's success: {next:?}"
+        );
+    }
+
+    let everything: BTreeSet<String> =
+        ["first", "last"].into_iter().map(str::to_owned).chain(stage.iter().cloned()).collect();
+    let mut copies = 0;
+    for path in files_under(&seen) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let step = name.split('.').next().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(journal.starts_with(&text), "what {step} saw is not the beginning of the journal:\n{text}");
+        let (started, succeeded) = started_and_succeeded(&journal::read(&path).unwrap());
+        let (must_start, must_succeed): (BTreeSet<String>, BTreeSet<String>) = match step.as_str() {
+            "first" => (["first".to_owned()].into(), BTreeSet::new()),
+            "last" => (everything.clone(), everything.iter().filter(|id| *id != "last").cloned().collect()),
+            _ => {
+                (everything.iter().filter(|id| *id != "last").cloned().collect(), ["first".to_owned()].into())
+            }
+        };
+        assert!(
+            started.is_superset(&must_start) && succeeded.is_superset(&must_succeed),
+            "when {step}'s program ran, the journal had the starts of {started:?} and the successes of \
+             {succeeded:?}; it must have had at least {must_start:?} and {must_succeed:?}"
+        );
+        copies += 1;
+    }
+    assert_eq!(copies, everything.len(), "every step ran once: {:?}", files_under(&seen));
+    assert_eq!(sandbox.lines("log").len(), everything.len());
 }
 
 #[test]
