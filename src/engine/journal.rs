@@ -1,6 +1,9 @@
-//! The checkpoint journal: `runs/<run-id>/journal.jsonl`, append-only, one JSON event
-//! per line, fsync'd after each, so a crash (even `kill -9`) loses at most the event
-//! being written. Replaying it gives the run's state; resume starts from there.
+//! The checkpoint journal: append-only, one JSON event per line, each carrying the hash
+//! of the line before it (`runs/<run-id>/journal.jsonl`, or one S3 object per sync).
+//! Events are durable (fsync, or the object's PUT answered) before anything acts on
+//! them; the events of one scheduler turn share one sync. A crash (even `kill -9`)
+//! loses only events nothing acted on. Replaying it gives the run's state; resume
+//! starts from there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
