@@ -18,7 +18,7 @@ fn main() {
     let code = match cli.command {
         Command::Validate { plans } => cli::validate(&plans),
         Command::Lint { paths, format, deny, state_dir } => {
-            cli::lint::run(&paths, format, deny.is_some(), state_dir.as_deref())
+            cli::lint::run(&paths, format, deny.is_some(), state_dir.map(|state| state.display()).as_deref())
         }
         Command::DryRun { plan, values, format, drill, preflight, state_dir } => {
             cli::dry_run::run(&plan, &values, format, drill, preflight, &state_dir)

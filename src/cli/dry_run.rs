@@ -40,6 +40,14 @@ pub fn run(
             return exit_code::INVALID;
         }
     };
+    if let crate::state::StateDir::S3(_) = state_dir
+        && let Err(error) = state_dir.check()
+    {
+        crate::errln!(
+            "warning: cannot read the drill history in {}: {error}; the prediction uses the estimates only",
+            state_dir.display()
+        );
+    }
     let history = crate::preview::history::History::load(state_dir, plan.name());
     let mut preview = DryRun::new(&plan, vars, inputs, drill, &history);
     if preflight {

@@ -52,8 +52,8 @@ pub enum Command {
         deny: Option<DenyLevel>,
         /// Where runs of these plans are kept (only read, for DRP014: a state bucket in
         /// the region a plan fails away from).
-        #[arg(long, env = "DR_PLAN_STATE_DIR", value_name = "DIR|s3://BUCKET/PREFIX")]
-        state_dir: Option<String>,
+        #[arg(long, env = "DR_PLAN_STATE_DIR", value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_state_dir)]
+        state_dir: Option<StateDir>,
     },
     /// Show what a run would do, in order, without changing anything.
     DryRun {
@@ -248,6 +248,7 @@ impl RunArgs {
         crate::engine::RunOptions {
             state_dir: self.state_dir.clone().with_object_lock(self.state_object_lock),
             work_dir: self.work_dir.clone(),
+            state_object_lock: self.state_object_lock,
             yes: self.yes,
             approve: self.approve.clone(),
             approver: self.approver.clone().filter(|name| !name.trim().is_empty()),

@@ -340,6 +340,12 @@ impl JournalWriter {
         Ok(())
     }
 
+    /// The lease the writes hold, if any.
+    #[must_use]
+    pub fn lease(&self) -> Option<&super::lock::Lease> {
+        self.lease.as_ref()
+    }
+
     /// The hash of the last event added: the journal's head.
     #[must_use]
     pub fn head(&self) -> &str {

@@ -65,6 +65,22 @@ impl Holder {
             .is_some_and(|at| at < chrono::Utc::now())
     }
 
+    /// Why this holder's lock is stale, in words.
+    #[must_use]
+    pub fn why_stale(&self) -> String {
+        if self.host == host_name() && self.pid != 0 && process_alive(self.pid) {
+            format!(
+                "its lease ended: that process (pid {}) is alive but stopped renewing it — paused? (`kill -CONT {}` \
+                 wakes it, and it then stops by itself)",
+                self.pid, self.pid
+            )
+        } else if self.expired() && self.host != host_name() {
+            "its lease ended: that process stopped renewing it (gone, paused or cut off)".to_owned()
+        } else {
+            "that process is gone".to_owned()
+        }
+    }
+
     /// This holder with its lease ending `lease` from now.
     fn leased(mut self, lease: Duration) -> Holder {
         let until = chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
@@ -123,6 +139,8 @@ struct Shared {
     current: Mutex<Current>,
     /// Set to stop the renewals.
     stop: (Mutex<bool>, Condvar),
+    /// Becomes true when a renewal finds the lock taken over: the dispatcher stops.
+    lost_signal: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -195,6 +213,7 @@ impl Lock {
             duration,
             current: Mutex::new(Current { version, valid_until: at + duration, lost: None, released: false }),
             stop: (Mutex::new(false), Condvar::new()),
+            lost_signal: tokio::sync::watch::Sender::new(false),
         });
         let lease = Lease { shared };
         let renewing = lease.clone();
@@ -258,6 +277,7 @@ impl Lease {
                     Err(error) => format!("unknown ({error})"),
                 };
                 current.lost = Some(who);
+                self.shared.lost_signal.send_replace(true);
                 Ok(false)
             }
         }
@@ -286,6 +306,12 @@ impl Lease {
             Ok(false) => Err(self.lost().unwrap_or_else(|| "another operator".to_owned())),
             Err(error) => Err(format!("the lease expired and could not be renewed: {error}")),
         }
+    }
+
+    /// Turns true when a renewal finds the lock taken over.
+    #[must_use]
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.lost_signal.subscribe()
     }
 
     /// Who broke the lock, if a renewal found it broken.
@@ -343,8 +369,16 @@ fn examine_text(text: &str) -> LockError {
         run_id: "unknown".into(),
         expires_at: None,
     });
-    // A lease that ended: its holder stopped renewing it (gone, paused, cut off).
+    // A lease that ended: its holder stopped renewing it (gone, paused, cut off). A
+    // paused holder on this host may still have step programs running: breaking its lock
+    // now would run a step beside them.
     if holder.expired() {
+        if holder.host == host_name() && holder.pid != 0 && process_alive(holder.pid) {
+            let left_running = crate::sys::process_tree::left_running_by(holder.pid);
+            if !left_running.is_empty() {
+                return LockError::LeftRunning(Box::new(holder), left_running);
+            }
+        }
         return LockError::Stale(Box::new(holder));
     }
     // Another machine's process cannot be checked from here: its lease decides.

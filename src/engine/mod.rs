@@ -21,7 +21,6 @@ use crate::lang::render::{Context, Mode, Overrides};
 use crate::lang::secret::{Redactor, SecretValue};
 use crate::state::{StateDir, StateError};
 use crate::sys::files;
-use crate::sys::process_tree::process_alive as sys_alive;
 use console::{Answer, Console};
 use decisions::{ResumeRequest, resume_command};
 pub use error::{Ended, RunError};
@@ -36,6 +35,8 @@ pub struct RunOptions {
     pub state_dir: StateDir,
     /// `--work-dir`: where steps keep their files when the state is in S3.
     pub work_dir: Option<PathBuf>,
+    /// `--state-object-lock DAYS` (already applied to an S3 `state_dir`).
+    pub state_object_lock: Option<u32>,
     /// `--yes`: do not ask for confirmation.
     pub yes: bool,
     /// `--approve STEP`
@@ -61,6 +62,7 @@ impl RunOptions {
         RunOptions {
             state_dir: state_dir.clone(),
             work_dir: None,
+            state_object_lock: None,
             yes: false,
             approve: Vec::new(),
             approver: None,
@@ -253,11 +255,11 @@ fn create_run(
     run_id: &str,
     options: &RunOptions,
 ) -> Result<(PathBuf, JournalWriter, Box<dyn reporter::Reporter>), RunError> {
+    let work_dir = work_dir(options, run_id)?;
     options
         .state_dir
         .create_run(run_id, plan.file.text().as_bytes())
         .map_err(|error| RunError::System(format!("cannot create run {run_id}: {error}")))?;
-    let work_dir = work_dir(options, run_id)?;
     let (writer, mut reporter) = open_journal(&options.state_dir, run_id, options.format)?;
     match &options.state_dir {
         StateDir::Local(path) if path.is_relative() => {
@@ -297,8 +299,9 @@ fn this_command_confirmed(path: &Path) -> String {
     let mut previous = String::new();
     let mut words: Vec<String> = Vec::new();
     for word in std::env::args().skip(1) {
-        let is_path = word == path.display().to_string()
-            || matches!(previous.as_str(), "--state-dir" | "--vars-file" | "--metrics-file");
+        let is_path = (word == path.display().to_string()
+            || matches!(previous.as_str(), "--state-dir" | "--vars-file" | "--metrics-file" | "--work-dir"))
+            && !word.starts_with("s3://");
         let shown = if is_path {
             std::path::absolute(&word)
                 .map_or_else(|_| word.clone(), |absolute| absolute.display().to_string())
@@ -783,8 +786,9 @@ pub fn resume_outlook(
         && !options.break_stale_lock
     {
         outlook.decisions.push(format!(
-            "the lock is stale: it names {holder}, and that process is gone. `--break-stale-lock` breaks it \
-             (recorded in the journal)"
+            "the lock is stale: it names {holder}, and {}. `--break-stale-lock` breaks it (recorded in the \
+             journal)",
+            holder.why_stale()
         ));
         outlook.flags.push("--break-stale-lock".to_owned());
     }
@@ -971,6 +975,7 @@ fn dispatch(
     let Some(runtime) = session.runtime.take() else {
         return Err("the async runtime is gone before the steps started".to_owned());
     };
+    let lease_lost = journal.lease().map(lock::Lease::watch);
     let mut dispatcher = scheduler::Dispatcher {
         plan,
         context,
@@ -996,6 +1001,7 @@ fn dispatch(
         operator: options.operator(),
         approver: options.approver.clone(),
         aborting: false,
+        lease_lost,
     };
     let result = runtime.block_on(dispatcher.run());
     drop(dispatcher);
@@ -1127,6 +1133,22 @@ fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
         }
         Err(error) => return Err(unreachable_state(&options.state_dir, &error)),
     }
+    if let (StateDir::Local(path), Some(_)) = (&options.state_dir, options.state_object_lock) {
+        return Err(RunError::usage(format!(
+            "--state-object-lock: the state is the local directory {}; Object Lock applies to an s3:// state \
+             (--state-dir s3://BUCKET/PREFIX)",
+            path.display()
+        )));
+    }
+    if let (StateDir::S3(_), Some(directory)) = (&options.state_dir, &options.work_dir)
+        && directory.exists()
+        && !directory.is_dir()
+    {
+        return Err(RunError::usage(format!(
+            "--work-dir {}: not a directory; give a directory (it is created when missing)",
+            directory.display()
+        )));
+    }
     for id in &options.approve {
         match plan.step(id) {
             Some(step) if step.kind.asks_approval() => {}
@@ -1199,16 +1221,7 @@ fn lock_error(plan: &Plan, obstacle: LockError, state_dir: &StateDir) -> RunErro
             ),
         ),
         LockError::Stale(holder) => blocked(
-            format!(
-                "plan {} is locked by {holder}, but {} (stale lock).",
-                plan.name(),
-                if holder.expires_at.is_some() && (holder.host != lock::host_name() || sys_alive(holder.pid))
-                {
-                    "its lease ended: that process stopped renewing it"
-                } else {
-                    "that process is gone"
-                }
-            ),
+            format!("plan {} is locked by {holder}, but {} (stale lock).", plan.name(), holder.why_stale()),
             format!(
                 "take that run up where it stopped: `{}`; or, if it must not go on, start anew with \
                  `--break-stale-lock` (recorded in the journal)",
@@ -1220,9 +1233,9 @@ fn lock_error(plan: &Plan, obstacle: LockError, state_dir: &StateDir) -> RunErro
             let pids: Vec<String> = processes.iter().map(|(pid, _)| pid.to_string()).collect();
             blocked(
                 format!(
-                    "plan {} is locked by {holder}; that process is gone, but programs its steps started are still \
-                     running: {}.",
+                    "plan {} is locked by {holder}; {}, but programs its steps started are still running: {}.",
                     plan.name(),
+                    holder.why_stale(),
                     listed.join(", ")
                 ),
                 format!(

@@ -84,6 +84,8 @@ pub struct Dispatcher<'a> {
     /// A step that stops the run on failure could not even start (its `when` or
     /// parameters did not render): the run aborts like after any such failure.
     pub aborting: bool,
+    /// Turns true when another operator takes the run's lock over.
+    pub lease_lost: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 type AttemptResult = (usize, u32, Result<Outputs, StepError>, Duration);
@@ -210,6 +212,7 @@ impl Dispatcher<'_> {
             let deadline_left = self.deadline.map(|deadline| deadline.saturating_sub(started.elapsed()));
             let asking = !self.asking.is_empty();
             let mut interrupts = self.console.interrupt_watch();
+            let mut lease_lost = self.lease_lost.clone();
             tokio::select! {
                 joined = attempts.running.join_next() => {
                     let Some(joined) = joined else { continue };
@@ -250,6 +253,12 @@ impl Dispatcher<'_> {
                     typed => self.answer(typed),
                 },
                 _ = interrupts.wait_for(|count| *count > 0) => { interrupted = true; }
+                // Another operator took the lock over (this process was paused, or cut
+                // off): the run is theirs. Dropping the attempts kills their programs at
+                // once, instead of letting a step run beside its new attempt.
+                () = taken_over(lease_lost.as_mut()) => {
+                    return Err("the lock was taken over by another operator".to_owned());
+                }
                 () = sleep_or_forever(deadline_left) => {
                     self.deadline_passed(&mut attempts)?;
                     failed = true;
@@ -764,6 +773,17 @@ enum Outcome {
     Continue,
     Abort,
     Blocked,
+}
+
+/// Returns once the lease is lost; never without a lease (or when its sender is gone).
+async fn taken_over(lease: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    let lost = match lease {
+        Some(lease) => lease.wait_for(|lost| *lost).await.is_ok(),
+        None => false,
+    };
+    if !lost {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn sleep_or_forever(duration: Option<Duration>) {

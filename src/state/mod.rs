@@ -73,6 +73,12 @@ impl StateDir {
         if text.starts_with("s3://") {
             return s3::Bucket::parse(text).map(|bucket| StateDir::S3(Arc::new(bucket)));
         }
+        // `s3:/bucket` or `S3://bucket` would otherwise be a local directory of that name.
+        if text.to_ascii_lowercase().starts_with("s3:") {
+            return Err(format!(
+                "`{text}`: an S3 state is written s3://BUCKET/PREFIX (lowercase, two slashes)"
+            ));
+        }
         if text.contains("://") {
             return Err(format!("`{text}`: only s3:// URLs and local directories are state directories"));
         }
@@ -83,12 +89,13 @@ impl StateDir {
     #[must_use]
     pub fn with_object_lock(self, days: Option<u32>) -> StateDir {
         match (self, days) {
-            (StateDir::S3(bucket), Some(days)) => {
-                let mut copy =
-                    s3::Bucket::parse(&bucket.url()).unwrap_or_else(|_| unreachable!("parsed before"));
-                copy.object_lock_days = Some(days);
-                StateDir::S3(Arc::new(copy))
-            }
+            (StateDir::S3(bucket), Some(days)) => match s3::Bucket::parse(&bucket.url()) {
+                Ok(mut copy) => {
+                    copy.object_lock_days = Some(days);
+                    StateDir::S3(Arc::new(copy))
+                }
+                Err(_) => StateDir::S3(bucket),
+            },
             (state, _) => state,
         }
     }
@@ -658,6 +665,8 @@ mod tests {
             ("s3://team-dr/prod".into(), "s3://team-dr/prod".into())
         );
         assert!(StateDir::parse("gs://bucket/x").unwrap_err().contains("only s3://"));
+        assert!(StateDir::parse("s3:/team-dr/prod").unwrap_err().contains("two slashes"));
+        assert!(StateDir::parse("S3://team-dr/prod").unwrap_err().contains("lowercase"));
     }
 
     #[test]

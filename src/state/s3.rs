@@ -89,10 +89,12 @@ impl Bucket {
                  write s3://BUCKET/PREFIX"
             ));
         }
-        let prefix = prefix.trim_matches('/');
-        if prefix.split('/').any(|part| part == "." || part == "..") {
+        // `a//b/` and `a/b` are one prefix: one lock, one set of runs.
+        let parts: Vec<&str> = prefix.split('/').filter(|part| !part.is_empty()).collect();
+        if parts.iter().any(|part| *part == "." || *part == "..") {
             return Err(format!("`{url}`: the prefix may not contain `.` or `..` parts"));
         }
+        let prefix = parts.join("/");
         Ok(Bucket {
             bucket: bucket.to_owned(),
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
@@ -131,7 +133,17 @@ impl Bucket {
                     .enable_all()
                     .build()
                     .map_err(|error| format!("cannot start the S3 state client: {error}"))?;
-                let client = runtime.block_on(connect(None, None));
+                // State requests are small: a server that accepts the connection and then
+                // says nothing must not hold a run for the download timeouts of s3.fetch.
+                let connected = runtime.block_on(connect(None, None));
+                let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(15))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build();
+                let client =
+                    Client::from_conf(connected.config().to_builder().timeout_config(timeouts).build());
                 Ok(Bridge { runtime: Some(runtime), client })
             })
             .as_ref()
@@ -415,5 +427,6 @@ mod tests {
         assert!(Bucket::parse("s3://").unwrap_err().contains("not a bucket name"));
         assert!(Bucket::parse("s3://Team_DR/x").unwrap_err().contains("not a bucket name"));
         assert!(Bucket::parse("s3://team-dr/a/../b").unwrap_err().contains(".."));
+        assert_eq!(Bucket::parse("s3://team-dr//a//b/").unwrap().url(), "s3://team-dr/a/b");
     }
 }

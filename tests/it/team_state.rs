@@ -188,6 +188,25 @@ fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
+/// Runs the `kill PIDS` that a refusal names (programs a paused holder's steps left
+/// running), as the operator would, and waits for them to be gone.
+fn stop_as_told(refusal: &Finished) {
+    let pids: Vec<String> = refusal
+        .stderr
+        .split("stop them (`kill ")
+        .nth(1)
+        .and_then(|rest| rest.split("`)").next())
+        .unwrap_or_else(|| panic!("no kill command: {refusal}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let _ = Command::new("kill").args(&pids).status();
+    let gone = |pid: &String| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| stat.contains(") Z "))
+    };
+    assert!(wait_until(Duration::from_secs(10), || pids.iter().all(gone)), "{pids:?} still running");
+}
+
 /// The ids of the runs `status --format json` lists.
 fn listed_runs(operator: &Operator, bucket: &TeamBucket) -> Vec<Json> {
     let status = operator.dr_plan(bucket, &["status", "--format", "json"]);
@@ -419,9 +438,15 @@ fn a_paused_holder_whose_lease_expired_stops_before_its_next_step() {
     let refused = bob.dr_plan(&bucket, &["resume", &run_id, "--rerun-interrupted", "--yes"]);
     assert_eq!(refused.code, 3, "{refused}");
     assert!(refused.stderr.contains("lease"), "{refused}");
+    // Alice's `slow` still runs (its program is not paused): breaking the lock now would
+    // run it twice at once. Bob is told, with the command that stops it.
+    let arguments = ["resume", run_id.as_str(), "--rerun-interrupted", "--break-stale-lock", "--yes"];
+    let left_running = bob.dr_plan(&bucket, &arguments);
+    assert_eq!(left_running.code, 3, "{left_running}");
+    assert!(left_running.stderr.contains("stopped renewing it"), "{left_running}");
+    stop_as_told(&left_running);
     std::fs::write(shared.path().join("release"), "").unwrap();
-    let resumed =
-        bob.dr_plan(&bucket, &["resume", &run_id, "--rerun-interrupted", "--break-stale-lock", "--yes"]);
+    let resumed = bob.dr_plan(&bucket, &arguments);
     assert_eq!(resumed.code, 0, "{resumed}");
     assert_eq!(lines(&shared.path().join("after.count")).len(), 1);
     // Alice wakes up: her `slow` ends (release exists), and she must not start `after`.
@@ -621,10 +646,12 @@ fn a_local_lock_has_a_lease_too() {
     let status = finish(bob.command_in(&state, &["status", "--format", "json"]));
     let runs: Vec<Json> = serde_json::from_str(&status.stdout).expect("status JSON");
     let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let arguments = ["resume", run_id.as_str(), "--rerun-interrupted", "--break-stale-lock", "--yes"];
+    let left_running = finish(bob.command_in(&state, &arguments));
+    assert_eq!(left_running.code, 3, "{left_running}");
+    stop_as_told(&left_running);
     std::fs::write(shared.path().join("release"), "").unwrap();
-    let resumed = finish(
-        bob.command_in(&state, &["resume", &run_id, "--rerun-interrupted", "--break-stale-lock", "--yes"]),
-    );
+    let resumed = finish(bob.command_in(&state, &arguments));
     assert_eq!(resumed.code, 0, "{resumed}");
     send_signal("CONT", &process.id().to_string());
     let ended = wait_bounded(&mut process, Duration::from_secs(30)).expect("alice stops");
@@ -650,4 +677,35 @@ fn drill_history_in_s3_feeds_the_dry_run() {
     assert_eq!(preview.code, 0, "{preview}");
     let json: Json = serde_json::from_str(&preview.stdout).expect("dry-run JSON");
     assert_eq!(json["drills_in_history"], 1, "the prediction reads the drill kept in S3: {preview}");
+}
+
+#[test]
+fn state_arguments_that_would_lose_the_run_are_refused_or_kept_whole() {
+    let bucket = TeamBucket::start("arguments");
+    let shared = temporary_directory("team-files");
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan("plan.yaml", &counting_plan("arguments", shared.path()));
+    // Without a terminal and --yes: the command to paste keeps the URL as it is.
+    let unconfirmed = finish(alice.command(&bucket, &["run", &plan, "--state-dir", &bucket.url]));
+    assert_eq!(unconfirmed.code, 3, "{unconfirmed}");
+    assert!(unconfirmed.stderr.contains(&format!("--state-dir {} --yes", bucket.url)), "{unconfirmed}");
+    // A URL with one slash, or in capitals, is not a local directory of that name.
+    for typo in ["s3:/team-dr/arguments", "S3://team-dr/arguments"] {
+        let refused = alice.dr_plan(&bucket, &["run", &plan, "--yes", "--state-dir", typo]);
+        assert_eq!(refused.code, 2, "{typo}: {refused}");
+        assert!(refused.stderr.contains("s3://BUCKET/PREFIX"), "{refused}");
+    }
+    // Object Lock asked for a local state is refused, not ignored.
+    let local = shared.path().join("state").display().to_string();
+    let refused =
+        alice.dr_plan(&bucket, &["run", &plan, "--yes", "--state-dir", &local, "--state-object-lock", "7"]);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(refused.stderr.contains("--state-object-lock"), "{refused}");
+    // A work directory that is a file: said before anything is written to the bucket.
+    std::fs::write(alice.path("afile"), "").unwrap();
+    let refused = alice.dr_plan(&bucket, &["run", &plan, "--yes", "--work-dir", "afile"]);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(refused.stderr.contains("--work-dir afile: not a directory"), "{refused}");
+    assert!(bucket.keys().is_empty(), "{:?}", bucket.keys());
+    assert!(!shared.path().join("once.count").exists());
 }
