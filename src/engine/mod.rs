@@ -259,7 +259,14 @@ fn create_run(
     options
         .state_dir
         .create_run(run_id, plan.file.text().as_bytes())
-        .map_err(|error| RunError::System(format!("cannot create run {run_id}: {error}")))?;
+        .map_err(|error| match options.state_object_lock {
+            Some(days) => RunError::System(format!(
+                "cannot create run {run_id} with --state-object-lock {days}: {error}; the bucket must have \
+                 versioning and Object Lock enabled (`aws s3api put-object-lock-configuration`), or run without \
+                 --state-object-lock"
+            )),
+            None => RunError::System(format!("cannot create run {run_id}: {error}")),
+        })?;
     let (writer, mut reporter) = open_journal(&options.state_dir, run_id, options.format)?;
     match &options.state_dir {
         StateDir::Local(path) if path.is_relative() => {
@@ -1198,6 +1205,10 @@ fn take_lock(
 
 /// The complete command that takes up the run of a stale lock: every flag it needs.
 fn stale_run_command(plan: &Plan, run_id: &str, state_dir: &StateDir) -> String {
+    // resume refuses an altered journal: the command to offer is the check.
+    if matches!(journal::verify(state_dir, run_id), Err(broken) if !broken.unchained) {
+        return decisions::command(&["verify".to_owned(), run_id.to_owned()], state_dir);
+    }
     match journal::replay(state_dir, run_id) {
         Ok(state) => next_step(plan, &state, &RunOptions::reading(state_dir)).1,
         Err(_) => resume_command(run_id, &["--break-stale-lock".to_owned()], state_dir),
