@@ -385,6 +385,15 @@ pub struct Broken {
     pub unchained: bool,
 }
 
+impl Broken {
+    /// Where the chain breaks, for a report: `line 4` of a local journal, or the S3
+    /// object and line (a journal in S3 is many objects).
+    #[must_use]
+    pub fn where_(&self) -> String {
+        if self.at.starts_with("s3://") { self.at.clone() } else { format!("line {}", self.line) }
+    }
+}
+
 /// Recomputes the hash chain of the journal of `run_id` from its plan snapshot.
 ///
 /// # Errors

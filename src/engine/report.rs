@@ -571,7 +571,7 @@ impl Report {
         self.chain.as_ref().map(|chain| match chain {
             Ok(verified) => format!("intact ({} events), head `{}`", verified.events, verified.head),
             Err(broken) => {
-                format!("**does not match its hash chain** at line {}: {}", broken.line, broken.problem)
+                format!("**does not match its hash chain** at {}: {}", broken.where_(), broken.problem)
             }
         })
     }
@@ -677,7 +677,7 @@ impl Report {
             "unavailable_seconds": self.unavailable,
             "journal": self.chain.as_ref().map(|chain| match chain {
                 Ok(verified) => json!({ "verified": true, "events": verified.events, "head": verified.head }),
-                Err(broken) => json!({ "verified": false, "line": broken.line, "problem": broken.problem }),
+                Err(broken) => json!({ "verified": false, "line": broken.line, "at": broken.at, "problem": broken.problem }),
             }),
             "approvals": self.approvals.iter().map(|approval| json!({
                 "step": approval.step, "question": approval.question, "by": approval.by, "approver": approval.approver,

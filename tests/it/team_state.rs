@@ -330,6 +330,14 @@ fn verify_finds_a_changed_a_deleted_and_swapped_journal_object() {
     let verify = alice.dr_plan(&bucket, &["verify", &run_id]);
     assert_eq!(verify.code, 1, "{verify}");
     assert!(verify.stderr.contains(&keys[1]), "{verify}");
+    // The report names the object too.
+    let report = alice.dr_plan(&bucket, &["report", &run_id]);
+    assert!(
+        report
+            .stdout
+            .contains(&format!("**does not match its hash chain** at s3://{BUCKET}/audit/{}", keys[1])),
+        "{report}"
+    );
     // resume refuses to act on it.
     let resume = alice.dr_plan(&bucket, &["resume", &run_id, "--yes"]);
     assert_ne!(resume.code, 0, "{resume}");

@@ -425,7 +425,7 @@ impl Report {
                         @match chain {
                             Ok(verified) => td { "intact (" (verified.events) " events), head " code { (verified.head) } },
                             Err(broken) => td class="verdict-missed" {
-                                "does not match its hash chain at line " (broken.line) ": " (broken.problem.replace('`', ""))
+                                "does not match its hash chain at " (broken.where_()) ": " (broken.problem.replace('`', ""))
                             },
                         }
                     }
