@@ -243,11 +243,7 @@ pub fn unusable(state_dir: &StateDir) -> Option<i32> {
             Some(exit_code::INVALID)
         }
         Err(error) => {
-            crate::errln!(
-                "error: cannot reach the state at {}: {error}; check the credentials, the network and \
-                 AWS_ENDPOINT_URL_S3",
-                state_dir.display()
-            );
+            crate::errln!("error: cannot reach the state at {}: {error}", state_dir.display());
             Some(exit_code::BLOCKED)
         }
     }

@@ -1185,8 +1185,8 @@ fn unreachable_state(state_dir: &StateDir, error: &StateError) -> RunError {
         message: format!("cannot reach the state at {}: {error}", state_dir.display()),
         details: Vec::new(),
         help: Some(
-            "check the credentials, the network and AWS_ENDPOINT_URL_S3; if the bucket is down for good, run with \
-             a local `--state-dir DIR` (runs kept in the bucket stay there)"
+            "if the bucket is down for good, run with a local `--state-dir DIR` (runs kept in the bucket stay \
+             there)"
                 .to_owned(),
         ),
         next: None,

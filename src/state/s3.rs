@@ -399,10 +399,16 @@ async fn read_object(
 /// Whether an S3 error is worth retrying (the server or the network) or final
 /// (permissions, a missing bucket, bad credentials).
 fn unreachable_or_refused(error: &S3Error) -> StateError {
+    // The client's messages are written for steps, whose `endpoint` parameter the state
+    // does not have: it has the environment.
+    let text = error
+        .to_string()
+        .replace("`endpoint` (or AWS_ENDPOINT_URL_S3)", "AWS_ENDPOINT_URL_S3")
+        .replace("`endpoint`", "AWS_ENDPOINT_URL_S3");
     match error {
-        S3Error::Unreachable { .. } | S3Error::TimedOut { .. } => StateError::Unreachable(error.to_string()),
-        S3Error::Service { status, .. } if *status >= 500 => StateError::Unreachable(error.to_string()),
-        _ => StateError::Refused(error.to_string()),
+        S3Error::Unreachable { .. } | S3Error::TimedOut { .. } => StateError::Unreachable(text),
+        S3Error::Service { status, .. } if *status >= 500 => StateError::Unreachable(text),
+        _ => StateError::Refused(text),
     }
 }
 
