@@ -218,7 +218,8 @@ pub struct RunArgs {
     /// `human` (progress bars on a terminal, plain lines otherwise) or `json` events.
     #[arg(long, value_enum, default_value_t = crate::engine::reporter::ProgressFormat::Human)]
     pub format: crate::engine::reporter::ProgressFormat,
-    /// Where runs, locks and drill history are kept.
+    /// Where runs, locks and drill history are kept: a directory, or s3://BUCKET/PREFIX
+    /// shared by the team (conditional writes, a lock with a lease; README "Teams").
     #[arg(long, env = "DR_PLAN_STATE_DIR", default_value = crate::engine::decisions::DEFAULT_STATE_DIR, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_state_dir)]
     pub state_dir: StateDir,
     /// Keep the journal objects of an `s3://` state for DAYS with S3 Object Lock
