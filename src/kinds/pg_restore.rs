@@ -236,8 +236,8 @@ dropped, and `tododb` is as it was.
 ## In-place variant
 
 A server without room for two copies of the database cannot restore beside it. Then
-take a safety backup of what is there, and restore over the live database with `clean`
-(custom dumps) or `create` and `clean` (plain SQL: drop and recreate). The database is
+take a safety backup of what is there, and restore over the live database with `create`
+and `clean` (drop and recreate it: right for custom and plain SQL dumps alike). The database is
 unavailable for the whole restore, and a failure in the middle leaves it partly
 restored: the safety backup is the way back. `from_s3` does not apply here (its
 checksum would be known only after the live database had been overwritten): fetch the
@@ -266,7 +266,7 @@ steps:
   - id: restore
     kind: pg.restore
     needs: [fetch, safety-backup]
-    with: { dump: "{{steps.fetch.outputs.path}}", database: tododb, clean: true, jobs: 4 }
+    with: { dump: "{{steps.fetch.outputs.path}}", database: tododb, clean: true, create: true, jobs: 4 }
   - id: check
     kind: pg.query
     needs: [restore]
