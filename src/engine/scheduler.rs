@@ -564,9 +564,11 @@ impl Dispatcher<'_> {
         attempts: &mut Attempts,
     ) -> Result<Outcome, String> {
         let step = &self.plan.steps[index];
-        let refused = matches!(error, StepError::Refused(_));
+        // An operator's no, and a failure another attempt cannot change (a corrupt
+        // backup downloaded again is still corrupt), are not retried.
+        let no_retry = matches!(error, StepError::Refused(_) | StepError::Final(_));
         let message = self.redactor.redact(&error.to_string());
-        let will_retry = !refused && attempt < step.attempts;
+        let will_retry = !no_retry && attempt < step.attempts;
         self.record_unsynced(Event::StepFailed {
             step: step.id.clone(),
             attempt,

@@ -763,8 +763,10 @@ async fn restore_from_s3(
             return Err(drop_side(&runner, &side, &live, &error.to_string()).await);
         }
         (Err(error), _) => {
+            let bad_object = error.is_final();
             let error = format!("{}; the load was stopped before its end, nothing of it committed", fetch_failed(error));
-            return Err(drop_side(&runner, &side, &live, &error).await);
+            let failed = drop_side(&runner, &side, &live, &error).await;
+            return Err(if bad_object { super::StepError::Final(failed.to_string()) } else { failed });
         }
     };
     context.progress.note(format!("restored {location} into {}", runner.connection.describe(&side)));

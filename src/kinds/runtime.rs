@@ -128,6 +128,10 @@ pub enum StepError {
     /// The operator said no.
     #[error("{0}")]
     Refused(String),
+    /// It failed in a way another attempt cannot change (a backup found corrupt): the
+    /// step's `retry` is not used.
+    #[error("{0}")]
+    Final(String),
 }
 
 impl From<crate::clients::ClientError> for StepError {

@@ -162,9 +162,10 @@ pub async fn run_with_client(
     context: &StepContext,
     client: &Client,
 ) -> Result<S3FetchOutputs, StepError> {
-    fetch(parameters, context, client)
-        .await
-        .map_err(|error| StepError::Failed(context.redactor.redact(&error.to_string())))
+    fetch(parameters, context, client).await.map_err(|error| {
+        let message = context.redactor.redact(&error.to_string());
+        if error.is_final() { StepError::Final(message) } else { StepError::Failed(message) }
+    })
 }
 
 /// Checks that the object exists, is younger than the RPO, and that its sidecar (or

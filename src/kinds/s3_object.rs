@@ -226,6 +226,22 @@ pub(super) enum FetchError {
     Task { location: String, detail: String },
 }
 
+impl FetchError {
+    /// Whether the object itself is bad (corrupt, truncated, undecodable, or its
+    /// checksum wrong): fetching it again gives the same bytes, so a retry cannot help.
+    pub(super) fn is_final(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Truncated { .. }
+                | FetchError::Corrupt { .. }
+                | FetchError::WrongChecksum { .. }
+                | FetchError::ChecksumMismatch { .. }
+                | FetchError::IntactButUndecodable { .. }
+                | FetchError::Undecodable { .. }
+        )
+    }
+}
+
 /// An object whose SHA-256 is not the expected one.
 #[derive(Debug)]
 pub(super) struct Mismatch {

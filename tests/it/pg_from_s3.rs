@@ -297,7 +297,15 @@ fn a_bad_object_leaves_the_live_database_as_it_was_and_no_side_database() {
             format!("{}  {name}\n", sha256_hex(&sidecar_of)),
         );
         // With the key of the good backup: the wrong-key object was encrypted with another.
+        // A retry would download the same bad bytes again: the step asks for one, and
+        // does not get it.
         let plan = world.plan(&object, 1, true);
+        let text = std::fs::read_to_string(world.sandbox.path(&plan)).unwrap().replacen(
+            "    kind: pg.restore\n",
+            "    kind: pg.restore\n    retry: { attempts: 3, backoff: 1s }\n",
+            1,
+        );
+        std::fs::write(world.sandbox.path(&plan), text).unwrap();
         let finished = world.dr_plan(&["run", &plan, "--yes"]);
         assert_eq!(finished.code, 1, "{corruption:?}: {finished}");
         let output = format!("{}{}", finished.stdout, finished.stderr);
@@ -314,6 +322,14 @@ fn a_bad_object_leaves_the_live_database_as_it_was_and_no_side_database() {
         );
         assert_eq!(world.fingerprint("tododb"), live, "{corruption:?}: the live database is as it was");
         assert_eq!(world.copies(), "", "{corruption:?}: no side database is left");
+        let run_id = world.sandbox.run_ids().pop().expect("a run");
+        let starts = world
+            .sandbox
+            .journal(&run_id)
+            .iter()
+            .filter(|event| event["event"] == "step_started" && event["step"] == "restore")
+            .count();
+        assert_eq!(starts, 1, "{corruption:?}: a bad backup is not downloaded again");
     }
 }
 
