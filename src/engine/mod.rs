@@ -959,6 +959,28 @@ fn execute(
     Ok(Ended::Run(status))
 }
 
+/// The steps' memories of a run whose state is in S3, kept there with the journal, so
+/// that an attempt after a crash on another machine finds what the first one knew.
+#[derive(Debug)]
+struct SharedMemory {
+    state: StateDir,
+    run_id: String,
+}
+
+impl crate::kinds::MemoryStore for SharedMemory {
+    fn load(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        self.state.load_memory(&self.run_id, name).map_err(|error| error.to_string())
+    }
+
+    fn save(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        self.state.save_memory(&self.run_id, name, bytes).map_err(|error| error.to_string())
+    }
+
+    fn location(&self, name: &str) -> String {
+        self.state.memory_location(&self.run_id, name)
+    }
+}
+
 /// Runs the dispatcher to the run's end on the session's runtime.
 fn dispatch(
     execution: Execution<'_>,
@@ -983,6 +1005,13 @@ fn dispatch(
         return Err("the async runtime is gone before the steps started".to_owned());
     };
     let lease_lost = journal.lease().map(lock::Lease::watch);
+    // A local state keeps the memories as files of the run's directory, as before.
+    let memory: Option<Arc<dyn crate::kinds::MemoryStore>> = match &options.state_dir {
+        StateDir::S3(_) => {
+            Some(Arc::new(SharedMemory { state: options.state_dir.clone(), run_id: run_id.to_owned() }))
+        }
+        StateDir::Local(_) => None,
+    };
     let mut dispatcher = scheduler::Dispatcher {
         plan,
         context,
@@ -1009,6 +1038,7 @@ fn dispatch(
         approver: options.approver.clone(),
         aborting: false,
         lease_lost,
+        memory,
     };
     let result = runtime.block_on(dispatcher.run());
     drop(dispatcher);

@@ -86,6 +86,8 @@ pub struct Dispatcher<'a> {
     pub aborting: bool,
     /// Turns true when another operator takes the run's lock over.
     pub lease_lost: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Where steps keep their memories (`None`: files of the run's directory).
+    pub memory: Option<Arc<dyn crate::kinds::MemoryStore>>,
 }
 
 type AttemptResult = (usize, u32, Result<Outputs, StepError>, Duration);
@@ -165,6 +167,7 @@ impl Dispatcher<'_> {
             redactor: Arc::clone(&self.redactor),
             progress: ProgressSink::new(self.progress.0.clone(), &step.id),
             rpo: self.plan.spec.objectives.rpo.as_ref().map(|rpo| rpo.value.0),
+            memory: self.memory.clone(),
         }
     }
 

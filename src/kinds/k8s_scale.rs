@@ -1,7 +1,6 @@
 //! `k8s.scale`: scale Deployments/StatefulSets through the scale subresource.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::Api;
@@ -348,14 +347,16 @@ async fn wait_until_ready(
     .await
 }
 
-/// Where the counts read before scaling are kept, so a re-run of an interrupted step
-/// (resume, retry) reports the counts from before the first attempt, not its own.
-fn memory_path(context: &super::StepContext) -> PathBuf {
-    context.run_dir.join(format!("{}.previous-replicas.json", context.step_id))
+/// The name under which the counts read before scaling are remembered, so a re-run of
+/// an interrupted step (resume, retry, on this machine or another) reports the counts
+/// from before the first attempt, not its own.
+fn memory_name(context: &super::StepContext) -> String {
+    format!("{}.previous-replicas.json", context.step_id)
 }
 
-fn remembered_counts(path: &Path) -> BTreeMap<String, u32> {
-    std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+fn remembered_counts(context: &super::StepContext) -> Result<BTreeMap<String, u32>, super::StepError> {
+    let remembered = context.recall(&memory_name(context)).map_err(super::StepError::Failed)?;
+    Ok(remembered.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default())
 }
 
 /// Scales the selected workloads and waits until they are ready.
@@ -375,8 +376,7 @@ pub async fn run(
 
     // Previous counts: remembered from an earlier attempt of this step, else read now,
     // and written down before anything changes.
-    let memory = memory_path(context);
-    let mut previous = remembered_counts(&memory);
+    let mut previous = remembered_counts(context)?;
     let mut changed = false;
     for (workload, _) in &wanted {
         if let std::collections::btree_map::Entry::Vacant(entry) = previous.entry(workload.key()) {
@@ -386,7 +386,7 @@ pub async fn run(
     }
     if changed {
         let text = serde_json::to_vec_pretty(&previous).unwrap_or_default();
-        kubernetes::write_run_file(&memory, &text)?;
+        context.remember(&memory_name(context), &text).map_err(super::StepError::Failed)?;
     }
 
     for (workload, count) in &wanted {

@@ -18,8 +18,8 @@ pub use crate::sys::progress::{Progress, ProgressSink, ProgressUnit, StepUpdate}
 pub use declared_outputs::StepOutputs;
 use declared_outputs::step_outputs;
 pub use runtime::{
-    ApprovalMode, Asker, BoxFuture, Kind, Outputs, Preflight, PreflightContext, Question, StepContext,
-    StepError, Verdict, execute, parameters, preflight, undo,
+    ApprovalMode, Asker, BoxFuture, Kind, MemoryStore, Outputs, Preflight, PreflightContext, Question,
+    StepContext, StepError, Verdict, execute, parameters, preflight, undo,
 };
 pub use s3_object::{ChecksumSource, ObjectSource};
 pub use shared::{Compression, Encryption, EncryptionFormat};

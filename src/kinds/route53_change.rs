@@ -12,7 +12,6 @@ use crate::clients::route53 as api;
 use crate::clients::route53::records;
 pub use crate::clients::route53::{ChangeAction, Failover, RecordChange, Route53Error};
 
-use std::path::Path;
 use std::time::Instant;
 
 use schemars::JsonSchema;
@@ -225,9 +224,8 @@ async fn change(
         Session { client, deadline: Instant::now() + parameters.deadline.get(), progress: &context.progress };
     validate(parameters)?;
     let mut live = read_live_state(&session, parameters).await?;
-    let checkpoint_path = checkpoint::path(&context.run_dir, &context.step_id);
-    let mut checkpoint = load_or_record_checkpoint(&checkpoint_path, parameters, &live, context)?;
-    submit_missing_changes(&session, parameters, &mut live, &mut checkpoint, &checkpoint_path, context).await?;
+    let mut checkpoint = load_or_record_checkpoint(parameters, &live, context)?;
+    submit_missing_changes(&session, parameters, &mut live, &mut checkpoint, context).await?;
     update_health_checks(&session, parameters, &live.health_checks).await?;
 
     if parameters.wait
@@ -272,13 +270,12 @@ async fn read_live_state(session: &Session<'_>, parameters: &Parameters) -> Resu
 /// The checkpoint of an earlier attempt of the same request, or a new one recording the
 /// live state, saved before anything changes.
 fn load_or_record_checkpoint(
-    checkpoint_path: &Path,
     parameters: &Parameters,
     live: &LiveState,
     context: &StepContext,
 ) -> Result<checkpoint::Checkpoint, Route53Error> {
     let fingerprint = checkpoint::fingerprint(&request_of(parameters, &live.zone));
-    if let Some(saved) = checkpoint::load(checkpoint_path, &fingerprint)? {
+    if let Some(saved) = checkpoint::load(context, &fingerprint)? {
         context.progress.note("an earlier attempt recorded the record sets before its change: using those");
         return Ok(saved);
     }
@@ -300,7 +297,7 @@ fn load_or_record_checkpoint(
         change_id: None,
     };
     // Recorded before anything changes: whatever happens next, undo knows the old state.
-    checkpoint::save(checkpoint_path, &fresh)?;
+    checkpoint::save(context, &fresh)?;
     Ok(fresh)
 }
 
@@ -312,7 +309,6 @@ async fn submit_missing_changes(
     parameters: &Parameters,
     live: &mut LiveState,
     checkpoint: &mut checkpoint::Checkpoint,
-    checkpoint_path: &Path,
     context: &StepContext,
 ) -> Result<(), Route53Error> {
     let before: Vec<Option<RecordSnapshot>> = live
@@ -345,7 +341,7 @@ async fn submit_missing_changes(
         match session.submit(&live.zone, batch, &comment).await {
             Ok(change_id) => {
                 checkpoint.change_id = Some(change_id);
-                checkpoint::save(checkpoint_path, checkpoint)?;
+                checkpoint::save(context, checkpoint)?;
                 return Ok(());
             }
             Err(Route53Error::Unconfirmed { detail, .. }) if rounds < UNCONFIRMED_ROUNDS => {

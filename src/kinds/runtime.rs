@@ -38,6 +38,72 @@ pub struct StepContext {
     /// The plan's recovery point objective (`objectives.rpo`): a backup older than
     /// this must not be restored, in a drill too.
     pub rpo: Option<std::time::Duration>,
+    /// Where the step keeps what an attempt after a crash must know (the counts before
+    /// a scale, a Route53 change submitted): the run's shared state when it is in S3,
+    /// so that a resume on another machine finds it; `None`: files in `run_dir`.
+    pub memory: Option<Arc<dyn MemoryStore>>,
+}
+
+/// A step's memory kept with the run's state (see [`StepContext::memory`]).
+pub trait MemoryStore: Send + Sync + std::fmt::Debug {
+    /// The memory called `name`; `None` when there is none.
+    ///
+    /// # Errors
+    /// It cannot be read.
+    fn load(&self, name: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Keeps `bytes` as `name`, durably, before returning.
+    ///
+    /// # Errors
+    /// It cannot be written.
+    fn save(&self, name: &str, bytes: &[u8]) -> Result<(), String>;
+    /// Where `name` is kept, for messages.
+    fn location(&self, name: &str) -> String;
+}
+
+impl StepContext {
+    /// The step's memory `name`, if an earlier attempt of this run kept one.
+    ///
+    /// # Errors
+    /// It exists but cannot be read.
+    pub fn recall(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        if let Some(memory) = &self.memory {
+            return memory.load(name);
+        }
+        let path = self.run_dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+        }
+    }
+
+    /// Keeps `bytes` as the step's memory `name`, durably (a file written aside, synced
+    /// and renamed; or the state's object written), before the step changes anything.
+    ///
+    /// # Errors
+    /// It cannot be written.
+    pub fn remember(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        if let Some(memory) = &self.memory {
+            return memory.save(name, bytes);
+        }
+        let path = self.run_dir.join(name);
+        let partial = self.run_dir.join(format!("{name}.partial"));
+        let written = std::fs::create_dir_all(&self.run_dir)
+            .and_then(|()| crate::sys::files::write_private(&partial, bytes))
+            .and_then(|()| std::fs::File::open(&partial)?.sync_all())
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .and_then(|()| crate::sys::files::sync_parent(&path));
+        written.map_err(|error| format!("cannot write {}: {error}", path.display()))
+    }
+
+    /// Where the memory `name` is kept, for messages.
+    #[must_use]
+    pub fn memory_location(&self, name: &str) -> String {
+        match &self.memory {
+            Some(memory) => memory.location(name),
+            None => self.run_dir.join(name).display().to_string(),
+        }
+    }
 }
 
 /// What a read-only preflight check may use besides the step's parameters.

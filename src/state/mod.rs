@@ -332,6 +332,51 @@ impl StateDir {
         }
     }
 
+    /// A step's memory `name` kept for run `run_id` (S3: `runs/<id>/memory/<name>`).
+    ///
+    /// # Errors
+    /// It cannot be read.
+    pub fn load_memory(&self, run_id: &str, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        match self {
+            StateDir::Local(path) => match std::fs::read(run_dir(path, run_id).join(name)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => {
+                    Err(StateError::Refused(format!("{}: {error}", self.memory_location(run_id, name))))
+                }
+            },
+            StateDir::S3(bucket) => Ok(bucket.get(&memory_key(run_id, name))?.map(|(bytes, _)| bytes)),
+        }
+    }
+
+    /// Keeps a step's memory `name` for run `run_id`, durably.
+    ///
+    /// # Errors
+    /// It cannot be written.
+    pub fn save_memory(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        match self {
+            StateDir::Local(path) => {
+                let file = run_dir(path, run_id).join(name);
+                let partial = run_dir(path, run_id).join(format!("{name}.partial"));
+                files::write_private(&partial, bytes)
+                    .and_then(|()| File::open(&partial)?.sync_all())
+                    .and_then(|()| std::fs::rename(&partial, &file))
+                    .and_then(|()| files::sync_parent(&file))
+                    .map_err(|error| StateError::Refused(format!("{}: {error}", file.display())))
+            }
+            StateDir::S3(bucket) => bucket.overwrite(&memory_key(run_id, name), bytes).map(|_| ()),
+        }
+    }
+
+    /// Where a step's memory is kept, for messages.
+    #[must_use]
+    pub fn memory_location(&self, run_id: &str, name: &str) -> String {
+        match self {
+            StateDir::Local(path) => run_dir(path, run_id).join(name).display().to_string(),
+            StateDir::S3(bucket) => bucket.location(&memory_key(run_id, name)),
+        }
+    }
+
     /// The lines of the drill history of `plan` (none when there is none).
     #[must_use]
     pub fn history(&self, plan: &str) -> Vec<String> {
@@ -568,6 +613,10 @@ fn history_path(state_dir: &Path, plan: &str) -> PathBuf {
 
 fn lock_path(state_dir: &Path, plan: &str) -> PathBuf {
     state_dir.join("locks").join(format!("{plan}.lock"))
+}
+
+fn memory_key(run_id: &str, name: &str) -> String {
+    format!("runs/{run_id}/memory/{name}")
 }
 
 fn lock_key(plan: &str) -> String {

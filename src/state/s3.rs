@@ -60,6 +60,17 @@ impl Drop for Bridge {
     }
 }
 
+/// When a write may happen.
+#[derive(Clone, Debug)]
+enum Condition {
+    /// Only if the object does not exist (`If-None-Match: *`).
+    Absent,
+    /// Only if the object still has this ETag (`If-Match`).
+    Matches(String),
+    /// Whatever the object holds.
+    Any,
+}
+
 /// What a conditional write found.
 #[derive(Debug)]
 pub enum Written {
@@ -265,11 +276,30 @@ impl Bucket {
     /// # Errors
     /// S3 cannot be reached within the deadline, or refuses.
     pub fn create(&self, key: &str, bytes: &[u8], retained: bool) -> Result<Written, StateError> {
+        self.write_retrying(key, bytes, &Condition::Absent, retained)
+    }
+
+    /// Writes `key` whatever it holds (a step's memory: only this run's holder writes
+    /// it), retried like [`Bucket::create`].
+    ///
+    /// # Errors
+    /// S3 cannot be reached within the deadline, or refuses.
+    pub fn overwrite(&self, key: &str, bytes: &[u8]) -> Result<Written, StateError> {
+        self.write_retrying(key, bytes, &Condition::Any, false)
+    }
+
+    fn write_retrying(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        condition: &Condition,
+        retained: bool,
+    ) -> Result<Written, StateError> {
         let deadline = Instant::now() + write_deadline();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.put(key, bytes, None, retained) {
+            match self.put(key, bytes, condition, retained) {
                 Ok(Written::Refused) if attempt > 1 => {
                     return match self.get(key)? {
                         Some((existing, etag)) if existing == bytes => Ok(Written::Done(etag)),
@@ -296,20 +326,20 @@ impl Bucket {
     /// # Errors
     /// S3 cannot be reached, or refuses.
     pub fn replace(&self, key: &str, bytes: &[u8], etag: &str) -> Result<Written, StateError> {
-        self.put(key, bytes, Some(etag), false)
+        self.put(key, bytes, &Condition::Matches(etag.to_owned()), false)
     }
 
     fn put(
         &self,
         key: &str,
         bytes: &[u8],
-        etag: Option<&str>,
+        condition: &Condition,
         retained: bool,
     ) -> Result<Written, StateError> {
         let (bucket, full, location) = (self.bucket.clone(), self.key(key), self.location(key));
         let body = bytes.to_vec();
-        let etag = etag.map(str::to_owned);
-        let expected = etag.clone();
+        let condition = condition.clone();
+        let expected = matches!(condition, Condition::Matches(_));
         let retain_until = retained.then_some(self.object_lock_days).flatten().map(|days| {
             aws_sdk_s3::primitives::DateTime::from_secs(
                 chrono::Utc::now().timestamp() + i64::from(days) * 86_400,
@@ -317,9 +347,10 @@ impl Bucket {
         });
         self.call(|client| async move {
             let mut request = client.put_object().bucket(&bucket).key(&full).body(ByteStream::from(body));
-            request = match etag {
-                Some(etag) => request.if_match(etag),
-                None => request.if_none_match("*"),
+            request = match condition {
+                Condition::Matches(etag) => request.if_match(etag),
+                Condition::Absent => request.if_none_match("*"),
+                Condition::Any => request,
             };
             if let Some(until) = retain_until {
                 request = request
@@ -335,7 +366,7 @@ impl Bucket {
                         S3Error::ObjectChanged { .. } => Ok(Written::Refused),
                         // `If-Match` on an object that is gone (a lock released by
                         // whoever broke it): it changed too.
-                        S3Error::NotFound { .. } if expected.is_some() => Ok(Written::Refused),
+                        S3Error::NotFound { .. } if expected => Ok(Written::Refused),
                         S3Error::Service { status: 409, .. } => Ok(Written::Refused),
                         other => Err(unreachable_or_refused(&other)),
                     }

@@ -717,3 +717,62 @@ fn state_arguments_that_would_lose_the_run_are_refused_or_kept_whole() {
     assert!(bucket.keys().is_empty(), "{:?}", bucket.keys());
     assert!(!shared.path().join("once.count").exists());
 }
+
+#[test]
+fn a_steps_memory_is_kept_with_the_state_in_s3_not_on_the_machine() {
+    // route53.change keeps what the zone held before its change as its memory: with the
+    // state in S3 it is an object of the run (so an attempt after a crash on another
+    // machine finds it), and nothing of it is in the work directory.
+    let bucket = TeamBucket::start("memory");
+    let config = aws_sdk_route53::config::Builder::new()
+        .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+        .region(aws_sdk_route53::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_route53::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .endpoint_url(bucket.moto.endpoint())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    let route53 = aws_sdk_route53::Client::from_conf(config);
+    bucket
+        .runtime
+        .block_on(route53.create_hosted_zone().name("example.com.").caller_reference("team-memory").send())
+        .expect("moto creates the zone");
+    let alice = Operator::new("alice");
+    let plan = alice.write_plan(
+        "plan.yaml",
+        &format!(
+            r#"version: 1
+name: memory
+description: a DNS change whose checkpoint is the step's memory
+steps:
+  - id: switch-dns
+    kind: route53.change
+    with:
+      zone: example.com.
+      endpoint: {endpoint}
+      wait: false
+      changes:
+        - {{ action: UPSERT, name: api.example.com., type: CNAME, ttl: 60, values: [api.dr.example.net.] }}
+"#,
+            endpoint = bucket.moto.endpoint()
+        ),
+    );
+    let work = alice.path("work");
+    let run = alice.dr_plan(&bucket, &["run", &plan, "--yes", "--work-dir", &work.display().to_string()]);
+    assert_eq!(run.code, 0, "{run}");
+    let keys = bucket.keys();
+    assert!(
+        keys.iter().any(|key| key.ends_with("/memory/switch-dns.route53-checkpoint.json")),
+        "the checkpoint is kept with the run: {keys:?}"
+    );
+    let left_here: Vec<String> = std::fs::read_dir(&work)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|run| std::fs::read_dir(run.path()).into_iter().flatten().flatten())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("checkpoint"))
+        .collect();
+    assert!(left_here.is_empty(), "nothing of it on this machine: {left_here:?}");
+}

@@ -1,15 +1,15 @@
-//! What the step knew before its first change, kept in the run directory so that an
-//! attempt after a crash (`kill -9`, a lost connection) restores what was there before
+//! What the step knew before its first change, kept as the step's memory (the run
+//! directory, or the run's shared state in S3) so that an attempt after a crash, on this
+//! machine or another, (`kill -9`, a lost connection) restores what was there before
 //! the *first* attempt, not what the first attempt left, and reports the first
 //! attempt's change id instead of submitting a second change.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clients::route53::Route53Error;
+use crate::kinds::StepContext;
 use crate::clients::route53::records::{PreviousHealthCheck, PreviousRecord};
 
 /// The state recorded before any change of one step.
@@ -28,10 +28,10 @@ pub struct Checkpoint {
     pub change_id: Option<String>,
 }
 
-/// Where the checkpoint of `step` lives in `run_dir`.
+/// The name of the checkpoint of `step` among the step memories of the run.
 #[must_use]
-pub fn path(run_dir: &Path, step: &str) -> PathBuf {
-    run_dir.join(format!("{step}.route53-checkpoint.json"))
+pub fn name(step: &str) -> String {
+    format!("{step}.route53-checkpoint.json")
 }
 
 /// SHA-256 of what the step was asked to do, as hex.
@@ -40,46 +40,34 @@ pub fn fingerprint(request: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(request.to_string().as_bytes()))
 }
 
-/// The checkpoint at `path` if it was written for these parameters.
+/// The checkpoint of this step if it was written for these parameters.
 ///
 /// # Errors
 /// It exists but cannot be read or parsed.
-pub fn load(path: &Path, fingerprint: &str) -> Result<Option<Checkpoint>, Route53Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(checkpoint_error(path, "read", &error.to_string())),
+pub fn load(context: &StepContext, fingerprint: &str) -> Result<Option<Checkpoint>, Route53Error> {
+    let name = name(&context.step_id);
+    let Some(bytes) = context.recall(&name).map_err(|detail| checkpoint_error(context, "read", &detail))? else {
+        return Ok(None);
     };
     let checkpoint: Checkpoint =
-        serde_json::from_str(&text).map_err(|error| checkpoint_error(path, "parse", &error.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|error| checkpoint_error(context, "parse", &error.to_string()))?;
     Ok((checkpoint.fingerprint == fingerprint).then_some(checkpoint))
 }
 
-/// Writes the checkpoint durably: a temporary file, fsync, rename, fsync of the
-/// directory. A crash leaves the old checkpoint or the new one, never half of one.
+/// Keeps the checkpoint durably before anything acts on it: a crash leaves the old
+/// checkpoint or the new one, never half of one.
 ///
 /// # Errors
-/// The run directory is not writable.
-pub fn save(path: &Path, checkpoint: &Checkpoint) -> Result<(), Route53Error> {
-    let text = serde_json::to_string_pretty(checkpoint)
-        .map_err(|error| checkpoint_error(path, "encode", &error.to_string()))?;
-    let partial = path.with_extension("json.partial");
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&partial)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)?;
-        if let Some(directory) = path.parent() {
-            std::fs::File::open(directory)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|error| checkpoint_error(path, "write", &error.to_string()))
+/// It cannot be written.
+pub fn save(context: &StepContext, checkpoint: &Checkpoint) -> Result<(), Route53Error> {
+    let text = serde_json::to_vec_pretty(checkpoint)
+        .map_err(|error| checkpoint_error(context, "encode", &error.to_string()))?;
+    context.remember(&name(&context.step_id), &text).map_err(|detail| checkpoint_error(context, "write", &detail))
 }
 
-fn checkpoint_error(path: &Path, action: &str, detail: &str) -> Route53Error {
+fn checkpoint_error(context: &StepContext, action: &str, detail: &str) -> Route53Error {
     Route53Error::Checkpoint {
-        path: path.display().to_string(),
+        path: context.memory_location(&name(&context.step_id)),
         action: action.to_owned(),
         detail: detail.to_owned(),
     }
@@ -92,8 +80,20 @@ mod tests {
     #[test]
     fn a_checkpoint_is_found_only_for_the_same_parameters() {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let file = path(directory.path(), "switch-dns");
-        assert!(load(&file, "abc").expect("absent is fine").is_none());
+        let context = StepContext {
+            run_id: "r".to_owned(),
+            plan: "p".to_owned(),
+            step_id: "switch-dns".to_owned(),
+            run_dir: directory.path().to_path_buf(),
+            drill: false,
+            approval: crate::kinds::ApprovalMode::PreApproved,
+            operator: "o".to_owned(),
+            redactor: std::sync::Arc::default(),
+            progress: crate::kinds::ProgressSink::default(),
+            rpo: None,
+            memory: None,
+        };
+        assert!(load(&context, "abc").expect("absent is fine").is_none());
         let checkpoint = Checkpoint {
             fingerprint: "abc".to_owned(),
             zone_id: "Z1".to_owned(),
@@ -101,12 +101,12 @@ mod tests {
             previous_health_checks: Vec::new(),
             change_id: Some("/change/C1".to_owned()),
         };
-        save(&file, &checkpoint).expect("saved");
-        let loaded = load(&file, "abc").expect("readable").expect("same parameters");
+        save(&context, &checkpoint).expect("saved");
+        let loaded = load(&context, "abc").expect("readable").expect("same parameters");
         assert_eq!(loaded.change_id.as_deref(), Some("/change/C1"));
-        assert!(load(&file, "other").expect("readable").is_none());
-        std::fs::write(&file, "{").expect("overwrite");
-        let error = load(&file, "abc").expect_err("corrupt");
+        assert!(load(&context, "other").expect("readable").is_none());
+        std::fs::write(directory.path().join(name("switch-dns")), "{").expect("overwrite");
+        let error = load(&context, "abc").expect_err("corrupt");
         assert!(error.to_string().contains("cannot parse the checkpoint"), "{error}");
     }
 }

@@ -24,6 +24,7 @@ pub fn context(plan: &str, step_id: &str, run_dir: &Path) -> StepContext {
         redactor: std::sync::Arc::default(),
         progress: ProgressSink::default(),
         rpo: None,
+        memory: None,
     }
 }
 
