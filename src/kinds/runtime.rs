@@ -87,13 +87,9 @@ impl StepContext {
             return memory.save(name, bytes);
         }
         let path = self.run_dir.join(name);
-        let partial = self.run_dir.join(format!("{name}.partial"));
-        let written = std::fs::create_dir_all(&self.run_dir)
-            .and_then(|()| crate::sys::files::write_private(&partial, bytes))
-            .and_then(|()| std::fs::File::open(&partial)?.sync_all())
-            .and_then(|()| std::fs::rename(&partial, &path))
-            .and_then(|()| crate::sys::files::sync_parent(&path));
-        written.map_err(|error| format!("cannot write {}: {error}", path.display()))
+        crate::sys::files::private_dir(&self.run_dir)
+            .and_then(|()| crate::sys::files::replace_durably(&path, bytes))
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
     }
 
     /// Where the memory `name` is kept, for messages.

@@ -357,11 +357,7 @@ impl StateDir {
         match self {
             StateDir::Local(path) => {
                 let file = run_dir(path, run_id).join(name);
-                let partial = run_dir(path, run_id).join(format!("{name}.partial"));
-                files::write_private(&partial, bytes)
-                    .and_then(|()| File::open(&partial)?.sync_all())
-                    .and_then(|()| std::fs::rename(&partial, &file))
-                    .and_then(|()| files::sync_parent(&file))
+                files::replace_durably(&file, bytes)
                     .map_err(|error| StateError::Refused(format!("{}: {error}", file.display())))
             }
             StateDir::S3(bucket) => bucket.overwrite(&memory_key(run_id, name), bytes).map(|_| ()),
@@ -457,17 +453,9 @@ impl StateDir {
                 let directory = path.join("locks");
                 files::private_dir(&directory)
                     .map_err(|error| StateError::Refused(format!("{}: {error}", directory.display())))?;
-                let file = lock_path(path, plan);
-                match create_filled(&file, text) {
-                    Ok(()) => Ok(Some(text.to_owned())),
-                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
-                    Err(error) => Err(StateError::Refused(format!("{}: {error}", file.display()))),
-                }
+                new_lock(&lock_path(path, plan), text)
             }
-            StateDir::S3(bucket) => match bucket.create(&lock_key(plan), text.as_bytes(), false)? {
-                s3::Written::Done(etag) => Ok(Some(etag)),
-                s3::Written::Refused => Ok(None),
-            },
+            StateDir::S3(bucket) => Ok(bucket.create(&lock_key(plan), text.as_bytes(), false)?.version()),
         }
     }
 
@@ -497,10 +485,7 @@ impl StateDir {
                     .map_err(refused)?;
                 Ok(Some(text.to_owned()))
             }
-            StateDir::S3(bucket) => match bucket.replace(&lock_key(plan), text.as_bytes(), version)? {
-                s3::Written::Done(etag) => Ok(Some(etag)),
-                s3::Written::Refused => Ok(None),
-            },
+            StateDir::S3(bucket) => Ok(bucket.replace(&lock_key(plan), text.as_bytes(), version)?.version()),
         }
     }
 
@@ -522,16 +507,9 @@ impl StateDir {
                 if !break_exactly(&file, version)? {
                     return Ok(None);
                 }
-                match create_filled(&file, text) {
-                    Ok(()) => Ok(Some(text.to_owned())),
-                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
-                    Err(error) => Err(StateError::Refused(format!("{}: {error}", file.display()))),
-                }
+                new_lock(&file, text)
             }
-            StateDir::S3(bucket) => match bucket.replace(&lock_key(plan), text.as_bytes(), version)? {
-                s3::Written::Done(etag) => Ok(Some(etag)),
-                s3::Written::Refused => Ok(None),
-            },
+            StateDir::S3(bucket) => Ok(bucket.replace(&lock_key(plan), text.as_bytes(), version)?.version()),
         }
     }
 
@@ -660,6 +638,15 @@ fn last_line(text: &[u8]) -> Option<Vec<u8>> {
     text.split(|&byte| byte == b'\n')
         .rfind(|line| !line.iter().all(u8::is_ascii_whitespace))
         .map(<[u8]>::to_vec)
+}
+
+/// A new local lock holding `text`, its version (the text); `None` when one exists.
+fn new_lock(file: &Path, text: &str) -> Result<Option<String>, StateError> {
+    match create_filled(file, text) {
+        Ok(()) => Ok(Some(text.to_owned())),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(error) => Err(StateError::Refused(format!("{}: {error}", file.display()))),
+    }
 }
 
 /// Creates `path` holding `text`, or fails with `AlreadyExists`. The text is written

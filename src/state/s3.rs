@@ -60,6 +60,17 @@ impl Drop for Bridge {
     }
 }
 
+impl Written {
+    /// The new ETag, or `None` when the condition failed.
+    #[must_use]
+    pub fn version(self) -> Option<String> {
+        match self {
+            Written::Done(etag) => Some(etag),
+            Written::Refused => None,
+        }
+    }
+}
+
 /// When a write may happen.
 #[derive(Clone, Debug)]
 enum Condition {

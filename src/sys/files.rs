@@ -66,6 +66,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// Replaces `path` with `bytes` (0600) so that a crash leaves the old content or the new,
+/// never half of one: written aside, synced, renamed into place, the directory synced.
+///
+/// # Errors
+/// I/O errors.
+pub fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    write_private(&partial, bytes)?;
+    File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, path)?;
+    sync_parent(path)
+}
+
 /// Makes the entry of `path` in its directory durable.
 ///
 /// # Errors
