@@ -100,6 +100,8 @@ impl Reporter for JsonLines {
 #[derive(Default)]
 pub struct PlainLines {
     last_progress: BTreeMap<String, std::time::Instant>,
+    /// The last note printed for each step.
+    last_note: BTreeMap<String, String>,
 }
 
 impl Reporter for PlainLines {
@@ -118,10 +120,19 @@ impl Reporter for PlainLines {
     }
 
     fn progress(&mut self, update: &Progress) {
-        let due = self
-            .last_progress
-            .get(&update.step)
-            .is_none_or(|last| last.elapsed() >= std::time::Duration::from_secs(5));
+        // A new note says something (where the replaced database went, what is waited
+        // for now): shown at once. Counters, and a note repeated while a wait goes on,
+        // at most every 5 seconds.
+        let new_note =
+            update.note.as_ref().is_some_and(|note| self.last_note.get(&update.step) != Some(note));
+        let due = new_note
+            || self
+                .last_progress
+                .get(&update.step)
+                .is_none_or(|last| last.elapsed() >= std::time::Duration::from_secs(5));
+        if let Some(note) = &update.note {
+            self.last_note.insert(update.step.clone(), note.clone());
+        }
         if due {
             self.last_progress.insert(update.step.clone(), std::time::Instant::now());
             self.message(&format!("  {} {}", update.step, progress_text(update)));

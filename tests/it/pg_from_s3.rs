@@ -217,6 +217,10 @@ fn restores_and_swaps(pg_dump_options: &str, jobs: u32, format: &str) {
     let copies = world.copies();
     assert!(copies.starts_with("tododb__before_") && !copies.contains(','), "{copies}");
     assert_eq!(world.fingerprint(&copies), damaged, "the damaged database is kept beside");
+    // The operator reads, in the run's own lines, where the damaged database went and how
+    // long the live name was unavailable.
+    let said = format!("`{copies}` the former `tododb`; unavailable for ");
+    assert!(finished.stderr.contains(&said), "{finished}");
 
     let outputs = world.outputs("restore");
     assert_eq!(outputs["format"], format, "{outputs}");
