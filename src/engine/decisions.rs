@@ -224,19 +224,35 @@ pub fn plan_resume(plan: &Plan, state: &RunState, request: &ResumeRequest) -> Re
     }
     if !refused_interrupted.is_empty() {
         let listed = quoted_list(&refused_interrupted);
-        let mark = mark_done_flags(&refused_interrupted);
-        resume.decisions.push(Decision {
-            why: format!(
-                "{listed} {} running when the run stopped and may have half-finished; {} not idempotent. \
-                 `--rerun-interrupted` runs {} again; if you checked by hand that {} finished, use {} instead",
-                if refused_interrupted.len() == 1 { "was" } else { "were" },
-                if refused_interrupted.len() == 1 { "its kind is" } else { "their kinds are" },
-                if refused_interrupted.len() == 1 { "it" } else { "them" },
-                if refused_interrupted.len() == 1 { "it" } else { "they" },
-                mark
-            ),
-            flags: vec!["--rerun-interrupted".to_owned()],
-        });
+        // A step marked done by hand has no outputs: one whose outputs later steps read
+        // can only run again (offering --mark-done would lead to a refusal).
+        let (needed, markable): (Vec<String>, Vec<String>) =
+            refused_interrupted.iter().cloned().partition(|id| {
+                plan.steps.iter().any(|step| outputs_read(step).iter().any(|(producer, _)| producer == id))
+            });
+        let one = refused_interrupted.len() == 1;
+        let mut why = format!(
+            "{listed} {} running when the run stopped and may have half-finished; {} not idempotent. \
+             `--rerun-interrupted` runs {} again",
+            if one { "was" } else { "were" },
+            if one { "its kind is" } else { "their kinds are" },
+            if one { "it" } else { "them" },
+        );
+        if !markable.is_empty() {
+            why.push_str(&format!(
+                "; if you checked by hand that {} finished, use {} instead",
+                if one { "it".to_owned() } else { quoted_list(&markable) },
+                mark_done_flags(&markable)
+            ));
+        }
+        if !needed.is_empty() {
+            why.push_str(&format!(
+                "; {} cannot be marked done by hand: later steps read {} outputs",
+                quoted_list(&needed),
+                if needed.len() == 1 { "its" } else { "their" }
+            ));
+        }
+        resume.decisions.push(Decision { why, flags: vec!["--rerun-interrupted".to_owned()] });
     }
     withheld_inputs(plan, state, &mut resume, &rerun_asked, &marking);
     marked_outputs(plan, state, &mut resume, &marking);

@@ -455,3 +455,44 @@ fn an_undelivered_notification_warns_every_time_even_as_the_last_step() {
         );
     }
 }
+
+/// An interrupted step whose outputs a later step reads cannot be marked done by hand
+/// (it would have no outputs): resume offers only to run it again.
+#[test]
+fn an_interrupted_step_whose_outputs_are_read_is_not_offered_mark_done() {
+    let sandbox = Sandbox::new(&[]);
+    std::fs::write(
+        sandbox.path("read.yaml"),
+        r#"version: 1
+name: read-outputs
+description: b reads what a printed
+steps:
+  - id: a
+    kind: exec
+    with: { command: ["sh", "-c", "echo started; [ -e go ] || sleep 30"] }
+  - id: b
+    kind: exec
+    needs: [a]
+    with: { command: ["echo", "{{steps.a.outputs.stdout}}"] }
+"#,
+    )
+    .unwrap();
+    let mut run = sandbox.spawn(&["run", "read.yaml", "--yes"], "run");
+    assert!(sandbox.wait_step_started("a", Duration::from_secs(30)), "a never started");
+    support::process::send_signal("KILL", &run.id().to_string());
+    let _ = run.wait();
+    let run_id = sandbox.only_run();
+    let resumed = sandbox.dr_plan(&["resume", &run_id, "--yes"]);
+    assert_eq!(resumed.code, 3, "{resumed}");
+    assert!(
+        resumed.stderr.contains("`a` cannot be marked done by hand: later steps read its outputs"),
+        "{resumed}"
+    );
+    assert!(!resumed.stderr.contains("--mark-done a"), "{resumed}");
+    // The command it prints runs it again, and the run finishes.
+    std::fs::write(sandbox.path("go"), "").unwrap();
+    let command = printed_command(&resumed.stderr).expect("a next: command");
+    assert!(command.contains("--rerun-interrupted"), "{command}");
+    let finished = run_printed(&command, &sandbox.path(""), &[]);
+    assert!(finished.status.success(), "{command}: {}", String::from_utf8_lossy(&finished.stderr));
+}
