@@ -331,10 +331,20 @@ impl DryRun {
     }
 
     fn rto_verdict(&self) -> String {
-        let predicted = format_duration(self.prediction.total);
+        let missing = self.prediction.unestimated();
+        // Steps without an estimate count as 0: the sum is a lower bound then, which can
+        // say an objective is exceeded but never that it is met.
+        let predicted = format!(
+            "{}{}",
+            if missing > 0 { "at least " } else { "" },
+            format_duration(self.prediction.total)
+        );
         let source = if self.drills > 0 { "from drill history and estimates" } else { "from estimates" };
         let mut text = format!("{predicted} ({source})");
         match self.rto {
+            Some(rto) if missing > 0 && self.prediction.total <= rto => {
+                let _ = write!(text, ", not known to be within the {} objective", format_duration(rto));
+            }
             Some(rto) if self.prediction.total > rto => {
                 let _ = write!(
                     text,
@@ -348,7 +358,6 @@ impl DryRun {
             }
             None => text.push_str(", no RTO objective set"),
         }
-        let missing = self.prediction.unestimated();
         if missing > 0 {
             let _ = write!(
                 text,
@@ -723,6 +732,17 @@ mod tests {
     use crate::lang::source::SourceFile;
 
     #[test]
+    fn a_sum_with_steps_unestimated_never_says_the_objective_is_met() {
+        let text = "version: 1\nname: t\nobjectives: { rto: 30m }\nsteps:\n  - { id: nap, kind: sleep, with: { duration: 1s } }\n  - { id: known, kind: sleep, with: { duration: 1s }, estimate: 2m }\n";
+        let plan = crate::kinds::plan_from_source(&SourceFile::new("p.yaml", text)).expect("valid");
+        let human = DryRun::new(&plan, Map::new(), Map::new(), false, &History::default()).human();
+        assert!(
+            human.contains("at least 2m (from estimates), not known to be within the 30m objective; 1 step has no estimate"),
+            "{human}"
+        );
+    }
+
+    #[test]
     fn counts_are_spelled_in_the_singular_for_one() {
         let text = "version: 1\nname: t\nsteps:\n  - { id: nap, kind: sleep, with: { duration: 1s } }\n";
         let plan = crate::kinds::plan_from_source(&SourceFile::new("p.yaml", text)).expect("valid");
@@ -730,6 +750,10 @@ mod tests {
         let human = preview.human();
         assert!(human.contains("1 in 1 stage,"), "{human}");
         assert!(human.contains("; 1 step has no estimate"), "{human}");
+        assert!(
+            human.contains("Predicted RTO  at least 0s (from estimates), no RTO objective set"),
+            "{human}"
+        );
         assert!(preview.markdown("").contains("| Steps | 1 in 1 stage,"));
     }
 }
