@@ -1151,11 +1151,13 @@ fn check_runnable(plan: &Plan, options: &RunOptions) -> Result<(), RunError> {
     // The state of the run in the region it recovers from: said, not refused (the
     // operator may know the bucket is replicated, or have nothing else).
     if let StateDir::S3(_) = &options.state_dir {
-        for finding in crate::lint::lint_with_state(plan, Some(&options.state_dir.display()))
-            .iter()
-            .filter(|finding| finding.code == crate::lint::Rule::StateInFailureDomain.code())
-        {
-            crate::errln!("warning: {}", finding.message);
+        for finding in crate::lint::state_findings(plan, &options.state_dir.display()) {
+            match finding.location() {
+                Some((file, line, column)) => {
+                    crate::errln!("warning: {file}:{line}:{column}: {}", finding.message)
+                }
+                None => crate::errln!("warning: {}", finding.message),
+            }
             if let Some(help) = &finding.help {
                 crate::errln!("  help: {help}");
             }

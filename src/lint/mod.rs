@@ -163,6 +163,13 @@ pub fn lint(plan: &Plan) -> Vec<Diagnostic> {
     lint_with_state(plan, None)
 }
 
+/// The findings about where runs of the plan are kept (DRP014) alone: what `run` and
+/// `drill` say when they start, without running every other rule.
+#[must_use]
+pub fn state_findings(plan: &Plan, state_dir: &str) -> Vec<Diagnostic> {
+    rules::state_in_failure_domain(plan, state_dir)
+}
+
 /// [`lint`], plus the rules that need to know where runs of the plan are kept
 /// (`--state-dir`, `DR_PLAN_STATE_DIR`).
 #[must_use]

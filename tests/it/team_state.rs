@@ -596,7 +596,7 @@ fn journal_objects_can_be_kept_with_object_lock_and_a_state_in_the_failing_regio
     assert_eq!(warned.code, 0, "{warned}");
     assert!(
         warned.stderr.contains(
-            "warning: the state of this plan's runs is kept in s3://team-dr/eu-west-1, in eu-west-1"
+            "warning: plan.yaml:5:19: the state of this plan's runs is kept in s3://team-dr/eu-west-1, in eu-west-1"
         ),
         "{warned}"
     );
