@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::state::{StateDir, StateError};
 
 use crate::cli::{ReportFormat, StatusFormat};
-use crate::engine::journal::{self, Event, RunState};
+use crate::engine::journal::{self, Broken, Event, RunState, Verified};
 use crate::engine::lock::{self, LockError};
 use crate::engine::report::{Report, list_runs};
 use crate::lang::plan::Plan;
@@ -100,8 +100,7 @@ pub fn report(
     if let Some(code) = unusable(state_dir) {
         return code;
     }
-    let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
-    let chain = crate::engine::journal::verify(state_dir, run_id);
+    let Some((plan, state, chain)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
     let report = Report::new(&plan, &state).with_chain(chain);
     let text = match format {
         ReportFormat::Markdown => report.markdown(),
@@ -132,8 +131,7 @@ pub fn report(
 /// `dr-plan status RUN_ID`: the report, then what to type next when the run did not
 /// succeed.
 fn run_status(run_id: &str, format: StatusFormat, state_dir: &StateDir) -> i32 {
-    let Some((plan, state)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
-    let chain = journal::verify(state_dir, run_id);
+    let Some((plan, state, chain)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
     // resume refuses a journal whose chain breaks: offer the check, not a resume.
     let broken = matches!(&chain, Err(broken) if !broken.unchained);
     let report = Report::new(&plan, &state).with_chain(chain);
@@ -192,7 +190,9 @@ fn next_for_status(plan: &Plan, state: &RunState, state_dir: &StateDir) -> (Vec<
 }
 
 /// A run's plan (as it was when the run started) and its replayed journal.
-fn load_run(run_id: &str, state_dir: &StateDir) -> Option<(Plan, RunState)> {
+/// A run's plan (as it was when the run started), its replayed journal, and the check
+/// of its hash chain, all from one read of the state.
+fn load_run(run_id: &str, state_dir: &StateDir) -> Option<(Plan, RunState, Result<Verified, Broken>)> {
     if let Err(problem) = journal::check_run_id(run_id) {
         crate::errln!(
             "error: {problem}; `{}` lists the runs",
@@ -208,7 +208,8 @@ fn load_run(run_id: &str, state_dir: &StateDir) -> Option<(Plan, RunState)> {
         );
         return None;
     }
-    let state = match journal::replay(state_dir, run_id) {
+    let stored = journal::StoredRun::read(state_dir, run_id);
+    let state = match stored.as_ref().map_err(ToString::to_string).and_then(journal::StoredRun::replay) {
         Ok(state) => state,
         Err(error) => {
             crate::errln!(
@@ -220,12 +221,13 @@ fn load_run(run_id: &str, state_dir: &StateDir) -> Option<(Plan, RunState)> {
     };
     let Event::RunStarted { plan_path, .. } = &state.started else { return None };
     // The report reads the plan as it was when the run started.
-    let text = match state_dir.read_snapshot(run_id) {
-        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        _ => std::fs::read_to_string(plan_path).unwrap_or_default(),
+    let stored = stored.ok()?;
+    let text = match &stored.snapshot {
+        Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        None => std::fs::read_to_string(plan_path).unwrap_or_default(),
     };
     match crate::kinds::plan_from_source(&crate::lang::source::SourceFile::new(plan_path.clone(), text)) {
-        Ok(plan) => Some((plan, state)),
+        Ok(plan) => Some((plan, state, stored.verify())),
         Err(problems) => {
             crate::sys::output::print_diagnostics(&problems);
             None

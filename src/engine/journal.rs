@@ -394,81 +394,137 @@ impl Broken {
     }
 }
 
-/// Recomputes the hash chain of the journal of `run_id` from its plan snapshot.
-///
-/// # Errors
-/// The first line whose `prev` is not the hash of what precedes it: an event changed,
-/// removed, inserted or reordered, the snapshot replaced, or a journal written before
-/// hash chains existed. An unreadable journal is a [`Broken`] at line 0.
-pub fn verify(state: &StateDir, run_id: &str) -> Result<Verified, Broken> {
-    let unreadable = |error: StateError| Broken {
-        line: 0,
-        at: state.journal_location(run_id),
-        problem: error.to_string(),
-        unchained: false,
-    };
-    let stored = state.read_journal(run_id).map_err(unreadable)?;
-    let snapshot = state.read_snapshot(run_id).map_err(unreadable)?.unwrap_or_default();
-    let mut expected = sha256_hex(&snapshot);
-    let mut events = 0;
-    for (index, line) in stored.lines.iter().enumerate() {
-        let broken = |problem: String, unchained: bool| Broken {
-            line: index + 1,
-            at: line.at.clone(),
-            problem,
-            unchained,
-        };
-        // Blank lines are no events (the reader skips them too) and no tampering.
-        if line.bytes.iter().all(u8::is_ascii_whitespace) {
-            continue;
+/// A run's journal and plan snapshot as stored, read once: replayed and its chain
+/// checked from the same bytes (in S3 each read lists and fetches many objects).
+#[derive(Debug)]
+pub struct StoredRun {
+    journal: crate::state::StoredJournal,
+    /// The plan as it was when the run started (`None`: not kept).
+    pub snapshot: Option<Vec<u8>>,
+}
+
+impl StoredRun {
+    /// Reads the journal and the snapshot of `run_id`.
+    ///
+    /// # Errors
+    /// Either cannot be read.
+    pub fn read(state: &StateDir, run_id: &str) -> Result<StoredRun, StateError> {
+        Ok(StoredRun { journal: state.read_journal(run_id)?, snapshot: state.read_snapshot(run_id)? })
+    }
+
+    /// The journal's events. A torn last line (the process died while writing it) is
+    /// ignored; a damaged line elsewhere is an error.
+    ///
+    /// # Errors
+    /// A damaged line (with where it is).
+    pub fn records(&self) -> Result<Vec<Record>, String> {
+        let mut records = Vec::with_capacity(self.journal.lines.len());
+        for line in &self.journal.lines {
+            if line.bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&line.bytes) {
+                Ok(record) => records.push(record),
+                Err(error) => return Err(format!("{}: damaged journal line: {error}", line.at)),
+            }
         }
-        let prev = serde_json::from_slice::<Record>(&line.bytes)
-            .map_err(|error| broken(format!("not an event: {error}"), false))?
-            .prev;
-        match prev {
-            Some(prev) if prev == expected => {}
-            Some(_) if events == 0 => {
-                return Err(broken(
+        Ok(records)
+    }
+
+    /// The run's state, replayed from its events.
+    ///
+    /// # Errors
+    /// A damaged line, or events out of order.
+    pub fn replay(&self) -> Result<RunState, String> {
+        self.records().and_then(RunState::replay)
+    }
+
+    /// Recomputes the hash chain from the plan snapshot.
+    ///
+    /// # Errors
+    /// The first line whose `prev` is not the hash of what precedes it: an event changed,
+    /// removed, inserted or reordered, the snapshot replaced, or a journal written before
+    /// hash chains existed.
+    pub fn verify(&self) -> Result<Verified, Broken> {
+        let stored = &self.journal;
+        let snapshot = self.snapshot.clone().unwrap_or_default();
+        let mut expected = sha256_hex(&snapshot);
+        let mut events = 0;
+        for (index, line) in stored.lines.iter().enumerate() {
+            let broken = |problem: String, unchained: bool| Broken {
+                line: index + 1,
+                at: line.at.clone(),
+                problem,
+                unchained,
+            };
+            // Blank lines are no events (the reader skips them too) and no tampering.
+            if line.bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let prev = serde_json::from_slice::<Record>(&line.bytes)
+                .map_err(|error| broken(format!("not an event: {error}"), false))?
+                .prev;
+            match prev {
+                Some(prev) if prev == expected => {}
+                Some(_) if events == 0 => {
+                    return Err(broken(
                     "its `prev` is not the hash of plan.snapshot: the snapshot was replaced, or the first events \
                      were removed"
                         .to_owned(),
                     false,
                 ));
-            }
-            Some(_) => {
-                let before = stored.lines[..index]
-                    .iter()
-                    .rfind(|line| !line.bytes.iter().all(u8::is_ascii_whitespace))
-                    .map_or("-", |line| line.at.as_str());
-                // `line 3` within one file; the object and line across S3 objects.
-                let file_of = |at: &str| at.rsplit_once(':').map(|(file, _)| file.to_owned());
-                let named = match (file_of(before), file_of(&line.at)) {
-                    (Some(left), Some(right)) if left == right => {
-                        format!("line {}", before.rsplit_once(':').map_or("?", |(_, number)| number))
-                    }
-                    _ => before.to_owned(),
-                };
-                return Err(broken(
-                    format!(
-                        "its `prev` is not the hash of {named}: that line was changed, or events were removed, \
+                }
+                Some(_) => {
+                    let before = stored.lines[..index]
+                        .iter()
+                        .rfind(|line| !line.bytes.iter().all(u8::is_ascii_whitespace))
+                        .map_or("-", |line| line.at.as_str());
+                    // `line 3` within one file; the object and line across S3 objects.
+                    let file_of = |at: &str| at.rsplit_once(':').map(|(file, _)| file.to_owned());
+                    let named = match (file_of(before), file_of(&line.at)) {
+                        (Some(left), Some(right)) if left == right => {
+                            format!("line {}", before.rsplit_once(':').map_or("?", |(_, number)| number))
+                        }
+                        _ => before.to_owned(),
+                    };
+                    return Err(broken(
+                        format!(
+                            "its `prev` is not the hash of {named}: that line was changed, or events were removed, \
                          inserted or reordered here"
-                    ),
-                    false,
-                ));
-            }
-            None => {
-                return Err(broken(
+                        ),
+                        false,
+                    ));
+                }
+                None => {
+                    return Err(broken(
                     "it has no `prev`: the journal was written by a dr-plan older than hash chains, or the field \
                      was removed"
                         .to_owned(),
                     events == 0,
                 ));
+                }
             }
+            expected = sha256_hex(&line.bytes);
+            events += 1;
         }
-        expected = sha256_hex(&line.bytes);
-        events += 1;
+        Ok(Verified { events, head: expected, torn_last_line: stored.torn_last_line })
     }
-    Ok(Verified { events, head: expected, torn_last_line: stored.torn_last_line })
+}
+
+/// Recomputes the hash chain of the journal of `run_id` from its plan snapshot; see
+/// [`StoredRun::verify`]. An unreadable journal is a [`Broken`] at line 0.
+///
+/// # Errors
+/// Where the chain breaks.
+pub fn verify(state: &StateDir, run_id: &str) -> Result<Verified, Broken> {
+    StoredRun::read(state, run_id)
+        .map_err(|error| Broken {
+            line: 0,
+            at: state.journal_location(run_id),
+            problem: error.to_string(),
+            unchained: false,
+        })?
+        .verify()
 }
 
 /// Reads and replays the journal of `run_id`.
@@ -485,18 +541,7 @@ pub fn replay(state: &StateDir, run_id: &str) -> Result<RunState, String> {
 /// # Errors
 /// Unreadable journal or a damaged line (with where it is).
 pub fn read_run(state: &StateDir, run_id: &str) -> Result<Vec<Record>, String> {
-    let stored = state.read_journal(run_id).map_err(|error| error.to_string())?;
-    let mut records = Vec::with_capacity(stored.lines.len());
-    for line in &stored.lines {
-        if line.bytes.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<Record>(&line.bytes) {
-            Ok(record) => records.push(record),
-            Err(error) => return Err(format!("{}: damaged journal line: {error}", line.at)),
-        }
-    }
-    Ok(records)
+    StoredRun::read(state, run_id).map_err(|error| error.to_string())?.records()
 }
 
 /// Reads a journal. A torn last line (the process died while writing it) is ignored;

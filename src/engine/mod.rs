@@ -445,8 +445,13 @@ impl RecordedRun {
                 listed()
             )));
         }
-        let state = journal::replay(state_dir, run_id)
-            .map_err(|error| RunError::Records { message: error.to_string(), help: None })?;
+        // Read once: replayed, chain-checked and the plan copy taken from the same bytes.
+        let stored = journal::StoredRun::read(state_dir, run_id).map_err(|error| match error {
+            StateError::Unreachable(_) => unreachable_state(state_dir, &error),
+            StateError::Refused(message) => RunError::Records { message, help: None },
+        })?;
+        let state =
+            stored.replay().map_err(|error| RunError::Records { message: error.to_string(), help: None })?;
         let Event::RunStarted { plan_path, plan_hash, .. } = state.started.clone() else {
             return Err(RunError::Records {
                 message: format!("{journal_file}: the journal does not start with run_started"),
@@ -455,7 +460,7 @@ impl RecordedRun {
         };
         // Nothing acts on a record that was altered: resume would run steps on a history
         // that did not happen. A journal older than hash chains has none to check.
-        match journal::verify(state_dir, run_id) {
+        match stored.verify() {
             Ok(_) => {}
             Err(broken) if broken.unchained => {}
             Err(broken) => {
@@ -473,10 +478,7 @@ impl RecordedRun {
             }
         }
         let snapshot = state_dir.snapshot_location(run_id);
-        let snapshot_text = state_dir
-            .read_snapshot(run_id)
-            .map_err(|error| unreachable_state(state_dir, &error))?
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let snapshot_text = stored.snapshot.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
         Ok(RecordedRun { journal_file, state, plan_path, plan_hash, snapshot, snapshot_text })
     }
 
@@ -928,13 +930,14 @@ fn execute(
             resume_command(run_id, &[], state_dir)
         )),
     })?;
-    let state = journal::replay(state_dir, run_id);
+    let stored = journal::StoredRun::read(state_dir, run_id).map_err(|error| error.to_string());
+    let state = stored.as_ref().map_err(Clone::clone).and_then(journal::StoredRun::replay);
     let report = state.as_ref().ok().map(|state| report::Report::new(plan, state));
     if let Some(report) = &report {
         record_the_end(report, plan, run_id, drill && status == RunStatus::Succeeded, options);
     }
     // The chain cannot show its own last event cut off: the head, kept elsewhere, can.
-    if let Ok(verified) = journal::verify(state_dir, run_id) {
+    if let Ok(Ok(verified)) = stored.as_ref().map(journal::StoredRun::verify) {
         crate::errln!(
             "journal head {} ({} events): keep it with the incident record; `dr-plan verify` shows it again",
             verified.head,
@@ -1238,10 +1241,11 @@ fn take_lock(
 /// The complete command that takes up the run of a stale lock: every flag it needs.
 fn stale_run_command(plan: &Plan, run_id: &str, state_dir: &StateDir) -> String {
     // resume refuses an altered journal: the command to offer is the check.
-    if matches!(journal::verify(state_dir, run_id), Err(broken) if !broken.unchained) {
+    let stored = journal::StoredRun::read(state_dir, run_id);
+    if matches!(stored.as_ref().map(journal::StoredRun::verify), Ok(Err(broken)) if !broken.unchained) {
         return decisions::command(&["verify".to_owned(), run_id.to_owned()], state_dir);
     }
-    match journal::replay(state_dir, run_id) {
+    match stored.map_err(|error| error.to_string()).and_then(|stored| stored.replay()) {
         Ok(state) => next_step(plan, &state, &RunOptions::reading(state_dir)).1,
         Err(_) => resume_command(run_id, &["--break-stale-lock".to_owned()], state_dir),
     }
