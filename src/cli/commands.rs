@@ -186,10 +186,28 @@ fn next_for_status(plan: &Plan, state: &RunState, state_dir: &StateDir) -> (Vec<
         }
         return (notes, watch);
     }
+    // Its process stopped renewing the lease (paused?) while programs of its steps still
+    // run: a resume now would be refused, so say what resume would say.
+    if let Some(LockError::LeftRunning(holder, processes)) = lock::obstacle(state_dir, plan.name())
+        && holder.run_id == run_id
+    {
+        let listed: Vec<String> = processes.iter().map(|(pid, name)| format!("{pid} ({name})")).collect();
+        let pids: Vec<String> = processes.iter().map(|(pid, _)| pid.to_string()).collect();
+        let note = format!(
+            "the run's lock names {holder}; {}, and programs its steps started are still running: {}. Wait for \
+             them, or stop them (`kill {}`), then look again with the command below",
+            holder.why_stale(),
+            listed.join(", "),
+            pids.join(" ")
+        );
+        return (
+            vec![note],
+            crate::engine::decisions::command(&["status".to_owned(), run_id.to_owned()], state_dir),
+        );
+    }
     crate::engine::next_step(plan, state, &crate::engine::RunOptions::reading(state_dir))
 }
 
-/// A run's plan (as it was when the run started) and its replayed journal.
 /// A run's plan (as it was when the run started), its replayed journal, and the check
 /// of its hash chain, all from one read of the state.
 fn load_run(run_id: &str, state_dir: &StateDir) -> Option<(Plan, RunState, Result<Verified, Broken>)> {

@@ -70,6 +70,9 @@ impl StateDir {
     /// # Errors
     /// An `s3://` URL that names no valid bucket.
     pub fn parse(text: &str) -> Result<StateDir, String> {
+        if text.trim().is_empty() {
+            return Err("an empty state directory: give a directory or s3://BUCKET/PREFIX".to_owned());
+        }
         if text.starts_with("s3://") {
             return s3::Bucket::parse(text).map(|bucket| StateDir::S3(Arc::new(bucket)));
         }

@@ -446,6 +446,16 @@ fn a_paused_holder_whose_lease_expired_stops_before_its_next_step() {
     let refused = bob.dr_plan(&bucket, &["resume", &run_id, "--rerun-interrupted", "--yes"]);
     assert_eq!(refused.code, 3, "{refused}");
     assert!(refused.stderr.contains("lease"), "{refused}");
+    // `status` says the same as a resume would, and offers to look again, not a resume.
+    let status = bob.dr_plan(&bucket, &["status", &run_id]);
+    assert!(
+        status.stdout.contains("stopped renewing it") && status.stdout.contains("still running"),
+        "{status}"
+    );
+    assert!(
+        status.stdout.contains(&format!("next: `dr-plan status {run_id} --state-dir {}`", bucket.url)),
+        "{status}"
+    );
     // Alice's `slow` still runs (its program is not paused): breaking the lock now would
     // run it twice at once. Bob is told, with the command that stops it.
     let arguments = ["resume", run_id.as_str(), "--rerun-interrupted", "--break-stale-lock", "--yes"];
@@ -697,8 +707,8 @@ fn state_arguments_that_would_lose_the_run_are_refused_or_kept_whole() {
     let unconfirmed = finish(alice.command(&bucket, &["run", &plan, "--state-dir", &bucket.url]));
     assert_eq!(unconfirmed.code, 3, "{unconfirmed}");
     assert!(unconfirmed.stderr.contains(&format!("--state-dir {} --yes", bucket.url)), "{unconfirmed}");
-    // A URL with one slash, or in capitals, is not a local directory of that name.
-    for typo in ["s3:/team-dr/arguments", "S3://team-dr/arguments"] {
+    // A URL with one slash, or in capitals, or nothing at all, is not a directory.
+    for typo in ["s3:/team-dr/arguments", "S3://team-dr/arguments", ""] {
         let refused = alice.dr_plan(&bucket, &["run", &plan, "--yes", "--state-dir", typo]);
         assert_eq!(refused.code, 2, "{typo}: {refused}");
         assert!(refused.stderr.contains("s3://BUCKET/PREFIX"), "{refused}");
