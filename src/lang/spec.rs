@@ -175,11 +175,15 @@ pub enum InputType {
     Duration,
     /// A list; on the command line, comma-separated (`--var zones=a,b`).
     List,
+    /// A point in time in RFC 3339 with its offset, such as `2026-12-07T10:29:00+01:00`
+    /// (a time without an offset is refused: it would mean another instant on another
+    /// machine).
+    Time,
 }
 
 impl InputType {
     /// Every type, as written in plans.
-    pub const NAMES: [&'static str; 5] = ["string", "integer", "boolean", "duration", "list"];
+    pub const NAMES: [&'static str; 6] = ["string", "integer", "boolean", "duration", "list", "time"];
 
     /// The type written as `name`.
     #[must_use]
@@ -190,6 +194,7 @@ impl InputType {
             "boolean" => Some(InputType::Boolean),
             "duration" => Some(InputType::Duration),
             "list" => Some(InputType::List),
+            "time" => Some(InputType::Time),
             _ => None,
         }
     }
@@ -203,6 +208,7 @@ impl InputType {
             InputType::Boolean => "true or false",
             InputType::Duration => "a duration such as 90s, 45m or 2h",
             InputType::List => "a list",
+            InputType::Time => "a time with its offset such as 2026-12-07T10:29:00+01:00 (RFC 3339)",
         }
     }
 }
@@ -233,6 +239,11 @@ impl InputSpec {
             }
             (Some(InputType::Duration), Json::String(text)) if HumanDuration::parse(text).is_ok() => {
                 value.clone()
+            }
+            (Some(InputType::Time), Json::String(text))
+                if chrono::DateTime::parse_from_rfc3339(text.trim()).is_ok() =>
+            {
+                Json::String(text.trim().to_owned())
             }
             (Some(InputType::List), Json::Array(_)) => value.clone(),
             (Some(InputType::List), Json::String(text)) => Json::Array(

@@ -14,6 +14,7 @@ inputs:
   settle: { type: duration, default: 1s }
   dry: { type: boolean, default: true }
   zones: { type: list, default: [a] }
+  since: { type: time, default: "2026-12-07T10:29:00+01:00" }
   note: { description: untyped }
 steps:
   - id: scale-api
@@ -88,6 +89,22 @@ fn every_type_and_the_enum_are_checked_in_a_vars_file_too() {
     ] {
         assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
     }
+}
+
+#[test]
+fn a_time_input_needs_its_offset() {
+    let (code, _, stderr) =
+        dr_plan(PLAN, &["dry-run", "--var", "note=1", "--var", "since=2026-12-07T10:29:00"], None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "input `since` must be a time with its offset such as 2026-12-07T10:29:00+01:00 (RFC 3339), got `2026-12-07T10:29:00`"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) =
+        dr_plan(PLAN, &["dry-run", "--var", "note=1", "--var", "since=2026-12-07T09:29:00Z"], None);
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]
