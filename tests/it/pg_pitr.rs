@@ -131,6 +131,17 @@ fn recovers_to_a_time_beside_the_live_cluster_and_refuses_an_unreachable_target(
         "{text}"
     );
 
+    let too_early = production.plan("{ time: \"2000-01-01T00:00:00Z\" }");
+    let preflight = dr_plan(&state, &["dry-run", &too_early, "--preflight"]);
+    let text =
+        String::from_utf8_lossy(&preflight.stderr).into_owned() + &String::from_utf8_lossy(&preflight.stdout);
+    assert!(text.contains("before the oldest backup"), "{text}");
+    let refused = dr_plan(&state, &["run", &too_early, "--yes"]);
+    let text =
+        String::from_utf8_lossy(&refused.stderr).into_owned() + &String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("before the oldest backup") && text.contains("nothing was restored"), "{text}");
+
     let plan = production.plan(&format!("{{ time: \"{target}\" }}"));
     let finished = dr_plan(&state, &["run", &plan, "--yes"]);
     let text =
