@@ -160,3 +160,34 @@ fn recovers_to_a_time_beside_the_live_cluster_and_refuses_an_unreachable_target(
     assert!(!archive.contains("00000002.history") && !archive.contains("0000000200000000"), "{archive}");
     assert_eq!(production.psql("select count(*) from marker"), "2");
 }
+
+#[test]
+fn a_segment_missing_from_the_archive_stops_recovery_with_what_was_reached_and_nothing_promoted() {
+    let production = Production::start();
+    production.psql("create table marker(i int); insert into marker values (1)");
+    production.psql("select pg_switch_wal()");
+    std::thread::sleep(Duration::from_millis(1500));
+    let target = production
+        .psql("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"')");
+    std::thread::sleep(Duration::from_millis(1500));
+    production.psql("insert into marker values (2)");
+    production.psql("select pg_switch_wal()");
+    std::thread::sleep(Duration::from_secs(4));
+    // The segment after the backup's, holding marker 1, goes missing.
+    shell(
+        &format!(
+            "rm {}/repo/archive/main/15-1/0000000100000000/000000010000000000000003-*",
+            production.path("")
+        ),
+        "remove a segment",
+    );
+    let state = production.directory.path().join("state");
+    let plan = production.plan(&format!("{{ time: \"{target}\" }}"));
+    let finished = dr_plan(&state, &["run", &plan, "--yes"]);
+    let text =
+        String::from_utf8_lossy(&finished.stderr).into_owned() + &String::from_utf8_lossy(&finished.stdout);
+    assert_eq!(finished.status.code(), Some(1), "{text}");
+    assert!(text.contains("reached only") && text.contains("nothing was promoted"), "{text}");
+    assert!(!text.contains("▶ check"), "{text}");
+    assert_eq!(production.psql("select count(*) from marker"), "2");
+}
