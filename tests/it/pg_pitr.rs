@@ -191,3 +191,22 @@ fn a_segment_missing_from_the_archive_stops_recovery_with_what_was_reached_and_n
     assert!(!text.contains("▶ check"), "{text}");
     assert_eq!(production.psql("select count(*) from marker"), "2");
 }
+
+#[test]
+fn recovers_to_a_transaction_id_and_to_a_named_restore_point() {
+    let production = Production::start();
+    production.psql("create table marker(i int)");
+    let xid = production.psql("begin; insert into marker values (1); select txid_current(); commit;");
+    production.psql("select pg_create_restore_point('before-two')");
+    production.psql("insert into marker values (2)");
+    production.psql("select pg_switch_wal()");
+    std::thread::sleep(Duration::from_secs(4));
+    let state = production.directory.path().join("state");
+    for target in [format!("{{ xid: \"{xid}\" }}"), "{ name: before-two }".to_owned()] {
+        let plan = production.plan(&target);
+        let finished = dr_plan(&state, &["run", &plan, "--yes"]);
+        let text = String::from_utf8_lossy(&finished.stderr).into_owned()
+            + &String::from_utf8_lossy(&finished.stdout);
+        assert!(finished.status.success(), "{target}: {text}");
+    }
+}
