@@ -210,3 +210,45 @@ fn recovers_to_a_transaction_id_and_to_a_named_restore_point() {
         assert!(finished.status.success(), "{target}: {text}");
     }
 }
+
+#[test]
+fn after_kill_9_during_recovery_the_side_server_is_stopped_and_resume_recovers_again() {
+    let production = Production::start();
+    production.psql("create table marker(i int); insert into marker values (1)");
+    std::thread::sleep(Duration::from_millis(1500));
+    let target = production
+        .psql("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"')");
+    std::thread::sleep(Duration::from_millis(1500));
+    production.psql("insert into marker values (2)");
+    production.psql("select pg_switch_wal()");
+    std::thread::sleep(Duration::from_secs(4));
+    let state = production.directory.path().join("state");
+    let plan = production.plan(&format!("{{ time: \"{target}\" }}"));
+    let mut child = Command::new(BINARY)
+        .args(["run", &plan, "--yes", "--state-dir"])
+        .arg(&state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = crate::support::process::wait_until(Duration::from_secs(60), || {
+        crate::support::sandbox::files_under(&state)
+            .iter()
+            .any(|file| file.to_string_lossy().contains("postmaster.pid"))
+    });
+    assert!(started, "the side server never started");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let stopped = crate::support::process::wait_until(Duration::from_secs(40), || {
+        crate::support::sandbox::files_under(&state)
+            .iter()
+            .all(|file| !file.to_string_lossy().contains("/data-"))
+    });
+    assert!(stopped, "the side server outlived dr-plan's kill -9");
+    let run_id = crate::support::sandbox::run_ids(&state).pop().unwrap();
+    let resumed = dr_plan(&state, &["resume", &run_id, "--break-stale-lock"]);
+    let text =
+        String::from_utf8_lossy(&resumed.stderr).into_owned() + &String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{text}");
+    assert!(text.contains("on timeline 2"), "{text}");
+}
