@@ -58,6 +58,19 @@ runuser -u postgres -- pgbackrest --config=$D/pgbackrest.conf --stanza=main --ty
         Production { directory, port }
     }
 
+    /// Marker 1, a target time 1.5 s later, marker 2 1.5 s after it, archived; returns the target.
+    fn markers_around_a_target(&self) -> String {
+        self.psql("create table marker(i int); insert into marker values (1)");
+        std::thread::sleep(Duration::from_millis(1500));
+        let target = self
+            .psql("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"')");
+        std::thread::sleep(Duration::from_millis(1500));
+        self.psql("insert into marker values (2)");
+        self.psql("select pg_switch_wal()");
+        std::thread::sleep(Duration::from_secs(4));
+        target
+    }
+
     fn psql(&self, sql: &str) -> String {
         shell(&format!("{BIN}/psql -h 127.0.0.1 -p {} -U postgres -qAt -c \"{sql}\"", self.port), "psql")
     }
@@ -109,14 +122,7 @@ fn dr_plan(state: &Path, arguments: &[&str]) -> std::process::Output {
 #[test]
 fn recovers_to_a_time_beside_the_live_cluster_and_refuses_an_unreachable_target() {
     let production = Production::start();
-    production.psql("create table marker(i int); insert into marker values (1)");
-    std::thread::sleep(Duration::from_millis(1500));
-    let target = production
-        .psql("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"')");
-    std::thread::sleep(Duration::from_millis(1500));
-    production.psql("insert into marker values (2)");
-    production.psql("select pg_switch_wal()");
-    std::thread::sleep(Duration::from_secs(4));
+    let target = production.markers_around_a_target();
     let state = production.directory.path().join("state");
 
     let too_late = production.plan("{ time: \"2099-01-01T00:00:00Z\" }");
@@ -214,14 +220,7 @@ fn recovers_to_a_transaction_id_and_to_a_named_restore_point() {
 #[test]
 fn after_kill_9_during_recovery_the_side_server_is_stopped_and_resume_recovers_again() {
     let production = Production::start();
-    production.psql("create table marker(i int); insert into marker values (1)");
-    std::thread::sleep(Duration::from_millis(1500));
-    let target = production
-        .psql("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"')");
-    std::thread::sleep(Duration::from_millis(1500));
-    production.psql("insert into marker values (2)");
-    production.psql("select pg_switch_wal()");
-    std::thread::sleep(Duration::from_secs(4));
+    let target = production.markers_around_a_target();
     let state = production.directory.path().join("state");
     let plan = production.plan(&format!("{{ time: \"{target}\" }}"));
     let mut child = Command::new(BINARY)
