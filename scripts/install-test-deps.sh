@@ -25,7 +25,8 @@ package_installed() {
 # zsh, fish: tests/it/integrations.rs sources the completion scripts in them; python3
 # applies pre-commit's `files` pattern of .pre-commit-hooks.yaml the way pre-commit does.
 # chromium: tests/it/html_report.rs opens the HTML report in a real headless browser.
-wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish python3 chromium)
+# pgbackrest: tests/it/pg_pitr.rs backs a cluster up and recovers it to a point in time.
+wanted_packages=(postgresql postgresql-client openssl gzip zstd redis-server curl procps zsh fish python3 chromium pgbackrest)
 missing_packages=()
 for package in "${wanted_packages[@]}"; do
     package_installed "$package" || missing_packages+=("$package")

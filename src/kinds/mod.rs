@@ -50,6 +50,7 @@ kinds! {
     pg_restore,
     pg_query,
     pg_swap,
+    pg_pitr,
     pg_drop,
     redis_restore,
     route53_change,
