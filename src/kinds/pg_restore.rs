@@ -153,8 +153,10 @@ pub const INFO: KindInfo = KindInfo {
     undo: None,
     outputs: PgRestoreOutputs::DECLARED,
     preflight: "the database server is reachable",
-    notes: "Never starts before its dump is verified: lint requires a checksum on the `s3.fetch` \
-            that produced it, and a safety `pg.dump` upstream when `clean: true`.\n\n\
+    notes: "Never starts before its dump is verified: lint (DRP001) requires a checksum on the `s3.fetch` \
+            that produced it (and on `from_s3`: `checksum: none` there is a warning; a `from_server` is vouched for \
+            only when its `connection` comes from a step of the plan, the one that recovered that server), and a \
+            safety `pg.dump` upstream when `clean: true`.\n\n\
             What it does, in order: reads the dump's first bytes (`format: auto` picks custom, directory, \
             tar or plain SQL; a file still gzip/zstd-compressed or openssl-encrypted is refused before anything \
             changes: decompress and decrypt it first, e.g. with `s3.fetch` and `decompress: auto`); checks the \
@@ -203,7 +205,8 @@ pub const INFO: KindInfo = KindInfo {
             the last chunk of the dump reaches pg_restore only once pg_dump has exited successfully; when pg_dump \
             fails (the source stopped, a lost connection) or the load fails, pg_restore is killed before its input \
             ends, nothing is committed, and the side database is dropped. No checksum exists for a live server: check the \
-            side database with a `pg.query` before it is swapped in. The outputs `key`, `bytes`, `sha256`, `last_modified` and `age` are null: the data's age is the source's \
+            side database with a `pg.query` before it is swapped in; lint (DRP001) warns when the source's \
+            `connection` is not an output of a step of the plan. The outputs `key`, `bytes`, `sha256`, `last_modified` and `age` are null: the data's age is the source's \
             (a point-in-time recovery's `data_loss`).\n\n\
             The password reaches the programs through `PGPASSWORD` in their environment, never argv; their \
             stderr is kept, redacted, in `<step>.stderr.log` in the run directory.",
@@ -303,6 +306,8 @@ steps:
 ```
 "#,
     one_of: &[&["dump", "from_s3", "from_server"]],
+    streamed_object: Some("from_s3"),
+    streamed_server: Some("from_server"),
     object_keys: &["from_s3.key"],
     requires_value: &[
         super::RequiredValue {

@@ -150,6 +150,14 @@ pub struct KindInfo {
     pub object_keys: &'static [&'static str],
     /// What it is for (lint).
     pub role: Role,
+    /// The parameter holding an object it restores as it downloads (`from_s3`: the
+    /// object parameters of a fetch, whose `checksum: none` turns verification off), for
+    /// lint's unverified-input rule.
+    pub streamed_object: Option<&'static str>,
+    /// The parameter naming another server whose data it restores (`from_server`, with
+    /// its `connection`), for lint's unverified-input rule: such data has no checksum, and
+    /// is vouched for only when the server is made by a step of the plan.
+    pub streamed_server: Option<&'static str>,
     /// The output measuring how long the service was unavailable during this step (the
     /// rename window of `pg.swap`), which reports show beside the RTO.
     pub unavailability_output: Option<&'static str>,
@@ -192,6 +200,8 @@ impl KindInfo {
         requires_value: &[],
         object_keys: &[],
         role: Role::Other,
+        streamed_object: None,
+        streamed_server: None,
         unavailability_output: None,
         verifies: Verifies::Never,
         parameters_schema: || Json::Null,

@@ -175,7 +175,7 @@ fn the_source_failing_during_the_dump_drops_the_side_database_and_leaves_the_liv
     let world = World::new();
     let live_before = festivals::fingerprint(&world.live, "tododb");
     let plan = world.plan("into: side");
-    let mut child = world
+    let child = world
         .command(&["run", &plan, "--yes"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
