@@ -12,7 +12,8 @@ mod s3_object;
 mod shared;
 
 pub use crate::lang::kind::{
-    Catalog, KindInfo, OutputInfo, Params, RequiredValue, Role, StepKind, Verifies, display, schema_of,
+    Catalog, CheckedText, KindInfo, OutputInfo, Params, RequiredValue, Role, StepKind, Verifies, display,
+    schema_of,
 };
 pub use crate::sys::progress::{Progress, ProgressSink, ProgressUnit, StepUpdate};
 pub use declared_outputs::StepOutputs;

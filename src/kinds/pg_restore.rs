@@ -18,6 +18,11 @@ pub struct Parameters {
     /// `checksum`, `decrypt`, `decompress`, `endpoint`, `region`, `parallel`). Needs
     /// `into: side`: the checksum is known only once the whole object has been read.
     pub from_s3: Option<ObjectSource>,
+    /// Restore one database of another server as it is dumped, instead of a `dump`
+    /// file: `pg_dump` of `database` on `connection` (e.g. the `connection` output of a
+    /// point-in-time recovery's side server) streams into pg_restore, nothing written to
+    /// disk. Needs `into: side`: the dump is whole only once pg_dump has ended well.
+    pub from_server: Option<ServerSource>,
     /// The target database (with `into: side`, the live database the side copy is
     /// named after and takes its owner from).
     pub database: String,
@@ -59,6 +64,17 @@ pub struct Parameters {
     /// A libpq URL or keyword string (default: the `PG*` environment). Its database,
     /// if any, is replaced by `database`.
     pub connection: Option<String>,
+}
+
+/// The server and database `from_server` dumps.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSource {
+    /// A libpq URL or keyword string of the server to dump (its database, if any, is
+    /// replaced by `database`).
+    pub connection: String,
+    /// The database to dump there.
+    pub database: String,
 }
 
 /// The dump's format.
@@ -137,8 +153,10 @@ pub const INFO: KindInfo = KindInfo {
     undo: None,
     outputs: PgRestoreOutputs::DECLARED,
     preflight: "the database server is reachable",
-    notes: "Never starts before its dump is verified: lint requires a checksum on the `s3.fetch` \
-            that produced it, and a safety `pg.dump` upstream when `clean: true`.\n\n\
+    notes: "Never starts before its dump is verified: lint (DRP001) requires a checksum on the `s3.fetch` \
+            that produced it (and on `from_s3`: `checksum: none` there is a warning; a `from_server` is vouched for \
+            only when its `connection` comes from a step of the plan, the one that recovered that server), and a \
+            safety `pg.dump` upstream when `clean: true`.\n\n\
             What it does, in order: reads the dump's first bytes (`format: auto` picks custom, directory, \
             tar or plain SQL; a file still gzip/zstd-compressed or openssl-encrypted is refused before anything \
             changes: decompress and decrypt it first, e.g. with `s3.fetch` and `decompress: auto`); checks the \
@@ -179,6 +197,17 @@ pub const INFO: KindInfo = KindInfo {
             (`<step>.staged.dump`, readable by the operator only, deleted afterwards): pg_restore -j needs a file \
             it can seek in. The outputs `key`, `bytes`, `sha256`, `last_modified` and `age` are those of \
             `s3.fetch`; `age` is the data's measured RPO.\n\n\
+            `from_server: { connection, database }` restores one database of another server (e.g. the side \
+            server of a point-in-time recovery, through its `connection` output) instead of a `dump` file: \
+            `pg_dump -Fc -Z0` of that database streams into pg_restore `--single-transaction` (one job: nothing is \
+            staged on disk, so `jobs` does not apply), by the same load as `from_s3`. Before anything changes, the \
+            source must answer and have the database (the preflight checks both servers). It needs `into: side`: \
+            the last chunk of the dump reaches pg_restore only once pg_dump has exited successfully; when pg_dump \
+            fails (the source stopped, a lost connection) or the load fails, pg_restore is killed before its input \
+            ends, nothing is committed, and the side database is dropped. No checksum exists for a live server: check the \
+            side database with a `pg.query` before it is swapped in; lint (DRP001) warns when the source's \
+            `connection` is not an output of a step of the plan. The outputs `key`, `bytes`, `sha256`, `last_modified` and `age` are null: the data's age is the source's \
+            (a point-in-time recovery's `data_loss`).\n\n\
             The password reaches the programs through `PGPASSWORD` in their environment, never argv; their \
             stderr is kept, redacted, in `<step>.stderr.log` in the run directory.",
     example: "- id: restore\n  kind: pg.restore\n  needs: [fetch, safety-backup]\n  with: { dump: \"{{steps.fetch.outputs.path}}\", database: tododb, clean: true, jobs: 4 }\n",
@@ -276,16 +305,27 @@ steps:
         - { sql: "select count(*) from users", expect: "> 0" }
 ```
 "#,
-    exclusive: &[("dump", "from_s3")],
+    one_of: &[&["dump", "from_s3", "from_server"]],
+    streamed_object: Some("from_s3"),
+    streamed_server: Some("from_server"),
     object_keys: &["from_s3.key"],
-    requires_value: &[super::RequiredValue {
-        parameter: "from_s3",
-        other: "into",
-        value: "side",
-        why: "the object's checksum is known only once all of it has been read, and by then it has been loaded; \
-              a side database is dropped when the checksum, decryption or decompression fails, and the live \
-              database is never touched",
-    }],
+    requires_value: &[
+        super::RequiredValue {
+            parameter: "from_s3",
+            other: "into",
+            value: "side",
+            why: "the object's checksum is known only once all of it has been read, and by then it has been loaded; \
+                  a side database is dropped when the checksum, decryption or decompression fails, and the live \
+                  database is never touched",
+        },
+        super::RequiredValue {
+            parameter: "from_server",
+            other: "into",
+            value: "side",
+            why: "the dump is whole only once pg_dump has ended, and by then it has been loaded; a side database \
+                  is dropped when pg_dump or the load fails, and the live database is never touched",
+        },
+    ],
     role: super::Role::Restore {
         file: "dump",
         target: &["database", "connection"],
@@ -312,8 +352,24 @@ pub fn describe(with: &Params<'_>) -> String {
     let side = with.text_or("into", "target") == "side";
     let database = with.text("database");
     let streamed = with.get("from_s3").filter(|source| source.is_object());
-    let mut sentence = match streamed {
-        Some(source) => {
+    let server = with.get("from_server").filter(|source| source.is_object());
+    let mut sentence = match (streamed, server) {
+        (None, Some(source)) => {
+            let source = Params(source);
+            let into = if side {
+                format!(
+                    "a new side database {database}__restore_<run>, nothing written to disk (database {database} is \
+                     not touched; the side database is dropped if pg_dump or the load fails)"
+                )
+            } else {
+                format!("database {database} (refused: `from_server` needs `into: side`)")
+            };
+            format!(
+                "restore {} as pg_dump streams it, into {into}",
+                describe_source(&source.text("connection"), &source.text("database"))
+            )
+        }
+        (Some(source), _) => {
             let source = Params(source);
             let into = if side {
                 format!(
@@ -329,11 +385,11 @@ pub fn describe(with: &Params<'_>) -> String {
                 super::s3_object::describe_decoding(&source),
             )
         }
-        None if side => format!(
+        (None, None) if side => format!(
             "restore {} into a new side database {database}__restore_<run> (database {database} is not touched)",
             with.text("dump")
         ),
-        None => format!("restore {} into database {database}", with.text("dump")),
+        (None, None) => format!("restore {} into database {database}", with.text("dump")),
     };
     let mut options = Vec::new();
     if with.flag("clean", false) && !side {
@@ -378,6 +434,18 @@ pub fn describe(with: &Params<'_>) -> String {
         );
     }
     sentence
+}
+
+/// The database `from_server` dumps, for a sentence: where it is, never the password
+/// (a connection known only at run time, `<pitr.connection>`, as it is).
+fn describe_source(connection: &str, database: &str) -> String {
+    if connection.starts_with('<') {
+        return format!("database {database} on the server at {connection}");
+    }
+    match crate::clients::postgres::Connection::parse(Some(connection)) {
+        Ok(parsed) => parsed.describe(database),
+        Err(_) => format!("database {database} (on a server whose `connection` cannot be read)"),
+    }
 }
 
 /// How long the sessions terminated before a restore may take to end.
@@ -558,6 +626,19 @@ pub async fn preflight(parameters: &Parameters, context: &super::PreflightContex
     };
     let server: Preflight =
         crate::clients::postgres::preflight(parameters.connection.as_deref(), database).await.into();
+    if let Some(source) = &parameters.from_server {
+        let dumped: Preflight =
+            crate::clients::postgres::preflight(Some(&source.connection), &source.database).await.into();
+        return match (server, dumped) {
+            (Preflight::Passed(server), Preflight::Passed(source)) => {
+                Preflight::Passed(format!("{server}; the source {source}"))
+            }
+            (Preflight::Passed(_), Preflight::Failed(error)) => {
+                Preflight::Failed(format!("the source of `from_server` cannot be dumped: {error}"))
+            }
+            (other, _) => other,
+        };
+    }
     let Some(source) = &parameters.from_s3 else { return server };
     let client = crate::clients::s3::connect(source.endpoint.as_deref(), source.region.as_deref()).await;
     match (server, super::s3_object::check_before_download(source, context.rpo, &client).await) {
@@ -585,11 +666,16 @@ pub async fn run(
 ) -> Result<PgRestoreOutputs, super::StepError> {
     use crate::clients::postgres::{Connection, MAINTENANCE_DATABASE, Runner};
     let failed = super::StepError::Failed;
-    let dump = match (parameters.dump.take(), parameters.from_s3.take()) {
-        (Some(dump), None) => std::path::PathBuf::from(dump),
-        (None, Some(source)) => return restore_from_s3(parameters, source, context).await,
-        (Some(_), Some(_)) | (None, None) => {
-            return Err(failed("give exactly one of `dump` (a file) and `from_s3` (an object in S3)".to_owned()));
+    let dump = match (parameters.dump.take(), parameters.from_s3.take(), parameters.from_server.take()) {
+        (Some(dump), None, None) => std::path::PathBuf::from(dump),
+        (None, Some(source), None) => return restore_from_s3(parameters, source, context).await,
+        (None, None, Some(source)) => return restore_from_server(parameters, source, context).await,
+        _ => {
+            return Err(failed(
+                "give exactly one of `dump` (a file), `from_s3` (an object in S3) and `from_server` (a database of \
+                 another server)"
+                    .to_owned(),
+            ));
         }
     };
     let declared = parameters.format;
@@ -779,6 +865,143 @@ async fn restore_from_s3(
         last_modified: Some(chosen.object.last_modified.to_rfc3339()),
         age: Some(chosen.age.as_secs()),
     })
+}
+
+/// Bytes read from pg_dump's output at a time for `from_server`.
+const DUMP_CHUNK: usize = 256 * 1024;
+
+/// `from_server`: checks that the source server answers and has the database (nothing
+/// changes when it does not), creates the side database, then streams `pg_dump -Fc` of
+/// the source into pg_restore (`--single-transaction`) through the same load as
+/// `from_s3`. The last chunk of the dump reaches pg_restore only once pg_dump has
+/// exited successfully; when pg_dump fails (the source stopped, a lost connection), or
+/// the load does, pg_restore is killed before its input ends (nothing is committed) and
+/// the side database is dropped.
+async fn restore_from_server(
+    mut parameters: Parameters,
+    source: ServerSource,
+    context: &super::StepContext,
+) -> Result<PgRestoreOutputs, super::StepError> {
+    use crate::clients::postgres::{Connection, Runner};
+    let failed = super::StepError::Failed;
+    if parameters.into != RestoreInto::Side {
+        return Err(failed(
+            "`from_server` needs `into: side`: the dump is whole only once pg_dump has ended, and by then it has \
+             been loaded; restore beside the live database (`into: side`) and swap it in with pg.swap"
+                .to_owned(),
+        ));
+    }
+    if parameters.jobs == 0 {
+        return Err(failed("`jobs` must be at least 1".to_owned()));
+    }
+    if parameters.jobs > 1 {
+        context.progress.note(
+            "`jobs` does not apply to `from_server`: the dump streams into one pg_restore session, nothing staged on disk",
+        );
+        parameters.jobs = 1;
+    }
+    let source_connection = Connection::parse(Some(&source.connection)).map_err(failed)?;
+    let source_runner = Runner::new(&source_connection, &context.redactor, &context.step_id, &context.run_dir);
+    let location = source_connection.describe(&source.database);
+    source_runner
+        .check_reachable(&source.database)
+        .await
+        .map_err(|error| failed(format!("the source of `from_server` cannot be dumped: {error}")))?;
+    let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
+    let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
+    let live = parameters.database.clone();
+    let side = create_side(&live, &runner, context).await?;
+    parameters.database.clone_from(&side);
+    context.progress.note(format!("streaming pg_dump of {location} into database {side}"));
+    let (sender, receiver) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let dump = dump_into(&source_runner, &source.database, sender, context);
+    let load = load_stream(&parameters, &runner, context, receiver, &location);
+    let (dumped, loaded) = tokio::join!(dump, load);
+    let format = match (dumped, loaded) {
+        (Ok(()), Ok(format)) => format,
+        // pg_dump failed: its error is the cause, the load only saw its input stop.
+        (Err(error), _) => {
+            let error = format!("{error}; the load was stopped before its end, nothing of it committed");
+            return Err(drop_side(&runner, &side, &live, &error).await);
+        }
+        (Ok(()), Err(error)) => return Err(drop_side(&runner, &side, &live, &error.to_string()).await),
+    };
+    context.progress.note(format!("restored {location} into {}", runner.connection.describe(&side)));
+    Ok(PgRestoreOutputs::of_file(side, format))
+}
+
+/// Runs `pg_dump -Fc -Z0` of `database` and passes its output to `sender` as it comes,
+/// holding the last chunk back until pg_dump has exited successfully: only then may
+/// the load see the end of its input ([`Feed::Complete`]). A load that stops reading
+/// ends pg_dump (it is killed when dropped).
+async fn dump_into(
+    runner: &crate::clients::postgres::Runner<'_>,
+    database: &str,
+    sender: tokio::sync::mpsc::Sender<Feed>,
+    context: &super::StepContext,
+) -> Result<(), String> {
+    use crate::clients::postgres::{Program, describe_command, describe_status, read_all, tail};
+    use tokio::io::AsyncReadExt as _;
+    let where_ = runner.connection.describe(database);
+    let mut command = runner.command(Program::Dump, database).map_err(|error| error.to_string())?;
+    // Compressing what goes through a local pipe costs time for nothing.
+    command.args(["--format=custom", "--compress=0"]);
+    let shown = describe_command(&command);
+    let (mut child, tree) = crate::clients::postgres::spawn(&mut command)
+        .map_err(|error| runner.cannot_start(&shown, &error).to_string())?;
+    let (Some(mut stdout), stderr) = (child.stdout.take(), child.stderr.take()) else {
+        return Err("pg_dump started without an output pipe".to_owned());
+    };
+    let progress = context.progress.clone();
+    // `Ok(Some(last))`: pg_dump's output ended, its last chunk held back; `Ok(None)`:
+    // the load stopped reading.
+    let pass_on = async {
+        let mut held: Option<Vec<u8>> = None;
+        let mut total = 0_u64;
+        loop {
+            let mut chunk = vec![0; DUMP_CHUNK];
+            let read =
+                stdout.read(&mut chunk).await.map_err(|error| format!("cannot read pg_dump's output: {error}"))?;
+            if read == 0 {
+                return Ok(Some(held.unwrap_or_default()));
+            }
+            chunk.truncate(read);
+            total += read as u64;
+            progress.bytes(total, None);
+            if let Some(previous) = held.replace(chunk)
+                && sender.send(Feed::Data(previous)).await.is_err()
+            {
+                return Ok(None);
+            }
+        }
+    };
+    let (passed, stderr) = tokio::join!(pass_on, read_all(stderr, 256 * 1024));
+    let last = match passed {
+        Ok(Some(last)) => last,
+        stopped => {
+            // pg_dump must not wait on a pipe nobody reads.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            runner.log(&shown, None, &stderr);
+            return stopped.map(|_| ());
+        }
+    };
+    let status = child.wait().await.map_err(|error| format!("lost track of pg_dump: {error}"))?;
+    tree.finished();
+    runner.log(&shown, Some(status), &stderr);
+    if !status.success() {
+        return Err(runner.redact(&format!(
+            "pg_dump of {where_} {}: {} (see {}.stderr.log in the run directory)",
+            describe_status(status),
+            tail(&runner.redact(&String::from_utf8_lossy(&stderr)), 6),
+            context.step_id
+        )));
+    }
+    if !last.is_empty() {
+        let _ = sender.send(Feed::Data(last)).await;
+    }
+    let _ = sender.send(Feed::Complete).await;
+    Ok(())
 }
 
 /// The decoded object on its way to the loading program: every chunk is passed on as

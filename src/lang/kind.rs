@@ -75,6 +75,16 @@ pub struct RequiredValue {
     pub why: &'static str,
 }
 
+/// A text parameter whose value the kind checks at validation (see
+/// [`KindInfo::checked_text`]).
+#[derive(Debug)]
+pub struct CheckedText {
+    /// Its path inside `with`, dot-separated (`from_s3.taken_at.key_pattern`).
+    pub path: &'static str,
+    /// `Err((what is wrong, what to do))` for a value that cannot work.
+    pub check: fn(&str) -> Result<(), (String, String)>,
+}
+
 /// Whether a step of the kind checks that a recovery worked (lint DRP009).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verifies {
@@ -123,6 +133,13 @@ pub struct KindInfo {
     pub argv_parameters: &'static [&'static str],
     /// Pairs of parameters of which exactly one must be given.
     pub exclusive: &'static [(&'static str, &'static str)],
+    /// Groups of more than two parameters of which exactly one must be given
+    /// (`pg.restore`'s `dump`, `from_s3`, `from_server`).
+    pub one_of: &'static [&'static [&'static str]],
+    /// Text parameters (paths inside `with`, e.g. `from_s3.taken_at.key_pattern`) whose
+    /// written value a kind checks when the plan is validated: the check returns what is
+    /// wrong and what to write instead. A template there is checked when it is rendered.
+    pub checked_text: &'static [CheckedText],
     /// List parameters that must not be empty, with the help shown when one is.
     pub non_empty: &'static [(&'static str, &'static str)],
     /// Parameters allowed only with another parameter set to a value.
@@ -133,6 +150,14 @@ pub struct KindInfo {
     pub object_keys: &'static [&'static str],
     /// What it is for (lint).
     pub role: Role,
+    /// The parameter holding an object it restores as it downloads (`from_s3`: the
+    /// object parameters of a fetch, whose `checksum: none` turns verification off), for
+    /// lint's unverified-input rule.
+    pub streamed_object: Option<&'static str>,
+    /// The parameter naming another server whose data it restores (`from_server`, with
+    /// its `connection`), for lint's unverified-input rule: such data has no checksum, and
+    /// is vouched for only when the server is made by a step of the plan.
+    pub streamed_server: Option<&'static str>,
     /// The output measuring how long the service was unavailable during this step (the
     /// rename window of `pg.swap`), which reports show beside the RTO.
     pub unavailability_output: Option<&'static str>,
@@ -169,10 +194,14 @@ impl KindInfo {
         guide: "",
         argv_parameters: &[],
         exclusive: &[],
+        one_of: &[],
+        checked_text: &[],
         non_empty: &[],
         requires_value: &[],
         object_keys: &[],
         role: Role::Other,
+        streamed_object: None,
+        streamed_server: None,
         unavailability_output: None,
         verifies: Verifies::Never,
         parameters_schema: || Json::Null,

@@ -15,7 +15,7 @@ use sha2::Digest;
 
 use crate::lang::code::Code;
 use crate::lang::diagnostic::{Diagnostic, Severity, suggestion};
-use crate::lang::kind::{Catalog, RequiredValue, StepKind};
+use crate::lang::kind::{Catalog, CheckedText, RequiredValue, StepKind};
 use crate::lang::node::{Node, Value};
 use crate::lang::schema_check;
 use crate::lang::source::{SourceFile, Span};
@@ -346,40 +346,16 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Rules a schema cannot say: "exactly one of".
+    /// Rules a schema cannot say: "exactly one of", values a kind checks itself.
     fn kind_rules(&mut self, step: &StepSpec, kind: StepKind, with: &Node) {
-        let pairs = kind.info().exclusive;
-        for (first, second) in pairs {
-            let key_span = |name: &str| {
-                with.as_map()
-                    .and_then(|entries| entries.iter().find(|entry| entry.key == name))
-                    .map(|entry| entry.key_span)
-            };
-            let given = |name: &str| with.get(name).is_some_and(|node| node.value != Value::Null);
-            match (given(first), given(second)) {
-                (true, false) | (false, true) => {}
-                (false, false) => self.push(
-                    Diagnostic::error(
-                        Code::MissingParameter,
-                        self.file,
-                        with.span,
-                        format!("step `{}` needs `{first}` or `{second}`", step.id.value),
-                    )
-                    .with_label(format!("neither `{first}` nor `{second}` here"))
-                    .with_help(format!("give exactly one of `{first}` and `{second}` ({})", kind.name())),
-                ),
-                (true, true) => self.push(
-                    Diagnostic::error(
-                        Code::ConflictingParameters,
-                        self.file,
-                        key_span(first).unwrap_or(with.span),
-                        format!("step `{}` gives both `{first}` and `{second}`", step.id.value),
-                    )
-                    .with_label(format!("`{first}` here"))
-                    .with_secondary(key_span(second).unwrap_or(with.span), format!("and `{second}` here"))
-                    .with_help(format!("keep one of them: {} takes `{first}` or `{second}`", a_kind(kind))),
-                ),
-            }
+        for (first, second) in kind.info().exclusive {
+            self.exactly_one(step, kind, with, &[first, second]);
+        }
+        for group in kind.info().one_of {
+            self.exactly_one(step, kind, with, group);
+        }
+        for checked in kind.info().checked_text {
+            self.checked_text(step, kind, with, checked);
         }
         for rule in kind.info().requires_value {
             self.required_value(step, kind, with, rule);
@@ -398,6 +374,99 @@ impl<'a> Checker<'a> {
                     .with_help(*help),
                 );
             }
+        }
+    }
+
+    /// Exactly one of `group` must be given.
+    fn exactly_one(&mut self, step: &StepSpec, kind: StepKind, with: &Node, group: &[&str]) {
+        let key_span = |name: &str| {
+            with.as_map()
+                .and_then(|entries| entries.iter().find(|entry| entry.key == name))
+                .map(|entry| entry.key_span)
+        };
+        let given: Vec<&str> = group
+            .iter()
+            .copied()
+            .filter(|name| with.get(name).is_some_and(|node| node.value != Value::Null))
+            .collect();
+        let quoted = |names: &[&str]| names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>();
+        let listed = |names: &[&str], word: &str| {
+            let mut names = quoted(names);
+            let last = names.pop().unwrap_or_default();
+            if names.is_empty() { last } else { format!("{} {word} {last}", names.join(", ")) }
+        };
+        match given.as_slice() {
+            [_] => {}
+            [] => {
+                let label = if group.len() == 2 {
+                    format!("neither `{}` nor `{}` here", group[0], group[1])
+                } else {
+                    format!("none of {} here", listed(group, "and"))
+                };
+                self.push(
+                    Diagnostic::error(
+                        Code::MissingParameter,
+                        self.file,
+                        with.span,
+                        format!("step `{}` needs {}", step.id.value, listed(group, "or")),
+                    )
+                    .with_label(label)
+                    .with_help(format!(
+                        "give exactly one of {} ({})",
+                        listed(group, "and"),
+                        kind.name()
+                    )),
+                );
+            }
+            [first, others @ ..] => {
+                let mut diagnostic = Diagnostic::error(
+                    Code::ConflictingParameters,
+                    self.file,
+                    key_span(first).unwrap_or(with.span),
+                    format!(
+                        "step `{}` gives {}{}",
+                        step.id.value,
+                        if given.len() == 2 { "both " } else { "" },
+                        listed(&given, "and")
+                    ),
+                )
+                .with_label(format!("`{first}` here"));
+                for other in others {
+                    diagnostic = diagnostic
+                        .with_secondary(key_span(other).unwrap_or(with.span), format!("and `{other}` here"));
+                }
+                self.push(diagnostic.with_help(format!(
+                    "keep one of them: {} takes {}",
+                    a_kind(kind),
+                    listed(group, "or")
+                )));
+            }
+        }
+    }
+
+    /// A text parameter the kind checks itself (`taken_at.key_pattern`), when it is
+    /// written literally; a template is checked once rendered, at run time.
+    fn checked_text(&mut self, step: &StepSpec, kind: StepKind, with: &Node, checked: &CheckedText) {
+        let mut node = Some(with);
+        for segment in checked.path.split('.') {
+            node = node.and_then(|node| node.get(segment));
+        }
+        let Some(node) = node else { return };
+        let Value::String(text) = &node.value else { return };
+        if contains_expression(text) {
+            return;
+        }
+        if let Err((problem, help)) = (checked.check)(text) {
+            self.push(
+                Diagnostic::error(
+                    Code::ParameterValue,
+                    self.file,
+                    node.span,
+                    format!("`with.{}` of step `{}`: {problem}", checked.path, step.id.value),
+                )
+                .with_label(format!("in step `{}` ({})", step.id.value, kind.name()))
+                .with_help(help),
+            );
         }
     }
 

@@ -72,6 +72,7 @@ fn unverified_input(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
             }
             found.push(diagnostic);
         }
+        streamed_unverified(facts, index, found);
         let Some(parameter) = restored_file_parameter(facts.kind(index)) else { continue };
         let Some(file_node) = facts.parameter(index, parameter) else { continue };
         let sources: Vec<Provenance> = facts.uses[index]
@@ -101,6 +102,58 @@ fn unverified_input(facts: &Facts<'_>, found: &mut Vec<Diagnostic>) {
                 )),
         );
     }
+}
+
+/// DRP001 for a restore that streams its data in: an object read with `checksum:
+/// none`, or another server that no step of the plan made (a literal `connection`: the
+/// plan says nothing of what that server holds).
+fn streamed_unverified(facts: &Facts<'_>, index: usize, found: &mut Vec<Diagnostic>) {
+    let id = facts.id(index);
+    let kind = facts.kind(index).name();
+    if let Some(parameter) = facts.kind(index).info().streamed_object
+        && let Some(checksum) = facts.parameter(index, parameter).and_then(|source| source.get("checksum"))
+        && facts.resolve(checksum) == Some(serde_json::Value::String("none".to_owned()))
+    {
+        found.push(
+            facts
+                .warning(
+                    Rule::UnverifiedInput,
+                    checksum.span,
+                    format!("{kind} step `{id}` restores an object of `{parameter}` without checking its checksum"),
+                )
+                .with_label("verification turned off here")
+                .with_help(format!(
+                    "write `checksum: sidecar` (or `meta`) in `{parameter}`, so a truncated or corrupt backup fails \
+                     the restore instead of being loaded"
+                )),
+        );
+    }
+    let Some(parameter) = facts.kind(index).info().streamed_server else { return };
+    let Some(source) = facts.parameter(index, parameter) else { return };
+    if source.value == Value::Null {
+        return;
+    }
+    let made_by_the_plan = facts.uses[index]
+        .iter()
+        .filter(|reference| reference.parameter.as_deref() == Some(parameter))
+        .any(|reference| facts.step_read(reference).is_some());
+    if made_by_the_plan {
+        return;
+    }
+    let span = source.get("connection").map_or(source.span, |connection| connection.span);
+    found.push(
+        facts
+            .warning(
+                Rule::UnverifiedInput,
+                span,
+                format!("{kind} step `{id}` restores from a server that no step of this plan made"),
+            )
+            .with_label("nothing in the plan vouches for what this server holds")
+            .with_help(format!(
+                "take `{parameter}.connection` from the step that recovers that server (e.g. \
+                 `\"{{{{steps.PITR.outputs.connection}}}}\"`), so the plan knows what it holds"
+            )),
+    );
 }
 
 /// The parameter naming the file a restore kind puts in place.

@@ -544,3 +544,20 @@ fn lint_reads_the_state_dir_from_the_flag_and_the_environment() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&without.stdout).contains("\"DRP014\""), "{without:?}");
 }
+
+#[test]
+fn a_restore_streamed_without_verification_is_an_unverified_input() {
+    for (fixture, labelled_text) in
+        [("DRP001-from-s3", "none"), ("DRP001-from-server", "\"postgresql://restore@standby.internal:5432\"")]
+    {
+        let diagnostics = lint_fixture(&format!("{fixture}.yaml"));
+        assert_eq!(codes(&diagnostics), ["DRP001"], "{fixture}: {diagnostics:#?}");
+        assert_eq!(labelled(&diagnostics[0]), labelled_text, "{fixture}");
+        insta::assert_snapshot!(format!("human_{fixture}"), normalise(&diagnostics[0].render(false)));
+    }
+    // A server made by a step of the plan is vouched for by that step.
+    let text = format!(
+        "{HEAD}steps:\n  - {{ id: made, kind: exec, with: {{ command: [echo, postgresql://127.0.0.1:5999] }} }}\n  - {{ id: restore, kind: pg.restore, needs: [made], with: {{ database: db, into: side, from_server: {{ connection: \"{{{{steps.made.outputs.stdout}}}}\", database: db }} }} }}\n{CHECK}"
+    );
+    assert!(codes(&lint_text(&text)).iter().all(|code| *code != "DRP001"), "{:#?}", lint_text(&text));
+}

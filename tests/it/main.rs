@@ -24,6 +24,7 @@ mod k8s_steps;
 mod layers;
 mod lint_rules;
 mod pg_from_s3;
+mod pg_from_server;
 mod pg_pitr;
 mod pg_steps;
 mod plan_language_doc;
