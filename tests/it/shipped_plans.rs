@@ -88,6 +88,10 @@ fn dry_run(plan: &Path, format: &str, drill: bool) -> String {
     let plan = plan.to_str().expect("plan paths are UTF-8");
     let state_path = state.path().to_str().expect("temporary paths are UTF-8");
     let mut arguments = vec!["dry-run", plan, "--format", format, "--state-dir", state_path];
+    if plan.contains("point-in-time") {
+        // Its one input is required: the moment to recover to.
+        arguments.extend(["--var", "target_time=2026-12-07T10:28:59+00:00"]);
+    }
     if drill {
         arguments.push("--drill");
     }
@@ -123,6 +127,8 @@ fn the_shipped_plans_are_all_there() {
         "db-corruption.toml",
         "db-corruption.yaml",
         "full-rebuild.yaml",
+        "point-in-time.toml",
+        "point-in-time.yaml",
         "region-outage.yaml",
         "verify-backup.yaml",
     ] {
@@ -221,17 +227,20 @@ fn graphs_of_region_outage() {
 
 #[test]
 fn yaml_and_toml_twins_are_the_same_plan() {
-    let yaml = Path::new(PLANS).join("db-corruption.yaml");
-    let toml = Path::new(PLANS).join("db-corruption.toml");
-    for format in FORMATS {
-        assert_eq!(
-            dry_run(&yaml, format, false),
-            dry_run(&toml, format, false),
-            "the {format} dry-runs of the YAML and TOML db-corruption plans differ"
-        );
+    for name in ["db-corruption", "point-in-time"] {
+        let yaml = Path::new(PLANS).join(format!("{name}.yaml"));
+        let toml = Path::new(PLANS).join(format!("{name}.toml"));
+        for format in FORMATS {
+            assert_eq!(
+                dry_run(&yaml, format, false),
+                dry_run(&toml, format, false),
+                "the {format} dry-runs of the YAML and TOML {name} plans differ"
+            );
+        }
+        let graph =
+            |plan: &Path| dr_plan(&["graph", plan.to_str().expect("UTF-8"), "--format", "dot"]).stdout;
+        assert_eq!(graph(&yaml), graph(&toml), "the graphs of the YAML and TOML {name} plans differ");
     }
-    let graph = |plan: &Path| dr_plan(&["graph", plan.to_str().expect("UTF-8"), "--format", "dot"]).stdout;
-    assert_eq!(graph(&yaml), graph(&toml), "the graphs of the YAML and TOML db-corruption plans differ");
 }
 
 /// The same two mistakes (a misspelt step field, a `needs` naming a step that does not
