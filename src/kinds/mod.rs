@@ -10,6 +10,7 @@ mod parameter_schemas;
 mod runtime;
 mod s3_object;
 mod shared;
+pub mod stop;
 
 pub use crate::lang::kind::{
     Catalog, KindInfo, OutputInfo, Params, RequiredValue, Role, StepKind, Verifies, display, schema_of,
