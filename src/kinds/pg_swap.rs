@@ -98,6 +98,11 @@ pub const KIND: super::Kind = super::Kind {
     }),
 };
 
+/// `pg.swap` after its process died: see [`repair`].
+pub const REPAIR: super::RepairFn = |with, context| {
+    Box::pin(async move { repair(super::parameters(with).map_err(|error| error.to_string())?, context).await })
+};
+
 /// The dry-run sentence.
 #[must_use]
 pub fn describe(with: &Params<'_>) -> String {
@@ -288,30 +293,37 @@ pub async fn repair(parameters: Parameters, context: &super::StepContext) -> Res
     runner.check_reachable(MAINTENANCE_DATABASE).await?;
     let [live, incoming, outgoing] = &refused.names;
     let names = Names { live, incoming, outgoing };
-    let refused_list = refused.databases.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(" and ");
-    let found = format!(
-        "step `{}` stopped during {} (since {}) with connections to {refused_list} refused, and its process died",
-        context.step_id, refused.during, refused.since
-    );
+    let found = |refused_list: &[String]| {
+        let listed = refused_list.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(" and ");
+        format!(
+            "step `{}` of run {} was stopped during {}, its process gone, with connections to {listed} refused since \
+             {}",
+            context.step_id, context.run_id, refused.during, refused.since
+        )
+    };
+    let found_all = found(&refused.databases);
     let where_ = match put_back(&runner, &names, context).await {
-        PutBack::Unchanged(Ok(())) => names.unchanged(Ok(())),
+        // Nothing refused (it died before the refusal committed, or someone allowed them).
+        PutBack::Unchanged(Ok(allowed)) if allowed.is_empty() => return Ok(None),
+        PutBack::Unchanged(Ok(allowed)) => return Ok(Some(format!("{}: {}", found(&allowed), names.unchanged(Ok(()))))),
         PutBack::Swapped => format!(
             "the renames were done: `{live}` is the former `{incoming}`, `{outgoing}` the former `{live}`; \
              connections are allowed"
         ),
         PutBack::Unclear { sentence, allowed: true } => sentence,
         PutBack::Unchanged(Err(sentence)) | PutBack::Unclear { sentence, allowed: false } => {
-            return Err(format!("{found}: {sentence}"));
+            return Err(format!("{found_all}: {sentence}"));
         }
     };
-    Ok(Some(format!("{found}: {where_}")))
+    Ok(Some(format!("{found_all}: {where_}")))
 }
 
 /// Where a stopped swap left the databases, once connections are allowed again.
 enum PutBack {
     /// Nothing was renamed; connections to both were allowed again, or the error why not
-    /// (the whole sentence, with the statements to run by hand).
-    Unchanged(Result<(), String>),
+    /// (the whole sentence, with the statements to run by hand). The databases listed
+    /// were refusing connections until now.
+    Unchanged(Result<Vec<String>, String>),
     /// The renames were committed (the stop came just after the commit): the swap is
     /// done, and its commit allowed connections again.
     Swapped,
@@ -334,14 +346,14 @@ async fn put_back(runner: &crate::clients::postgres::Runner<'_>, names: &Names<'
     let existing = match existing {
         Ok(existing) => existing,
         Err(error) => {
-            let reenabled = allow_connections(runner, &[live, incoming]).await.and(Err(error));
+            let reenabled = allow_connections(runner, &[live, incoming]).await.and(Err::<Vec<String>, _>(error));
             return PutBack::Unchanged(reenabled.map_err(|error| names.unchanged(Err(error))));
         }
     };
     let exists = |name: &str| existing.iter().any(|found| found == name);
     let put_back = match (exists(live), exists(incoming), exists(outgoing)) {
         (true, true, false) => match allow_connections(runner, &[live, incoming]).await {
-            Ok(()) => PutBack::Unchanged(Ok(())),
+            Ok(allowed) => PutBack::Unchanged(Ok(allowed)),
             Err(error) => PutBack::Unchanged(Err(names.unchanged(Err(error)))),
         },
         (true, false, true) => PutBack::Swapped,
@@ -351,7 +363,7 @@ async fn put_back(runner: &crate::clients::postgres::Runner<'_>, names: &Names<'
             let listed = present.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ");
             let found = format!("of `{live}`, `{incoming}` and `{outgoing}`, only {listed} exist");
             match reenabled {
-                Ok(()) => PutBack::Unclear {
+                Ok(_) => PutBack::Unclear {
                     sentence: format!("{found}; connections to them are allowed"),
                     allowed: true,
                 },
@@ -365,7 +377,7 @@ async fn put_back(runner: &crate::clients::postgres::Runner<'_>, names: &Names<'
             }
         }
     };
-    if matches!(put_back, PutBack::Unchanged(Ok(())) | PutBack::Swapped | PutBack::Unclear { allowed: true, .. }) {
+    if matches!(put_back, PutBack::Unchanged(Ok(_)) | PutBack::Swapped | PutBack::Unclear { allowed: true, .. }) {
         let _ = remember(context, &Refused::default());
     }
     put_back
@@ -448,7 +460,7 @@ async fn exchange(
         None => format!("stopped during {} (the run is stopping)", during.words()),
     };
     match put_back(runner, names, context).await {
-        PutBack::Unchanged(Ok(())) => Err(format!("{cause}; {}", names.unchanged(Ok(())))),
+        PutBack::Unchanged(Ok(_)) => Err(format!("{cause}; {}", names.unchanged(Ok(())))),
         PutBack::Unchanged(Err(sentence)) | PutBack::Unclear { sentence, .. } => Err(format!("{cause}; {sentence}")),
         // The commit went through just as psql was stopped: the swap is done.
         PutBack::Swapped => Ok(started.elapsed()),
@@ -521,26 +533,55 @@ async fn end_sessions(
     })
 }
 
-/// Allows connections to `databases` again, each on its own so one failure does not
-/// keep the other closed.
+/// Allows connections to `databases` again where they are refused, each on its own so
+/// one failure does not keep the other closed. A database that already allows them is
+/// left alone: a session holding its catalog row (an `ALTER DATABASE` not yet
+/// committed) must not hold up the clean-up of a swap stopped while waiting for it. A
+/// statement waits at most [`ALLOW_LOCK_TIMEOUT`] for a lock, then the error says what
+/// to run by hand.
 async fn allow_connections(
     runner: &crate::clients::postgres::Runner<'_>,
     databases: &[&str],
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
+    let list = serde_json::to_string(databases).unwrap_or_default();
+    let variables = [("names", list.as_str())];
+    let refused = runner
+        .psql(
+            MAINTENANCE_DATABASE,
+            "select datname from pg_database \
+             where datname in (select json_array_elements_text(:'names'::json)) and not datallowconn",
+            PsqlOptions { variables: &variables, ..PsqlOptions::default() },
+        )
+        .await
+        .map(|rows| rows.0.into_iter().filter_map(|row| row.into_iter().next()).filter(|name| !name.is_empty()));
+    // Not listed: try them all; a database that allows connections takes no harm.
+    let refused: Vec<String> = match refused {
+        Ok(refused) => refused.collect(),
+        Err(_) => databases.iter().map(|name| (*name).to_owned()).collect(),
+    };
     let mut errors = Vec::new();
-    for database in databases {
-        let variables = [("database", *database)];
+    let mut allowed = Vec::new();
+    for database in refused {
+        let variables = [("database", database.as_str())];
         if let Err(error) = runner
             .psql(
                 MAINTENANCE_DATABASE,
-                "alter database :\"database\" allow_connections true",
+                &format!(
+                    "set lock_timeout = '{}ms';\nalter database :\"database\" allow_connections true",
+                    ALLOW_LOCK_TIMEOUT.as_millis()
+                ),
                 PsqlOptions { variables: &variables, ..PsqlOptions::default() },
             )
             .await
         {
             errors.push(format!("`{database}`: {error}"));
+        } else {
+            allowed.push(database);
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    if errors.is_empty() { Ok(allowed) } else { Err(errors.join("; ")) }
 }
+
+/// How long allowing connections again waits for a lock on a database's catalog row.
+const ALLOW_LOCK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -25,6 +25,7 @@ mod layers;
 mod lint_rules;
 mod pg_from_s3;
 mod pg_steps;
+mod pg_swap_signals;
 mod plan_language_doc;
 mod redis_steps;
 mod route53_steps;
