@@ -243,6 +243,7 @@ fn snapshot(name: &str, text: &str, world: &World) {
     settings.add_filter(&regex_escape(&world.sandbox.root.path().display().to_string()), "[sandbox]");
     settings.add_filter(r"swap-(signals|undo)-\d{8}-\d{6}-[0-9a-f]{4}", "[run-id]");
     settings.add_filter(r"__before_[0-9a-f]{4}", "__before_[run]");
+    settings.add_filter(r"\b[0-9a-f]{64}\b", "[sha256]");
     settings.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", "[time]");
     settings.add_filter(r"\b\d{2}:\d{2}:\d{2}\b", "[clock]");
     settings.add_filter(r"\b\d+(\.\d+)?m?s\b", "[duration]");
