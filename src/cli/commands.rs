@@ -132,6 +132,9 @@ pub fn report(
 /// succeed.
 fn run_status(run_id: &str, format: StatusFormat, state_dir: &StateDir) -> i32 {
     let Some((plan, state, chain)) = load_run(run_id, state_dir) else { return exit_code::INVALID };
+    // A swap the run's dead process left refusing every client is an outage going on:
+    // put back first, then shown.
+    crate::engine::repair::say_left_behind(run_id, state_dir);
     // resume refuses a journal whose chain breaks: offer the check, not a resume.
     let broken = matches!(&chain, Err(broken) if !broken.unchained);
     let report = Report::new(&plan, &state).with_chain(chain);

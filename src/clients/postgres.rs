@@ -373,6 +373,55 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The same runner, its sessions named `name` (cut to the 63 bytes PostgreSQL keeps),
+    /// so that they can be found again in `pg_stat_activity` (see
+    /// [`Runner::end_own_sessions`]).
+    pub(crate) fn named(self, name: &str) -> Runner<'a> {
+        let mut name = name.to_owned();
+        while name.len() > 63 {
+            name.pop();
+        }
+        Runner { application_name: name, ..self }
+    }
+
+    /// Ends the other sessions that carry this runner's name (a psql killed while its
+    /// statement waited for a lock leaves its server session waiting), and waits up to
+    /// `patience` until they are gone. Returns how many were ended.
+    pub(crate) async fn end_own_sessions(&self, patience: Duration) -> Result<u32, String> {
+        let variables = [("name", self.application_name.as_str())];
+        let options = || PsqlOptions { variables: &variables, ..PsqlOptions::default() };
+        let own = "application_name = :'name' and pid <> pg_backend_pid()";
+        let ended = self
+            .psql(
+                MAINTENANCE_DATABASE,
+                &format!("select count(pg_terminate_backend(pid)) from pg_stat_activity where {own}"),
+                options(),
+            )
+            .await
+            .map_err(|error| format!("cannot end the sessions named `{}`: {error}", self.application_name))?
+            .single()
+            .unwrap_or_default();
+        let stop_at = tokio::time::Instant::now() + patience;
+        loop {
+            let left = self
+                .psql(
+                    MAINTENANCE_DATABASE,
+                    &format!("select count(*) from pg_stat_activity where {own}"),
+                    options(),
+                )
+                .await
+                .map_err(|error| {
+                    format!("cannot list the sessions named `{}`: {error}", self.application_name)
+                })?
+                .single()
+                .unwrap_or_default();
+            if left == "0" || tokio::time::Instant::now() >= stop_at {
+                return Ok(ended.parse().unwrap_or(0));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A runner that keeps no log, for checks made outside a run.
     pub(crate) fn without_log(
         connection: &'a Connection,

@@ -1,9 +1,12 @@
-//! The operator's side of a run: Ctrl-C (and SIGTERM), and the answers typed at the
-//! terminal. Signals are watched by one task for the whole command: the first asks
+//! The operator's side of a run: Ctrl-C, SIGTERM and SIGHUP, and the answers typed at
+//! the terminal. Signals are watched by one task for the whole command: the first asks
 //! the run to stop cleanly (resumable); a second one ends the process at once, after
-//! removing the lock, so a hung step can never trap the operator. Lines are read by a
-//! plain thread, never by the runtime's blocking pool, so a prompt never keeps the
-//! process alive after Ctrl-C.
+//! removing the lock, so a hung step can never trap the operator. SIGHUP (an ssh
+//! session dropped, a terminal closed) is an interrupt like the others: the operator is
+//! gone, so what matters is that the journal, the lock and the databases are left
+//! right; what is printed afterwards may reach no one. Lines are read by a plain
+//! thread, never by the runtime's blocking pool, so a prompt never keeps the process
+//! alive after Ctrl-C.
 
 use std::sync::{Arc, Mutex};
 
@@ -36,12 +39,17 @@ pub enum Typed {
     Line(String),
     /// Standard input ended (closed terminal, `< /dev/null`).
     End,
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
 }
 
+/// How long the end of standard input waits for the hang-up that usually comes with it:
+/// a closed terminal both ends the input and sends SIGHUP, in either order, and the run
+/// must end as interrupted (resumable), not as if no one were there to ask.
+const HANG_UP_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
 impl Console {
-    /// Starts watching SIGINT and SIGTERM. Must be called inside the runtime.
+    /// Starts watching SIGINT, SIGTERM and SIGHUP. Must be called inside the runtime.
     ///
     /// # Errors
     /// The signal handlers could not be installed.
@@ -49,6 +57,7 @@ impl Console {
         use tokio::signal::unix::{SignalKind, signal};
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
+        let mut hang_up = signal(SignalKind::hangup())?;
         let (sender, interrupts) = watch::channel(0u32);
         let last_words = Arc::new(Mutex::new(LastWords::default()));
         let shared = Arc::clone(&last_words);
@@ -57,6 +66,7 @@ impl Console {
                 tokio::select! {
                     _ = interrupt.recv() => {}
                     _ = terminate.recv() => {}
+                    _ = hang_up.recv() => {}
                 }
                 let count = *sender.borrow() + 1;
                 if count >= 2 {
@@ -94,12 +104,18 @@ impl Console {
         }
         let mut interrupts = self.interrupts.clone();
         let lines = self.lines.get_or_insert_with(read_lines);
-        tokio::select! {
-            line = lines.recv() => match line {
-                Some(Some(line)) => Typed::Line(line.trim_end_matches(['\r', '\n']).to_owned()),
-                Some(None) | None => Typed::End,
-            },
-            _ = interrupts.wait_for(|count| *count > 0) => Typed::Interrupted,
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            _ = interrupts.wait_for(|count| *count > 0) => return Typed::Interrupted,
+        };
+        match line {
+            Some(Some(line)) => Typed::Line(line.trim_end_matches(['\r', '\n']).to_owned()),
+            Some(None) | None => {
+                // Give a hang-up that closed the input a moment to be heard.
+                let heard =
+                    tokio::time::timeout(HANG_UP_GRACE, interrupts.wait_for(|count| *count > 0)).await;
+                if matches!(heard, Ok(Ok(_))) { Typed::Interrupted } else { Typed::End }
+            }
         }
     }
 
@@ -128,7 +144,7 @@ pub enum Answer {
     Yes,
     /// `no`
     No,
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
     /// Standard input ended before an answer.
     NoTerminal,

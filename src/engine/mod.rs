@@ -6,6 +6,7 @@ pub mod decisions;
 mod error;
 pub mod journal;
 pub mod lock;
+pub mod repair;
 pub mod report;
 pub mod reporter;
 pub mod scheduler;
@@ -331,6 +332,8 @@ pub fn resume(run_id: &str, arguments: &ResumeArguments, options: &RunOptions) -
     if recorded.state.status == Some(RunStatus::Succeeded) {
         return Ok(already_succeeded(run_id, options));
     }
+    // Before any decision: a swap its dead process left refusing every client.
+    repair::say_left_behind(run_id, &options.state_dir);
     let plan = recorded.plan(options)?;
     check_runnable(&plan, options)?;
     check_resume_arguments(&plan, arguments)?;

@@ -22,6 +22,7 @@ use tokio::task::{JoinError, JoinSet};
 use super::console::{Console, Typed};
 use super::journal::{Event, JournalWriter, Record, RunStatus, SkipCause, StepState};
 use super::reporter::Reporter;
+use crate::kinds::stop::Stop;
 use crate::kinds::{
     ApprovalMode, Asker, Outputs, ProgressSink, Question, StepContext, StepError, StepUpdate, Verdict,
 };
@@ -111,6 +112,8 @@ struct Attempts {
     /// its slot until its result is journaled.
     finished: VecDeque<Result<AttemptResult, JoinError>>,
     journaled: Vec<Journaled>,
+    /// How to stop each attempt spawned: its task, and its stop request.
+    stops: Vec<(tokio::task::AbortHandle, Stop)>,
 }
 
 impl Attempts {
@@ -260,10 +263,14 @@ impl Dispatcher<'_> {
                 // off): the run is theirs. Dropping the attempts kills their programs at
                 // once, instead of letting a step run beside its new attempt.
                 () = taken_over(lease_lost.as_mut()) => {
+                    // A section that must put things back (a swap's refused connections)
+                    // still does; nothing more is journaled: the run is not this
+                    // process's any more.
+                    let _ = stop_attempts(&mut attempts).await;
                     return Err("the lock was taken over by another operator".to_owned());
                 }
                 () = sleep_or_forever(deadline_left) => {
-                    self.deadline_passed(&mut attempts)?;
+                    self.deadline_passed(&mut attempts).await?;
                     failed = true;
                     interrupted = false;
                     break;
@@ -271,7 +278,7 @@ impl Dispatcher<'_> {
             }
             if interrupted {
                 self.sync_journal()?;
-                self.stop_all(&mut attempts).await;
+                self.stop_all(&mut attempts).await?;
                 break;
             }
         }
@@ -305,27 +312,25 @@ impl Dispatcher<'_> {
             let step = &self.plan.steps[index];
             let kind = step.kind;
             let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
-            attempts.running.spawn(async move {
+            let stop = Stop::default();
+            let told = stop.clone();
+            let handle = attempts.running.spawn(async move {
                 tokio::time::sleep(backoff).await;
                 let started = Instant::now();
-                let result =
-                    match tokio::time::timeout(timeout, crate::kinds::execute(kind, with, &context)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(StepError::Failed(format!(
-                            "timed out after {}; raise `timeout:` if this step legitimately takes longer",
-                            crate::lang::duration::format_duration(timeout)
-                        ))),
-                    };
+                let result = within_timeout(timeout, told, crate::kinds::execute(kind, with, &context)).await;
                 (index, attempt, result, started.elapsed())
             });
+            attempts.stops.push((handle, stop));
         }
         Ok(())
     }
 
     /// The run deadline passed: every step still running is stopped and recorded failed.
-    fn deadline_passed(&mut self, attempts: &mut Attempts) -> Result<(), String> {
+    async fn deadline_passed(&mut self, attempts: &mut Attempts) -> Result<(), String> {
         self.reporter.message("the run deadline passed: stopping");
-        attempts.running.abort_all();
+        for told in stop_attempts(attempts).await {
+            self.record_told(told)?;
+        }
         for (index, state) in self.states.iter_mut().enumerate() {
             if matches!(state, StepState::Interrupted { .. }) {
                 *state = StepState::Failed { error: "the run deadline passed".into() };
@@ -345,16 +350,40 @@ impl Dispatcher<'_> {
         self.sync_journal()
     }
 
-    /// Ctrl-C: a question waiting is withdrawn and every running step stopped. Dropping
-    /// the tasks kills their child processes (kill_on_drop); the steps stay "started, not
-    /// finished" in the journal, for resume.
-    async fn stop_all(&mut self, attempts: &mut Attempts) {
+    /// Ctrl-C, SIGTERM or SIGHUP: a question waiting is withdrawn and every running step
+    /// stopped. Dropping the tasks kills their child processes (kill_on_drop); the steps
+    /// stay "started, not finished" in the journal, for resume. A step in a section that
+    /// must put things back first is told instead, and what it returns is journaled.
+    async fn stop_all(&mut self, attempts: &mut Attempts) -> Result<(), String> {
         if !self.asking.is_empty() {
             self.asking.clear();
             self.reporter.answered(true);
         }
-        attempts.running.abort_all();
-        while attempts.running.join_next().await.is_some() {}
+        for told in stop_attempts(attempts).await {
+            self.record_told(told)?;
+        }
+        Ok(())
+    }
+
+    /// Journals what an attempt told to stop returned: its success (it finished before it
+    /// heard), or its failure, which says what it put back. Never retried: the run stops.
+    fn record_told(&mut self, (index, attempt, result, elapsed): AttemptResult) -> Result<(), String> {
+        let seconds = elapsed.as_secs_f64();
+        match result {
+            Ok(outputs) => self.succeeded(index, attempt, outputs, seconds),
+            Err(error) => {
+                let message = self.redactor.redact(&error.to_string());
+                self.states[index] = StepState::Failed { error: message.clone() };
+                self.record_unsynced(Event::StepFailed {
+                    step: self.plan.steps[index].id.clone(),
+                    attempt,
+                    error: message,
+                    will_retry: false,
+                    seconds,
+                })
+                .map(|_| ())
+            }
+        }
     }
 
     /// How the run ended; a failed run is compensated (undo) first.
@@ -734,23 +763,13 @@ impl Dispatcher<'_> {
             self.record(Event::UndoStarted { step: step.id.clone() })?;
             let with = self.context.render_with(step).map(|(with, _)| with);
             let context = self.step_context(index);
-            let mut interrupts = self.console.interrupt_watch();
+            let interrupts = self.console.interrupt_watch();
             let result = match with {
-                // Ctrl-C stops the compensation as it stops a step: dropping it kills its
-                // programs (a shell between two commands would otherwise outlive the
-                // signal and keep the operator waiting for the whole undo).
-                Ok(with) => tokio::select! {
-                    finished = tokio::time::timeout(
-                        step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
-                        crate::kinds::undo(step.kind, with, &outputs, &context),
-                    ) => match finished {
-                        Ok(result) => result.map_err(|error| error.to_string()),
-                        Err(_) => Err("undo timed out".to_owned()),
-                    },
-                    _ = interrupts.wait_for(|count| *count > 0) => Err(
-                        "interrupted by the operator; check the system and compensate by hand if needed".to_owned()
-                    ),
-                },
+                Ok(with) => {
+                    let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+                    compensate(timeout, interrupts, crate::kinds::undo(step.kind, with, &outputs, &context))
+                        .await
+                }
                 Err(error) => Err(error.0),
             };
             let error = result.err().map(|error| self.redactor.redact(&error));
@@ -778,6 +797,83 @@ enum Outcome {
     Continue,
     Abort,
     Blocked,
+}
+
+/// Stops every running attempt: one in a shielded section (see [`crate::kinds::stop`])
+/// is told and waited for, and what it returned is given back to be journaled; the
+/// others are dropped, which kills their programs.
+async fn stop_attempts(attempts: &mut Attempts) -> Vec<AttemptResult> {
+    let mut told = BTreeSet::new();
+    for (handle, stop) in attempts.stops.drain(..) {
+        if stop.request() {
+            told.insert(handle.id());
+        } else {
+            handle.abort();
+        }
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = attempts.running.join_next_with_id().await {
+        if let Ok((id, result)) = joined
+            && told.contains(&id)
+        {
+            results.push(result);
+        }
+    }
+    results
+}
+
+/// One attempt within its `timeout:`. At the timeout, an attempt in a shielded section
+/// is told to stop and waited for (it puts back what it changed); any other is dropped.
+async fn within_timeout(
+    timeout: Duration,
+    stop: Stop,
+    attempt: impl Future<Output = Result<Outputs, StepError>>,
+) -> Result<Outputs, StepError> {
+    let timed_out = || {
+        format!(
+            "timed out after {}; raise `timeout:` if this step legitimately takes longer",
+            crate::lang::duration::format_duration(timeout)
+        )
+    };
+    let attempt = stop.scope(attempt);
+    tokio::pin!(attempt);
+    tokio::select! {
+        result = &mut attempt => result,
+        () = tokio::time::sleep(timeout) => {
+            if !stop.request() {
+                return Err(StepError::Failed(timed_out()));
+            }
+            attempt.await.map_err(|error| StepError::Failed(format!("{}; {error}", timed_out())))
+        }
+    }
+}
+
+/// One compensation within `timeout`. Ctrl-C stops it as it stops a step: dropping it
+/// kills its programs (a shell between two commands would otherwise outlive the signal
+/// and keep the operator waiting for the whole undo), except in a shielded section,
+/// which is told and waited for (a swap back puts the connections back first).
+async fn compensate(
+    timeout: Duration,
+    mut interrupts: tokio::sync::watch::Receiver<u32>,
+    undo: impl Future<Output = Result<(), StepError>>,
+) -> Result<(), String> {
+    let stop = Stop::default();
+    let undo = stop.scope(tokio::time::timeout(timeout, undo));
+    tokio::pin!(undo);
+    let finished = |finished: Result<Result<(), StepError>, tokio::time::error::Elapsed>| match finished {
+        Ok(result) => result.map_err(|error| error.to_string()),
+        Err(_) => Err("undo timed out".to_owned()),
+    };
+    let interrupted = "interrupted by the operator; check the system and compensate by hand if needed";
+    tokio::select! {
+        result = &mut undo => finished(result),
+        _ = interrupts.wait_for(|count| *count > 0) => {
+            if !stop.request() {
+                return Err(interrupted.to_owned());
+            }
+            finished(undo.await).map_err(|error| format!("{interrupted}: {error}"))
+        }
+    }
 }
 
 /// Returns once the lease is lost; never without a lease (or when its sender is gone).

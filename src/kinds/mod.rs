@@ -10,6 +10,7 @@ mod parameter_schemas;
 mod runtime;
 mod s3_object;
 mod shared;
+pub mod stop;
 
 pub use crate::lang::kind::{
     Catalog, CheckedText, KindInfo, OutputInfo, Params, RequiredValue, Role, StepKind, Verifies, display,
@@ -20,7 +21,7 @@ pub use declared_outputs::StepOutputs;
 use declared_outputs::step_outputs;
 pub use runtime::{
     ApprovalMode, Asker, BoxFuture, Kind, MemoryStore, Outputs, Preflight, PreflightContext, Question,
-    StepContext, StepError, Verdict, execute, parameters, preflight, undo,
+    RepairFn, StepContext, StepError, Verdict, can_repair, execute, parameters, preflight, repair, undo,
 };
 pub use s3_object::{ChecksumSource, ObjectSource};
 pub use shared::{Compression, Encryption, EncryptionFormat};
@@ -61,6 +62,10 @@ kinds! {
     exec,
     sleep,
 }
+
+/// The kinds whose steps can leave a live system half-changed when their process dies,
+/// with what puts it back (`status` and `resume` call it first).
+pub const REPAIRS: &[(&KindInfo, RepairFn)] = &[(&pg_swap::INFO, pg_swap::REPAIR)];
 
 /// The kind written as `name`.
 #[must_use]

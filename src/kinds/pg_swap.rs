@@ -98,6 +98,11 @@ pub const KIND: super::Kind = super::Kind {
     }),
 };
 
+/// `pg.swap` after its process died: see [`repair`].
+pub const REPAIR: super::RepairFn = |with, context| {
+    Box::pin(async move { repair(super::parameters(with).map_err(|error| error.to_string())?, context).await })
+};
+
 /// The dry-run sentence.
 #[must_use]
 pub fn describe(with: &Params<'_>) -> String {
@@ -147,20 +152,69 @@ impl Names<'_> {
     }
 }
 
+/// What the step keeps in its memory while it refuses connections, written before the
+/// first `ALLOW_CONNECTIONS false` and emptied once they are allowed again: after a
+/// `kill -9` in between, `status` and `resume` find here which databases this run left
+/// refusing every client, and allow them again ([`repair`]).
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+struct Refused {
+    /// The databases refused; empty once allowed again.
+    databases: Vec<String>,
+    /// `the swap` or `the swap back`.
+    during: String,
+    /// The live name, the incoming database and the name the live one moves to.
+    names: [String; 3],
+    /// Since when (RFC 3339).
+    since: String,
+}
+
+fn memory_name(context: &super::StepContext) -> String {
+    format!("{}.pg-swap-connections.json", context.step_id)
+}
+
+fn remember(context: &super::StepContext, refused: &Refused) -> Result<(), String> {
+    let text = serde_json::to_vec(refused).unwrap_or_default();
+    context.remember(&memory_name(context), &text)
+}
+
+/// The name of the swap's sessions: the step and the run, so that the sessions a
+/// stopped swap left waiting are found and ended, and nobody else's.
+fn session_name(context: &super::StepContext) -> String {
+    format!("dr-plan {} {}", context.step_id, context.run_id)
+}
+
+/// What the step is doing when it swaps: the swap, or the swap back of its undo.
+#[derive(Clone, Copy)]
+enum During {
+    Swap,
+    SwapBack,
+}
+
+impl During {
+    fn words(self) -> &'static str {
+        match self {
+            During::Swap => "the swap",
+            During::SwapBack => "the swap back",
+        }
+    }
+}
+
 /// Swaps `replacement` in for `database`; see the kind's notes.
 ///
 /// # Errors
 /// A missing database, a name already taken, sessions that do not end before the
-/// deadline, a refused statement; each says where both databases are.
+/// deadline, a refused statement, a stop (Ctrl-C); each says where both databases are.
 pub async fn run(parameters: Parameters, context: &super::StepContext) -> Result<PgSwapOutputs, super::StepError> {
     use crate::clients::postgres::{BEFORE_MARK, Connection, MAINTENANCE_DATABASE, Runner, copy_name};
     let failed = super::StepError::Failed;
     let outgoing = copy_name(&parameters.database, BEFORE_MARK, &context.run_id).map_err(failed)?;
     let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
-    let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
+    let runner =
+        Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir).named(&session_name(context));
     runner.check_reachable(MAINTENANCE_DATABASE).await.map_err(failed)?;
     let names = Names { live: &parameters.database, incoming: &parameters.replacement, outgoing: &outgoing };
-    let unavailable = exchange(&runner, &names, parameters.deadline.get(), &context.progress).await.map_err(failed)?;
+    let unavailable =
+        exchange(&runner, &names, parameters.deadline.get(), context, During::Swap).await.map_err(failed)?;
     let live = &parameters.database;
     let replacement = &parameters.replacement;
     context.progress.note(format!(
@@ -204,10 +258,12 @@ pub async fn undo(
         )));
     };
     let connection = Connection::parse(parameters.connection.as_deref()).map_err(failed)?;
-    let runner = Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir);
+    let runner =
+        Runner::new(&connection, &context.redactor, &context.step_id, &context.run_dir).named(&session_name(context));
     runner.check_reachable(MAINTENANCE_DATABASE).await.map_err(failed)?;
     let names = Names { live, incoming: previous, outgoing: &parameters.replacement };
-    let unavailable = exchange(&runner, &names, parameters.deadline.get(), &context.progress).await.map_err(failed)?;
+    let unavailable =
+        exchange(&runner, &names, parameters.deadline.get(), context, During::SwapBack).await.map_err(failed)?;
     context.progress.note(format!(
         "swapped back: `{live}` is the former `{previous}` again, `{}` the database swapped in; unavailable for \
          {:.3}s",
@@ -217,17 +273,128 @@ pub async fn undo(
     Ok(())
 }
 
+/// After this run's process died during a swap (`kill -9`, a crash): allows connections
+/// again to the databases it left refusing every client, and says where each database
+/// is. `Ok(None)` when it left none.
+///
+/// # Errors
+/// The server cannot be reached, or connections could not be allowed again.
+pub async fn repair(parameters: Parameters, context: &super::StepContext) -> Result<Option<String>, String> {
+    use crate::clients::postgres::{Connection, MAINTENANCE_DATABASE, Runner};
+    let remembered = context.recall(&memory_name(context))?;
+    let Some(refused) = remembered.and_then(|bytes| serde_json::from_slice::<Refused>(&bytes).ok()) else {
+        return Ok(None);
+    };
+    if refused.databases.is_empty() {
+        return Ok(None);
+    }
+    let connection = Connection::parse(parameters.connection.as_deref())?;
+    let runner = Runner::without_log(&connection, &context.redactor).named(&session_name(context));
+    runner.check_reachable(MAINTENANCE_DATABASE).await?;
+    let [live, incoming, outgoing] = &refused.names;
+    let names = Names { live, incoming, outgoing };
+    let found = |refused_list: &[String]| {
+        let listed = refused_list.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(" and ");
+        format!(
+            "step `{}` of run {} was stopped during {}, its process gone, with connections to {listed} refused since \
+             {}",
+            context.step_id, context.run_id, refused.during, refused.since
+        )
+    };
+    let found_all = found(&refused.databases);
+    let where_ = match put_back(&runner, &names, context).await {
+        // Nothing refused (it died before the refusal committed, or someone allowed them).
+        PutBack::Unchanged(Ok(allowed)) if allowed.is_empty() => return Ok(None),
+        PutBack::Unchanged(Ok(allowed)) => return Ok(Some(format!("{}: {}", found(&allowed), names.unchanged(Ok(()))))),
+        PutBack::Swapped => format!(
+            "the renames were done: `{live}` is the former `{incoming}`, `{outgoing}` the former `{live}`; \
+             connections are allowed"
+        ),
+        PutBack::Unclear { sentence, allowed: true } => sentence,
+        PutBack::Unchanged(Err(sentence)) | PutBack::Unclear { sentence, allowed: false } => {
+            return Err(format!("{found_all}: {sentence}"));
+        }
+    };
+    Ok(Some(format!("{found_all}: {where_}")))
+}
+
+/// Where a stopped swap left the databases, once connections are allowed again.
+enum PutBack {
+    /// Nothing was renamed; connections to both were allowed again, or the error why not
+    /// (the whole sentence, with the statements to run by hand). The databases listed
+    /// were refusing connections until now.
+    Unchanged(Result<Vec<String>, String>),
+    /// The renames were committed (the stop came just after the commit): the swap is
+    /// done, and its commit allowed connections again.
+    Swapped,
+    /// Neither (a database is missing); the sentence says which exist, and whether
+    /// connections to them were allowed again.
+    Unclear { sentence: String, allowed: bool },
+}
+
+/// Puts back what a swap stopped or failed before its commit changed: ends the step's
+/// own sessions left waiting (a killed psql's statement still waits for its lock on the
+/// server), looks where the databases are, and allows connections to them again. The
+/// step's memory is emptied once nothing is refused any more.
+async fn put_back(runner: &crate::clients::postgres::Runner<'_>, names: &Names<'_>, context: &super::StepContext) -> PutBack {
+    let Names { live, incoming, outgoing } = *names;
+    let ended = runner.end_own_sessions(Duration::from_secs(5)).await;
+    let existing = match ended {
+        Ok(_) => runner.existing_databases(&[live, incoming, outgoing]).await,
+        Err(error) => Err(error),
+    };
+    let existing = match existing {
+        Ok(existing) => existing,
+        Err(error) => {
+            let reenabled = allow_connections(runner, &[live, incoming]).await.and(Err::<Vec<String>, _>(error));
+            return PutBack::Unchanged(reenabled.map_err(|error| names.unchanged(Err(error))));
+        }
+    };
+    let exists = |name: &str| existing.iter().any(|found| found == name);
+    let put_back = match (exists(live), exists(incoming), exists(outgoing)) {
+        (true, true, false) => match allow_connections(runner, &[live, incoming]).await {
+            Ok(allowed) => PutBack::Unchanged(Ok(allowed)),
+            Err(error) => PutBack::Unchanged(Err(names.unchanged(Err(error)))),
+        },
+        (true, false, true) => PutBack::Swapped,
+        _ => {
+            let present: Vec<&str> = [live, incoming, outgoing].into_iter().filter(|name| exists(name)).collect();
+            let reenabled = allow_connections(runner, &present).await;
+            let listed = present.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ");
+            let found = format!("of `{live}`, `{incoming}` and `{outgoing}`, only {listed} exist");
+            match reenabled {
+                Ok(_) => PutBack::Unclear {
+                    sentence: format!("{found}; connections to them are allowed"),
+                    allowed: true,
+                },
+                Err(error) => PutBack::Unclear {
+                    sentence: format!(
+                        "{found}; connections could NOT be allowed again ({error}): run `ALTER DATABASE … \
+                         ALLOW_CONNECTIONS true` for each"
+                    ),
+                    allowed: false,
+                },
+            }
+        }
+    };
+    if matches!(put_back, PutBack::Unchanged(Ok(_)) | PutBack::Swapped | PutBack::Unclear { allowed: true, .. }) {
+        let _ = remember(context, &Refused::default());
+    }
+    put_back
+}
+
 /// Renames `live` to `outgoing` and `incoming` to `live`, with connections to both
 /// refused and their sessions ended for that moment only. Returns how long they were
-/// unavailable. On failure nothing is renamed and connections are allowed again; the
-/// error says so.
+/// unavailable. On failure, and when the run is stopped meanwhile (Ctrl-C, SIGTERM,
+/// SIGHUP, a deadline), nothing is renamed and connections are allowed again; the error
+/// says so.
 async fn exchange(
     runner: &crate::clients::postgres::Runner<'_>,
     names: &Names<'_>,
     deadline: Duration,
-    progress: &super::ProgressSink,
+    context: &super::StepContext,
+    during: During,
 ) -> Result<Duration, String> {
-    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
     let Names { live, incoming, outgoing } = *names;
     if live == incoming {
         return Err(format!("`database` and `replacement` are both `{live}`: there is nothing to swap"));
@@ -264,30 +431,67 @@ async fn exchange(
         }
         (true, true, false) => {}
     }
+    // From the first refused connection to the last allowed one, a stop is not a drop:
+    // the dispatcher tells this section and waits for it to put things back.
+    let shield = super::stop::shield();
+    if shield.requested() {
+        return Err(format!("the run is stopping; {nothing_changed}"));
+    }
+    let refused = Refused {
+        databases: vec![live.to_owned(), incoming.to_owned()],
+        during: during.words().to_owned(),
+        names: [live.to_owned(), incoming.to_owned(), outgoing.to_owned()],
+        since: crate::sys::clock::now(),
+    };
+    remember(context, &refused)
+        .map_err(|error| format!("cannot record the swap before refusing connections: {error}; {nothing_changed}"))?;
+    let started = tokio::time::Instant::now();
+    let phases = swap_phases(runner, names, started + deadline, deadline, &context.progress);
+    let outcome = tokio::select! {
+        outcome = phases => Some(outcome),
+        () = shield.stopped() => None,
+    };
+    let cause = match outcome {
+        Some(Ok(())) => {
+            let _ = remember(context, &Refused::default());
+            return Ok(started.elapsed());
+        }
+        Some(Err(cause)) => cause,
+        None => format!("stopped during {} (the run is stopping)", during.words()),
+    };
+    match put_back(runner, names, context).await {
+        PutBack::Unchanged(Ok(_)) => Err(format!("{cause}; {}", names.unchanged(Ok(())))),
+        PutBack::Unchanged(Err(sentence)) | PutBack::Unclear { sentence, .. } => Err(format!("{cause}; {sentence}")),
+        // The commit went through just as psql was stopped: the swap is done.
+        PutBack::Swapped => Ok(started.elapsed()),
+    }
+}
+
+/// Refuses connections to both databases, ends their sessions, then renames them in
+/// one transaction that allows connections again. An error is its cause only: the
+/// caller puts things back.
+async fn swap_phases(
+    runner: &crate::clients::postgres::Runner<'_>,
+    names: &Names<'_>,
+    stop_at: tokio::time::Instant,
+    deadline: Duration,
+    progress: &super::ProgressSink,
+) -> Result<(), String> {
+    use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
+    let Names { live, incoming, outgoing } = *names;
     let variables = [("live", live), ("incoming", incoming), ("outgoing", outgoing)];
     let options =
         |single_transaction| PsqlOptions { variables: &variables, single_transaction, ..PsqlOptions::default() };
-    let started = tokio::time::Instant::now();
-    let stop_at = started + deadline;
     progress.note(format!("refusing new connections to `{live}` and `{incoming}`"));
-    let blocked = runner
+    runner
         .psql(
             MAINTENANCE_DATABASE,
             "alter database :\"live\" allow_connections false;\nalter database :\"incoming\" allow_connections false;",
             options(true),
         )
-        .await;
-    if let Err(error) = blocked {
-        let reenabled = allow_connections(runner, &[live, incoming]).await;
-        return Err(format!(
-            "cannot refuse new connections to `{live}` and `{incoming}`: {error}; {}",
-            names.unchanged(reenabled)
-        ));
-    }
-    if let Err(error) = end_sessions(runner, names, stop_at, deadline).await {
-        let reenabled = allow_connections(runner, &[live, incoming]).await;
-        return Err(format!("{error}; {}", names.unchanged(reenabled)));
-    }
+        .await
+        .map_err(|error| format!("cannot refuse new connections to `{live}` and `{incoming}`: {error}"))?;
+    end_sessions(runner, names, stop_at, deadline).await?;
     let remaining =
         stop_at.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(100));
     let renames = format!(
@@ -298,14 +502,10 @@ async fn exchange(
          alter database :\"outgoing\" allow_connections true;",
         remaining.as_millis()
     );
-    if let Err(error) = runner.psql(MAINTENANCE_DATABASE, &renames, options(true)).await {
-        let reenabled = allow_connections(runner, &[live, incoming]).await;
-        return Err(format!(
-            "renaming failed and was rolled back (the renames are one transaction): {error}; {}",
-            names.unchanged(reenabled)
-        ));
-    }
-    Ok(started.elapsed())
+    runner.psql(MAINTENANCE_DATABASE, &renames, options(true)).await.map_err(|error| {
+        format!("renaming failed and was rolled back (the renames are one transaction): {error}")
+    })?;
+    Ok(())
 }
 
 /// Terminates the sessions on both databases and waits until they are gone.
@@ -333,26 +533,55 @@ async fn end_sessions(
     })
 }
 
-/// Allows connections to `databases` again, each on its own so one failure does not
-/// keep the other closed.
+/// Allows connections to `databases` again where they are refused, each on its own so
+/// one failure does not keep the other closed. A database that already allows them is
+/// left alone: a session holding its catalog row (an `ALTER DATABASE` not yet
+/// committed) must not hold up the clean-up of a swap stopped while waiting for it. A
+/// statement waits at most [`ALLOW_LOCK_TIMEOUT`] for a lock, then the error says what
+/// to run by hand.
 async fn allow_connections(
     runner: &crate::clients::postgres::Runner<'_>,
     databases: &[&str],
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
+    let list = serde_json::to_string(databases).unwrap_or_default();
+    let variables = [("names", list.as_str())];
+    let refused = runner
+        .psql(
+            MAINTENANCE_DATABASE,
+            "select datname from pg_database \
+             where datname in (select json_array_elements_text(:'names'::json)) and not datallowconn",
+            PsqlOptions { variables: &variables, ..PsqlOptions::default() },
+        )
+        .await
+        .map(|rows| rows.0.into_iter().filter_map(|row| row.into_iter().next()).filter(|name| !name.is_empty()));
+    // Not listed: try them all; a database that allows connections takes no harm.
+    let refused: Vec<String> = match refused {
+        Ok(refused) => refused.collect(),
+        Err(_) => databases.iter().map(|name| (*name).to_owned()).collect(),
+    };
     let mut errors = Vec::new();
-    for database in databases {
-        let variables = [("database", *database)];
+    let mut allowed = Vec::new();
+    for database in refused {
+        let variables = [("database", database.as_str())];
         if let Err(error) = runner
             .psql(
                 MAINTENANCE_DATABASE,
-                "alter database :\"database\" allow_connections true",
+                &format!(
+                    "set lock_timeout = '{}ms';\nalter database :\"database\" allow_connections true",
+                    ALLOW_LOCK_TIMEOUT.as_millis()
+                ),
                 PsqlOptions { variables: &variables, ..PsqlOptions::default() },
             )
             .await
         {
             errors.push(format!("`{database}`: {error}"));
+        } else {
+            allowed.push(database);
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    if errors.is_empty() { Ok(allowed) } else { Err(errors.join("; ")) }
 }
+
+/// How long allowing connections again waits for a lock on a database's catalog row.
+const ALLOW_LOCK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -284,3 +284,26 @@ pub async fn undo(
         }
     }
 }
+
+/// Puts back what an attempt left half-done on a live system when its process died
+/// before it could (`kill -9`, a crash): `pg.swap`'s refused connections. Given the
+/// step's rendered parameters and a context whose memory is the run's; returns what it
+/// found and did, `None` when the step left nothing.
+pub type RepairFn = for<'a> fn(Json, &'a StepContext) -> BoxFuture<'a, Result<Option<String>, String>>;
+
+/// Whether steps of `kind` may leave something for [`repair`] to put back.
+#[must_use]
+pub fn can_repair(kind: StepKind) -> bool {
+    super::REPAIRS.iter().any(|(info, _)| info.name == kind.name())
+}
+
+/// Puts back what a step of `kind` whose process died left half-done; see [`RepairFn`].
+///
+/// # Errors
+/// It could not be checked or put back; the message says what to do by hand.
+pub async fn repair(kind: StepKind, with: Json, context: &StepContext) -> Result<Option<String>, String> {
+    match super::REPAIRS.iter().find(|(info, _)| info.name == kind.name()) {
+        Some((_, repair)) => repair(with, context).await,
+        None => Ok(None),
+    }
+}

@@ -27,6 +27,7 @@ mod pg_from_s3;
 mod pg_from_server;
 mod pg_pitr;
 mod pg_steps;
+mod pg_swap_signals;
 mod plan_language_doc;
 mod redis_steps;
 mod route53_steps;
