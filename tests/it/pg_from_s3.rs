@@ -176,7 +176,7 @@ steps:
         self.postgres.psql(
             "postgres",
             &format!(
-                "select count(*) from pg_stat_activity where application_name like 'dr-plan {step} %' and {condition}"
+                "select count(*) from pg_stat_activity where (application_name = 'dr-plan {step}' or application_name like 'dr-plan {step} %') and {condition}"
             ),
         ) != "0"
     }
