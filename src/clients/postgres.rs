@@ -996,13 +996,28 @@ pub(crate) fn is_copy_name(name: &str) -> bool {
 impl Runner<'_> {
     /// The databases among `names` that exist on the server.
     pub(crate) async fn existing_databases(&self, names: &[&str]) -> Result<Vec<String>, String> {
+        self.databases_among(names, "true").await
+    }
+
+    /// The databases among `names` that exist and refuse new connections
+    /// (`datallowconn = false`).
+    pub(crate) async fn databases_refusing_connections(&self, names: &[&str]) -> Result<Vec<String>, String> {
+        self.databases_among(names, "not datallowconn").await
+    }
+
+    /// The databases among `names` for which `condition` (a fixed SQL expression over
+    /// `pg_database`, never user text) holds, by name.
+    async fn databases_among(&self, names: &[&str], condition: &'static str) -> Result<Vec<String>, String> {
         let list = serde_json::to_string(names).unwrap_or_default();
         let variables = [("names", list.as_str())];
         let rows = self
             .psql(
                 MAINTENANCE_DATABASE,
-                "select datname from pg_database \
-                 where datname in (select json_array_elements_text(:'names'::json)) order by datname",
+                &format!(
+                    "select datname from pg_database \
+                     where datname in (select json_array_elements_text(:'names'::json)) and {condition} \
+                     order by datname"
+                ),
                 PsqlOptions { variables: &variables, ..PsqlOptions::default() },
             )
             .await

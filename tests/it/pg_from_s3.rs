@@ -151,14 +151,7 @@ steps:
 
     /// Starts `dr-plan ARGUMENTS` in the background, its output in `NAME.stdout|stderr`.
     fn spawn(&self, arguments: &[&str], name: &str) -> Child {
-        let stdout = std::fs::File::create(self.sandbox.path(&format!("{name}.stdout"))).unwrap();
-        let stderr = std::fs::File::create(self.sandbox.path(&format!("{name}.stderr"))).unwrap();
-        self.command(arguments)
-            .stdout(stdout)
-            .stderr(stderr)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("dr-plan starts")
+        self.sandbox.spawn_command(self.command(arguments), name)
     }
 
     /// The outputs of step `step` in the journal of the only run.

@@ -105,14 +105,7 @@ impl World {
     }
 
     fn spawn(&self, arguments: &[&str], name: &str) -> Child {
-        let stdout = std::fs::File::create(self.sandbox.path(&format!("{name}.stdout"))).unwrap();
-        let stderr = std::fs::File::create(self.sandbox.path(&format!("{name}.stderr"))).unwrap();
-        self.command(arguments)
-            .stdout(stdout)
-            .stderr(stderr)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("dr-plan starts")
+        self.sandbox.spawn_command(self.command(arguments), name)
     }
 
     /// A psql session on `database` named `holder`, fed `sql` and kept open.

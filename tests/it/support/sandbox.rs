@@ -136,9 +136,16 @@ impl Sandbox {
     /// `NAME.stdout` and `NAME.stderr` of the sandbox.
     #[must_use]
     pub fn spawn(&self, arguments: &[&str], name: &str) -> Child {
+        self.spawn_command(self.command(arguments), name)
+    }
+
+    /// Starts `command` (a [`Sandbox::command`] with more environment) in the
+    /// background, its output kept in the files `NAME.stdout` and `NAME.stderr`.
+    #[must_use]
+    pub fn spawn_command(&self, mut command: Command, name: &str) -> Child {
         let stdout = std::fs::File::create(self.path(&format!("{name}.stdout"))).expect("stdout file");
         let stderr = std::fs::File::create(self.path(&format!("{name}.stderr"))).expect("stderr file");
-        self.command(arguments).stdout(stdout).stderr(stderr).spawn().expect("dr-plan starts")
+        command.stdout(stdout).stderr(stderr).stdin(Stdio::null()).spawn().expect("dr-plan starts")
     }
 
     /// The ids of the runs under the state directory, sorted.
