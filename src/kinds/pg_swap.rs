@@ -70,6 +70,11 @@ pub const INFO: KindInfo = KindInfo {
             connections are allowed again, and the error says so with both names: \"`app` is still the live \
             database (unchanged), `app__restore_ab12` is still the replacement\". If the drop of the previous \
             database fails, the swap is done and the error names where each database is.\n\n\
+            Interrupted (Ctrl-C, SIGTERM, SIGHUP, the step's `timeout`, the run's deadline), the swap is not \
+            dropped halfway: it ends its own waiting sessions, allows connections to both databases again \
+            and says where each is; a plain `dr-plan resume` runs it again. After `kill -9`, where no clean-up \
+            can run, `dr-plan status RUN` and `dr-plan resume` allow the connections the dead run left \
+            refused before anything else (`repaired: …`). The same holds for the swap back of `undo`.\n\n\
             `undo: true` swaps back on abort: the kept `<database>__before_<run>` takes the name `database` again \
             and the database swapped in gets back the name it had (`replacement`). With `keep_previous: false` \
             there is nothing to swap back and the undo fails saying so. Drop the kept copy later with \
@@ -544,20 +549,10 @@ async fn allow_connections(
     databases: &[&str],
 ) -> Result<Vec<String>, String> {
     use crate::clients::postgres::{MAINTENANCE_DATABASE, PsqlOptions};
-    let list = serde_json::to_string(databases).unwrap_or_default();
-    let variables = [("names", list.as_str())];
-    let refused = runner
-        .psql(
-            MAINTENANCE_DATABASE,
-            "select datname from pg_database \
-             where datname in (select json_array_elements_text(:'names'::json)) and not datallowconn",
-            PsqlOptions { variables: &variables, ..PsqlOptions::default() },
-        )
-        .await
-        .map(|rows| rows.0.into_iter().filter_map(|row| row.into_iter().next()).filter(|name| !name.is_empty()));
+    let refused = runner.databases_refusing_connections(databases).await;
     // Not listed: try them all; a database that allows connections takes no harm.
     let refused: Vec<String> = match refused {
-        Ok(refused) => refused.collect(),
+        Ok(refused) => refused,
         Err(_) => databases.iter().map(|name| (*name).to_owned()).collect(),
     };
     let mut errors = Vec::new();
