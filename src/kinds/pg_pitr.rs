@@ -1,7 +1,8 @@
 //! `pg.pitr`: recover a PostgreSQL cluster from a pgBackRest backup and its WAL archive
 //! to a point in time, into a new data directory started as a side server that only this
-//! run uses (127.0.0.1, its own port and socket directory, archiving off), verified at the
-//! target before it is promoted.
+//! run uses (no TCP: only its own private socket directory and port, archiving off), verified
+//! at the target before it is promoted. It never listens on the network: with trust
+//! authentication, any local user reaching a loopback port would read a copy of production.
 //!
 //! The order protects production: the repository is read (`pgbackrest info`) and the
 //! target judged reachable before anything is restored; the side server is started with
@@ -27,11 +28,11 @@ use crate::lang::duration::HumanDuration;
 #[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
-    /// A pgBackRest repository (`stanza`, `config`, `repo`, `set`).
+    /// A pgBackRest repository (`stanza`, `config`, `repo`, `set`). The other source of
+    /// the design, `archive` (a `pg_basebackup -Ft` base backup and WAL segments in S3), is
+    /// not in this build: validation refuses it, where a run would only have failed later.
     #[default]
     Pgbackrest,
-    /// A `pg_basebackup -Ft` base backup and WAL segments in S3 (not in this build yet).
-    Archive,
 }
 
 /// Where recovery stops: exactly one of these.
@@ -72,11 +73,11 @@ pub struct TargetPoint {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Parameters {
-    /// `pgbackrest` (the default) or `archive`.
+    /// `pgbackrest` (the default; the only source in this build).
     #[serde(default)]
     pub from: Source,
     /// The pgBackRest stanza.
-    pub stanza: Option<String>,
+    pub stanza: String,
     /// The pgBackRest configuration file (`--config`).
     pub config: Option<String>,
     /// The pgBackRest repository number (`--repo`).
@@ -124,9 +125,9 @@ step_outputs! {
         pub timeline: u32,
         /// the label of the base backup used
         pub backup: String,
-        /// a libpq URL of the side server
+        /// a libpq URL of the side server, through its private socket directory
         pub connection: String,
-        /// the side server's port on 127.0.0.1
+        /// the side server's port (the number of its socket in that directory)
         pub port: u16,
         /// the side server's data directory
         pub data_dir: String,
@@ -150,7 +151,7 @@ pub const INFO: KindInfo = KindInfo {
     preflight: "`pgbackrest info`: a backup that ends before the target, the newest archived commit after a time \
                 target",
     notes: "Restores into a *new* data directory with `pgbackrest restore --pg1-path=NEW --type=... \
-            --target-action=pause`, starts it on 127.0.0.1 with its own port and socket directory and \
+            --target-action=pause`, starts it with its own port and private socket directory (no TCP: nobody else can reach it) and \
             `archive_mode=off` (so it never pushes a new timeline into the production archive), \
             `max_connections` and the other settings recovery needs raised to the source's \
             (`pg_controldata`), waits until replay pauses at the target (`pg_get_wal_replay_pause_state()`), \
@@ -170,8 +171,26 @@ pub const INFO: KindInfo = KindInfo {
     parameters_schema: super::schema_of::<Parameters>,
     outputs_schema: super::schema_of::<PgPitrOutputs>,
     describe,
+    checked_text: &[
+        super::CheckedText { path: "target.time", check: checked_time },
+        super::CheckedText { path: "incident_at", check: checked_time },
+    ],
     ..KindInfo::COMMON
 };
+
+/// Validation's check of a time written in the plan (a template is checked once rendered,
+/// by the step): the offset is required.
+fn checked_time(text: &str) -> Result<(), (String, String)> {
+    match chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        Ok(_) => Ok(()),
+        Err(_) => Err((
+            format!("`{text}` is not an RFC 3339 time with an offset"),
+            "write it with its offset, like `2026-12-07T10:29:00Z` or `2026-12-07T10:29:00+01:00`: without one it \
+             would be read in the server's time zone"
+                .to_owned(),
+        )),
+    }
+}
 
 /// `pg.pitr` in the kind table.
 pub const KIND: super::Kind = super::Kind {
@@ -192,7 +211,7 @@ pub fn describe(with: &Params<'_>) -> String {
         None => "?".to_owned(),
     };
     format!(
-        "recover stanza {} from pgBackRest to {target} into a new side server on 127.0.0.1 (archiving off), \
+        "recover stanza {} from pgBackRest to {target} into a new side server on a private socket (archiving off), \
          verify it reached the target, promote it{}",
         with.text("stanza"),
         if with.flag("keep", false) { "; keep it running after the run" } else { "" }
@@ -344,10 +363,7 @@ struct Tools {
 
 impl Tools {
     fn new(parameters: &Parameters) -> Result<Tools, String> {
-        if parameters.from == Source::Archive {
-            return Err("`from: archive` is not in this build yet; use `from: pgbackrest`".to_owned());
-        }
-        let stanza = parameters.stanza.clone().ok_or("`from: pgbackrest` needs `stanza`")?;
+        let stanza = parameters.stanza.clone();
         let root = is_root();
         let run_as = match (&parameters.run_as, root) {
             (None, true) => {
@@ -711,7 +727,7 @@ pub async fn run(parameters: Parameters, context: &StepContext) -> Result<PgPitr
     let restore_seconds = restore_started.elapsed().as_secs_f64();
     let recovery_started = Instant::now();
     let started = side.start(&parameters, &tools).await.map_err(failed)?;
-    context.progress.note(format!("side server started on 127.0.0.1:{}; replaying WAL", side.port));
+    context.progress.note(format!("side server started on {} (port {}); replaying WAL", side.socket_dir.display(), side.port));
     let reached = side.wait_for_target(&target, &started, stop_at, context).await.map_err(StepError::Final)?;
     let recovery_seconds = recovery_started.elapsed().as_secs_f64();
     if let (Checked::Time(time), Some(replayed)) = (&target, reached.replayed_at) {
@@ -839,6 +855,9 @@ impl SideServer {
             Some(user) => Some(user_ids(user)?),
             None => None,
         };
+        // The socket directory is created, never taken over: an existing path of that name (a
+        // directory or link another user planted in the shared temporary directory) is refused.
+        std::fs::create_dir(&socket_dir).map_err(|error| format!("cannot create {}: {error}", socket_dir.display()))?;
         for directory in [&data_dir, &socket_dir] {
             std::fs::create_dir_all(directory)
                 .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
@@ -906,8 +925,20 @@ impl SideServer {
         }
     }
 
+    /// A libpq URL through the private socket directory (`host` as a query parameter,
+    /// percent-encoded, since a path cannot stand where a host name does).
     fn connection(&self) -> String {
-        format!("postgresql://{}@127.0.0.1:{}/postgres", self.user, self.port)
+        let host: String = self
+            .socket_dir
+            .display()
+            .to_string()
+            .bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(byte).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        format!("postgresql://{}@/postgres?host={host}&port={}", self.user, self.port)
     }
 
     /// The server's settings: the plan's, then what the side server must have.
@@ -941,9 +972,10 @@ impl SideServer {
                 settings.insert(setting.to_owned(), source.to_string());
             }
         }
-        // The hba file lets the side server's own socket (a private directory) and loopback in.
+        // Only the side server's own socket lets anyone in: its directory is 0700, owned by
+        // the server's user, so only that user and root reach it. No TCP (see the module doc).
         let hba = self.data_dir.join("dr-plan-pitr-hba.conf");
-        std::fs::write(&hba, "local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        std::fs::write(&hba, "local all all trust\n")
             .map_err(|error| format!("cannot write {}: {error}", hba.display()))?;
         if let Some(user) = &self.run_as {
             let (uid, gid) = user_ids(user)?;
@@ -958,7 +990,7 @@ impl SideServer {
             }
         }
         for (name, value) in [
-            ("listen_addresses", "127.0.0.1".to_owned()),
+            ("listen_addresses", String::new()),
             ("port", self.port.to_string()),
             ("unix_socket_directories", self.socket_dir.display().to_string()),
             ("archive_mode", "off".to_owned()),

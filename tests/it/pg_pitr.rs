@@ -236,6 +236,7 @@ fn after_kill_9_during_recovery_the_side_server_is_stopped_and_resume_recovers_a
             .any(|file| file.to_string_lossy().contains("postmaster.pid"))
     });
     assert!(started, "the side server never started");
+    another_local_user_cannot_reach_the_side_server(&state);
     child.kill().unwrap();
     let _ = child.wait();
     let stopped = crate::support::process::wait_until(Duration::from_secs(40), || {
@@ -250,4 +251,35 @@ fn after_kill_9_during_recovery_the_side_server_is_stopped_and_resume_recovers_a
         String::from_utf8_lossy(&resumed.stderr).into_owned() + &String::from_utf8_lossy(&resumed.stdout);
     assert!(resumed.status.success(), "{text}");
     assert!(text.contains("on timeline 2"), "{text}");
+}
+
+/// The side server holds a copy of production with trust authentication: no other local
+/// user may reach it, neither over loopback TCP nor through its socket directory.
+fn another_local_user_cannot_reach_the_side_server(state: &std::path::Path) {
+    let pid_file = crate::support::sandbox::files_under(state)
+        .into_iter()
+        .find(|file| file.to_string_lossy().ends_with("postmaster.pid"))
+        .expect("postmaster.pid");
+    let lines: Vec<String> =
+        std::fs::read_to_string(&pid_file).expect("read postmaster.pid").lines().map(str::to_owned).collect();
+    // postmaster.pid: pid, data directory, start time, port, socket directory, listen address.
+    let (port, socket_dir, listen) = (&lines[3], &lines[4], lines.get(5).cloned().unwrap_or_default());
+    assert!(listen.trim().is_empty(), "the side server listens on `{listen}`");
+    let can_run = Command::new("runuser")
+        .args(["-u", "nobody", "--", &format!("{BIN}/psql"), "--version"])
+        .output()
+        .expect("runuser runs");
+    assert!(can_run.status.success(), "nobody cannot run psql at all: the check below would prove nothing");
+    for host in ["127.0.0.1", socket_dir.as_str()] {
+        let output = Command::new("runuser")
+            .args(["-u", "nobody", "--", &format!("{BIN}/psql"), "-h", host, "-p", port, "-U", "postgres"])
+            .args(["-d", "postgres", "-qAtc", "select 1"])
+            .output()
+            .expect("runuser runs");
+        assert!(
+            !output.status.success(),
+            "another user read the side server through {host}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
 }
